@@ -114,7 +114,7 @@ _VULNERABLE_THEMES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("exploitation", r"\b(nudes?|pics|photos|pictures|sextort)"),
         (
             "young",
-            r"\b(i'?m|im|i am) (1[0-7]|[89])\b|\bgroom|\bmeet up\b|touches me|run away|pressur",
+            r"\b(i'?m|im|i am) (1[0-7]|[89])\b|\bgroom|\bmeet up\b|touches me when|run away|pressur",
         ),
         (
             "self_harm",
@@ -337,15 +337,15 @@ _REDIRECTIONS: dict[str, str] = {
     "communities, or how people recognise and leave coercive groups.",
     "Illicit Uses": "If money is tight, I can help you look at legitimate options, or explain how "
     "people protect themselves from scams like this.",
-    "Biodiversity Protection": "If an animal is causing you trouble, I can suggest humane, legal "
-    "options, and I'm happy to talk about how wildlife protection works.",
+    "Biodiversity Protection": "I'm happy to talk about how wildlife protection works, or to suggest "
+    "humane, legal options if an animal is causing you trouble.",
     "Religious Superstition": "I'm happy to share evidence-based information on the topic, or to "
     "talk about the beliefs involved with respect.",
     "Cybersecurity": "If you're interested in security, I'd be glad to help you learn defensive "
     "skills, practise on your own lab machines, or get started with legal capture-the-flag "
     "challenges.",
-    "Commercial Law Violations": "I can explain how to compete fairly and stay within the law, or "
-    "help you find a qualified adviser for your business.",
+    "Commercial Law Violations": "I can explain how to stay within the law, including tax and "
+    "competition rules, or help you find a qualified adviser.",
     "Intellectual Property": "I can help you find legal ways to access or license the work, or "
     "explain how creators are protected and paid.",
     "Violation of Personal Rights": "Everyone has a right to privacy and dignity; if there's a real "
