@@ -60,7 +60,8 @@ def read_jsonl_rows(
     """``(line number, object)`` for each non-blank line; raises DataError on bad JSON or keys."""
     text = _open_text(path, "JSONL", required, fix)
     rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Split on \n only: str.splitlines would also break inside strings holding U+0085 or U+2028.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
