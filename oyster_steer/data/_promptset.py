@@ -130,7 +130,7 @@ def _as_choice(name: str, value: str | Iterable[str] | None) -> frozenset[str] |
     return chosen
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class PromptSet(Sequence[PromptRecord]):
     """Immutable sequence of :class:`PromptRecord` with filters, counts, splits and JSONL I/O.
 
@@ -140,10 +140,10 @@ class PromptSet(Sequence[PromptRecord]):
         (1, 1)
     """
 
-    records: tuple[PromptRecord, ...] = ()
+    records: tuple[PromptRecord, ...]
 
-    def __post_init__(self) -> None:
-        records = tuple(self.records)
+    def __init__(self, records: Iterable[PromptRecord] = ()) -> None:
+        records = tuple(records)
         for i, r in enumerate(records):
             if not isinstance(r, PromptRecord):
                 raise TypeError(f"records[{i}] is a {type(r).__name__}; pass PromptRecord items.")
