@@ -31,6 +31,7 @@ from oyster_steer.data import (
     load_strongreject,
     load_table,
 )
+from oyster_steer.data._dedupe import UnionFind, near_duplicate_pairs
 from oyster_steer.data._loaders import _parse_posts
 
 _CATEGORIES = {*RISK_CATEGORIES, "unknown"}
@@ -182,15 +183,17 @@ def test_starter_set() -> None:
 
 
 # -- load_all ---------------------------------------------------------------------------------
+def _shared_pairs(ps: PromptSet) -> Counter[tuple[str, str]]:
+    pairs: Counter[tuple[str, str]] = Counter()
+    for r in ps:
+        held = sorted({r.source, *filter(None, r.meta.get("also_in", "").split(","))})
+        pairs.update((a, b) for i, a in enumerate(held) for b in held[i + 1 :])
+    return pairs
+
+
 def test_load_all_deduplicates_the_known_overlaps(everything: PromptSet) -> None:
     assert len({r.normalized for r in everything}) == len(everything)
-    pairs = Counter()
-    for r in everything:
-        held = {r.source, *filter(None, r.meta.get("also_in", "").split(","))}
-        for a in held:
-            for b in held:
-                if a < b:
-                    pairs[a, b] += 1
+    pairs = _shared_pairs(everything)
     # README: AdvBench∩StrongREJECT 25, AdvBench∩JBB 11, HarmBench∩JBB 9, JBB∩StrongREJECT 3;
     # the near-duplicate pass adds one more to each AdvBench pair.
     assert pairs["advbench", "strongreject"] >= 25
@@ -198,6 +201,26 @@ def test_load_all_deduplicates_the_known_overlaps(everything: PromptSet) -> None
     assert pairs["harmbench", "jailbreakbench"] >= 9
     assert pairs["jailbreakbench", "strongreject"] >= 3
     assert all(i in everything.counts() and everything.counts()[i] > 500 for i in INTENTS)
+
+
+def test_exact_and_near_duplicate_passes(data_dir: Path) -> None:
+    names = ["advbench", "harmbench", "jailbreakbench", "strongreject"]
+    exact = load_all(data_dir, include_starter=False, sources=names, near_threshold=None)
+    # Exactly the README's overlaps (exact after lower-casing and stripping punctuation).
+    assert _shared_pairs(exact) == {
+        ("advbench", "strongreject"): 25,
+        ("advbench", "jailbreakbench"): 11,
+        ("harmbench", "jailbreakbench"): 9,
+        ("jailbreakbench", "strongreject"): 3,
+    }
+    leftover = near_duplicate_pairs([r.normalized for r in exact], 0.9)
+    assert any(exact[i].source != exact[j].source for i, j in leftover)  # edited copies
+    groups = UnionFind(len(exact))
+    for i, j in leftover:
+        groups.union(i, j)
+    near = load_all(data_dir, include_starter=False, sources=names)
+    assert len(near) == len({groups.find(i) for i in range(len(exact))}) < len(exact)
+    assert near_duplicate_pairs([r.normalized for r in near], 0.9) == []
 
 
 def test_load_all_sources_and_errors(data_dir: Path) -> None:

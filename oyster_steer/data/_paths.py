@@ -22,7 +22,7 @@ def default_data_dir() -> Path | None:
 
     Example:
         >>> d = default_data_dir()
-        >>> d is None or (d / "advbench").exists() or d.is_dir()
+        >>> d is None or d.is_dir()
         True
     """
     env = os.environ.get(DATA_ENV_VAR)
