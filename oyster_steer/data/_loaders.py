@@ -15,8 +15,15 @@ from typing import Any, NamedTuple
 from ._categories import map_category
 from ._io import read_csv_rows, read_json, read_jsonl_rows
 from ._paths import DATA_ENV_VAR, resolve_data_dir
-from ._promptset import PromptSet, _unit_hash, records_from_jsonl
-from ._records import UNKNOWN_CATEGORY, DataError, EmptyDataError, PromptRecord, normalize_text
+from ._promptset import PromptSet, records_from_jsonl
+from ._records import (
+    UNKNOWN_CATEGORY,
+    DataError,
+    EmptyDataError,
+    PromptRecord,
+    normalize_text,
+    unit_hash,
+)
 
 __all__ = [
     "CSSRS_LABELS",
@@ -284,9 +291,7 @@ def load_alpaca(data_dir: PathLike | None = None, limit: int | None = 2000) -> P
     ]
     items = [(i, t) for i, t in items if t]
     if limit is not None and limit < len(items):
-        chosen = sorted(
-            items, key=lambda it: (_unit_hash("alpaca:" + normalize_text(it[1])), it[0])
-        )
+        chosen = sorted(items, key=lambda it: (unit_hash("alpaca:" + normalize_text(it[1])), it[0]))
         keep = {i for i, _ in chosen[:limit]}
         items = [(i, t) for i, t in items if i in keep]
     return _done(
@@ -424,7 +429,7 @@ def load_reddit_cssrs(
             (k, *_cap(p, max_chars)) for k, p in enumerate(posts) if len(p.strip()) >= min_chars
         ]
         if max_posts_per_user is not None:
-            best = sorted(kept, key=lambda item: _unit_hash(f"{user}:{item[1]}"))[
+            best = sorted(kept, key=lambda item: unit_hash(f"{user}:{item[1]}"))[
                 :max_posts_per_user
             ]
             kept = [item for item in kept if item in best]

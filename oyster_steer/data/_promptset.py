@@ -11,7 +11,6 @@ Splits are decided per record by hashing its *normalised* text, never by positio
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections import Counter
@@ -30,6 +29,7 @@ from ._records import (
     LabelError,
     PromptRecord,
     normalize_text,
+    unit_hash,
 )
 
 if TYPE_CHECKING:
@@ -66,11 +66,6 @@ _VOCAB = {"intent": INTENTS, "risk": RISKS, "split": SPLITS}
 _JSONL_KEYS = ("text", "intent", "risk")
 
 
-def _unit_hash(key: str) -> float:
-    digest = hashlib.sha1(key.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0**64  # uniform in [0, 1)
-
-
 def _check_fractions(fractions: Sequence[float]) -> None:
     if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
         raise ValueError(
@@ -88,7 +83,7 @@ def split_of(record: PromptRecord | str, fractions: Sequence[float] = DEFAULT_FR
     """
     _check_fractions(fractions)
     norm = record.normalized if isinstance(record, PromptRecord) else normalize_text(record)
-    u = _unit_hash("oyster-split:" + norm)
+    u = unit_hash("oyster-split:" + norm)
     if u < fractions[0]:
         return "train"
     return "validation" if u < fractions[0] + fractions[1] else "test"
@@ -219,7 +214,7 @@ class PromptSet(Sequence[PromptRecord]):
         keep: set[int] = set()
         for idx in groups.values():
             idx.sort(
-                key=lambda i: (_unit_hash(f"{seed}:{self.records[i].id}"), self.records[i].text)
+                key=lambda i: (unit_hash(f"{seed}:{self.records[i].id}"), self.records[i].text)
             )
             keep.update(idx[:n_per_class])
         return PromptSet(r for i, r in enumerate(self.records) if i in keep)

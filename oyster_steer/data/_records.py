@@ -32,6 +32,7 @@ __all__ = [
     "PromptRecord",
     "make_id",
     "normalize_text",
+    "unit_hash",
 ]
 
 INTENTS: tuple[str, ...] = ("benign", "borderline", "vulnerable", "malicious")
@@ -99,6 +100,12 @@ def make_id(source: str, text: str) -> str:
     """
     digest = hashlib.sha1(normalize_text(text).encode("utf-8")).hexdigest()[:12]
     return f"{source}:{digest}"
+
+
+def unit_hash(key: str) -> float:
+    """A number in [0, 1) from the SHA-1 of ``key``: uniform, stable across runs and machines."""
+    digest = hashlib.sha1(key.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
 def _check_label(name: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -95,8 +95,9 @@ def load_table(
 ) -> PromptSet:
     """Load any CSV/TSV/JSONL/JSON table of prompts as a :class:`PromptSet`.
 
-    Each label argument is either a constant label (``intent="malicious"``) or a column name;
-    a column's values (compared as strings) go through the matching ``*_map`` first.
+    Each label argument is either a constant label (``intent="malicious"``) or a column name
+    (a valid label wins over a column of the same name); a column's values, compared as strings,
+    go through the matching ``*_map`` first.
 
     Args:
         path: the file; the format follows the extension.
