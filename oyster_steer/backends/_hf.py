@@ -1,0 +1,108 @@
+"""Hugging Face transformers backend: plain PyTorch hooks on the modules named by the arch registry."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .._arch import hook_point
+from . import Hook, HookHandle, position_ids
+
+if TYPE_CHECKING:
+    from .._models import OysterModel
+
+__all__ = ["add_hooks", "forward", "generate"]
+
+
+class _StopForward(Exception):
+    """Raised by the last read hook to skip the rest of a forward pass nobody needs."""
+
+
+def _output_hook(fn: Any) -> Any:
+    def hook(module: torch.nn.Module, args: Any, output: Any) -> Any:
+        if isinstance(output, torch.Tensor):
+            return fn(output)
+        new = fn(output[0])  # older decoder layers and attention modules return tuples
+        return None if new is None else (new, *output[1:])
+
+    return hook
+
+
+def _input_hook(fn: Any) -> Any:
+    def hook(module: torch.nn.Module, args: Any, kwargs: Any) -> Any:
+        if args:
+            new = fn(args[0])
+            return None if new is None else ((new, *args[1:]), kwargs)
+        new = fn(kwargs["hidden_states"])
+        return None if new is None else (args, {**kwargs, "hidden_states": new})
+
+    return hook
+
+
+def add_hooks(model: OysterModel, hooks: Sequence[Hook]) -> HookHandle:
+    """Register every hook or none: a failure rolls back the ones already registered."""
+    handle = HookHandle()
+    try:
+        for hook in hooks:
+            point = hook_point(model.spec, hook.site, write=hook.write, parallel=model.parallel_residual)
+            module = model.hf.get_submodule(point.path)
+            if point.io == "output":
+                h = module.register_forward_hook(_output_hook(hook.fn))
+            else:
+                h = module.register_forward_pre_hook(_input_hook(hook.fn), with_kwargs=True)
+            handle._removers.append(h.remove)
+    except BaseException:
+        handle.remove()
+        raise
+    return handle
+
+
+def _stopping(hooks: Sequence[Hook]) -> list[Hook]:
+    """Wrap the last hook (in execution order) so that it ends the pass after it ran."""
+    if not hooks:
+        return list(hooks)
+    last = max(hooks, key=lambda h: h.site.order)
+
+    def fn(x: torch.Tensor) -> None:
+        last.fn(x)
+        raise _StopForward
+
+    return [h if h is not last else Hook(h.site, fn, h.write) for h in hooks]
+
+
+def forward(
+    model: OysterModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    hooks: Sequence[Hook] = (),
+    *,
+    logits: bool = True,
+) -> torch.Tensor | None:
+    """One forward pass with hooks; without logits it stops after the last hooked block."""
+    kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask), use_cache=False)
+    if logits:
+        with add_hooks(model, hooks):
+            return model.hf(**kwargs).logits
+    with add_hooks(model, _stopping(hooks)):
+        try:
+            model.hf.base_model(**kwargs)  # no LM head: it is a third of the cost on small models
+        except _StopForward:
+            pass
+    return None
+
+
+def generate(
+    model: OysterModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    hooks: Sequence[Hook] = (),
+    *,
+    max_new_tokens: int = 32,
+    **kwargs: Any,
+) -> torch.Tensor:
+    """Greedy generation (B, T + new) with hooks active for the prompt pass and every decode step."""
+    kwargs = {"do_sample": False, "pad_token_id": model.pad_id, **kwargs}
+    with add_hooks(model, hooks):
+        return model.hf.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens, **kwargs)

@@ -1,0 +1,94 @@
+"""Tiny random-init models for tests, examples and benchmarks (offline, seconds to build).
+
+Example:
+    >>> from oyster_steer.testing import tiny_model
+    >>> model = tiny_model("llama")          # doctest: +SKIP
+    >>> model.n_layers, model.d_model        # doctest: +SKIP
+    (3, 64)
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ._models import DEFAULT_MODEL, KNOWN_MODELS, OysterModel, _file_lock, cache_dir, from_hf
+
+__all__ = ["TINY_ARCHITECTURES", "default_tokenizer", "tiny_hf_model", "tiny_model"]
+
+_COMMON = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4, max_position_embeddings=1024)
+
+
+def _llama_like(config_cls: str, **extra: Any) -> Callable[[int], Any]:
+    def make(vocab: int) -> Any:
+        import transformers
+
+        return getattr(transformers, config_cls)(vocab_size=vocab, num_key_value_heads=2, **_COMMON, **extra)
+
+    return make
+
+
+def _gpt2(vocab: int) -> Any:
+    from transformers import GPT2Config
+
+    return GPT2Config(vocab_size=vocab, n_embd=64, n_layer=3, n_head=4, n_positions=1024, n_inner=128)
+
+
+def _neox(parallel: bool) -> Callable[[int], Any]:
+    def make(vocab: int) -> Any:
+        from transformers import GPTNeoXConfig
+
+        return GPTNeoXConfig(vocab_size=vocab, use_parallel_residual=parallel, rotary_pct=0.25, **_COMMON)
+
+    return make
+
+
+TINY_ARCHITECTURES: dict[str, Callable[[int], Any]] = {
+    "llama": _llama_like("LlamaConfig"),
+    "qwen2": _llama_like("Qwen2Config"),
+    "mistral": _llama_like("MistralConfig", sliding_window=None),
+    "gemma": _llama_like("GemmaConfig", head_dim=16),
+    "gemma2": _llama_like("Gemma2Config", head_dim=16, sliding_window=64),
+    "gemma3": _llama_like("Gemma3TextConfig", head_dim=16, sliding_window=64),
+    "phi3": _llama_like("Phi3Config", pad_token_id=0),
+    "gpt2": _gpt2,
+    "gpt_neox": _neox(parallel=True),
+    "gpt_neox_sequential": _neox(parallel=False),
+}
+
+
+@functools.lru_cache(maxsize=1)
+def default_tokenizer() -> Any:
+    """The default model's tokenizer, extracted once from its GGUF into the cache (~5 s the first time)."""
+    from transformers import AutoTokenizer
+
+    converted = cache_dir() / "models" / DEFAULT_MODEL
+    if (converted / "tokenizer.json").exists():
+        return AutoTokenizer.from_pretrained(str(converted))
+    target = cache_dir() / "tokenizers" / DEFAULT_MODEL
+    with _file_lock(cache_dir() / "locks" / f"{DEFAULT_MODEL}-tokenizer.lock"):
+        if not (target / "tokenizer.json").exists():
+            gguf: Path = KNOWN_MODELS[DEFAULT_MODEL].locate()
+            tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            tok.save_pretrained(target)
+    return AutoTokenizer.from_pretrained(str(target))
+
+
+def tiny_hf_model(arch: str = "llama", *, seed: int = 0, vocab_size: int | None = None) -> Any:
+    """A random-init ``*ForCausalLM`` of family ``arch`` (3 layers, width 64), in eval mode, fp32."""
+    from transformers import AutoModelForCausalLM
+
+    if arch not in TINY_ARCHITECTURES:
+        raise ValueError(f"unknown tiny architecture {arch!r}: use one of {', '.join(TINY_ARCHITECTURES)}")
+    config = TINY_ARCHITECTURES[arch](vocab_size or len(default_tokenizer()))
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+
+
+def tiny_model(arch: str = "llama", backend: str = "hf", *, seed: int = 0) -> OysterModel:
+    """A tiny random model with the default model's tokenizer and chat template, on ``backend``."""
+    return from_hf(tiny_hf_model(arch, seed=seed), default_tokenizer(), backend=backend, name=f"tiny-{arch}-{seed}")
