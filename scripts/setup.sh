@@ -8,7 +8,8 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 stamp=.venv/.oyster-setup-$(cat pyproject.toml constraints.txt scripts/setup.sh | sha1sum | cut -c1-12)
 if [ -f "$stamp" ]; then exit 0; fi
-pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
+# (the local package index prints one harmless "Location ... is ignored" line per package: hidden)
+pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@" 2> >(grep -v "is ignored: it is neither" >&2); }
 # torch first: an exact pin takes the CPU wheel on local disk instead of a multi-GB CUDA build.
 pip install "torch==2.13.0"
 # constraints.txt pins the versions verified together on these machines (TOOLCHAIN.md).
