@@ -1,0 +1,332 @@
+"""export_patched: baked checkpoints reproduce the hooked model, load with plain transformers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from oyster_steer import EmptyInputError, SiteError, WidthMismatchError, from_hf
+from oyster_steer._export import MANIFEST_NAME, ExportError, ExportManifest, export_patched
+from oyster_steer._export_bake import residual_writers
+from oyster_steer._export_routes import export_route
+from oyster_steer.backends import Hook, get_backend, position_ids
+from oyster_steer.testing import TINY_ARCHITECTURES, default_tokenizer, tiny_model
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+ALL = {
+    "blocks.1.hook_resid_post": "mlp_bias",
+    "blocks.1.hook_mlp_out": "mlp_bias",
+    "blocks.2.hook_resid_pre": "mlp_bias",
+    "blocks.0.hook_attn_out": "attn_bias",
+    "blocks.2.hook_resid_mid": "attn_bias",
+    "blocks.0.hook_resid_pre": "embedding_rows",
+}
+NO_MID = {k: v for k, v in ALL.items() if "resid_mid" not in k}
+ATTN_ONLY = {k: v for k, v in ALL.items() if v != "mlp_bias"}
+EMBED_ONLY = {"blocks.0.hook_resid_pre": "embedding_rows"}
+# arch -> (site -> expected route, exported model_type)
+EXPECTED = {
+    "llama": (ALL, "llama"),
+    "qwen2": (ALL, "llama"),
+    "mistral": (ALL, "llama"),
+    "phi3": (ALL, "llama"),
+    "gemma": (ATTN_ONLY, "gemma"),
+    "gemma2": (EMBED_ONLY, "gemma2"),
+    "gemma3": (EMBED_ONLY, "gemma3_text"),
+    "gpt2": (ALL, "gpt2"),
+    "gpt_neox": (NO_MID, "gpt_neox"),
+    "gpt_neox_sequential": (ALL, "gpt_neox"),
+}
+PROMPTS = ["How do I bake bread?", "I feel alone tonight."]
+
+
+def test_every_tiny_architecture_has_an_expectation():
+    assert set(EXPECTED) == set(TINY_ARCHITECTURES)
+
+
+def _vectors(model, sites, seed=1, scale=2.0):
+    gen = torch.Generator().manual_seed(seed)
+    return {s: scale * torch.randn(model.d_model, generator=gen) for s in sites}
+
+
+def _hooked_logits(model, ids, mask, hooks):
+    with torch.no_grad():
+        return get_backend("hf").forward(model, ids, mask, hooks)
+
+
+def _adds(vectors):
+    from oyster_steer import parse_site
+
+    return [Hook(parse_site(s), _adder(v), write=True) for s, v in vectors.items()]
+
+
+def _adder(vec):
+    return lambda h: h + vec
+
+
+def _projects(model, r):
+    """Directional ablation as hooks: project r (d, k orthonormal) out of every residual write."""
+    from oyster_steer import Site
+
+    sites = [Site(0, "resid_pre")] + [
+        Site(i, k) for i in range(model.n_layers) for k in ("attn_out", "mlp_out")
+    ]
+    return [Hook(s, lambda h: h - (h @ r) @ r.T, write=True) for s in sites]
+
+
+def _load(out_dir):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(out_dir), dtype=torch.float32).eval()
+
+
+def _logits(hf, ids, mask, **kw):
+    with torch.no_grad():
+        return hf(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=position_ids(mask),
+            use_cache=False,
+            **kw,
+        )
+
+
+def _max_diff(a, b, mask):
+    return float((a - b)[mask.bool()].abs().max())
+
+
+@pytest.mark.parametrize("arch", sorted(EXPECTED))
+def test_baked_vectors_equal_hooks(arch, tmp_path):
+    model = tiny_model(arch)
+    routes, model_type = EXPECTED[arch]
+    vectors = _vectors(model, routes)
+    manifest = export_patched(model, vectors, tmp_path, verify=False)
+    assert manifest.model_type == model_type
+    assert {r["site"]: r["route"] for r in manifest.baked} == routes
+    ids, mask = model.encode(PROMPTS)
+    want = _hooked_logits(model, ids, mask, _adds(vectors))
+    got = _logits(_load(tmp_path), ids, mask).logits
+    assert _max_diff(got, want, mask) <= 1e-4
+    assert _max_diff(want, _hooked_logits(model, ids, mask, []), mask) > 1e-2  # the vectors matter
+
+
+@torch.no_grad()
+def _assert_writers_orthogonal(model, r):
+    """||u^T W|| ~ 0 for every residual writer; u = r, or the norm-scaled r behind a post norm."""
+    route = export_route(model.model_type)
+    for path, norm in residual_writers(model, route):
+        module = model.hf.get_submodule(path)
+        u = r if norm is None else (route.norm_offset + model.hf.get_submodule(norm).weight) * r
+        weight = module.weight.T if type(module).__name__ == "Conv1D" else module.weight
+        along = weight @ u if isinstance(module, torch.nn.Embedding) else u @ weight
+        assert float(along.norm()) <= 1e-5 * float(weight.norm()), path
+        if getattr(module, "bias", None) is not None:
+            assert abs(float(module.bias @ u)) <= 1e-6, path
+
+
+@pytest.mark.parametrize("arch", sorted(EXPECTED))
+def test_ablation_removes_direction_from_every_writer(arch, tmp_path):
+    model = tiny_model(arch)
+    r = torch.nn.functional.normalize(
+        torch.randn(model.d_model, generator=torch.Generator().manual_seed(3)), dim=0
+    )
+    manifest = export_patched(model, None, tmp_path, ablate=r, verify=False)
+    exported = from_hf(_load(tmp_path), default_tokenizer())
+    _assert_writers_orthogonal(exported, r)
+    ids, mask = model.encode(PROMPTS)
+    out = _logits(exported.hf, ids, mask, output_hidden_states=True)
+    for layer, h in enumerate(out.hidden_states[: model.n_layers]):  # the input of every block
+        assert float((h @ r)[mask.bool()].abs().max()) <= 1e-5 * float(
+            h[mask.bool()].abs().max()
+        ), layer
+    if manifest.ablated["exact"]:
+        want = _hooked_logits(model, ids, mask, _projects(model, r[:, None]))
+        assert _max_diff(out.logits, want, mask) <= 1e-4
+    else:  # Gemma 2/3: removed through the post norms, which rescale; not the projection hooks
+        assert (
+            arch in ("gemma2", "gemma3")
+            and manifest.ablated["route"] == "orthogonalise_through_post_norm"
+        )
+
+
+def test_vector_and_rank2_ablation_together(tmp_path):
+    model = tiny_model("gpt2")
+    gen = torch.Generator().manual_seed(5)
+    q, _ = torch.linalg.qr(torch.randn(model.d_model, 2, generator=gen))  # (d, 2)
+    vectors = _vectors(model, ["blocks.1.hook_resid_post"])
+    manifest = export_patched(model, vectors, tmp_path, ablate=q.T)
+    assert manifest.ablated["rank"] == 2 and manifest.verification["max_abs_logit_diff"] <= 1e-4
+    projected = {s: v - q @ (q.T @ v) for s, v in vectors.items()}  # added vectors lose r too
+    ids, mask = model.encode(PROMPTS)
+    want = _hooked_logits(model, ids, mask, _projects(model, q) + _adds(projected))
+    assert _max_diff(_logits(_load(tmp_path), ids, mask).logits, want, mask) <= 1e-4
+
+
+def test_export_leaves_the_source_model_untouched(tmp_path):
+    model = tiny_model("llama")
+    before = {k: v.clone() for k, v in model.hf.state_dict().items()}
+    config = model.hf.config.to_dict()
+    r = torch.randn(model.d_model)
+    export_patched(model, _vectors(model, ALL), tmp_path, ablate=r, verify=False)
+    assert model.hf.config.to_dict() == config
+    after = model.hf.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_manifest_records_routes_switches_and_identity(tmp_path):
+    from oyster_steer import __version__
+
+    model = tiny_model("qwen2")
+    manifest = export_patched(
+        model, _vectors(model, ["blocks.1.hook_resid_post"]), tmp_path, strength=0.5
+    )
+    data = json.loads((tmp_path / MANIFEST_NAME).read_text())
+    assert (
+        data["model_fingerprint"] == model.fingerprint
+        and data["oyster_steer_version"] == __version__
+    )
+    assert data["source_model_type"] == "qwen2" and data["model_type"] == "llama"
+    assert data["config_changes"] == {"model_type": "llama", "mlp_bias": True}
+    baked = data["baked"][0]
+    assert baked["module"] == "model.layers.1.mlp.down_proj" and baked["strengths"] == [0.5]
+    assert data["verification"]["max_abs_logit_diff"] <= 1e-4
+    assert ExportManifest.load(tmp_path) == manifest
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForCausalLM"] and config["mlp_bias"] is True
+    assert config["attention_bias"] is True  # Qwen2's q/k/v biases are kept
+
+
+def _reference(model, vectors, r=None):
+    """The hooks an export must reproduce: ablation of unit r, and vectors made orthogonal to r."""
+    if r is None:
+        return _adds(vectors)
+    return _projects(model, r[:, None]) + _adds({s: v - r * (v @ r) for s, v in vectors.items()})
+
+
+_FRESH = textwrap.dedent(
+    """
+    import json, sys, torch
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM
+    out = {}
+    for name, (ids, mask) in json.loads(sys.argv[2]).items():
+        model = AutoModelForCausalLM.from_pretrained(sys.argv[1] + "/" + name, dtype=torch.float32).eval()
+        ids, mask = torch.tensor(ids), torch.tensor(mask)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.no_grad():
+            out[name] = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits.contiguous()
+    assert "oyster_steer" not in sys.modules, "oyster_steer was imported"
+    save_file(out, sys.argv[1] + "/logits.safetensors")
+    """
+)
+
+
+def test_exported_checkpoint_loads_in_fresh_python_without_oyster_steer(tmp_path):
+    """Only transformers, in a new interpreter: a relabelled Qwen2 and an untied, ablated Gemma."""
+    from safetensors.torch import load_file
+
+    wants, inputs = {}, {}
+    for arch, sites, ablate in (("qwen2", ALL, False), ("gemma", ATTN_ONLY, True)):
+        model = tiny_model(arch)
+        vectors = _vectors(model, sites)
+        r = torch.nn.functional.normalize(torch.randn(model.d_model), dim=0) if ablate else None
+        export_patched(model, vectors, tmp_path / arch, ablate=r, verify=False)
+        ids, mask = model.encode(PROMPTS)
+        wants[arch] = (_hooked_logits(model, ids, mask, _reference(model, vectors, r)), mask)
+        inputs[arch] = (ids.tolist(), mask.tolist())
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-c", _FRESH, str(tmp_path), json.dumps(inputs)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = load_file(str(tmp_path / "logits.safetensors"))
+    for arch, (want, mask) in wants.items():
+        assert _max_diff(got[arch], want, mask) <= 1e-4, arch
+    gemma = json.loads((tmp_path / "gemma" / "config.json").read_text())
+    assert gemma["tie_word_embeddings"] is False and gemma["attention_bias"] is True
+
+
+def test_qwen3_bakes_attention_and_refuses_mlp(tmp_path):
+    from transformers import AutoModelForCausalLM, Qwen3Config
+
+    config = Qwen3Config(
+        vocab_size=len(default_tokenizer()),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=1024,
+    )
+    torch.manual_seed(0)
+    model = from_hf(
+        AutoModelForCausalLM.from_config(config).eval(), default_tokenizer(), name="tiny-qwen3"
+    )
+    manifest = export_patched(model, _vectors(model, ["blocks.1.hook_attn_out"]), tmp_path / "ok")
+    assert manifest.config_changes == {"attention_bias": True} and "vLLM" in manifest.notes[0]
+    with pytest.raises(
+        SiteError,
+        match=r"cannot bake 'blocks.1.hook_resid_post': qwen3 has no config switch that gives its MLP output projection a bias",
+    ):
+        export_patched(model, _vectors(model, ["blocks.1.hook_resid_post"]), tmp_path / "no")
+
+
+def test_refusals_are_one_clear_sentence(tmp_path):
+    gemma2 = tiny_model("gemma2")
+    with pytest.raises(
+        SiteError,
+        match=r"cannot bake 'blocks.1.hook_attn_out': gemma2 normalises each sublayer's output \(post_attention_layernorm / post_feedforward_layernorm, which have no bias\)",
+    ):
+        export_patched(gemma2, _vectors(gemma2, ["blocks.1.hook_attn_out"]), tmp_path / "a")
+    llama = tiny_model("llama")
+    with pytest.raises(
+        WidthMismatchError,
+        match=r"the vector at 'blocks.1.hook_resid_post' has shape \(3,\), but the model's residual width is 64",
+    ):
+        export_patched(llama, {"blocks.1.hook_resid_post": torch.ones(3)}, tmp_path / "b")
+    with pytest.raises(
+        EmptyInputError,
+        match="nothing to export: pass steering vectors, a control plan, or ablate=",
+    ):
+        export_patched(llama, None, tmp_path / "c")
+    with pytest.raises(ExportError, match="an ablation direction is all zeros"):
+        export_patched(llama, None, tmp_path / "d", ablate=torch.zeros(64))
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "config.json").write_text("{}")
+    with pytest.raises(
+        ExportError, match=r"out_dir .* is not empty: choose a new directory or delete its contents"
+    ):
+        export_patched(llama, _vectors(llama, ["blocks.1.hook_resid_post"]), tmp_path / "full")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # refused before writing
+
+
+def test_sliding_window_families_refuse_the_llama_relabel(tmp_path):
+    from transformers import AutoModelForCausalLM, MistralConfig
+
+    config = MistralConfig(
+        vocab_size=len(default_tokenizer()),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        sliding_window=16,
+    )
+    model = from_hf(
+        AutoModelForCausalLM.from_config(config).eval(), default_tokenizer(), name="tiny-swa"
+    )
+    with pytest.raises(
+        ExportError,
+        match=r"mistral uses sliding-window attention \(sliding_window=16\), which the llama layout needed for a bias cannot express",
+    ):
+        export_patched(model, _vectors(model, ["blocks.1.hook_resid_post"]), tmp_path / "a")
+    manifest = export_patched(model, _vectors(model, ["blocks.0.hook_resid_pre"]), tmp_path / "b")
+    assert manifest.model_type == "mistral"  # the embedding route needs no relabel
