@@ -1,0 +1,219 @@
+"""The hot path of a control plan: device buffers, one read hook, one fused write hook per site.
+
+How a pass runs under a patched plan (every step is tensor code on the model's device):
+
+1. :class:`~oyster_steer._positions.PositionTracker` (a pre-hook on the first block) knows each
+   row's prompt end from its position ids; right after it, :meth:`ControlState.begin` marks the
+   rows whose pass is a prompt pass (``starts``, (B,)), zeroes their gates (the decision for a
+   new sequence does not exist before the read site) and computes the pass's write weights
+   ``posw = schedule[min(decode step, L - 1)] * positions mask``, (B, T, 1).
+2. The read hook at the probe's site reads the last prompt token (``x[:, -1]``: correct under left
+   padding), a masked window of them, or a running mean over generated tokens; the folded probe
+   gives the posterior, the policy the expected utilities and gates. ``torch.where(starts, new,
+   old)`` copies them into preallocated per-row buffers: the latch. Decode steps keep what the
+   prompt pass decided (``read="running"`` re-decides every step instead).
+3. Each write hook adds ``posw * (gates (B, S) @ stacked (S, d))`` with one ``torch.addcmul``;
+   ``stacked`` already sums every bound vector's strength-weighted direction per strategy.
+
+No ``.item()``, ``.tolist()``, ``.cpu()``, host copies or branches on tensor values. The only
+python branches are on shapes (batch growth, trace bookkeeping) and on the plan's constants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ._policy import decide
+from ._positions import PositionTracker
+from ._sites import Site, resolve_site
+from .backends import Hook
+
+if TYPE_CHECKING:
+    from ._control import ControlPlan
+    from ._models import OysterModel
+
+__all__ = ["ControlState", "build_hooks"]
+
+
+class ControlState:
+    """Buffers and constants shared by the hooks of one patched plan; all on the model's device."""
+
+    def __init__(
+        self,
+        plan: ControlPlan,
+        model: OysterModel,
+        *,
+        max_batch: int,
+        trace: bool,
+        positions: str,
+        gain: float,
+    ) -> None:
+        dev = model.device
+        self.tracker = PositionTracker()
+        self.read_mode, self.window, self.positions = plan.read, plan.window, positions
+        self.mode, self.temperature = plan.policy.mode, float(plan.policy.temperature)  # type: ignore[union-attr]
+        self.w, self.b = (t.to(dev, torch.float32) for t in plan.probe.folded())  # (C, d), (C,)
+        self.payoff = plan.policy.payoff.to(dev, torch.float32)  # type: ignore[union-attr]  # (S, C)
+        self.monitor_wb = {
+            k: tuple(t.to(dev, torch.float32) for t in p.folded()) for k, p in plan.monitors.items()
+        }
+        self.schedule = torch.tensor(plan.schedule, dtype=torch.float32, device=dev) * gain  # (L,)
+        self.device, self.d_model, self.trace = dev, plan.probe.d_model, trace
+        self.batch = 0
+        self.mask: torch.Tensor | None = None  # (B, T) attention mask of the pass (window reads)
+        self.starts = torch.zeros(0, dtype=torch.bool, device=dev)  # (B,) rows in a prompt pass
+        self.last_gen = torch.full(
+            (1,), -1, dtype=torch.long, device=dev
+        )  # (B,) decode index of each row
+        self.posw = torch.zeros(1, 1, 1, device=dev)  # (B, T, 1) write weights of the pass
+        self.records: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._allocate(max_batch)
+
+    def _allocate(self, rows: int) -> None:
+        """Preallocate per-row buffers (at patch time, or when a batch outgrows them)."""
+        c, s = self.w.shape[0], self.payoff.shape[0]
+
+        def new(*shape: int) -> torch.Tensor:
+            t = torch.zeros(*shape, device=self.device)
+            torch._dynamo.mark_static_address(t)  # stable addresses for CUDA-graph replay
+            return t
+
+        self.capacity = rows
+        self.posterior, self.eu, self.weights, self.gates = (
+            new(rows, c),
+            new(rows, s),
+            new(rows, s),
+            new(rows, s),
+        )
+        self.acc = new(rows, self.d_model)
+        self.monitor_post = {k: new(rows, w.shape[0]) for k, (w, _) in self.monitor_wb.items()}
+
+    # -- start of a pass (pre-hook on the first block, right after the position tracker) -------
+    def begin(self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        hidden = args[0] if args else kwargs["hidden_states"]
+        rows, tokens = hidden.shape[0], hidden.shape[1]
+        if rows > self.capacity:  # a shape, known on the host
+            self._allocate(max(rows, 2 * self.capacity))
+        self.batch = rows
+        gen = self.tracker.gen_index  # (B, T, 1): position - prompt end; < 0 on prompt tokens
+        self.last_gen = gen[:, -1, 0]  # (B,)
+        self.starts = self.last_gen < 0  # (B,) a prompt pass: a new sequence starts in this row
+        self.gates[:rows].mul_(
+            (~self.starts).unsqueeze(-1).float()
+        )  # undecided until the read site
+        step = (gen + 1).clamp(
+            0, self.schedule.shape[0] - 1
+        )  # (B, T, 1): 0 prompt, i = i-th decode step
+        posw = self.schedule[step]  # (B, T, 1)
+        self.posw = posw if self.positions == "all" else posw * self.tracker.mask(self.positions)
+        if self.trace and tokens > 1:
+            self.records = []
+
+    # -- the read hook ------------------------------------------------------------------------
+    def read(self, x: torch.Tensor, gate: bool, monitors: tuple[str, ...]) -> None:
+        """Decide from this pass's reading and latch it for rows in a prompt pass.
+
+        ``gate``: the gating probe reads here; ``monitors``: the monitor probes that read here
+        (they latch at the prompt pass; with ``read="running"`` the gate re-decides every step).
+        """
+        rows, running = x.shape[0], gate and self.read_mode == "running"
+        feature = self._feature(x, running)  # (B, d)
+        new = [(self.monitor_post[k], _posterior(feature, *self.monitor_wb[k])) for k in monitors]
+        if gate:
+            posterior = _posterior(feature, self.w, self.b)  # (B, C)
+            eu, weights, gates = decide(posterior, self.payoff, self.mode, self.temperature)
+            new += [
+                (self.posterior, posterior),
+                (self.eu, eu),
+                (self.weights, weights),
+                (self.gates, gates),
+            ]
+        start = self.starts.unsqueeze(-1)  # (B, 1)
+        for buf, value in new:
+            rows_buf = buf[:rows]
+            rows_buf.copy_(value if running else torch.where(start, value, rows_buf))
+        if self.trace and gate:
+            self._record(x, rows)
+
+    def _feature(self, x: torch.Tensor, running: bool) -> torch.Tensor:
+        """(B, T, d) -> (B, d) what a probe reads in this pass."""
+        last = x[:, -1].float()  # (B, d): the last prompt token under left padding
+        if running:  # mean over the last prompt token and every generated token so far
+            acc = self.acc[: x.shape[0]]
+            acc.copy_(torch.where(self.starts.unsqueeze(-1), last, acc + last))
+            return acc / (self.last_gen + 2).clamp(min=1).float().unsqueeze(-1)
+        if self.read_mode != "window":
+            return last
+        k = min(self.window, x.shape[1])
+        mask = self.mask
+        if mask is not None and mask.shape == x.shape[:2]:
+            real = mask[:, -k:].float()  # (B, k): left padding excluded
+        else:
+            real = x.new_ones(x.shape[0], k, dtype=torch.float32)
+        total = torch.einsum("bkd,bk->bd", x[:, -k:].float(), real)  # (B, d)
+        return total / real.sum(1, keepdim=True).clamp(min=1.0)
+
+    def _record(self, x: torch.Tensor, rows: int) -> None:
+        posterior = (x.float() @ self.w.T + self.b).softmax(-1)  # (B, T, C)
+        eu = posterior @ self.payoff.T  # (B, T, S)
+        applied = self.gates[:rows].unsqueeze(1) * self.posw  # (B, T, S)
+        self.records.append((posterior.detach(), eu.detach(), applied.detach()))
+
+    # -- the fused write hook of one site -----------------------------------------------------
+    def write_fn(self, stacked: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Every vector bound at this site in one (B, S) @ (S, d) matmul and one addcmul."""
+
+        def write(x: torch.Tensor) -> torch.Tensor:
+            delta = self.gates[: x.shape[0]] @ stacked  # (B, d)
+            return torch.addcmul(
+                x, self.posw.to(x.dtype), delta.unsqueeze(1).to(x.dtype)
+            )  # (B, T, d)
+
+        return write
+
+    def grab_mask(
+        self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        """Top-level pre-hook keeping a reference to the (B, T) attention mask (window reads)."""
+        mask = kwargs.get("attention_mask")
+        self.mask = mask if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
+
+
+def _exec_order(site: Site, write: bool) -> tuple[int, int, int]:
+    """When a hook fires; a write to resid_mid goes through attention's output. Reads go first."""
+    layer, kind = site.order
+    if write and site.kind == "resid_mid":
+        kind = 1
+    return (layer, kind, int(write))
+
+
+def build_hooks(plan: ControlPlan, model: OysterModel, state: ControlState) -> list[Hook]:
+    """One read hook per probe site and one fused write hook per steered site, in forward order."""
+    gate_site = resolve_site(plan.probe.site, model.n_layers)
+    reads: dict[Site, list[str]] = {gate_site: []}
+    for name, probe in plan.monitors.items():
+        reads.setdefault(resolve_site(probe.site, model.n_layers), []).append(name)
+    hooks = [
+        Hook(site, _reader(state, site == gate_site, tuple(names))) for site, names in reads.items()
+    ]
+    for name in plan.sites:
+        stacked = plan.stacked(name).to(model.device, torch.float32)  # (S, d)
+        hooks.append(Hook(resolve_site(name, model.n_layers), state.write_fn(stacked), write=True))
+    return sorted(hooks, key=lambda h: _exec_order(h.site, h.write))
+
+
+def _reader(
+    state: ControlState, gate: bool, monitors: tuple[str, ...]
+) -> Callable[[torch.Tensor], None]:
+    def read(x: torch.Tensor) -> None:
+        state.read(x, gate, monitors)
+
+    return read
+
+
+def _posterior(feature: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(B, d) -> (B, C) with a folded probe: ``softmax(feature @ W.T + b)``."""
+    return torch.addmm(b, feature, w.T).softmax(-1)
