@@ -1,0 +1,223 @@
+"""``oyster-steer eval``: answer prompts unsteered and steered, judge the replies, print the table."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .._errors import OysterError
+from ._common import add_common, data_from_args, model_from_args
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _mapping(text: str) -> dict[str, str]:
+    """argparse type: ``"1=malicious,0=benign"`` -> {"1": "malicious", "0": "benign"}."""
+    pairs = [p.split("=", 1) for p in text.split(",") if p.strip()]
+    if any(len(p) != 2 for p in pairs):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a list of VALUE=LABEL pairs such as '1=malicious,0=benign'"
+        )
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "eval",
+        help="evaluate refusal, constructive guidance and compliance, unsteered vs steered",
+        description=(
+            "Answer prompts greedily under each condition (unsteered, each --vector, each --plan; by default the "
+            "model's shipped constructive vector and control pack), judge every reply (refusal phrases + a refusal "
+            "probe on the reply's activations; constructive-guidance rules + MiniLM similarity to constructive "
+            "exemplars; compliance; optionally an LLM judge on an OpenAI-compatible endpoint), and print rates per "
+            "intent with 95% bootstrap intervals, plus next-token KL and perplexity change on benign prompts. "
+            "Prompts: the test split of the project data, or any CSV/TSV/JSONL/JSON benchmark via --prompts."
+        ),
+    )
+    add_common(p, out="runs/eval.md")
+    src = p.add_argument_group("prompts")
+    src.add_argument(
+        "--prompts",
+        type=Path,
+        default=None,
+        help="an external benchmark file (CSV/TSV/JSONL/JSON) instead of the project data",
+    )
+    src.add_argument(
+        "--text-column", default="prompt", help="column holding the prompt (default: prompt)"
+    )
+    src.add_argument(
+        "--intent-column",
+        default="intent",
+        help="column holding the intent, or one intent for every row, e.g. malicious (default: intent)",
+    )
+    src.add_argument(
+        "--intent-map",
+        type=_mapping,
+        default=None,
+        help="map column values to intents, e.g. '1=malicious,0=benign'",
+    )
+    src.add_argument(
+        "--risk-column",
+        default=None,
+        help="column (or constant) for risk; default: from the intent",
+    )
+    src.add_argument(
+        "--category-column", default=None, help="column (or constant) for the Oyster risk category"
+    )
+    src.add_argument(
+        "--split",
+        default="test",
+        choices=("train", "validation", "test", "all"),
+        help="project-data split (default: test)",
+    )
+    src.add_argument(
+        "--n-per-class",
+        type=positive_int,
+        default=8,
+        help="prompts sampled per intent (default: 8)",
+    )
+    cond = p.add_argument_group("conditions")
+    cond.add_argument(
+        "--vector",
+        action="append",
+        type=Path,
+        default=[],
+        help="a steering vector file (repeatable)",
+    )
+    cond.add_argument(
+        "--plan", action="append", type=Path, default=[], help="a control pack file (repeatable)"
+    )
+    cond.add_argument(
+        "--strength",
+        type=float,
+        default=None,
+        help="strength for every --vector (default: each vector's calibrated strength)",
+    )
+    cond.add_argument("--no-unsteered", action="store_true", help="skip the unsteered baseline")
+    gen = p.add_argument_group("generation and judges")
+    gen.add_argument(
+        "--max-new-tokens",
+        type=positive_int,
+        default=48,
+        help="reply length in tokens (default: 48)",
+    )
+    gen.add_argument(
+        "--batch-size", type=positive_int, default=8, help="generation batch size (default: 8)"
+    )
+    gen.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="resumable JSONL of every judged reply (rows already there are skipped)",
+    )
+    gen.add_argument(
+        "--refusal-probe",
+        default=None,
+        help="a saved reply-refusal probe (default: train on exemplars once, cached)",
+    )
+    gen.add_argument(
+        "--no-refusal-probe", action="store_true", help="judge refusals by phrases only"
+    )
+    gen.add_argument(
+        "--no-similarity", action="store_true", help="skip the MiniLM similarity check"
+    )
+    gen.add_argument(
+        "--judge-url",
+        default=None,
+        help="OpenAI-compatible API base for an LLM judge, e.g. http://localhost:8000/v1",
+    )
+    gen.add_argument("--judge-model", default=None, help="the judge model's name at --judge-url")
+    gen.add_argument(
+        "--judge-key-env",
+        default="OPENAI_API_KEY",
+        help="environment variable with the judge's API key (default: OPENAI_API_KEY)",
+    )
+    gen.add_argument(
+        "--seed", type=int, default=0, help="prompt sampling and bootstrap seed (default: 0)"
+    )
+    p.set_defaults(func=run)
+
+
+def _prompts(args: argparse.Namespace) -> Any:
+    if args.prompts is None:
+        data = data_from_args(args)
+        data = data if args.split == "all" else data.split(args.split)
+    else:
+        from ..data import load_table
+
+        data = load_table(
+            args.prompts,
+            args.text_column,
+            intent=args.intent_column,
+            intent_map=args.intent_map,
+            risk=args.risk_column,
+            category=args.category_column,
+        )
+    return data.sample(args.n_per_class, seed=args.seed)
+
+
+def _conditions(args: argparse.Namespace, model: Any) -> list[Any]:
+    from ..eval import Condition
+    from ..report._artifacts import shipped
+
+    vectors, plans = list(args.vector), list(args.plan)
+    if not vectors and not plans:
+        vectors = [p for p in [shipped("vectors", model, "constructive")] if p is not None]
+        plans = [p for p in [shipped("vectors", model, "control")] if p is not None]
+    conds = [] if args.no_unsteered else [Condition("unsteered")]
+    suffix = f"@{args.strength:g}" if args.strength is not None else ""
+    conds += [Condition(f"{v.stem}{suffix}", "vector", v, args.strength) for v in vectors]
+    conds += [Condition(f"plan:{p.stem}", "plan", p) for p in plans]
+    if not conds:
+        raise OysterError(
+            "nothing to evaluate: drop --no-unsteered or pass --vector / --plan files"
+        )
+    return conds
+
+
+def _judges(args: argparse.Namespace) -> Any:
+    from ..eval import Judges, LLMJudge
+
+    if bool(args.judge_url) != bool(args.judge_model):
+        raise OysterError(
+            "--judge-url and --judge-model go together: pass both to use an LLM judge, or neither"
+        )
+    llm = (
+        LLMJudge(args.judge_url, args.judge_model, api_key_env=args.judge_key_env)
+        if args.judge_url
+        else None
+    )
+    probe: Any = False if args.no_refusal_probe else (args.refusal_probe or True)
+    return Judges(refusal_probe=probe, similarity=not args.no_similarity, llm=llm)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..eval import evaluate
+
+    model = model_from_args(args)
+    prompts = _prompts(args)
+    result = evaluate(
+        model,
+        prompts,
+        _conditions(args, model),
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        results_path=args.results,
+        judges=_judges(args),
+        progress=not args.quiet,
+        seed=args.seed,
+    )
+    print(result.to_markdown())
+    if args.out is not None:
+        print(f"saved the table to {result.save(args.out)}")
+    return 0

@@ -1,0 +1,54 @@
+"""Constructive-safety evaluation: answer prompts under steering conditions and judge the replies.
+
+Judges (see :mod:`oyster_steer.eval._judges` for the exact definitions): refusal phrases plus a
+refusal probe on the reply's own activations; constructive guidance by rules (acknowledges the
+person, points to help or a safe alternative, no method detail) plus MiniLM similarity to the
+constructive exemplars; compliance; and an optional LLM judge on any OpenAI-compatible endpoint.
+Metrics per intent and condition come with seeded bootstrap intervals, plus the KL divergence and
+perplexity change that steering causes on benign prompts.
+
+Example:
+    >>> from oyster_steer.eval import Condition, evaluate
+    >>> from oyster_steer.data import load_starter
+    >>> result = evaluate(model, load_starter().split("test").sample(4, seed=0),
+    ...                   [Condition("unsteered"), Condition("vector", "vector", vec, 4.0)])  # doctest: +SKIP
+    >>> print(result.to_markdown())                                                      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from ._conditions import Condition
+from ._evaluate import evaluate
+from ._generate import divergence, generate_replies
+from ._judges import VERDICTS, Judges, judge_replies, verdict
+from ._llm_judge import LLMJudge, LLMJudgeError, judge_prompt
+from ._reply_probe import refusal_probe, reply_activations, train_refusal_probe
+from ._result import RATE_COLUMNS, EvalResult
+from ._rules import acknowledges, has_method_detail, is_refusal, offers_help
+from ._stats import Estimate, bootstrap_ci, estimate
+
+__all__ = [
+    "RATE_COLUMNS",
+    "VERDICTS",
+    "Condition",
+    "Estimate",
+    "EvalResult",
+    "Judges",
+    "LLMJudge",
+    "LLMJudgeError",
+    "acknowledges",
+    "bootstrap_ci",
+    "divergence",
+    "estimate",
+    "evaluate",
+    "generate_replies",
+    "has_method_detail",
+    "is_refusal",
+    "judge_prompt",
+    "judge_replies",
+    "offers_help",
+    "refusal_probe",
+    "reply_activations",
+    "train_refusal_probe",
+    "verdict",
+]

@@ -1,0 +1,247 @@
+"""``evaluate``: answer a prompt set under several conditions, judge every reply, keep going after a stop.
+
+Results stream to a JSONL file (one row per reply, one per divergence measurement) so that an
+interrupted run resumes where it stopped: rows already in the file are never recomputed.
+
+Example:
+    >>> from oyster_steer.data import load_starter
+    >>> result = evaluate(model, load_starter().split("test").sample(4),
+    ...                   [Condition("unsteered"), Condition("constructive", "vector", vec, 4.0)],
+    ...                   results_path="runs/eval.jsonl")                      # doctest: +SKIP
+    >>> print(result.to_markdown())                                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .._errors import EmptyInputError, ModelMismatchError
+from ._conditions import Condition
+from ._generate import divergence, generate_replies
+from ._judges import Judges, judge_replies
+from ._result import EvalResult
+
+if TYPE_CHECKING:
+    from .._models import OysterModel
+    from ..data import PromptRecord
+
+__all__ = ["evaluate"]
+
+
+class _Results:
+    """The resumable JSONL store: a header row naming the model, then result rows."""
+
+    def __init__(self, path: str | Path | None, model: OysterModel) -> None:
+        self.path = Path(path) if path is not None else None
+        self.rows: list[dict[str, Any]] = []
+        header = {"kind": "meta", "model": model.name, "model_fingerprint": model.fingerprint}
+        if self.path is not None and self.path.is_file():
+            self.rows = [
+                json.loads(line) for line in self.path.read_text().splitlines() if line.strip()
+            ]
+            found = next((r for r in self.rows if r.get("kind") == "meta"), None)
+            if found and found.get("model_fingerprint") != model.fingerprint:
+                raise ModelMismatchError(
+                    f"results file {str(self.path)!r} was written for model {found.get('model')!r}, not {model.name!r}: "
+                    "pass another results path or delete the file"
+                )
+            self.rows = [r for r in self.rows if r.get("kind") != "meta"]
+        if self.path is not None and not self.path.is_file():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._write([header])
+        self.done = {(r["kind"], r["condition"], r["id"]) for r in self.rows}
+
+    def _write(self, rows: Iterable[dict[str, Any]]) -> None:
+        if self.path is not None:
+            with self.path.open("a", encoding="utf-8") as f:
+                for row in rows:
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        self.rows.extend(rows)
+        self.done.update((r["kind"], r["condition"], r["id"]) for r in rows)
+        self._write(rows)
+
+    def replies(self, condition: str) -> dict[str, str]:
+        return {
+            r["id"]: r["reply"]
+            for r in self.rows
+            if r["kind"] == "reply" and r["condition"] == condition
+        }
+
+
+def _records(prompts: Any) -> list[PromptRecord]:
+    from ..data import PromptRecord
+
+    records = list(prompts)
+    if not records:
+        raise EmptyInputError("the prompt set is empty: pass at least one labelled prompt")
+    if not all(isinstance(r, PromptRecord) for r in records):
+        raise TypeError(
+            "prompts must be a PromptSet or PromptRecords (intent labels are needed to judge replies)"
+        )
+    unique = {r.id: r for r in records}
+    return list(unique.values())
+
+
+def _record_row(rec: PromptRecord, cond: Condition) -> dict[str, Any]:
+    return {
+        "kind": "reply",
+        "condition": cond.name,
+        "id": rec.id,
+        "prompt": rec.text,
+        "intent": rec.intent,
+        "risk": rec.risk,
+        "category": rec.category,
+        "source": rec.source,
+    }
+
+
+def _answer(
+    model: OysterModel,
+    store: _Results,
+    cond: Condition,
+    records: list[PromptRecord],
+    judges: Judges,
+    opts: dict[str, Any],
+    bar: Any,
+) -> None:
+    todo = [r for r in records if ("reply", cond.name, r.id) not in store.done]
+    step = opts["batch_size"]
+    for start in range(0, len(todo), step):
+        chunk = todo[start : start + step]
+        t0 = time.perf_counter()
+        with cond.applied(model):
+            replies = generate_replies(
+                model,
+                [r.text for r in chunk],
+                max_new_tokens=opts["max_new_tokens"],
+                batch_size=step,
+            )
+        seconds = time.perf_counter() - t0
+        judged = judge_replies(chunk, replies, model=model, judges=judges)
+        rows = [
+            _record_row(r, cond) | {"reply": text, "gen_seconds": seconds / len(chunk)} | j
+            for r, text, j in zip(chunk, replies, judged, strict=True)
+        ]
+        store.add(rows)
+        bar.update(len(chunk))
+
+
+def _references(
+    model: OysterModel,
+    store: _Results,
+    records: list[PromptRecord],
+    base: str | None,
+    opts: dict[str, Any],
+) -> dict[str, str]:
+    """Reference replies for divergence: a record's ``meta["reference"]``, else its unsteered reply."""
+    have = store.replies(base) if base else {}
+    refs = {r.id: r.meta.get("reference") or have.get(r.id) for r in records}
+    missing = [r for r in records if not refs[r.id]]
+    if missing:
+        texts = generate_replies(
+            model,
+            [r.text for r in missing],
+            max_new_tokens=opts["max_new_tokens"],
+            batch_size=opts["batch_size"],
+        )
+        refs.update({r.id: t for r, t in zip(missing, texts, strict=True)})
+    return {k: v or "" for k, v in refs.items()}
+
+
+def _diverge(
+    model: OysterModel,
+    store: _Results,
+    cond: Condition,
+    records: list[PromptRecord],
+    refs: dict[str, str],
+    opts: dict[str, Any],
+) -> None:
+    todo = [r for r in records if ("divergence", cond.name, r.id) not in store.done]
+    if not todo:
+        return
+    scores = divergence(
+        model,
+        [r.text for r in todo],
+        [refs[r.id] for r in todo],
+        lambda: cond.applied(model),
+        batch_size=opts["batch_size"],
+    )
+    store.add(
+        [
+            {"kind": "divergence", "condition": cond.name, "id": r.id, "intent": r.intent, **s}
+            for r, s in zip(todo, scores, strict=True)
+        ]
+    )
+
+
+def evaluate(
+    model: OysterModel,
+    prompts: Any,
+    conditions: Sequence[Condition],
+    *,
+    max_new_tokens: int = 48,
+    batch_size: int = 8,
+    results_path: str | Path | None = None,
+    judges: Judges | None = None,
+    divergence_intents: Sequence[str] = ("benign", "borderline"),
+    progress: bool = True,
+    seed: int = 0,
+) -> EvalResult:
+    """Answer every prompt under every condition, judge the replies, and measure divergence.
+
+    Args:
+        model: any backend; steering is applied per condition and removed afterwards.
+        prompts: a :class:`~oyster_steer.data.PromptSet` (or PromptRecords): intents are needed.
+        conditions: e.g. unsteered, a constructive vector, a control plan; names must be unique.
+        max_new_tokens, batch_size: greedy generation budget and batch (left-padded).
+        results_path: JSONL file; rows already there are reused (resume after an interruption).
+        judges: which judges run (default: phrases + refusal probe + MiniLM similarity).
+        divergence_intents: prompts whose next-token KL and reference perplexity are compared,
+            steered vs unsteered, for every steered condition.
+        seed: for the bootstrap intervals of the returned result.
+
+    Returns:
+        An :class:`EvalResult` with every row and per-intent, per-condition metrics.
+    """
+    from tqdm.auto import tqdm
+
+    names = [c.name for c in conditions]
+    if not conditions or len(set(names)) != len(names):
+        raise ValueError(
+            f"conditions must be non-empty with unique names, got {names}: rename the duplicates"
+        )
+    records = _records(prompts)
+    judges = judges or Judges()
+    opts = {"max_new_tokens": max_new_tokens, "batch_size": batch_size}
+    store = _Results(results_path, model)
+    resolved = [c.resolve(model) for c in conditions]
+    with tqdm(
+        total=len(records) * len(resolved),
+        desc="eval",
+        unit="reply",
+        disable=not progress,
+        leave=False,
+    ) as bar:
+        for cond in resolved:
+            _answer(model, store, cond, records, judges, opts, bar)
+    base = next((c.name for c in resolved if not c.steered), None)
+    near = [r for r in records if r.intent in divergence_intents]
+    steered = [c for c in resolved if c.steered]
+    if near and steered:
+        refs = _references(model, store, near, base, opts)
+        for cond in steered:
+            _diverge(model, store, cond, near, refs, opts)
+    ids = {r.id for r in records}
+    rows = [r for r in store.rows if r["id"] in ids and r["condition"] in names]
+    meta = {
+        "model": model.name,
+        "model_fingerprint": model.fingerprint,
+        "max_new_tokens": max_new_tokens,
+    }
+    return EvalResult(rows, names, {c.name: c.describe() for c in conditions}, meta, seed=seed)

@@ -1,0 +1,312 @@
+"""The demo's stages: each computes one piece and adds its figure, table or replies to the report."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._artifacts import model_dirname, shipped
+from ._html import Report, table_html
+
+if TYPE_CHECKING:
+    from .._models import OysterModel
+    from ..eval import EvalResult
+    from ._demo import DemoConfig
+
+_INTENT_ORDER = ("benign", "borderline", "vulnerable", "malicious")
+
+
+def load(cfg: DemoConfig) -> OysterModel:
+    from .._models import load_model
+
+    return load_model(cfg.model, backend=cfg.backend, device=cfg.device)
+
+
+def starter_splits() -> dict[str, Any]:
+    """The starter set's hash splits (always available, no ../shared needed)."""
+    from ..data import load_starter
+
+    return load_starter().splits()
+
+
+def _cache(cfg: DemoConfig) -> Path:
+    return cfg.work_dir / "capture-cache"
+
+
+def layer_sweeps(model: OysterModel, data: dict[str, Any], cfg: DemoConfig) -> dict[str, Any]:
+    """Risk and intent probes at every ``sweep_stride``-th layer, on the starter splits."""
+    from .._sweep import sweep_layers
+
+    layers = sorted(set(range(0, model.n_layers, cfg.sweep_stride)) | {model.n_layers - 1})
+    sites = [f"blocks.{i}.hook_resid_post" for i in layers]
+    common = dict(sites=sites, cache=_cache(cfg), progress=cfg.progress)
+    return {
+        task: sweep_layers(
+            model, data["train"], data["validation"], data["test"], task=task, **common
+        )
+        for task in ("risk", "intent")
+    }
+
+
+def add_sweep_figure(report: Report, task: str, sweep: Any) -> None:
+    from ..plotting import plot_layer_sweep
+
+    metrics = ("auroc",) if task == "risk" else ("macro_f1", "auroc")
+    note = (
+        f"A {task} probe trained per layer on the starter set's train split (last prompt token, resid_post); "
+        "solid: validation, dotted: test. The layer is chosen on validation only."
+    )
+    report.add_figure(
+        f"Layer sweep: {task} probe", plot_layer_sweep(sweep, metrics=metrics), note, height=420
+    )
+
+
+def _probe_for(task: str, model: OysterModel, sweeps: dict[str, Any]) -> tuple[Any, str] | None:
+    """The shipped probe for ``task`` if it loads for this model, else the sweep's best one."""
+    from .._errors import ArtifactError
+    from .._probe import load_probe
+
+    path, problem = shipped("probes", model, task), ""
+    if path is not None:
+        try:
+            return load_probe(path, model), f"shipped: {path.parent.name}/{path.name}"
+        except ArtifactError as err:
+            problem = f"shipped probe unusable ({err}); "
+    if task in sweeps:
+        return sweeps[task].best(
+            "auroc"
+        ).probe, problem + "trained now on the starter set (best validation layer)"
+    return None
+
+
+def probes(model: OysterModel, sweeps: dict[str, Any], report: Report) -> dict[str, Any]:
+    """The shipped risk and intent probes, or the sweep's best-on-validation probe for each."""
+    out, rows = {}, []
+    for task in ("risk", "intent"):
+        found = _probe_for(task, model, sweeps)
+        if found is None:
+            continue
+        out[task], origin = found
+        metrics = json.loads(out[task].meta.get("metrics", "{}"))
+        shown = ", ".join(
+            f"{k}={v:.3f}" for k, v in metrics.items() if k.endswith(("auroc", "macro_f1"))
+        )
+        rows.append([task, out[task].site.name, " / ".join(out[task].labels), origin, shown or "–"])
+    if not out:
+        raise FileNotFoundError(
+            f"no shipped probes under probes/{model_dirname(model)} and no layer sweep to train them"
+        )
+    report.add_html(
+        "Probes",
+        table_html(rows, ["probe", "site", "classes", "origin", "recorded metrics"]),
+        "The probes that read risk and intent from the residual stream, and where they came from.",
+    )
+    return out
+
+
+def boundary(
+    report: Report, model: OysterModel, probe: Any, data: dict[str, Any], cfg: DemoConfig
+) -> None:
+    from .._capture_cache import cached_capture
+    from ..plotting import plot_boundary
+
+    held_out = data["validation"] + data["test"]
+    acts = cached_capture(
+        model, held_out.texts, [probe.site.name], root=_cache(cfg), progress=cfg.progress
+    )
+    fig = plot_boundary(
+        probe, acts[probe.site.name], held_out.labels("intent"), texts=held_out.texts
+    )
+    note = (
+        "Held-out starter prompts (validation + test) projected on the risk probe's direction (x) and the main "
+        "orthogonal direction (y), coloured by intent: malicious prompts should sit right, vulnerable and "
+        "borderline ones in between, benign ones left."
+    )
+    report.add_figure("Risk boundary", fig, note, height=520)
+
+
+def _pick(prompts: Any, intent: str) -> Any:
+    rows = sorted(prompts.filter(intent=intent), key=lambda r: (len(r.text), r.id))
+    return rows[len(rows) // 2] if rows else None
+
+
+def _user_part(model: OysterModel, trace: Any, text: str) -> Any:
+    """The trace without the chat template's system preamble (the user's message, then the reply)."""
+    from dataclasses import replace
+
+    keep = len(model.tokenizer(text, add_special_tokens=False)["input_ids"]) + 6
+    start = max(0, trace.n_prompt - keep)
+    probs = {k: v[start:] for k, v in trace.probs.items()}
+    return replace(
+        trace,
+        tokens=trace.tokens[start:],
+        token_ids=trace.token_ids[start:],
+        n_prompt=trace.n_prompt - start,
+        probs=probs,
+    )
+
+
+def traces(
+    report: Report,
+    model: OysterModel,
+    probes: dict[str, Any],
+    data: dict[str, Any],
+    cfg: DemoConfig,
+) -> None:
+    from .._trace import token_trace
+    from ..plotting import plot_token_trace
+
+    for intent in ("borderline", "vulnerable", "malicious"):
+        rec = _pick(data["test"], intent)
+        if rec is None:
+            continue
+        trace = _user_part(
+            model, token_trace(model, probes, rec.text, generate=cfg.trace_tokens), rec.text
+        )
+        fig = plot_token_trace(trace)
+        fig.update_layout(title=f"{intent} prompt: {rec.text[:90]}")
+        note = "Probe probabilities at every token of the chat-formatted prompt and of the unsteered reply (right of the dashed line)."
+        report.add_figure(f"Per-token probe trace ({intent})", fig, note, height=380)
+
+
+def vector(model: OysterModel, data: dict[str, Any], cfg: DemoConfig) -> Any:
+    """The shipped constructive vector, else one trained on the starter set's exemplars."""
+    from .._vector import load_vector
+
+    path = shipped("vectors", model, "constructive")
+    if path is not None:
+        return load_vector(path, model)
+    from .._train_vector import train_vector
+
+    return train_vector(model, data["train"])
+
+
+def strength_curve(
+    report: Report, model: OysterModel, vec: Any, data: dict[str, Any], cfg: DemoConfig
+) -> None:
+    from .._calibrate import calibrate_strength
+    from ..plotting import plot_strength_curve
+
+    benign = data["validation"].filter(intent=["benign", "borderline"])
+    curve = calibrate_strength(model, vec, benign.texts)
+    note = "How the constructive vector's strength trades off its effect against drift on benign prompts (next-token KL)."
+    report.add_figure("Strength and KL", plot_strength_curve(curve), note)
+
+
+def plan(model: OysterModel, probes: dict[str, Any], vec: Any, cfg: DemoConfig) -> Any:
+    from .._control import load_plan
+
+    path = shipped("vectors", model, "control")
+    if path is None:
+        raise FileNotFoundError(
+            f"no control pack vectors/{model_dirname(model)}/control.safetensors"
+        )
+    return load_plan(path, model)
+
+
+def policy_figures(
+    report: Report, model: OysterModel, plan_obj: Any, data: dict[str, Any], cfg: DemoConfig
+) -> None:
+    from ..plotting import plot_payoffs
+
+    report.add_figure(
+        "Policy payoffs",
+        plot_payoffs(plan_obj.policy),
+        "The payoff matrix U[strategy, intent] the control plan's policy maximises in expectation.",
+    )
+
+
+def _results_path(cfg: DemoConfig, model: OysterModel, conditions: list[Any]) -> Path:
+    key = json.dumps(
+        [
+            model.fingerprint,
+            cfg.n_per_class,
+            cfg.max_new_tokens,
+            cfg.seed,
+            [c.describe() for c in conditions],
+        ]
+    )
+    return cfg.work_dir / f"eval-{hashlib.sha256(key.encode()).hexdigest()[:12]}.jsonl"
+
+
+def evaluation(
+    report: Report,
+    model: OysterModel,
+    data: dict[str, Any],
+    vec: Any,
+    plan_obj: Any,
+    cfg: DemoConfig,
+) -> EvalResult:
+    from ..eval import Condition, Judges, evaluate
+    from ..plotting._eval import plot_eval_rates
+    from ._eval_html import eval_table_html, pick_examples, replies_html
+
+    conditions = [Condition("unsteered")]
+    if vec is not None:
+        conditions.append(Condition("constructive vector", "vector", vec, cfg.strength))
+    if plan_obj is not None:
+        conditions.append(Condition("control plan", "plan", plan_obj))
+    prompts = data["test"].sample(cfg.n_per_class, seed=cfg.seed)
+    judges = Judges(refusal_probe=cfg.refusal_probe or True)
+    result = evaluate(
+        model,
+        prompts,
+        conditions,
+        max_new_tokens=cfg.max_new_tokens,
+        batch_size=cfg.batch_size,
+        results_path=_results_path(cfg, model, conditions),
+        judges=judges,
+        progress=cfg.progress,
+        seed=cfg.seed,
+    )
+    note = (
+        f"{len(prompts)} held-out starter prompts ({cfg.n_per_class} per intent), greedy replies of up to "
+        f"{cfg.max_new_tokens} tokens. Rates with 95% bootstrap intervals over prompts. constructive: guidance for "
+        "vulnerable/malicious prompts (acknowledges, points to help or a safe alternative, no method detail, close to "
+        "the constructive exemplars), a substantive answer for benign/borderline; refusal: declines without guidance; "
+        "compliance: a malicious prompt answered without refusal or guidance. KL: next-token KL(unsteered || steered) "
+        "along the unsteered reply; ppl change: perplexity of that reply, steered vs unsteered."
+    )
+    report.add_html("Evaluation", eval_table_html(result), note)
+    report.add_figure(
+        "Evaluation rates", plot_eval_rates(result), "The same rates as bars.", height=430
+    )
+    report.add_html(
+        "Side-by-side replies",
+        replies_html(result, pick_examples(result)),
+        "One prompt per intent (preferring one whose verdict changes across conditions), each condition's reply and verdict.",
+    )
+    return result
+
+
+def shared_extras(
+    report: Report, model: OysterModel, probes: dict[str, Any], cfg: DemoConfig
+) -> None:
+    """With ../shared/data present: the risk boundary on held-out public prompts."""
+    from ..data import default_data_dir, load_all
+
+    if default_data_dir() is None or "risk" not in probes:
+        return
+    from .._capture_cache import cached_capture
+    from ..plotting import plot_boundary
+
+    probe = probes["risk"]
+    public = load_all(include_starter=False).split("test").sample(25, seed=cfg.seed)
+    acts = cached_capture(
+        model, public.texts, [probe.site.name], root=_cache(cfg), progress=cfg.progress
+    )
+    fig = plot_boundary(probe, acts[probe.site.name], public.labels("intent"), texts=public.texts)
+    report.add_figure(
+        "Risk boundary on public prompts (../shared/data)",
+        fig,
+        "Up to 25 test-split prompts per intent from the public sets (never used to choose anything here).",
+        height=520,
+    )
+
+
+def footer(seconds: dict[str, float], unavailable: dict[str, str], cfg: DemoConfig) -> str:
+    times = ", ".join(f"{k} {v:.0f}s" for k, v in seconds.items())
+    missing = f" Unavailable: {', '.join(unavailable)}." if unavailable else ""
+    return f"Stage times: {times}.{missing} Reproduce with `oyster-steer demo --model {cfg.model}` (seed {cfg.seed})."
