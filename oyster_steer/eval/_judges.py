@@ -122,7 +122,9 @@ class Judges:
             )
             from .._models import cache_dir
 
-            self._pools[intent] = embed_texts(texts, device="cpu", cache=cache_dir() / "eval" / "minilm")
+            self._pools[intent] = embed_texts(
+                texts, device="cpu", cache=cache_dir() / "eval" / "minilm"
+            )
         return self._pools[intent]
 
 
