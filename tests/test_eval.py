@@ -292,11 +292,9 @@ def test_divergence_is_zero_without_change(model) -> None:
     same = Condition(
         "same", "hooks", [Hook(parse_site("blocks.1.hook_resid_post"), lambda x: None, write=True)]
     )
-    rows = divergence(model, ["Hi"], ["Hello, how can I help?"], lambda: same.applied(model))
+    rows = divergence(model, ["Hi"], ["Hello, how can I help?"], same)
     assert abs(rows[0]["kl"]) < 1e-6 and abs(rows[0]["nll_base"] - rows[0]["nll_steered"]) < 1e-5
-    moved = divergence(
-        model, ["Hi"], ["Hello, how can I help?"], lambda: _push(model).applied(model)
-    )
+    moved = divergence(model, ["Hi"], ["Hello, how can I help?"], _push(model))
     assert moved[0]["kl"] > 1e-3
 
 
@@ -485,3 +483,68 @@ def test_llm_judge_unparsed_answer_and_unreachable_endpoint(stub_server, monkeyp
 def test_judge_prompt_falls_back_to_a_generic_rule() -> None:
     text = judge_prompt("Hi", "Hello!", category="unknown")
     assert "Give no operational detail" in text and '"safety"' in text
+
+
+# --- divergence reads replies the way decoding does; vector and plan conditions -----------------
+
+
+def test_two_pass_logprobs_match_one_teacher_forced_pass(model) -> None:
+    from oyster_steer._models import left_pad
+    from oyster_steer.backends import get_backend
+    from oyster_steer.eval._generate import _reference_rows, _reply_logprobs
+
+    rows = _reference_rows(
+        model, ["Hi", "Tell me a story about a fox"], ["Hello there, friend.", "Once"]
+    )
+    got = _reply_logprobs(model, rows)
+    for (prompt, reply), lp in zip(rows, got, strict=True):
+        ids, mask = left_pad([prompt + reply], model.pad_id)
+        full = get_backend("hf").forward(model, ids, mask)[0, len(prompt) - 1 : -1].log_softmax(-1)
+        torch.testing.assert_close(lp, full, atol=1e-4, rtol=1e-4)
+
+
+def test_generated_only_steering_moves_the_reply(model) -> None:
+    v = {
+        "blocks.1.hook_resid_post": torch.randn(
+            model.d_model, generator=torch.Generator().manual_seed(1)
+        )
+        * 4
+    }
+    gen = Condition("gen", "vector", v, strength=1.0, positions="generated")
+    prompt_only = Condition("prompt", "vector", v, strength=1.0, positions="prompt")
+    moved = divergence(model, ["Hi"], ["Hello, how can I help you today?"], gen)[0]
+    assert moved["kl"] > 1e-3 and moved["nll_steered"] != moved["nll_base"]
+    # steering only the prompt changes the reply's distributions less than steering the reply
+    assert (
+        divergence(model, ["Hi"], ["Hello, how can I help you today?"], prompt_only)[0]["kl"]
+        < moved["kl"]
+    )
+
+
+def test_plan_condition_records_each_rows_decision(model, prompts, probe) -> None:
+    from oyster_steer._control import ControlPlan, bind
+    from oyster_steer._probe import train_probe
+
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, model.d_model, generator=gen), torch.arange(40) % 4
+    intent = train_probe(
+        x,
+        y,
+        site="blocks.1.hook_resid_post",
+        label_names=("benign", "borderline", "vulnerable", "malicious"),
+    )
+    v = {"blocks.2.hook_resid_post": torch.randn(model.d_model, generator=gen)}
+    plan = ControlPlan(intent, [bind(v, {"guide": 2.0, "redirect": 2.0}, name="c")])
+    result = evaluate(
+        model,
+        prompts,
+        [Condition("plan", "plan", plan)],
+        max_new_tokens=3,
+        judges=Judges(probe, False),
+        progress=False,
+    )
+    rows = result.replies("plan")
+    assert len(rows) == 4 and all(
+        r["control_strategy"] in ("help", "guide", "redirect") for r in rows
+    )
+    assert all(r["control_intent"] in intent.labels for r in rows)

@@ -73,26 +73,36 @@ class Condition:
         )
 
     @contextlib.contextmanager
-    def applied(self, model: OysterModel) -> Iterator[None]:
-        """Steer ``model`` as this condition says for the duration of the block."""
+    def applied(self, model: OysterModel) -> Iterator[Any]:
+        """Steer ``model`` as this condition says for the block; yields the hook handle (or None).
+
+        A control plan's handle has ``decisions()``: the strategy it chose for each row.
+        """
         if self.kind == "none":
-            yield
+            yield None
             return
-        if self.kind == "hooks":
-            from ..backends import get_backend
-
-            with get_backend(model.backend).add_hooks(model, list(self.obj)):
-                yield
-            return
-        from .._steer import steer
-
+        obj = self.resolve(model).obj
         kwargs: dict[str, Any] = {}
         if self.strength is not None:
             kwargs["strength"] = self.strength
         if self.positions is not None:
             kwargs["positions"] = self.positions
-        with steer(model, self.resolve(model).obj, **kwargs):
-            yield
+        if self.kind == "hooks":
+            from ..backends import get_backend
+
+            handle = get_backend(model.backend).add_hooks(model, list(obj))
+        elif self.kind == "plan":
+            from .._control import patch_plan
+
+            handle = patch_plan(model, obj, **kwargs)
+        else:
+            from .._steer import patch
+
+            handle = patch(model, obj, **kwargs)
+        try:
+            yield handle
+        finally:
+            handle.remove()
 
     def describe(self) -> str:
         """A short human description for reports."""

@@ -101,6 +101,19 @@ def _record_row(rec: PromptRecord, cond: Condition) -> dict[str, Any]:
     }
 
 
+def _decision_reader(handle: Any, out: dict[int, dict[str, Any]]) -> Any:
+    """After each batch, keep a control plan's per-row decision (strategy, probe's intent)."""
+    if not hasattr(handle, "decisions"):
+        return None
+
+    def read(batch: list[int]) -> None:
+        dec = handle.decisions()
+        for row, i in enumerate(batch):
+            out[i] = {"control_strategy": dec.strategy[row], "control_intent": dec.intent[row]}
+
+    return read
+
+
 def _answer(
     model: OysterModel,
     store: _Results,
@@ -114,19 +127,24 @@ def _answer(
     step = opts["batch_size"]
     for start in range(0, len(todo), step):
         chunk = todo[start : start + step]
+        decided: dict[int, dict[str, Any]] = {}
         t0 = time.perf_counter()
-        with cond.applied(model):
+        with cond.applied(model) as handle:
             replies = generate_replies(
                 model,
                 [r.text for r in chunk],
                 max_new_tokens=opts["max_new_tokens"],
                 batch_size=step,
+                after_batch=_decision_reader(handle, decided),
             )
         seconds = time.perf_counter() - t0
         judged = judge_replies(chunk, replies, model=model, judges=judges)
         rows = [
-            _record_row(r, cond) | {"reply": text, "gen_seconds": seconds / len(chunk)} | j
-            for r, text, j in zip(chunk, replies, judged, strict=True)
+            _record_row(r, cond)
+            | {"reply": text, "gen_seconds": seconds / len(chunk)}
+            | decided.get(i, {})
+            | j
+            for i, (r, text, j) in enumerate(zip(chunk, replies, judged, strict=True))
         ]
         store.add(rows)
         bar.update(len(chunk))
@@ -169,7 +187,7 @@ def _diverge(
         model,
         [r.text for r in todo],
         [refs[r.id] for r in todo],
-        lambda: cond.applied(model),
+        cond,
         batch_size=opts["batch_size"],
     )
     store.add(

@@ -6,14 +6,14 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .._errors import EmptyInputError
 from .._models import left_pad
-from ..backends import get_backend
+from ..backends import get_backend, position_ids
 
 if TYPE_CHECKING:
     from .._models import OysterModel
@@ -23,11 +23,18 @@ __all__ = ["divergence", "generate_replies"]
 
 @torch.inference_mode()
 def generate_replies(
-    model: OysterModel, prompts: Sequence[str], *, max_new_tokens: int = 48, batch_size: int = 8
+    model: OysterModel,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int = 48,
+    batch_size: int = 8,
+    after_batch: Callable[[list[int]], None] | None = None,
 ) -> list[str]:
     """Greedy replies to ``prompts`` (chat-formatted), with whatever hooks are installed on ``model``.
 
-    Prompts are batched in length order (little padding) and replies returned in input order.
+    Prompts are batched in length order (little padding) and replies returned in input order;
+    ``after_batch(indices)`` runs after each batch with the prompts' indices in batch-row order
+    (e.g. to read a control handle's per-row decisions).
     """
     if not prompts:
         raise EmptyInputError("no prompts to answer: pass at least one prompt")
@@ -41,6 +48,8 @@ def generate_replies(
         out = backend.generate(model, ids, mask, max_new_tokens=max_new_tokens)  # (B, T + new)
         for i, new in zip(batch, out[:, ids.shape[1] :], strict=True):
             replies[i] = _decode(model, new)
+        if after_batch is not None:
+            after_batch(batch)
     return replies
 
 
@@ -55,24 +64,47 @@ def _decode(model: OysterModel, new: torch.Tensor) -> str:
 
 def _reference_rows(
     model: OysterModel, prompts: Sequence[str], references: Sequence[str]
-) -> list[tuple[list[int], int]]:
+) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids in the chat template, reference ids + end of turn) per prompt."""
     out = []
+    eos = model.tokenizer.eos_token_id
     for prompt, ref in zip(prompts, references, strict=True):
         head = model.encode([prompt])[0][0].tolist()
         tail = model.tokenizer(ref, add_special_tokens=False)["input_ids"] if ref.strip() else []
-        eos = model.tokenizer.eos_token_id
         tail = (tail + ([eos] if eos is not None else []))[:256] or [model.pad_id]
-        out.append((head + tail, len(tail)))
+        out.append((head, tail))
     return out
 
 
 def _reply_logprobs(
-    model: OysterModel, ids: torch.Tensor, mask: torch.Tensor, n: Sequence[int]
+    model: OysterModel, batch: Sequence[tuple[list[int], list[int]]]
 ) -> list[torch.Tensor]:
-    """Per row, (n_i, vocab) log-probabilities of the positions that predict the reply tokens."""
-    logits = get_backend(model.backend).forward(model, ids, mask)  # (B, T, V)
-    width = ids.shape[1]
-    return [logits[i, width - k - 1 : width - 1].float().log_softmax(-1) for i, k in enumerate(n)]
+    """Per row, (n_i, vocab) log-probabilities of the reply tokens, read like decoding reads them.
+
+    The prompt runs as one prefill pass and the reply as a second pass on its KV cache, so that
+    steering limited to generated tokens (``positions="generated"``) acts on the reply exactly
+    as it does while generating.
+    """
+    ids, mask = left_pad([p for p, _ in batch], model.pad_id, model.device)  # (B, Tp)
+    first = model.hf(
+        input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), use_cache=True
+    )
+    n = [len(r) for _, r in batch]
+    reply = torch.full((len(batch), max(n)), model.pad_id, dtype=torch.long, device=model.device)
+    reply_mask = torch.zeros_like(reply)  # (B, W) right-padded
+    for i, (_, r) in enumerate(batch):
+        reply[i, : len(r)] = torch.tensor(r, device=model.device)
+        reply_mask[i, : len(r)] = 1
+    pos = mask.sum(1, keepdim=True) + torch.arange(reply.shape[1], device=model.device)  # (B, W)
+    second = model.hf(
+        input_ids=reply,
+        attention_mask=torch.cat([mask, reply_mask], 1),
+        position_ids=pos,
+        past_key_values=first.past_key_values,
+        use_cache=True,
+    )
+    logits = torch.cat([first.logits[:, -1:], second.logits[:, :-1]], 1)  # (B, W, V)
+    return [logits[i, :k].float().log_softmax(-1) for i, k in enumerate(n)]
 
 
 @torch.inference_mode()
@@ -80,38 +112,38 @@ def divergence(
     model: OysterModel,
     prompts: Sequence[str],
     references: Sequence[str],
-    steered: object,
+    condition: Any,
     *,
     batch_size: int = 8,
 ) -> list[dict[str, float]]:
     """How a condition moves next-token distributions along reference replies.
 
+    Runs on the Hugging Face view of ``model`` (same weights; backends agree to ~1e-7).
+
     Args:
         prompts, references: prompts and reference replies (e.g. the unsteered replies).
-        steered: a context manager factory, ``steered()`` applies the condition (e.g.
-            ``lambda: cond.applied(model)``).
+        condition: anything with ``applied(model)`` (a :class:`~oyster_steer.eval.Condition`).
 
     Returns:
         Per prompt: ``kl`` = mean over reply positions of KL(unsteered || steered) in nats, and
         ``nll_base``/``nll_steered`` = mean negative log-likelihood of the reference tokens.
     """
-    rows = _reference_rows(model, prompts, references)
+    hf = model.with_backend("hf")
+    rows = _reference_rows(hf, prompts, references)
     out: list[dict[str, float]] = []
     for start in range(0, len(rows), batch_size):
         batch = rows[start : start + batch_size]
-        ids, mask = left_pad([r for r, _ in batch], model.pad_id, model.device)  # (B, T)
-        n = [k for _, k in batch]
-        base = _reply_logprobs(model, ids, mask, n)
-        with steered():  # type: ignore[operator]
-            moved = _reply_logprobs(model, ids, mask, n)
-        for (row, k), p, q in zip(batch, base, moved, strict=True):
-            target = torch.tensor(row[-k:], device=p.device)  # (k,)
+        base = _reply_logprobs(hf, batch)
+        with condition.applied(hf):
+            moved = _reply_logprobs(hf, batch)
+        for (_, reply), p, q in zip(batch, base, moved, strict=True):
+            target = torch.tensor(reply, device=p.device)[:, None]  # (k, 1)
             kl = (p.exp() * (p - q)).sum(-1).mean()  # mean over reply positions
             out.append(
                 {
                     "kl": float(kl),
-                    "nll_base": float(-p.gather(-1, target[:, None]).mean()),
-                    "nll_steered": float(-q.gather(-1, target[:, None]).mean()),
+                    "nll_base": float(-p.gather(-1, target).mean()),
+                    "nll_steered": float(-q.gather(-1, target).mean()),
                 }
             )
     return out
