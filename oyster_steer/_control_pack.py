@@ -33,7 +33,7 @@ def _probe_entry(
     probe: LinearProbe, prefix: str, tensors: dict[str, torch.Tensor]
 ) -> dict[str, Any]:
     for key in _PROBE_TENSORS:
-        tensors[f"{prefix}/{key}"] = getattr(probe, key).detach().float().cpu()
+        tensors[f"{prefix}/{key}"] = getattr(probe, key).detach().float().cpu().clone()
     return {
         "site": probe.site.name,
         "labels": list(probe.labels),
@@ -66,7 +66,7 @@ def write_pack(plan: ControlPlan, path: str | Path) -> Path:
         "positions": plan.positions,
         "meta": dict(plan.meta),
     }
-    tensors["policy/payoff"] = plan.policy.payoff.float()  # type: ignore[union-attr]
+    tensors["policy/payoff"] = plan.policy.payoff.float().clone()  # type: ignore[union-attr]
     tensors["schedule"] = torch.tensor(plan.schedule, dtype=torch.float32)
     for b in plan.bindings:
         manifest["bindings"].append(
@@ -78,7 +78,7 @@ def write_pack(plan: ControlPlan, path: str | Path) -> Path:
             }
         )
         for site, v in b.directions.items():
-            tensors[f"vectors/{b.name}/{site}"] = v.float()
+            tensors[f"vectors/{b.name}/{site}"] = v.float().clone()
     return save_artifact(
         path,
         tensors,
