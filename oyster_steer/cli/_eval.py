@@ -75,6 +75,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--category-column", default=None, help="column (or constant) for the Oyster risk category"
     )
     src.add_argument(
+        "--starter",
+        action="store_true",
+        help="only the built-in starter set (no ../shared/data needed)",
+    )
+    src.add_argument(
         "--split",
         default="test",
         choices=("train", "validation", "test", "all"),
@@ -149,8 +154,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _prompts(args: argparse.Namespace) -> Any:
+    from ..data import load_starter
+
     if args.prompts is None:
-        data = data_from_args(args)
+        data = load_starter() if args.starter else data_from_args(args)
         data = data if args.split == "all" else data.split(args.split)
     else:
         from ..data import load_table
@@ -204,8 +211,9 @@ def _judges(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     from ..eval import evaluate
 
-    model = model_from_args(args)
+    judges = _judges(args)  # argument errors before the model loads
     prompts = _prompts(args)
+    model = model_from_args(args)
     result = evaluate(
         model,
         prompts,
@@ -213,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
         results_path=args.results,
-        judges=_judges(args),
+        judges=judges,
         progress=not args.quiet,
         seed=args.seed,
     )
