@@ -12,18 +12,18 @@ checkpoint as ``control.safetensors`` to re-apply with :func:`oyster_steer.patch
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ._artifacts import check_model
-from ._errors import EmptyInputError, WidthMismatchError
-from ._export_bake import Baked, bake, orthonormal
+from ._errors import EmptyInputError
+from ._export_bake import Baked, bake
+from ._export_inputs import ablation_basis, collect_additive, retarget_plan, split_plan
 from ._export_routes import ExportError, export_route
-from ._sites import Site, resolve_site
+from ._sites import Site
 
 if TYPE_CHECKING:
     from ._models import OysterModel
@@ -83,96 +83,6 @@ class ExportManifest:
                 f"{out_dir} holds no oyster_steer export manifest: pass an export_patched output directory"
             )
         return cls(**data)
-
-
-def _vector_meta(vector: Any) -> dict[str, str]:
-    keys = ("model_fingerprint", "d_model", "n_layers")
-    return {k: str(getattr(vector, k)) for k in keys if getattr(vector, k, None) is not None}
-
-
-def _check_width(model: OysterModel, name: str, vec: torch.Tensor) -> torch.Tensor:
-    if vec.shape != (model.d_model,):
-        raise WidthMismatchError(
-            f"the vector at {name!r} has shape {tuple(vec.shape)}, but the model's residual width is "
-            f"{model.d_model}: pass one (d_model,) vector per site"
-        )
-    return vec.detach().to(model.device, torch.float32)
-
-
-def _from_vector(
-    model: OysterModel, vector: Any, strength: float | None
-) -> tuple[dict[Site, torch.Tensor], list[dict[str, Any]]]:
-    """site -> strength * direction for one SteeringVector, with provenance records."""
-    check_model(_vector_meta(vector), model, what="steering vector")
-    scale = float(strength if strength is not None else (getattr(vector, "strength", None) or 1.0))
-    out, records = {}, []
-    for name, direction in vector.directions.items():
-        site = resolve_site(name, model.n_layers)
-        vec = _check_width(model, name, direction)
-        out[site] = scale * vec
-        records.append(
-            {"site": site.name, "strength": scale, "source": getattr(vector, "method", "vector")}
-        )
-    return out, records
-
-
-def _from_mapping(
-    model: OysterModel, vectors: Mapping[str, torch.Tensor], strength: float | None
-) -> tuple[dict[Site, torch.Tensor], list[dict[str, Any]]]:
-    scale = 1.0 if strength is None else float(strength)
-    out = {
-        resolve_site(k, model.n_layers): scale * _check_width(model, k, v)
-        for k, v in vectors.items()
-    }
-    return out, [{"site": s.name, "strength": scale, "source": "mapping"} for s in out]
-
-
-def _additive(
-    model: OysterModel, source: Any, strength: float | None
-) -> tuple[dict[Site, torch.Tensor], list[dict[str, Any]]]:
-    """Sum every unconditional vector per site; accepts a SteeringVector, a list of them, or a mapping."""
-    if source is None:
-        return {}, []
-    if isinstance(source, Mapping):
-        return _from_mapping(model, source, strength)
-    parts = list(source) if isinstance(source, Sequence) else [source]
-    total: dict[Site, torch.Tensor] = {}
-    records: list[dict[str, Any]] = []
-    for vector in parts:
-        if not hasattr(vector, "directions"):
-            raise TypeError(
-                f"cannot export a {type(vector).__name__}: pass a SteeringVector, a list of them, a ControlPlan, or {{site: tensor}}"
-            )
-        vecs, recs = _from_vector(model, vector, strength)
-        for site, vec in vecs.items():
-            total[site] = total[site] + vec if site in total else vec
-        records += recs
-    return total, records
-
-
-def _ablation_basis(model: OysterModel, ablate: Any) -> tuple[torch.Tensor | None, list[str]]:
-    """An orthonormal (d, k) basis of the directions to remove, and the sites they came from."""
-    if ablate is None:
-        return None, []
-    if isinstance(ablate, torch.Tensor):
-        items = (
-            {"direction": ablate}
-            if ablate.ndim == 1
-            else {f"direction{i}": r for i, r in enumerate(ablate)}
-        )
-    elif hasattr(ablate, "directions"):
-        check_model(_vector_meta(ablate), model, what="ablation vector")
-        items = dict(ablate.directions)
-    else:
-        items = dict(ablate)
-    if not items:
-        raise EmptyInputError(
-            "ablate holds no direction: pass a SteeringVector, {site: (d,) tensor} or a (d,) tensor"
-        )
-    rows = torch.stack([_check_width(model, k, v) for k, v in items.items()])  # (k, d)
-    if bool((rows.norm(dim=-1) == 0).any()):
-        raise ExportError("an ablation direction is all zeros: remove it from ablate")
-    return orthonormal(rows / rows.norm(dim=-1, keepdim=True)), list(items)
 
 
 def reference_hooks(
@@ -248,13 +158,6 @@ def _verify(
     }
 
 
-def _split_plan(source: Any) -> tuple[Any, Any]:
-    """(unconditional part, conditional part or None) of what was passed; only plans have the latter."""
-    if not hasattr(source, "conditional_parts"):
-        return source, None
-    return source.static_vectors(), (source.conditional_parts() or None)
-
-
 def _refuse_conditional(conditional: Any) -> None:
     raise ExportError(
         "the control plan has probe-gated (conditional) parts, which a stock checkpoint cannot express: "
@@ -314,7 +217,8 @@ def export_patched(
             times ``strength``), a ControlPlan, or None (ablation only). Vectors are added at every
             position: as a bias on the projection that writes the residual at their site.
         out_dir: a new or empty directory.
-        strength: overrides each vector's own strength.
+        strength: overrides each vector's own strength; multiplies a ``{site: tensor}`` mapping,
+            and every binding of a plan (baked and packed alike, as ``patch`` does).
         ablate: directions to remove from the residual stream (a SteeringVector, ``{site: (d,)}``,
             or a (d,) / (k, d) tensor): every residual-writing matrix is orthogonalised.
         allow_conditional: bake a plan's unconditional part and write its probe-gated part to
@@ -332,11 +236,12 @@ def export_patched(
 
     from . import __version__
 
-    static, conditional = _split_plan(plan_or_vectors)
+    static, conditional = split_plan(model, plan_or_vectors, strength)
     if conditional is not None and not allow_conditional:
         _refuse_conditional(conditional)
-    additive, records = _additive(model, static, strength)
-    basis, ablate_sites = _ablation_basis(model, ablate)
+    plan_given = hasattr(plan_or_vectors, "conditional_parts")
+    additive, records = collect_additive(model, static, None if plan_given else strength)
+    basis, ablate_sites = ablation_basis(model, ablate)
     if not additive and basis is None and conditional is None:
         raise EmptyInputError(
             "nothing to export: pass steering vectors, a control plan, or ablate="
@@ -392,9 +297,19 @@ def _merge_records(
 
 
 def _write_control(model: OysterModel, conditional: Any, out: Path, baked: Baked) -> str:
-    """Save the conditional part beside the checkpoint, made for the exported model's identity."""
-    from ._control import save_plan
+    """Save the conditional part beside the checkpoint, retargeted to the exported model's identity.
 
-    path = out / CONTROL_NAME
-    save_plan(conditional, path)
+    The export may change the model's fingerprint (a relabel changes ``model_type``, embedding
+    edits change its rows), and ``load_plan(path, exported_model)`` checks it.
+    """
+    from ._control import save_plan
+    from ._models import model_fingerprint
+
+    identity = {
+        "model_name": f"{model.name} (exported)",
+        "model_fingerprint": model_fingerprint(baked.model),
+        "d_model": str(model.d_model),
+        "n_layers": str(model.n_layers),
+    }
+    save_plan(retarget_plan(conditional, identity), out / CONTROL_NAME)
     return CONTROL_NAME

@@ -7,16 +7,24 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
 
-from oyster_steer import EmptyInputError, SiteError, WidthMismatchError, from_hf
+from oyster_steer import (
+    EmptyInputError,
+    ModelMismatchError,
+    SiteError,
+    SteeringVector,
+    WidthMismatchError,
+    from_hf,
+)
 from oyster_steer._export import MANIFEST_NAME, ExportError, ExportManifest, export_patched
 from oyster_steer._export_bake import residual_writers
 from oyster_steer._export_routes import export_route
 from oyster_steer.backends import Hook, get_backend, position_ids
-from oyster_steer.testing import TINY_ARCHITECTURES, default_tokenizer, tiny_model
+from oyster_steer.testing import TINY_ARCHITECTURES, default_tokenizer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -100,12 +108,12 @@ def _logits(hf, ids, mask, **kw):
 
 
 def _max_diff(a, b, mask):
-    return float((a - b)[mask.bool()].abs().max())
+    return float((a - b).detach()[mask.bool()].abs().max())
 
 
 @pytest.mark.parametrize("arch", sorted(EXPECTED))
-def test_baked_vectors_equal_hooks(arch, tmp_path):
-    model = tiny_model(arch)
+def test_baked_vectors_equal_hooks(tiny_models, arch, tmp_path):
+    model = tiny_models(arch)
     routes, model_type = EXPECTED[arch]
     vectors = _vectors(model, routes)
     manifest = export_patched(model, vectors, tmp_path, verify=False)
@@ -133,8 +141,8 @@ def _assert_writers_orthogonal(model, r):
 
 
 @pytest.mark.parametrize("arch", sorted(EXPECTED))
-def test_ablation_removes_direction_from_every_writer(arch, tmp_path):
-    model = tiny_model(arch)
+def test_ablation_removes_direction_from_every_writer(tiny_models, arch, tmp_path):
+    model = tiny_models(arch)
     r = torch.nn.functional.normalize(
         torch.randn(model.d_model, generator=torch.Generator().manual_seed(3)), dim=0
     )
@@ -157,8 +165,8 @@ def test_ablation_removes_direction_from_every_writer(arch, tmp_path):
         )
 
 
-def test_vector_and_rank2_ablation_together(tmp_path):
-    model = tiny_model("gpt2")
+def test_vector_and_rank2_ablation_together(tiny_models, tmp_path):
+    model = tiny_models("gpt2")
     gen = torch.Generator().manual_seed(5)
     q, _ = torch.linalg.qr(torch.randn(model.d_model, 2, generator=gen))  # (d, 2)
     vectors = _vectors(model, ["blocks.1.hook_resid_post"])
@@ -170,8 +178,8 @@ def test_vector_and_rank2_ablation_together(tmp_path):
     assert _max_diff(_logits(_load(tmp_path), ids, mask).logits, want, mask) <= 1e-4
 
 
-def test_export_leaves_the_source_model_untouched(tmp_path):
-    model = tiny_model("llama")
+def test_export_leaves_the_source_model_untouched(tiny_models, tmp_path):
+    model = tiny_models("llama")
     before = {k: v.clone() for k, v in model.hf.state_dict().items()}
     config = model.hf.config.to_dict()
     r = torch.randn(model.d_model)
@@ -181,10 +189,10 @@ def test_export_leaves_the_source_model_untouched(tmp_path):
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
 
 
-def test_manifest_records_routes_switches_and_identity(tmp_path):
+def test_manifest_records_routes_switches_and_identity(tiny_models, tmp_path):
     from oyster_steer import __version__
 
-    model = tiny_model("qwen2")
+    model = tiny_models("qwen2")
     manifest = export_patched(
         model, _vectors(model, ["blocks.1.hook_resid_post"]), tmp_path, strength=0.5
     )
@@ -229,13 +237,13 @@ _FRESH = textwrap.dedent(
 )
 
 
-def test_exported_checkpoint_loads_in_fresh_python_without_oyster_steer(tmp_path):
+def test_exported_checkpoint_loads_in_fresh_python_without_oyster_steer(tiny_models, tmp_path):
     """Only transformers, in a new interpreter: a relabelled Qwen2 and an untied, ablated Gemma."""
     from safetensors.torch import load_file
 
     wants, inputs = {}, {}
     for arch, sites, ablate in (("qwen2", ALL, False), ("gemma", ATTN_ONLY, True)):
-        model = tiny_model(arch)
+        model = tiny_models(arch)
         vectors = _vectors(model, sites)
         r = torch.nn.functional.normalize(torch.randn(model.d_model), dim=0) if ablate else None
         export_patched(model, vectors, tmp_path / arch, ablate=r, verify=False)
@@ -279,14 +287,14 @@ def test_qwen3_bakes_attention_and_refuses_mlp(tmp_path):
         export_patched(model, _vectors(model, ["blocks.1.hook_resid_post"]), tmp_path / "no")
 
 
-def test_refusals_are_one_clear_sentence(tmp_path):
-    gemma2 = tiny_model("gemma2")
+def test_refusals_are_one_clear_sentence(tiny_models, tmp_path):
+    gemma2 = tiny_models("gemma2")
     with pytest.raises(
         SiteError,
         match=r"cannot bake 'blocks.1.hook_attn_out': gemma2 normalises each sublayer's output \(post_attention_layernorm / post_feedforward_layernorm, which have no bias\)",
     ):
         export_patched(gemma2, _vectors(gemma2, ["blocks.1.hook_attn_out"]), tmp_path / "a")
-    llama = tiny_model("llama")
+    llama = tiny_models("llama")
     with pytest.raises(
         WidthMismatchError,
         match=r"the vector at 'blocks.1.hook_resid_post' has shape \(3,\), but the model's residual width is 64",
@@ -305,6 +313,13 @@ def test_refusals_are_one_clear_sentence(tmp_path):
         ExportError, match=r"out_dir .* is not empty: choose a new directory or delete its contents"
     ):
         export_patched(llama, _vectors(llama, ["blocks.1.hook_resid_post"]), tmp_path / "full")
+    other = tiny_models("llama", seed=1)
+    foreign = SteeringVector.from_tensors(other, _vectors(other, ["blocks.1.hook_resid_post"]))
+    with pytest.raises(
+        ModelMismatchError,
+        match=r"this steering vector was made for model 'tiny-llama-1' \(model_fingerprint=",
+    ):
+        export_patched(llama, foreign, tmp_path / "e")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # refused before writing
 
 
@@ -330,3 +345,215 @@ def test_sliding_window_families_refuse_the_llama_relabel(tmp_path):
         export_patched(model, _vectors(model, ["blocks.1.hook_resid_post"]), tmp_path / "a")
     manifest = export_patched(model, _vectors(model, ["blocks.0.hook_resid_pre"]), tmp_path / "b")
     assert manifest.model_type == "mistral"  # the embedding route needs no relabel
+
+
+SHIPPED = (
+    Path(__file__).resolve().parents[1]
+    / "vectors"
+    / "smollm2-135m-instruct"
+    / "constructive.safetensors"
+)
+
+
+def _mean_diff(model, site):
+    """A constructive-minus-benign direction from a few starter prompts (unit norm)."""
+    from oyster_steer import capture
+    from oyster_steer.data import load_starter
+
+    starter = load_starter()
+    vulnerable = starter.filter(intent="vulnerable").texts[:8]
+    benign = starter.filter(intent="benign").texts[:8]
+    acts = capture(model, vulnerable + benign, [site], progress=False)[site]  # (16, d)
+    return torch.nn.functional.normalize(acts[:8].mean(0) - acts[8:].mean(0), dim=0)
+
+
+@pytest.mark.slow
+def test_smollm2_baked_vector_and_ablation_equal_hooks(smollm, tmp_path):
+    model, site = smollm, "blocks.12.hook_resid_post"
+    if SHIPPED.exists():
+        from oyster_steer import load_vector
+
+        vector = load_vector(SHIPPED)
+        vectors = {s: vector.strength * d for s, d in vector.directions.items()}
+    else:
+        vectors = {site: 8.0 * _mean_diff(model, site)}
+    r = _mean_diff(model, "blocks.20.hook_resid_post")
+    r = torch.nn.functional.normalize(
+        r - sum((r @ v) * v / (v @ v) for v in vectors.values()), dim=0
+    )
+    manifest = export_patched(model, vectors, tmp_path, ablate=r)
+    assert manifest.untied_lm_head and manifest.config_changes["mlp_bias"] is True
+    exported = from_hf(_load(tmp_path), model.tokenizer)
+    _assert_writers_orthogonal(exported, r)
+    ids, mask = model.encode(PROMPTS)
+    want = _hooked_logits(model, ids, mask, _reference(model, vectors, r))
+    got = _logits(exported.hf, ids, mask).logits
+    assert _max_diff(got, want, mask) <= 1e-4 * float(want[mask.bool()].abs().max())
+    steered = get_backend("hf").generate(
+        model, ids, mask, _reference(model, vectors, r), max_new_tokens=12
+    )
+    baked = exported.hf.generate(
+        input_ids=ids,
+        attention_mask=mask,
+        max_new_tokens=12,
+        do_sample=False,
+        pad_token_id=model.pad_id,
+    )
+    assert torch.equal(baked, steered)
+
+
+def _plan(model, static_site, probe_site="blocks.1.hook_resid_post", gated=True):
+    """A plan with one unconditional binding (equal strength for every strategy) and one gated
+    binding; the probe reads a vulnerable user, so the policy picks "guide"."""
+    from oyster_steer._control import ControlPlan, bind
+    from oyster_steer._probe import LinearProbe
+
+    gen, d = torch.Generator().manual_seed(11), model.d_model
+    identity = {
+        "model_fingerprint": model.fingerprint,
+        "d_model": str(d),
+        "n_layers": str(model.n_layers),
+    }
+    labels = ("benign", "borderline", "vulnerable", "malicious")
+    probe = LinearProbe(probe_site, labels, torch.randn(4, d, generator=gen), torch.tensor([0.0, 0.0, 10.0, 0.0]),
+                        torch.zeros(d), torch.ones(d), meta=identity)  # fmt: skip
+    bindings = [
+        bind(
+            {static_site: 2 * torch.randn(d, generator=gen)},
+            ["help", "guide", "redirect"],
+            name="static",
+        )
+    ]
+    if gated:
+        bindings.append(
+            bind(
+                {"blocks.2.hook_attn_out": 2 * torch.randn(d, generator=gen)},
+                {"guide": 3.0},
+                name="gated",
+            )
+        )
+    return ControlPlan(probe, bindings, positions="all", identity=identity)
+
+
+def _patched(model, target, ids, mask, strength=None):
+    from oyster_steer import patch
+
+    with patch(model, target, strength):
+        backend = get_backend("hf")
+        return backend.forward(model, ids, mask), backend.generate(
+            model, ids, mask, max_new_tokens=6
+        )
+
+
+def test_conditional_plan_is_refused_with_a_clear_error(tiny_models, tmp_path):
+    model = tiny_models("llama")
+    with pytest.raises(
+        ExportError,
+        match=r"the control plan has probe-gated \(conditional\) parts, which a stock checkpoint cannot express: pass allow_conditional=True",
+    ):
+        export_patched(model, _plan(model, "blocks.2.hook_resid_post"), tmp_path)
+    assert not tmp_path.joinpath("config.json").exists()
+
+
+def test_allow_conditional_bakes_static_part_and_packs_the_rest(tiny_models, tmp_path):
+    """Relabelled Qwen2 (new fingerprint): exported + re-applied pack == source + whole plan."""
+    from oyster_steer import load_model
+    from oyster_steer._control import load_plan
+
+    model = tiny_models("qwen2")
+    plan = _plan(model, "blocks.2.hook_resid_post")
+    manifest = export_patched(model, plan, tmp_path, allow_conditional=True)
+    assert manifest.control_pack == "control.safetensors" and manifest.model_type == "llama"
+    assert [(r["site"], r["route"]) for r in manifest.baked] == [
+        ("blocks.2.hook_resid_post", "mlp_bias")
+    ]
+    exported = load_model(str(tmp_path), device="cpu")
+    pack = load_plan(tmp_path / "control.safetensors", exported)  # made for the exported model
+    assert [b.name for b in pack.bindings] == ["gated"]
+    ids, mask = model.encode(PROMPTS)
+    (want, want_ids), (got, got_ids) = (
+        _patched(model, plan, ids, mask),
+        _patched(exported, pack, ids, mask),
+    )
+    assert _max_diff(got, want, mask) <= 1e-4 and torch.equal(got_ids, want_ids)
+
+
+def test_static_plan_exports_without_allow_conditional(tiny_models, tmp_path):
+    model = tiny_models("gpt2")
+    plan = _plan(model, "blocks.2.hook_attn_out", gated=False)
+    manifest = export_patched(model, plan, tmp_path, strength=2.0)  # multiplies every binding
+    assert manifest.control_pack is None and not (tmp_path / "control.safetensors").exists()
+    ids, mask = model.encode(PROMPTS)
+    want, _ = _patched(model, plan, ids, mask, strength=2.0)
+    assert _max_diff(_logits(_load(tmp_path), ids, mask).logits, want, mask) <= 1e-4
+
+
+def test_unconditional_vector_before_the_probe_is_refused(tiny_models, tmp_path):
+    """The plan adds such a vector only after its decision, so it is not baked silently."""
+    model = tiny_models("llama")
+    plan = _plan(model, "blocks.0.hook_resid_post", gated=False)
+    with pytest.raises(
+        ExportError,
+        match=r"the plan's unconditional vectors at \['blocks.0.hook_resid_post'\] come before its probe reads 'blocks.1.hook_resid_post'",
+    ):
+        export_patched(model, plan, tmp_path, allow_conditional=True)
+
+
+def test_patched_hf_model_serves_steered_text_through_a_pipeline(tiny_models, tmp_path):
+    """In memory: a pipeline on the patched model.hf generates the steered text (the same as the
+    baked checkpoint's pipeline), and handle.remove() restores the original text."""
+    from transformers import pipeline
+
+    from oyster_steer import SteeringVector, patch
+
+    model = tiny_models("llama")
+    vector = SteeringVector.from_tensors(
+        model, _vectors(model, ["blocks.1.hook_resid_post"], scale=6.0)
+    )
+    chat = [{"role": "user", "content": "I feel alone tonight."}]
+    kwargs = dict(max_new_tokens=8, do_sample=False, return_full_text=False)
+    serve = pipeline("text-generation", model=model.hf, tokenizer=model.tokenizer)
+    plain = serve(chat, **kwargs)[0]["generated_text"]
+    handle = patch(model, vector)  # hooks stay on model.hf until removed
+    try:
+        steered = serve(chat, **kwargs)[0]["generated_text"]
+    finally:
+        handle.remove()
+    assert serve(chat, **kwargs)[0]["generated_text"] == plain != steered
+    export_patched(model, vector, tmp_path, verify=False)
+    baked = pipeline("text-generation", model=str(tmp_path))
+    assert baked(chat, **kwargs)[0]["generated_text"] == steered
+
+
+def test_cli_export_bakes_vector_and_ablation(tiny_models, tmp_path, capsys):
+    from oyster_steer import SteeringVector, save_vector
+    from oyster_steer.cli import main
+
+    model = tiny_models("llama")
+    model.hf.save_pretrained(tmp_path / "model")
+    model.tokenizer.save_pretrained(tmp_path / "model")
+    vectors = _vectors(model, ["blocks.1.hook_resid_post"])
+    save_vector(
+        SteeringVector.from_tensors(model, vectors, strength=3.0), tmp_path / "v.safetensors"
+    )
+    r = torch.nn.functional.normalize(torch.randn(model.d_model), dim=0)
+    save_vector(
+        SteeringVector.from_tensors(model, {"blocks.2.hook_resid_post": r}),
+        tmp_path / "r.safetensors",
+    )
+    argv = ["export", "--model", str(tmp_path / "model"), "--device", "cpu", "--vector", str(tmp_path / "v.safetensors"),
+            "--ablate", str(tmp_path / "r.safetensors"), "--strength", "0.5", "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert (
+        "baked blocks.1.hook_resid_post -> model.layers.1.mlp.down_proj (mlp_bias" in out
+        and "verified" in out
+    )
+    manifest = ExportManifest.load(tmp_path / "out")
+    assert manifest.baked[0]["strengths"] == [0.5] and manifest.ablated["rank"] == 1
+    ids, mask = model.encode(PROMPTS)
+    want = _hooked_logits(
+        model, ids, mask, _reference(model, {s: 0.5 * v for s, v in vectors.items()}, r)
+    )
+    assert _max_diff(_logits(_load(tmp_path / "out"), ids, mask).logits, want, mask) <= 1e-4
+    assert main(argv[:-2]) == 1 and "--out DIR is required" in capsys.readouterr().err
