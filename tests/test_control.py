@@ -19,7 +19,6 @@ from oyster_steer._control import ControlPlan, bind, load_plan, patch_plan, save
 from oyster_steer._probe import LinearProbe
 from oyster_steer._steer import patch
 from oyster_steer.backends import get_backend, position_ids
-from oyster_steer.testing import tiny_model
 
 BENIGN = "What is the capital of France?"
 VULNERABLE = "I feel so alone and I can't sleep, everything is hopeless"
@@ -28,8 +27,8 @@ INTENTS = ("benign", "borderline", "vulnerable", "malicious")
 
 
 @pytest.fixture(scope="module")
-def model():
-    return tiny_model("llama", "hf")
+def model(tiny_models):
+    return tiny_models("llama", "hf")
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +122,9 @@ def test_decisions_latch_across_decode_steps(model, plan, vector, batch):
     plain = _generate(model, *batch, n=5)
     assert d.step == 4 and d.strategy == ["help", "guide"]
     assert trace.applied.shape == (2, batch[0].shape[1] + 4, 3)
-    assert torch.equal(trace.applied[0, :, 1:], torch.zeros_like(trace.applied[0, :, 1:]))  # help only
+    assert torch.equal(
+        trace.applied[0, :, 1:], torch.zeros_like(trace.applied[0, :, 1:])
+    )  # help only
     assert torch.equal(
         trace.applied[1, :, 1], torch.ones(trace.applied.shape[1])
     )  # guide, every token
@@ -233,9 +234,9 @@ def test_pack_round_trip_gives_the_same_decisions_and_logits(model, plan, batch,
     torch.testing.assert_close(got, want)
 
 
-def test_pack_for_another_model_is_refused(plan, tmp_path):
+def test_pack_for_another_model_is_refused(plan, tmp_path, tiny_models):
     path = save_plan(plan, tmp_path / "control.safetensors")
-    other = tiny_model("llama", "hf", seed=1)
+    other = tiny_models("llama", "hf", seed=1)
     with pytest.raises(
         ModelMismatchError, match=r"this control pack was made for model .* model_fingerprint="
     ):
@@ -335,8 +336,10 @@ def test_static_cache_compiled_generate_matches_eager(model, plan, batch):
 
 
 @pytest.mark.parametrize("backend", ["tl", "nnsight"])
-def test_backends_agree_with_hf(model, plan, batch, backend):
-    other = model.with_backend(backend)
+def test_backends_agree_with_hf(model, plan, batch, backend, tiny_models):
+    other = tiny_models(
+        "llama", backend
+    )  # same weights on its own HF module (TL rewires the one it wraps)
     with patch_plan(model, plan):
         want_logits, want_tokens = _forward(model, *batch), _generate(model, *batch, n=4)
     with patch_plan(other, plan) as handle:
