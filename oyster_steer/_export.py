@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +45,8 @@ class ExportManifest:
     Attributes:
         out_dir: the checkpoint directory; model_*: identity of the source model.
         model_type: the exported family (differs from ``source_model_type`` when relabelled).
-        baked: one record per baked site (site, route, module, strength, norm, source).
+        baked: one record per baked site (site, route, module, norm, and the strengths and
+            sources of the vectors summed into it).
         ablated: how directions were removed (route, rank, writers, exact), or None.
         config_changes: config fields the export switched; control_pack: file of conditional parts.
         verification: max logit difference between the reloaded export and the hooked source.
@@ -158,12 +159,12 @@ def _verify(
     }
 
 
-def _refuse_conditional(conditional: Any) -> None:
+def _refuse_conditional() -> None:
     raise ExportError(
         "the control plan has probe-gated (conditional) parts, which a stock checkpoint cannot express: "
         "pass allow_conditional=True to bake the unconditional part and write the rest to "
         f"{CONTROL_NAME} beside the checkpoint (re-apply it with oyster_steer.patch after loading), "
-        "or serve the plan in memory with oyster_steer.patch(model, plan, persistent=True)"
+        "or serve the plan in memory with oyster_steer.patch(model, plan)"
     )
 
 
@@ -189,7 +190,8 @@ def _notes(model: OysterModel, baked: Baked) -> list[str]:
         )
     if baked.untied_lm_head:
         notes.append(
-            "the LM head was untied from the edited embedding and keeps the original weights"
+            "the LM head was untied from the edited embedding and keeps the original weights "
+            "(engines that require tied embeddings for this family, like vLLM's Gemma, cannot load it)"
         )
     if baked.ablation and not baked.ablation["exact"]:
         notes.append(
@@ -201,8 +203,8 @@ def _notes(model: OysterModel, baked: Baked) -> list[str]:
 
 def export_patched(
     model: OysterModel,
-    plan_or_vectors: Any = None,
-    out_dir: str | Path = "exported",
+    plan_or_vectors: Any,
+    out_dir: str | Path,
     *,
     strength: float | None = None,
     ablate: Any = None,
@@ -232,13 +234,9 @@ def export_patched(
         >>> manifest = export_patched(model, vector, "exported/constructive")   # doctest: +SKIP
         >>> AutoModelForCausalLM.from_pretrained("exported/constructive")       # doctest: +SKIP
     """
-    import transformers
-
-    from . import __version__
-
     static, conditional = split_plan(model, plan_or_vectors, strength)
     if conditional is not None and not allow_conditional:
-        _refuse_conditional(conditional)
+        _refuse_conditional()
     plan_given = hasattr(plan_or_vectors, "conditional_parts")
     additive, records = collect_additive(model, static, None if plan_given else strength)
     basis, ablate_sites = ablation_basis(model, ablate)
@@ -254,27 +252,42 @@ def export_patched(
     out = _prepare_out(out_dir)
     baked.model.save_pretrained(out)
     model.tokenizer.save_pretrained(out)
-    pack = _write_control(model, conditional, out, baked) if conditional is not None else None
-    exact = basis is None or baked.ablation["exact"]
-    manifest = ExportManifest(
+    manifest = _manifest(model, baked, out, records, additive, ablate_sites)
+    if conditional is not None:
+        manifest = replace(manifest, control_pack=_write_control(model, conditional, out, baked))
+    if verify and (basis is None or baked.ablation["exact"]):
+        manifest = replace(manifest, verification=_verify(model, out, additive, basis))
+    manifest.save()
+    return manifest
+
+
+def _manifest(
+    model: OysterModel,
+    baked: Baked,
+    out: Path,
+    records: list[dict[str, Any]],
+    additive: Mapping[Site, torch.Tensor],
+    ablate_sites: list[str],
+) -> ExportManifest:
+    import transformers
+
+    from . import __version__
+
+    return ExportManifest(
         out_dir=str(out),
         model_name=model.name,
         model_fingerprint=model.fingerprint,
         source_model_type=model.model_type,
         model_type=baked.model.config.model_type,
         baked=_merge_records(baked.sites, records, additive),
-        ablated=None if basis is None else {**baked.ablation, "sites": ablate_sites},
+        ablated=None if baked.ablation is None else {**baked.ablation, "sites": ablate_sites},
         config_changes=baked.config_changes,
         zero_biases=len(baked.zero_biases),
         untied_lm_head=baked.untied_lm_head,
-        control_pack=pack,
-        verification=_verify(model, out, additive, basis) if verify and exact else None,
         notes=_notes(model, baked),
         oyster_steer_version=__version__,
         transformers_version=transformers.__version__,
     )
-    manifest.save()
-    return manifest
 
 
 def _merge_records(

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ._arch import hook_point
 from ._export_routes import (
     ROUTES,
     ExportError,
@@ -54,6 +55,31 @@ def orthonormal(directions: torch.Tensor) -> torch.Tensor:
     u, s, _ = torch.linalg.svd(directions.double().T, full_matrices=False)  # (d, k'), (k',)
     keep = s > s.max() * 1e-6
     return u[:, keep]
+
+
+# TransformerLens's bridge wraps each HF module it adopts and keeps the original under this name.
+_WRAPPED = "_original_component"
+
+
+def _module(model: OysterModel, path: str) -> torch.nn.Module:
+    """The HF module at ``path``, unwrapped if TransformerLens has wrapped it."""
+    module = model.hf.get_submodule(path)
+    while hasattr(module, _WRAPPED):
+        module = getattr(module, _WRAPPED)
+    return module
+
+
+def _source_state(model: OysterModel) -> StateDict:
+    """The HF model's own state dict (tensors shared, not copied), also under TransformerLens."""
+    sd = dict(model.hf.state_dict())
+    if not any(_WRAPPED in key for key in sd):
+        return sd
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):  # the bridge adds alias keys: keep the ones the family defines
+        expected = AutoModelForCausalLM.from_config(model.hf.config).state_dict()
+    plain = {key.replace(f".{_WRAPPED}", ""): value for key, value in sd.items()}
+    return {key: value for key, value in plain.items() if key in expected}
 
 
 def _out_axis(module: torch.nn.Module) -> int:
@@ -100,7 +126,7 @@ def _orthogonalise(
         if norm is not None:  # the norm rescales per channel: x must avoid (offset + w) * r instead
             gain = route.norm_offset + sd[f"{norm}.weight"].double()  # (d,)
             q = orthonormal((gain[:, None].to(basis.device) * basis).T)
-        axis = _out_axis(model.hf.get_submodule(path))
+        axis = _out_axis(_module(model, path))
         for name in ("weight", "bias"):
             key = f"{path}.{name}"
             if key in sd:
@@ -124,7 +150,7 @@ def _add_to(sd: StateDict, key: str, vec: torch.Tensor, like: str) -> None:
 
 def _embed_scale(model: OysterModel, path: str) -> float:
     """What the embedding module multiplies its rows by (Gemma: sqrt(d)); 1 elsewhere."""
-    module = model.hf.get_submodule(path)
+    module = _module(model, path)
     scale = getattr(module, "embed_scale", None)
     return 1.0 if scale is None else float(torch.as_tensor(scale).to(module.weight.dtype))
 
@@ -150,7 +176,7 @@ def _untie(cfg: Any, sd: StateDict, model: OysterModel) -> bool:
     if not getattr(cfg, "tie_word_embeddings", False):
         return False
     cfg.tie_word_embeddings = False
-    sd[f"{model.spec.lm_head}.weight"] = model.hf.get_input_embeddings().weight.detach()
+    sd[f"{model.spec.lm_head}.weight"] = sd[f"{model.spec.embed}.weight"]  # not yet edited
     return True
 
 
@@ -178,8 +204,9 @@ def bake(
     route = export_route(model.model_type)
     targets = {site: site_target(site)[0] for site in additive}
     for site, target in targets.items():
+        hook_point(model.spec, site, write=True, parallel=model.parallel_residual)  # site exists
         check_target(route, model.model_type, site, target)
-    cfg, sd = copy.deepcopy(model.hf.config), dict(model.hf.state_dict())
+    cfg, sd = copy.deepcopy(model.hf.config), _source_state(model)
     baked = Baked(model=None)
     if route.relabel is not None and {"mlp", "attn"} & set(targets.values()):
         cfg, sd = route.relabel(cfg, sd)

@@ -40,7 +40,7 @@ def _from_vector(
 ) -> tuple[dict[Site, torch.Tensor], list[dict[str, Any]]]:
     """site -> strength * direction for one SteeringVector, with provenance records."""
     check_model(_vector_meta(vector), model, what="steering vector")
-    scale = float(strength if strength is not None else (getattr(vector, "strength", None) or 1.0))
+    scale = float(strength if strength is not None else getattr(vector, "strength", 1.0))
     out, records = {}, []
     for name, direction in vector.directions.items():
         site = resolve_site(name, model.n_layers)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from oyster_steer import (
     EmptyInputError,
@@ -313,6 +315,12 @@ def test_refusals_are_one_clear_sentence(tiny_models, tmp_path):
         ExportError, match=r"out_dir .* is not empty: choose a new directory or delete its contents"
     ):
         export_patched(llama, _vectors(llama, ["blocks.1.hook_resid_post"]), tmp_path / "full")
+    neox = tiny_models("gpt_neox")  # parallel blocks: no resid_mid to bake into
+    with pytest.raises(
+        SiteError,
+        match=r"'blocks.1.hook_resid_mid': this architecture computes attention and MLP in parallel",
+    ):
+        export_patched(neox, _vectors(neox, ["blocks.1.hook_resid_mid"]), tmp_path / "f")
     other = tiny_models("llama", seed=1)
     foreign = SteeringVector.from_tensors(other, _vectors(other, ["blocks.1.hook_resid_post"]))
     with pytest.raises(
@@ -557,3 +565,31 @@ def test_cli_export_bakes_vector_and_ablation(tiny_models, tmp_path, capsys):
     )
     assert _max_diff(_logits(_load(tmp_path / "out"), ids, mask).logits, want, mask) <= 1e-4
     assert main(argv[:-2]) == 1 and "--out DIR is required" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backend", ["tl", "nnsight"])
+def test_export_from_other_backends_writes_the_same_checkpoint(tiny_models, backend, tmp_path):
+    """TransformerLens wraps the HF modules it adopts; the export unwraps them."""
+    from safetensors.torch import load_file
+
+    vectors, r = _vectors(tiny_models("gemma"), ATTN_ONLY), torch.randn(64)
+    for name in ("hf", backend):
+        export_patched(tiny_models("gemma", name), vectors, tmp_path / name, ablate=r)
+    want, got = (load_file(str(tmp_path / n / "model.safetensors")) for n in ("hf", backend))
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+
+
+@settings(max_examples=30, deadline=None)
+@given(k=st.integers(1, 4), seed=st.integers(0, 10_000), axis=st.sampled_from([0, 1]))
+def test_orthogonalisation_removes_the_span_and_is_idempotent(k, seed, axis):
+    from oyster_steer._export_bake import _project_out, orthonormal
+
+    gen = torch.Generator().manual_seed(seed)
+    directions = torch.randn(k, 16, generator=gen)
+    q = orthonormal(torch.cat([directions, directions[:1] * 2]))  # a repeated direction merges
+    assert q.shape == (16, k) and torch.allclose(q.T @ q, torch.eye(k, dtype=q.dtype), atol=1e-10)
+    weight = torch.randn(*((16, 8) if axis == 0 else (8, 16)), generator=gen, dtype=torch.float64)
+    once = _project_out(weight, q, axis)
+    along = q.T @ once if axis == 0 else once @ q
+    assert float(along.abs().max()) <= 1e-10
+    assert torch.allclose(_project_out(once, q, axis), once, atol=1e-12)
