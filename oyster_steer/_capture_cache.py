@@ -102,7 +102,12 @@ def cached_capture(
         if texts
         else torch.zeros(0, len(resolved), model.d_model)
     )  # (N, S, d)
-    meta = {"model_name": model.name, "model_fingerprint": model.fingerprint, "chat": str(chat)}
+    meta = {
+        "model_name": model.name,
+        "model_fingerprint": model.fingerprint,
+        "chat": str(chat),
+        "captured_now": str(len(missing)),
+    }
     return Activations(
         acts={s.name: rows[:, i].contiguous() for i, s in enumerate(resolved)},
         prompts=list(texts),

@@ -61,10 +61,8 @@ PROMPTS = PromptSet(
 
 
 @pytest.fixture(scope="module")
-def model_and_probe():
-    from oyster_steer.testing import tiny_model
-
-    model = tiny_model("llama")
+def model_and_probe(tiny):
+    model = tiny
     x = capture(model, PROMPTS.texts, SITE, progress=False)[SITE]
     y = torch.tensor([r.intent == "malicious" for r in PROMPTS])
     probe = train_probe(

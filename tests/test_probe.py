@@ -153,13 +153,6 @@ def test_input_errors(binary):
         )
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    from oyster_steer.testing import tiny_model
-
-    return tiny_model("llama")
-
-
 def test_save_load_round_trip(tmp_path: Path, tiny):
     x, y, _ = planted(d=tiny.d_model)
     probe = train_probe(x, y, site=SITE, target_fpr=0.1, meta={"task": "risk", "data": "planted"})
@@ -187,10 +180,10 @@ def test_load_refuses_other_model(tmp_path: Path, tiny):
 
 
 @pytest.mark.slow
-def test_shipped_probes_classify_starter_prompts():
-    from oyster_steer import capture, load_model
+def test_shipped_probes_classify_starter_prompts(smollm):
+    from oyster_steer import capture
 
-    model = load_model()
+    model = smollm
     root = Path(__file__).resolve().parents[1] / "probes" / "smollm2-135m-instruct"
     risk, intent = (
         load_probe(root / "risk.safetensors", model),

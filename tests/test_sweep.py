@@ -86,11 +86,12 @@ def small_splits():
     return {k: v.sample(4, seed=0) for k, v in splits.items()}
 
 
-def test_sweep_layers_on_tiny_model_captures_each_split_once(small_splits, tmp_path, monkeypatch):
+def test_sweep_layers_on_tiny_model_captures_each_split_once(
+    small_splits, tmp_path, monkeypatch, tiny
+):
     from oyster_steer import _capture_cache
-    from oyster_steer.testing import tiny_model
 
-    model = tiny_model("llama")
+    model = tiny
     calls = []
     real = _capture_cache.capture
     monkeypatch.setattr(

@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from oyster_steer._probe import LinearProbe
 from oyster_steer._trace import token_trace
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    from oyster_steer.testing import tiny_model
-
-    return tiny_model("llama")
 
 
 def probe(site: str, classes: int, seed: int, task: str) -> LinearProbe:
@@ -58,9 +50,9 @@ def test_generation_is_read_during_decoding(tiny):
     assert torch.allclose(p[:-1].sum(-1), torch.ones(len(p) - 1))
 
 
-def test_backends_agree(tiny):
-    traces = {
-        b: token_trace(tiny.with_backend(b), PROBES, "Tell me a story", generate=4)
+def test_backends_agree(tiny_models):
+    traces = {  # same seed: same weights; one HF module per backend (TransformerLens rewires its own)
+        b: token_trace(tiny_models("llama", b), PROBES, "Tell me a story", generate=4)
         for b in ("hf", "tl", "nnsight")
     }
     for b in ("tl", "nnsight"):

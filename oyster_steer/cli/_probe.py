@@ -1,0 +1,153 @@
+"""``oyster-steer train-probe``: the shipped risk and intent probes, and their RESULTS.md section.
+
+One command reproduces ``probes/<model>/risk.safetensors`` and ``intent.safetensors``: build
+the splits (starter set + shared data + wrapped copies), capture every split once at every
+layer (cached under ``runs/``), sweep the layers, keep the best on validation, calibrate on
+validation, save; with ``--report`` it also scores the test split against the MiniLM baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ._common import add_common, data_from_args, model_from_args
+
+# task -> metric the layer is chosen by (on validation)
+_SELECT = {"risk": "auroc", "intent": "macro_f1"}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train-probe",
+        help="train, calibrate and save the risk and intent probes (optionally score them into RESULTS.md)",
+        description="Sweep every layer, keep the best on validation, calibrate, save probes/<model>/<task>.safetensors.",
+    )
+    add_common(p, out=None)
+    p.add_argument(
+        "--tasks",
+        nargs="+",
+        default=["risk", "intent"],
+        choices=sorted(_SELECT),
+        help="probes to train (default: risk intent)",
+    )
+    p.add_argument(
+        "--sites",
+        nargs="+",
+        default=["resid_post"],
+        help="sites to sweep (default: resid_post at every layer)",
+    )
+    p.add_argument(
+        "--fpr",
+        type=float,
+        default=0.05,
+        help="risk threshold: share of validation non-malicious prompts flagged (default 0.05)",
+    )
+    p.add_argument(
+        "--wrap-fraction",
+        type=float,
+        default=0.25,
+        help="share of short prompts also added jailbreak-wrapped (default 0.25)",
+    )
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("runs/capture-cache"),
+        help="capture cache directory (default runs/capture-cache)",
+    )
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        help="also score the test split and write the '## Probes' section of this file",
+    )
+    p.add_argument(
+        "--no-baseline", action="store_true", help="skip the MiniLM baseline in the report"
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .._capture_cache import cached_capture
+    from .._probe import save_probe
+    from .._probe_data import probe_splits
+    from .._sweep import sweep_activations, task_labels
+
+    start = time.time()
+    model = model_from_args(args)
+    data = probe_splits(data_from_args(args), wrap_fraction=args.wrap_fraction)
+    splits = {name: data.split(name) for name in ("train", "validation", "test")}
+    acts = {
+        name: cached_capture(
+            model,
+            ps.texts,
+            args.sites,
+            root=args.cache,
+            batch_size=args.batch_size,
+            progress=not args.quiet,
+        )
+        for name, ps in splits.items()
+    }
+    captured = time.time()
+    out_dir = args.out or Path("probes") / model.name
+    results: dict[str, Any] = {
+        "data": data.description,
+        "model": model.name,
+        "n_layers": model.n_layers,
+        "out_dir": str(out_dir),
+        "command": "oyster-steer train-probe" + (f" --report {args.report}" if args.report else ""),
+        "tasks": {},
+        "timing": {
+            "capture_s": captured - start,
+            "captured_now": sum(int(a.meta["captured_now"]) for a in acts.values()),
+            "prompts": sum(len(a) for a in acts.values()),
+        },
+    }
+    for task_name in args.tasks:
+        labels = {name: task_labels(task_name, ps)[0] for name, ps in splits.items()}
+        task = task_labels(task_name, splits["train"][:1])[1]
+        fpr = args.fpr if task_name == "risk" else None
+        sweep = sweep_activations(acts, labels, task, progress=not args.quiet, target_fpr=fpr)
+        choice = sweep.best(_SELECT[task_name], "validation")
+        meta = {
+            "task": task_name,
+            "data": json.dumps(data.description),
+            "chosen_by": f"validation {_SELECT[task_name]}",
+            "sweep": json.dumps(_compact(sweep.table())),
+        }
+        probe = replace(choice.probe, meta=choice.probe.meta | meta)
+        path = save_probe(probe, out_dir / f"{task_name}.safetensors", model)
+        print(
+            f"{task_name}: {choice.site.name} (validation {_SELECT[task_name]} {choice.metrics['validation'][_SELECT[task_name]]:.3f}) -> {path}"
+        )
+        results["tasks"][task_name] = {"probe": probe, "sweep": sweep, "labels": labels}
+    results["timing"]["train_s"] = time.time() - captured
+    if args.report:
+        from .._probe_report import build_report, write_section
+
+        body = build_report(
+            model,
+            splits,
+            acts,
+            results,
+            baseline=not args.no_baseline,
+            cache=args.cache,
+            progress=not args.quiet,
+        )
+        write_section(args.report, body)
+        print(f"wrote the '## Probes' section of {args.report}")
+    print(f"done in {time.time() - start:.0f} s")
+    return 0
+
+
+def _compact(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    keep = ("layer", "validation_auroc", "validation_macro_f1", "test_auroc", "test_macro_f1")
+    return [
+        {k: round(r[k], 4) if isinstance(r[k], float) else r[k] for k in keep if k in r}
+        for r in rows
+    ]
