@@ -12,8 +12,10 @@ How a pass runs under a patched plan (every step is tensor code on the model's d
    gives the posterior, the policy the expected utilities and gates. ``torch.where(starts, new,
    old)`` copies them into preallocated per-row buffers: the latch. Decode steps keep what the
    prompt pass decided (``read="running"`` re-decides every step instead).
-3. Each write hook adds ``posw * (gates (B, S) @ stacked (S, d))`` with one ``torch.addcmul``;
-   ``stacked`` already sums every bound vector's strength-weighted direction per strategy.
+3. Whenever gates change (pass start, read), ONE matmul ``gates (B, S) @ stacked (S, n * d)``
+   gives every steered site's delta, split into (B, 1, d) views. ``stacked`` already sums every
+   bound vector's strength-weighted direction per strategy and site. Each site's write hook is
+   then one ``torch.addcmul(x, posw, delta)``: all its vectors, in one operation.
 
 No ``.item()``, ``.tolist()``, ``.cpu()``, host copies or branches on tensor values. The only
 python branches are on shapes (batch growth, trace bookkeeping) and on the plan's constants.
@@ -51,24 +53,33 @@ class ControlState:
         positions: str,
         gain: float,
     ) -> None:
-        dev = model.device
+        dev, policy = model.device, plan.policy
         self.tracker = PositionTracker()
         self.read_mode, self.window, self.positions = plan.read, plan.window, positions
-        self.mode, self.temperature = plan.policy.mode, float(plan.policy.temperature)  # type: ignore[union-attr]
+        self.mode, self.temperature = policy.mode, float(policy.temperature)  # type: ignore[union-attr]
         self.w, self.b = (t.to(dev, torch.float32) for t in plan.probe.folded())  # (C, d), (C,)
-        self.payoff = plan.policy.payoff.to(dev, torch.float32)  # type: ignore[union-attr]  # (S, C)
+        self.payoff = policy.payoff.to(dev, torch.float32)  # type: ignore[union-attr]  # (S, C)
         self.monitor_wb = {
             k: tuple(t.to(dev, torch.float32) for t in p.folded()) for k, p in plan.monitors.items()
         }
         self.schedule = torch.tensor(plan.schedule, dtype=torch.float32, device=dev) * gain  # (L,)
-        self.device, self.d_model, self.trace = dev, plan.probe.d_model, trace
+        self.sites = plan.sites
+        stacked = [plan.stacked(site) for site in self.sites] or [
+            torch.zeros(len(plan.strategies), 0)
+        ]
+        self.stacked = torch.cat(stacked, dim=1).to(dev, torch.float32)  # (S, n_sites * d)
+        self.device, self.dtype, self.d_model, self.trace = (
+            dev,
+            model.dtype,
+            plan.probe.d_model,
+            trace,
+        )
         self.batch = 0
-        self.mask: torch.Tensor | None = None  # (B, T) attention mask of the pass (window reads)
+        self.mask: torch.Tensor | None = None  # (B, T) attention mask of the pass, window reads
         self.starts = torch.zeros(0, dtype=torch.bool, device=dev)  # (B,) rows in a prompt pass
-        self.last_gen = torch.full(
-            (1,), -1, dtype=torch.long, device=dev
-        )  # (B,) decode index of each row
-        self.posw = torch.zeros(1, 1, 1, device=dev)  # (B, T, 1) write weights of the pass
+        self.last_gen = torch.full((1,), -1, dtype=torch.long, device=dev)  # (B,) decode index
+        self.posw = torch.zeros(1, 1, 1, device=dev, dtype=self.dtype)  # (B, T, 1) write weights
+        self.deltas: tuple[torch.Tensor, ...] = ()  # per site (B, 1, d), from the current gates
         self.records: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._allocate(max_batch)
 
@@ -91,26 +102,31 @@ class ControlState:
         self.acc = new(rows, self.d_model)
         self.monitor_post = {k: new(rows, w.shape[0]) for k, (w, _) in self.monitor_wb.items()}
 
-    # -- start of a pass (pre-hook on the first block, right after the position tracker) -------
+    # -- start of a pass: pre-hook on the first block, right after the position tracker --------
     def begin(self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         hidden = args[0] if args else kwargs["hidden_states"]
         rows, tokens = hidden.shape[0], hidden.shape[1]
         if rows > self.capacity:  # a shape, known on the host
             self._allocate(max(rows, 2 * self.capacity))
         self.batch = rows
-        gen = self.tracker.gen_index  # (B, T, 1): position - prompt end; < 0 on prompt tokens
+        gen = self.tracker.gen_index  # (B, T, 1): position - prompt end, < 0 on prompt tokens
         self.last_gen = gen[:, -1, 0]  # (B,)
-        self.starts = self.last_gen < 0  # (B,) a prompt pass: a new sequence starts in this row
-        self.gates[:rows].mul_(
-            (~self.starts).unsqueeze(-1).float()
-        )  # undecided until the read site
-        step = (gen + 1).clamp(
-            0, self.schedule.shape[0] - 1
-        )  # (B, T, 1): 0 prompt, i = i-th decode step
+        self.starts = self.last_gen < 0  # (B,) a prompt pass: this row starts a new sequence
+        self.gates[:rows].mul_((~self.starts).unsqueeze(-1).float())  # undecided before the read
+        self._refresh(rows)
+        step = (gen + 1).clamp(0, self.schedule.shape[0] - 1)  # (B, T, 1): 0 prompt, i-th step
         posw = self.schedule[step]  # (B, T, 1)
-        self.posw = posw if self.positions == "all" else posw * self.tracker.mask(self.positions)
+        if self.positions != "all":
+            posw = posw * self.tracker.mask(self.positions)
+        self.posw = posw.to(self.dtype)
         if self.trace and tokens > 1:
             self.records = []
+
+    def _refresh(self, rows: int) -> None:
+        """Every site's delta from the current gates: one (B, S) @ (S, n * d) matmul."""
+        n = len(self.sites)
+        deltas = (self.gates[:rows] @ self.stacked).view(rows, n, 1, self.d_model)  # (B, n, 1, d)
+        self.deltas = deltas.to(self.dtype).unbind(1)
 
     # -- the read hook ------------------------------------------------------------------------
     def read(self, x: torch.Tensor, gate: bool, monitors: tuple[str, ...]) -> None:
@@ -135,8 +151,10 @@ class ControlState:
         for buf, value in new:
             rows_buf = buf[:rows]
             rows_buf.copy_(value if running else torch.where(start, value, rows_buf))
-        if self.trace and gate:
-            self._record(x, rows)
+        if gate:
+            self._refresh(rows)
+            if self.trace:
+                self._record(x, rows)
 
     def _feature(self, x: torch.Tensor, running: bool) -> torch.Tensor:
         """(B, T, d) -> (B, d) what a probe reads in this pass."""
@@ -159,18 +177,17 @@ class ControlState:
     def _record(self, x: torch.Tensor, rows: int) -> None:
         posterior = (x.float() @ self.w.T + self.b).softmax(-1)  # (B, T, C)
         eu = posterior @ self.payoff.T  # (B, T, S)
-        applied = self.gates[:rows].unsqueeze(1) * self.posw  # (B, T, S)
+        applied = self.gates[:rows].unsqueeze(1) * self.posw.float()  # (B, T, S)
         self.records.append((posterior.detach(), eu.detach(), applied.detach()))
 
     # -- the fused write hook of one site -----------------------------------------------------
-    def write_fn(self, stacked: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-        """Every vector bound at this site in one (B, S) @ (S, d) matmul and one addcmul."""
+    def write_fn(self, index: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The hook of steered site ``index``: all its vectors in one ``addcmul``."""
 
         def write(x: torch.Tensor) -> torch.Tensor:
-            delta = self.gates[: x.shape[0]] @ stacked  # (B, d)
             return torch.addcmul(
-                x, self.posw.to(x.dtype), delta.unsqueeze(1).to(x.dtype)
-            )  # (B, T, d)
+                x, self.posw, self.deltas[index]
+            )  # (B, T, d) + (B, T, 1) * (B, 1, d)
 
         return write
 
@@ -199,9 +216,8 @@ def build_hooks(plan: ControlPlan, model: OysterModel, state: ControlState) -> l
     hooks = [
         Hook(site, _reader(state, site == gate_site, tuple(names))) for site, names in reads.items()
     ]
-    for name in plan.sites:
-        stacked = plan.stacked(name).to(model.device, torch.float32)  # (S, d)
-        hooks.append(Hook(resolve_site(name, model.n_layers), state.write_fn(stacked), write=True))
+    for index, name in enumerate(state.sites):
+        hooks.append(Hook(resolve_site(name, model.n_layers), state.write_fn(index), write=True))
     return sorted(hooks, key=lambda h: _exec_order(h.site, h.write))
 
 

@@ -158,6 +158,10 @@ def install(
 ) -> ControlHandle:
     """Validate ``plan`` against ``model`` and register its hooks (all or nothing)."""
     _validate(model, plan, max_batch, positions)
+    # By default dynamo does not guard on module hooks: code compiled before patch() (e.g. HF's
+    # cached compiled generate step) would silently run without the plan, or with it after
+    # remove(). Guarding on hooks makes compiled code recompile when hooks change instead.
+    torch._dynamo.config.skip_nnmodule_hook_guards = False
     state = ControlState(
         plan,
         model,

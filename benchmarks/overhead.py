@@ -1,0 +1,344 @@
+"""Control-plan overhead, side by side in one run: unpatched vs full plan vs naive python hooks.
+
+* unpatched: the model as loaded.
+* plan: a probe-gated :class:`~oyster_steer.ControlPlan` with 3 vectors at every layer's
+  resid_post (one fused hook per layer, decisions latched on the device).
+* naive: the same decisions written the usual way: a read hook that pulls the posterior to the
+  host (``.tolist()``), then one hook per vector per layer that branches in python and copies
+  the row mask back to the device each call.
+
+Two measurements, variants interleaved (A/B/C, A/B/C, ...), median of the repeats:
+
+(a) one decode step of a static-cache model, compiled with ``torch.compile`` (inductor on CPU;
+    on GPU ``mode="reduce-overhead"``, i.e. a CUDA-graph replay) and also eager;
+(b) whole greedy ``generate`` calls (eager, dynamic cache), for context.
+
+The probe and vectors are random (cost does not depend on their values); ``--pack`` uses a real
+control pack instead. Each variant runs on its own copy of the model that shares the weights, so
+compiled code for one never sees another's hooks.
+
+Usage:
+    python benchmarks/overhead.py                          # CPU, default model, batch 1 and 32
+    python benchmarks/overhead.py --gpu --shape llama-1b   # random-init bf16 Llama shapes, CUDA
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+import oyster_steer as osteer
+from oyster_steer._artifacts import model_meta
+from oyster_steer._control import ControlPlan, bind, load_plan, patch_plan
+from oyster_steer._probe import LinearProbe
+from oyster_steer.backends import Hook, get_backend
+
+SHAPES = {  # random-init Llama shapes for --gpu
+    "llama-1b": dict(
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+    ),
+    "llama-8b": dict(
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+    ),
+}
+PROMPTS = (
+    "What is the capital of France?",
+    "How do I kill a python process that hangs?",
+    "I feel so alone lately and I can't sleep.",
+    "Explain how vaccines train the immune system.",
+)
+
+
+def synthetic_plan(model: Any, n_vectors: int = 3, seed: int = 0) -> ControlPlan:
+    """A 4-intent probe at the middle layer and ``n_vectors`` random vectors at every layer."""
+    g = torch.Generator().manual_seed(seed)
+    d, layers = model.d_model, model.n_layers
+    site = f"blocks.{layers // 2}.hook_resid_post"
+    probe = LinearProbe(
+        site,
+        ("benign", "borderline", "vulnerable", "malicious"),
+        torch.randn(4, d, generator=g) / d**0.5,
+        torch.zeros(4),
+        torch.zeros(d),
+        torch.ones(d),
+    )
+    binds = [{"guide": 2.0, "redirect": 2.0}, {"redirect": 2.0}, {"guide": 1.0}]
+    vectors = [
+        bind(
+            {
+                f"blocks.{i}.hook_resid_post": torch.randn(d, generator=g) / d**0.5
+                for i in range(layers)
+            },
+            binds[k % 3],
+            name=f"v{k}",
+        )
+        for k in range(n_vectors)
+    ]
+    return ControlPlan(probe, vectors, identity=model_meta(model))
+
+
+def naive_hooks(model: Any, plan: ControlPlan) -> list[Hook]:
+    """The same plan as python hooks: a host round-trip per decision, one hook per vector per layer."""
+    state: dict[str, list[list[float]]] = {}
+    w, b = (t.to(model.device) for t in plan.probe.folded())
+    payoff = plan.policy.payoff.to(model.device)
+
+    def read(x: torch.Tensor) -> None:
+        if x.shape[1] > 1:  # prompt pass: decide on the host
+            eu = (torch.softmax(x[:, -1].float() @ w.T + b, -1)) @ payoff.T
+            state["gates"] = torch.nn.functional.one_hot(eu.argmax(-1), eu.shape[-1]).tolist()
+
+    def writer(
+        direction: torch.Tensor, strengths: list[float]
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
+        def write(x: torch.Tensor) -> torch.Tensor:
+            rows = [
+                sum(g * s for g, s in zip(gates, strengths, strict=True))
+                for gates in state.get("gates", [])
+            ]
+            if not any(rows):
+                return x
+            scale = torch.tensor(rows, device=x.device, dtype=x.dtype).view(
+                -1, 1, 1
+            )  # host -> device
+            return x + scale * direction
+
+        return write
+
+    hooks = [Hook(osteer.parse_site(plan.probe.site), read)]
+    for binding in plan.bindings:
+        strengths = [binding.strengths.get(s, 0.0) for s in plan.strategies]
+        for site, v in binding.directions.items():
+            hooks.append(
+                Hook(
+                    osteer.parse_site(site),
+                    writer(v.to(model.device, model.dtype), strengths),
+                    write=True,
+                )
+            )
+    return hooks
+
+
+def variants(model: Any, plan: ControlPlan) -> dict[str, Any]:
+    """name -> an OysterModel on its own module copy (weights shared), patched as named."""
+    out = {}
+    for name in ("unpatched", "plan", "naive"):
+        hf = (
+            model.hf
+            if name == "unpatched"
+            else copy.deepcopy(model.hf, memo={id(p): p for p in model.hf.parameters()})
+        )
+        m = osteer.from_hf(hf, model.tokenizer, name=model.name)
+        if name == "plan":
+            patch_plan(m, plan)
+        elif name == "naive":
+            get_backend("hf").add_hooks(m, naive_hooks(m, plan))
+        out[name] = m
+    return out
+
+
+def batch_inputs(model: Any, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    prompts = [PROMPTS[i % len(PROMPTS)] + " " * (i % 3) for i in range(batch)]
+    return model.encode(prompts)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def decode_steps(
+    models: dict[str, Any], batch: int, repeats: int, compiled: bool, gpu: bool
+) -> dict[str, list[float]]:
+    """Seconds per decode step of a static-cache model, per variant, interleaved."""
+    from transformers import StaticCache
+
+    steps: dict[str, tuple[Callable[[], Any], Callable[[], Any]]] = {}
+    for name, m in models.items():
+        ids, mask = batch_inputs(m, batch)
+        t = ids.shape[1]
+        cache = StaticCache(config=m.hf.config, max_cache_len=t + 4)
+        full = torch.cat(
+            [mask, torch.ones(batch, 4, dtype=mask.dtype, device=mask.device)], 1
+        )  # (B, T + 4)
+        pos = (mask.sum(1, keepdim=True) - 1).clamp(min=0)  # (B, 1)
+        with torch.no_grad():
+            m.hf(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=osteer.backends.position_ids(mask),
+                past_key_values=cache,
+            )
+        fn = (
+            torch.compile(m.hf, mode="reduce-overhead" if gpu else None, fullgraph=name != "naive")
+            if compiled
+            else m.hf
+        )
+        kwargs = dict(
+            input_ids=ids[:, -1:],
+            attention_mask=full[:, : t + 1],
+            position_ids=pos + 1,
+            past_key_values=cache,
+        )
+
+        def rewind(
+            cache: Any = cache, t: int = t
+        ) -> None:  # every timed step decodes position t again
+            for layer in cache.layers:
+                layer.cumulative_length.fill_(t)
+
+        steps[name] = (rewind, lambda fn=fn, kwargs=kwargs: fn(**kwargs).logits)
+    return _interleave(steps, repeats, warmup=3, device=next(iter(models.values())).device)
+
+
+def generate_calls(
+    models: dict[str, Any], batch: int, repeats: int, new_tokens: int
+) -> dict[str, list[float]]:
+    """Seconds per eager greedy ``generate`` call, per variant, interleaved."""
+    calls = {}
+    for name, m in models.items():
+        ids, mask = batch_inputs(m, batch)
+
+        def call(m=m, ids=ids, mask=mask):
+            return m.hf.generate(
+                ids,
+                attention_mask=mask,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                pad_token_id=m.pad_id,
+            )
+
+        calls[name] = (lambda: None, call)
+    return _interleave(calls, repeats, warmup=1, device=next(iter(models.values())).device)
+
+
+def _interleave(
+    fns: dict[str, tuple[Callable[[], Any], Callable[[], Any]]],
+    repeats: int,
+    warmup: int,
+    device: torch.device,
+) -> dict[str, list[float]]:
+    """Run every variant ``repeats`` times in rotating order; (untimed reset, timed call) pairs."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    names = list(fns)
+    with torch.no_grad():
+        for _ in range(warmup):
+            for name in names:
+                fns[name][0]()
+                fns[name][1]()
+        for r in range(repeats):
+            for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate the order
+                fns[name][0]()
+                _sync(device)
+                start = time.perf_counter()
+                fns[name][1]()
+                _sync(device)
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
+def summarize(times: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    base = statistics.median(times["unpatched"])
+    out = {}
+    for name, ts in times.items():
+        q = statistics.quantiles(ts, n=4) if len(ts) > 1 else [ts[0]] * 3
+        out[name] = {
+            "median_ms": 1e3 * statistics.median(ts),
+            "iqr_ms": 1e3 * (q[2] - q[0]),
+            "overhead_pct": 100 * (statistics.median(ts) / base - 1),
+            "n": len(ts),
+        }
+    return out
+
+
+def load(args: argparse.Namespace) -> Any:
+    if args.model == "tiny":  # smoke test of this script
+        from oyster_steer.testing import tiny_model
+
+        return tiny_model("llama")
+    if not args.gpu:
+        return osteer.load_model(args.model, device="cpu")
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from oyster_steer.testing import default_tokenizer
+
+    config = LlamaConfig(vocab_size=128256, max_position_embeddings=4096, **SHAPES[args.shape])
+    hf = LlamaForCausalLM(config).to("cuda", torch.bfloat16).eval()
+    return osteer.from_hf(hf, default_tokenizer(), name=f"random-{args.shape}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--model", default=osteer.DEFAULT_MODEL, help="model name, or 'tiny' for a smoke test"
+    )
+    p.add_argument(
+        "--pack",
+        default=None,
+        help="a control pack to benchmark instead of the synthetic 3-vector plan",
+    )
+    p.add_argument("--batch", type=int, nargs="+", default=[1, 32])
+    p.add_argument(
+        "--repeats", type=int, default=60, help="decode-step repeats per variant (>= 50)"
+    )
+    p.add_argument("--gen-repeats", type=int, default=5)
+    p.add_argument("--new-tokens", type=int, default=16)
+    p.add_argument(
+        "--gpu",
+        action="store_true",
+        help="random-init bf16 Llama shapes on CUDA, CUDA-graph decode",
+    )
+    p.add_argument("--shape", choices=sorted(SHAPES), default="llama-1b")
+    p.add_argument("--skip-eager-step", action="store_true")
+    p.add_argument("--out", default=None, help="also write the results as JSON here")
+    args = p.parse_args()
+
+    torch._dynamo.config.skip_nnmodule_hook_guards = False
+    torch._dynamo.config.cache_size_limit = 64
+    model = load(args)
+    plan = load_plan(args.pack, model) if args.pack else synthetic_plan(model)
+    models = variants(model, plan)
+    report: dict[str, Any] = {
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+        + (f", {torch.cuda.get_device_name()}" if args.gpu else ""),
+        "model": model.name,
+        "plan": f"{len(plan.bindings)} vectors x {len(plan.sites)} sites, probe at {plan.probe.site.name}, {plan.policy.mode} gates",
+        "results": {},
+    }
+    for batch in args.batch:
+        modes = [("decode step, compiled", True)] + (
+            [] if args.skip_eager_step else [("decode step, eager", False)]
+        )
+        for label, compiled in modes:
+            start = time.time()
+            res = summarize(decode_steps(models, batch, args.repeats, compiled, args.gpu))
+            report["results"][f"{label}, batch {batch}"] = res
+            print(f"{label}, batch {batch} ({time.time() - start:.0f} s):", json.dumps(res))
+        res = summarize(generate_calls(models, batch, args.gen_repeats, args.new_tokens))
+        report["results"][f"generate {args.new_tokens} tokens, eager, batch {batch}"] = res
+        print(f"generate, batch {batch}:", json.dumps(res))
+    print(json.dumps(report, indent=1))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(report, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

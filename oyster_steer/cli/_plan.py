@@ -1,0 +1,174 @@
+"""``oyster-steer build-plan``: the shipped control pack, from the shipped probes and vectors.
+
+Default for a model ``M`` (what ``vectors/M/control.safetensors`` is built from):
+
+* gate: ``probes/M/intent.safetensors`` (benign / borderline / vulnerable / malicious);
+* monitor: ``probes/M/risk.safetensors`` (recorded only);
+* policy: :data:`oyster_steer.DEFAULT_PAYOFF`, hard gates;
+* vectors: ``constructive`` -> guide and redirect, ``refusal`` -> redirect, each at its own
+  calibrated strength (``1x``); nothing for help;
+* read the last prompt token; write at all positions; constant schedule.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from ._common import add_common, model_from_args
+
+_DEFAULT_VECTORS = (
+    "constructive=constructive.safetensors:guide=1x,redirect=1x",
+    "refusal=refusal.safetensors:redirect=1x",
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "build-plan",
+        help="bundle probes, steering vectors and a policy into one control pack",
+        description="Build a probe-gated control plan and save it as one safetensors control pack "
+        "(default: vectors/<model>/control.safetensors from the shipped probes and vectors).",
+    )
+    add_common(p, out=None)
+    p.add_argument(
+        "--probe",
+        type=Path,
+        default=None,
+        help="gating probe (default: probes/<model>/intent.safetensors)",
+    )
+    p.add_argument(
+        "--monitor",
+        action="append",
+        default=None,
+        metavar="NAME=PATH",
+        help="a probe only recorded (default: risk=probes/<model>/risk.safetensors)",
+    )
+    p.add_argument(
+        "--vector",
+        action="append",
+        default=None,
+        metavar="NAME=PATH:STRATEGY=STRENGTH,...",
+        help="a vector bound to strategies; STRENGTH is absolute, or '2x' = twice the vector's calibrated strength; "
+        "a relative PATH is looked up in vectors/<model>/ (default: "
+        + " ".join(_DEFAULT_VECTORS)
+        + ")",
+    )
+    p.add_argument(
+        "--payoff",
+        type=Path,
+        default=None,
+        help='JSON {"strategies": [...], "intents": [...], "payoff": [[...]]} (default: DEFAULT_PAYOFF)',
+    )
+    p.add_argument(
+        "--mode", choices=("hard", "soft"), default="hard", help="gate mode (default hard)"
+    )
+    p.add_argument(
+        "--temperature", type=float, default=0.1, help="softness of soft gates, in utility units"
+    )
+    p.add_argument(
+        "--read",
+        choices=("last", "window", "running"),
+        default="last",
+        help="where the probe reads (default last)",
+    )
+    p.add_argument("--window", type=int, default=4, help="tokens of a window read")
+    p.add_argument(
+        "--positions",
+        choices=("all", "prompt", "generated"),
+        default="all",
+        help="where vectors write (default all)",
+    )
+    p.add_argument(
+        "--schedule",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="strength multiplier per decode step (last holds)",
+    )
+    p.set_defaults(func=run)
+
+
+def _strength(spec: str, vector: Any) -> float:
+    spec = spec.strip()
+    if spec.endswith("x"):
+        return float(spec[:-1]) * float(getattr(vector, "strength", 1.0))
+    return float(spec)
+
+
+def _binding(spec: str, vector_dir: Path, model: Any) -> Any:
+    """``NAME=PATH:STRATEGY=STRENGTH,...`` -> a Binding."""
+    from .._control import bind
+    from .._vector import load_vector
+
+    try:
+        name, rest = spec.split("=", 1)
+        path, strategies = rest.split(":", 1)
+        pairs = [item.split("=", 1) for item in strategies.split(",") if item]
+    except ValueError:
+        raise ValueError(
+            f"--vector {spec!r} is not NAME=PATH:STRATEGY=STRENGTH,...: e.g. constructive=c.safetensors:guide=1x"
+        ) from None
+    file = Path(path) if Path(path).is_absolute() or Path(path).exists() else vector_dir / path
+    vector = load_vector(file, model)
+    return bind(vector, {s: _strength(v, vector) for s, v in pairs}, name=name)
+
+
+def _policy(args: argparse.Namespace) -> Any:
+    import torch
+
+    from .._policy import Policy
+
+    if args.payoff is None:
+        return Policy(mode=args.mode, temperature=args.temperature)
+    spec = json.loads(Path(args.payoff).read_text())
+    return Policy(
+        torch.tensor(spec["payoff"]),
+        tuple(spec["strategies"]),
+        tuple(spec["intents"]),
+        args.mode,
+        args.temperature,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from .._control import ControlPlan, save_plan
+    from .._probe import load_probe
+
+    model = model_from_args(args)
+    probe_dir, vector_dir = Path("probes") / args.model, Path("vectors") / args.model
+    probe = load_probe(args.probe or probe_dir / "intent.safetensors", model)
+    monitors = {}
+    for spec in (
+        args.monitor if args.monitor is not None else [f"risk={probe_dir / 'risk.safetensors'}"]
+    ):
+        name, path = spec.split("=", 1)
+        monitors[name] = load_probe(path, model)
+    bindings = [_binding(spec, vector_dir, model) for spec in args.vector or _DEFAULT_VECTORS]
+    command = (
+        "oyster-steer " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        if sys.argv[1:]
+        else "oyster-steer build-plan"
+    )
+    plan = ControlPlan(
+        probe,
+        bindings,
+        _policy(args),
+        read=args.read,
+        window=args.window,
+        positions=args.positions,
+        schedule=args.schedule,
+        monitors=monitors,
+        meta={"command": command},
+    )
+    out = save_plan(plan, args.out or vector_dir / "control.safetensors")
+    print(f"saved control pack to {out}")
+    print(f"  gate: {probe.site.name} {list(probe.labels)}; monitors: {sorted(monitors)}")
+    print(f"  policy: {plan.policy}")
+    for b in plan.bindings:
+        print(f"  {b.name}: {b.strengths} at {len(b.directions)} site(s)")
+    return 0
