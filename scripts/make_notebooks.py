@@ -504,6 +504,8 @@ fig.show()""",
 NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
     "01_capture_and_layer_sweep.ipynb": NB01,
     "02_risk_boundary.ipynb": NB02,
+    # "03_steering_vectors.ipynb": NB03,
+    "04_control_plan.ipynb": NB04,
     "05_patch_for_serving.ipynb": NB05,
 }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import importlib.util
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -121,6 +122,26 @@ def _check_02(figs: list[dict[str, Any]]) -> None:
     )
 
 
+def _check_04(figs: list[dict[str, Any]]) -> None:
+    payoffs, decisions, trace = figs
+    (heat,) = [t for t in payoffs["data"] if t["type"] == "heatmap"]
+    assert len(_values(heat["z"])) == 3 and all(len(row) == 4 for row in _values(heat["z"]))
+    bars = {t["name"]: _values(t["x"]) for t in decisions["data"]}
+    intents, strategies = (
+        ("benign", "borderline", "vulnerable", "malicious"),
+        ("help", "guide", "redirect"),
+    )
+    assert set(bars) == set(intents) | set(strategies)
+    assert all(len(v) == 4 for v in bars.values()), "one bar per prompt of the mixed batch"
+    for row in range(4):
+        assert abs(sum(bars[i][row] for i in intents) - 1) < 1e-3, "the posterior sums to one"
+        assert abs(sum(bars[s][row] for s in strategies) - 1) < 1e-3, "hard gates pick one strategy"
+    (tok,) = trace["data"]
+    z = _values(tok["z"])
+    assert tok["type"] == "heatmap" and len(z) == 4, "one row per intent class"
+    assert len(_values(tok["x"])) == len(z[0]) > 24, "prompt tokens plus the 24 generated"
+
+
 def _check_05(figs: list[dict[str, Any]]) -> None:
     (fig,) = figs
     bars = {t["name"]: _values(t["y"]) for t in fig["data"]}
@@ -134,6 +155,7 @@ def _check_05(figs: list[dict[str, Any]]) -> None:
 CHECKS: dict[str, Callable[[list[dict[str, Any]]], None]] = {
     "01_capture_and_layer_sweep": _check_01,
     "02_risk_boundary": _check_02,
+    "04_control_plan": _check_04,
     "05_patch_for_serving": _check_05,
 }
 
@@ -152,6 +174,10 @@ def test_notebook_runs_and_plots(path: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     nb, seconds = _execute(path)
+    if os.environ.get("OYSTER_NOTEBOOK_OUT"):  # keep the executed copy to read its numbers
+        out = Path(os.environ["OYSTER_NOTEBOOK_OUT"])
+        out.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, out / path.name)
     figs = _figures(nb)
     assert figs, f"{path.name} showed no plotly figure"
     for fig in figs:
