@@ -99,8 +99,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
         final_norm="gpt_neox.final_layer_norm",
         attn_proj="attention.dense",
         mlp_proj="mlp.dense_4h_to_h",
-        lm_head="embed_out",
-    ),
+    ),  # transformers 5 renamed the head from embed_out to lm_head
 }
 ARCHITECTURES["gemma3"] = _GEMMA2
 

@@ -234,14 +234,18 @@ def capture(
             raise ValueError(f"labels[{key!r}] has {len(value)} entries for {len(texts)} prompts: give one label per prompt")
     resolved = sorted(resolve_sites(sites if not isinstance(sites, (str, Site)) else [sites], model.n_layers), key=lambda s: s.order)
     meta = {"model_name": model.name, "model_fingerprint": model.fingerprint, "backend": model.backend, "chat": str(chat)}
+    rows = model.token_rows(texts, chat=chat)  # one tokenizer call for all prompts
+    empty = [i for i, row in enumerate(rows) if not row]
+    if empty:
+        raise EmptyInputError(f"prompt {empty[0]} has no tokens: pass non-empty text, or chat=True")
     if out_dir is None:
-        return _capture_chunk(model, texts, resolved, positions, batch_size, chat, labels, names, meta, dtype, progress)
+        return _capture_chunk(model, texts, rows, resolved, positions, batch_size, labels, names, meta, dtype, progress)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for n, start in enumerate(range(0, len(texts), shard_size)):
         chunk = slice(start, start + shard_size)
         part_labels = {k: v[chunk] for k, v in labels.items()}
-        part = _capture_chunk(model, texts[chunk], resolved, positions, batch_size, chat, part_labels, names, meta, dtype, progress)
+        part = _capture_chunk(model, texts[chunk], rows[chunk], resolved, positions, batch_size, part_labels, names, meta, dtype, progress)
         part.save(out / f"shard-{n:05d}.safetensors")
     return ShardedActivations(out)
 
@@ -249,10 +253,10 @@ def capture(
 def _capture_chunk(
     model: OysterModel,
     texts: list[str],
+    token_rows: list[list[int]],
     sites: list[Site],
     positions: str,
     batch_size: int,
-    chat: bool,
     labels: Mapping[str, torch.Tensor],
     label_names: dict[str, list[str]],
     meta: dict[str, str],
@@ -261,7 +265,6 @@ def _capture_chunk(
 ) -> Activations:
     from tqdm.auto import tqdm
 
-    token_rows = [model.encode([t], chat=chat)[0][0].tolist() for t in texts]
     order = sorted(range(len(texts)), key=lambda i: len(token_rows[i]))  # length-sorted batches
     backend = get_backend(model.backend)
     pooled: dict[str, list[torch.Tensor]] = {s.name: [] for s in sites}
@@ -276,7 +279,8 @@ def _capture_chunk(
             if missing:
                 raise OysterError(f"the {model.backend} backend never reached sites {missing}: report this as a bug")
             for name, value in found.items():
-                pooled[name].append(value.to("cpu", dtype))
+                # copy: a "last" row is a view that would keep the whole (B, T, d) batch alive
+                pooled[name].append(value.to("cpu", dtype, copy=True))
             bar.update(len(batch))
     return _assemble(texts, token_rows, order, pooled, positions, labels, label_names, meta)
 

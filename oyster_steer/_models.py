@@ -138,12 +138,13 @@ def converted_dir(name: str) -> Path:
 def model_fingerprint(hf_model: torch.nn.Module) -> str:
     """A stable id of a model's identity: config shape plus a coarse sample of its embedding.
 
-    Coarse (weights rounded to 1/64) so that fp32, bf16 and any device give the same id, while two
-    random initialisations or two different checkpoints do not.
+    Coarse (weights cast to bf16, then rounded to 1/64) so that fp32, bf16 and any device give the
+    same id, while two random initialisations or two different checkpoints do not. The bf16 cast
+    comes first because rounding fp32 and bf16 copies of a weight can land on two sides of .5.
     """
     cfg = hf_model.config
     emb = hf_model.get_input_embeddings().weight
-    sample = torch.round(emb[:8, :8].detach().float().cpu() * 64).to(torch.int32)
+    sample = torch.round(emb[:8, :8].detach().to(torch.bfloat16).float().cpu() * 64).to(torch.int32)
     text = f"{cfg.model_type}|{cfg.num_hidden_layers}|{cfg.hidden_size}|{cfg.vocab_size}|{sample.tolist()}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -199,13 +200,24 @@ class OysterModel:
         Prompts are never truncated: one longer than ``max_length`` (default: the model's context)
         raises instead.
         """
+        return left_pad(self.token_rows(prompts, chat=chat, max_length=max_length), self.pad_id, self.device)
+
+    def token_rows(
+        self, prompts: Sequence[str], *, chat: bool = True, max_length: int | None = None
+    ) -> list[list[int]]:
+        """Unpadded token ids of each prompt (what :meth:`encode` pads), tokenized in one call.
+
+        Example:
+            >>> model.token_rows(["Hi"], chat=False)  # doctest: +SKIP
+            [[19556]]
+        """
         if isinstance(prompts, str):
             prompts = [prompts]
         if len(prompts) == 0:
             raise EmptyInputError("the prompt list is empty: pass at least one prompt")
         texts = [self.format_chat(p) if chat else p for p in prompts]
         add_special = not (chat and self.chat_template)
-        ids = [self.tokenizer(t, add_special_tokens=add_special)["input_ids"] for t in texts]
+        ids = [list(row) for row in self.tokenizer(texts, add_special_tokens=add_special)["input_ids"]]
         limit = max_length or getattr(self.hf.config, "max_position_embeddings", None) or 1 << 30
         too_long = [i for i, row in enumerate(ids) if len(row) > limit]
         if too_long:
@@ -213,7 +225,7 @@ class OysterModel:
                 f"prompt {too_long[0]} has {len(ids[too_long[0]])} tokens, over the limit of {limit}: "
                 "shorten it or pass a larger max_length (prompts are never silently truncated)"
             )
-        return left_pad(ids, self.pad_id, self.device)
+        return ids
 
     @property
     def pad_id(self) -> int:

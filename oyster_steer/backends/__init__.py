@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
+from .._arch import hook_point
 from .._errors import BackendUnavailableError
-from .._sites import Site
+from .._sites import Site, resolve_site
 
 if TYPE_CHECKING:
     from .._models import OysterModel
@@ -112,6 +113,17 @@ def get_backend(name: str) -> Backend:
     if name not in _MODULES:
         raise ValueError(f"unknown backend {name!r}: use one of {', '.join(_MODULES)}")
     return importlib.import_module(_MODULES[name], __name__)  # type: ignore[return-value]
+
+
+def checked_hooks(model: OysterModel, hooks: Sequence[Hook]) -> list[Hook]:
+    """``hooks`` with sites resolved for ``model`` (``-1`` is the last block), refusing at patch
+    time, with a SiteError, a layer out of range or a site this architecture lacks."""
+    out = []
+    for h in hooks:
+        site = resolve_site(h.site, model.n_layers)
+        hook_point(model.spec, site, write=h.write, parallel=model.parallel_residual)
+        out.append(h if site == h.site else Hook(site, h.fn, h.write))
+    return out
 
 
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:

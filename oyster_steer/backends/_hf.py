@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .._arch import hook_point
-from . import Hook, HookHandle, position_ids
+from . import Hook, HookHandle, checked_hooks, position_ids
 
 if TYPE_CHECKING:
     from .._models import OysterModel
@@ -45,7 +45,7 @@ def add_hooks(model: OysterModel, hooks: Sequence[Hook]) -> HookHandle:
     """Register every hook or none: a failure rolls back the ones already registered."""
     handle = HookHandle()
     try:
-        for hook in hooks:
+        for hook in checked_hooks(model, hooks):
             point = hook_point(model.spec, hook.site, write=hook.write, parallel=model.parallel_residual)
             module = model.hf.get_submodule(point.path)
             if point.io == "output":
@@ -81,6 +81,7 @@ def forward(
     logits: bool = True,
 ) -> torch.Tensor | None:
     """One forward pass with hooks; without logits it stops after the last hooked block."""
+    hooks = checked_hooks(model, hooks)
     kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask), use_cache=False)
     if logits:
         with add_hooks(model, hooks):

@@ -6,13 +6,14 @@ Sites resolve to envoys with the same module paths as the HF backend; a hook rea
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .._arch import hook_point
-from . import Hook, HookHandle
+from . import Hook, HookHandle, checked_hooks
 from . import _hf
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ def forward(
     logits: bool = True,
 ) -> torch.Tensor | None:
     """A traced forward pass; without logits the trace stops after the last hook."""
-    lm = model.native
+    lm, hooks = model.native, checked_hooks(model, hooks)
     with lm.trace(input_ids, attention_mask=attention_mask) as tracer:
         _apply(model, hooks)
         if logits:
@@ -80,13 +81,17 @@ def generate(
     **kwargs: Any,
 ) -> torch.Tensor:
     """Greedy generation; the hooks run at the prompt pass and at every decode step."""
-    lm = model.native
+    lm, hooks = model.native, checked_hooks(model, hooks)
     kwargs = {"do_sample": False, "pad_token_id": model.pad_id, **kwargs}
-    # Code after an open `tracer.all()` loop never runs, so the result is saved in a second invoke.
-    with lm.generate(max_new_tokens=max_new_tokens, **kwargs) as tracer:
-        with tracer.invoke(input_ids, attention_mask=attention_mask):
-            for _ in tracer.all():
-                _apply(model, hooks)
-        with tracer.invoke():
-            out = lm.generator.output.save()
+    # Code after an open `tracer.all()` loop never runs, so the result is saved in a second invoke;
+    # nnsight warns that the open loop was cut short, which is how it is meant to end.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*was never reached", category=UserWarning)
+        with lm.generate(max_new_tokens=max_new_tokens, **kwargs) as tracer:
+            with tracer.invoke(input_ids, attention_mask=attention_mask):
+                if hooks:  # an empty `tracer.all()` loop never ends
+                    for _ in tracer.all():
+                        _apply(model, hooks)
+            with tracer.invoke():
+                out = tracer.result.save()
     return out

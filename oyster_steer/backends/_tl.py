@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .._sites import Site
-from . import Hook, HookHandle
+from . import Hook, HookHandle, checked_hooks
 
 if TYPE_CHECKING:
     from .._models import OysterModel
@@ -23,7 +23,9 @@ def _name(site: Site, write: bool) -> str:
     return site.name
 
 
-def _fwd_hooks(hooks: Sequence[Hook]) -> list[tuple[str, Any]]:
+def _fwd_hooks(model: OysterModel, hooks: Sequence[Hook]) -> list[tuple[str, Any]]:
+    hooks = checked_hooks(model, hooks)  # the registry's checks, e.g. no resid_mid in parallel blocks
+
     def wrap(fn: Any) -> Any:
         def hook(x: torch.Tensor, hook: Any) -> torch.Tensor | None:
             return fn(x)
@@ -36,32 +38,25 @@ def _fwd_hooks(hooks: Sequence[Hook]) -> list[tuple[str, Any]]:
 def add_hooks(model: OysterModel, hooks: Sequence[Hook]) -> HookHandle:
     """Install persistent bridge hooks; the handle removes exactly these."""
     bridge = model.native
-    installed: list[tuple[str, Any]] = []
     handle = HookHandle()
     try:
-        for name, fn in _fwd_hooks(hooks):
-            hook_point = bridge.hook_dict[name]
-            hook_point.add_hook(fn, dir="fwd")
-            installed.append((name, fn))
-            handle._removers.append(_remover(hook_point, fn))
+        for name, fn in _fwd_hooks(model, hooks):
+            point = bridge.hook_dict[name]
+            lens = point.add_hook(fn, dir="fwd")
+            handle._removers.append(_remover(point, lens))
     except BaseException:
         handle.remove()
         raise
     return handle
 
 
-def _remover(hook_point: Any, fn: Any) -> Any:
+def _remover(point: Any, lens: Any) -> Any:
     def remove() -> None:
-        for h in list(hook_point.fwd_hooks):
-            if getattr(h, "hook", None) is not None and _inner(h) is fn:
-                h.hook.remove()
-                hook_point.fwd_hooks.remove(h)
+        lens.hook.remove()
+        if lens in point.fwd_hooks:
+            point.fwd_hooks.remove(lens)
 
     return remove
-
-
-def _inner(handle: Any) -> Any:
-    return getattr(handle, "fn", None) or getattr(handle, "hook_fn", None)
 
 
 def forward(
@@ -74,9 +69,10 @@ def forward(
 ) -> torch.Tensor | None:
     """A bridge forward pass with temporary hooks; stops after the last hooked block without logits."""
     bridge = model.native
+    hooks = checked_hooks(model, hooks)
     stop = None if logits or not hooks else max(h.site.layer for h in hooks) + 1
     stop = None if stop is not None and stop >= model.n_layers else stop
-    with bridge.hooks(fwd_hooks=_fwd_hooks(hooks)):
+    with bridge.hooks(fwd_hooks=_fwd_hooks(model, hooks)):
         out = bridge(input_ids, attention_mask=attention_mask, return_type="logits" if logits else None, stop_at_layer=stop)
     return out if logits else None
 
@@ -92,7 +88,7 @@ def generate(
 ) -> torch.Tensor:
     """Greedy bridge generation with KV cache and hooks; (B, T + new) token ids."""
     bridge = model.native
-    with bridge.hooks(fwd_hooks=_fwd_hooks(hooks)):
+    with bridge.hooks(fwd_hooks=_fwd_hooks(model, hooks)):
         return bridge.generate(
             input_ids,
             attention_mask=attention_mask,
