@@ -44,6 +44,7 @@ class DemoConfig:
     batch_size: int = 8
     sweep_stride: int = 1  # sweep every k-th layer (the last layer is always included)
     trace_tokens: int = 24
+    calibrate_per_intent: int = 8  # held-out prompts per intent for the strength curve
     strength: float | None = None  # constructive vector strength (None: its calibrated default)
     use_shared: bool = True  # extra plots from ../shared/data when present
     refusal_probe: str | None = None  # path; None trains one on exemplars (cached per model)

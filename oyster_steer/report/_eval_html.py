@@ -76,3 +76,18 @@ def replies_html(result: EvalResult, ids: Sequence[str]) -> str:
             )
         lines.append("<tr>" + "".join(cells) + "</tr>")
     return f'<table class="replies"><thead><tr>{head}</tr></thead><tbody>{"".join(lines)}</tbody></table>'
+
+
+def decisions_html(result: EvalResult, condition: str) -> str:
+    """How often the control plan chose each strategy, per true intent (from the reply rows)."""
+    rows = [r for r in result.replies(condition) if "control_strategy" in r]
+    strategies = sorted({r["control_strategy"] for r in rows})
+    table = []
+    for intent in result.intents:
+        mine = [r for r in rows if r["intent"] == intent]
+        if mine:
+            counts = [sum(r["control_strategy"] == s for r in mine) for s in strategies]
+            read = sum(r["control_intent"] == intent for r in mine)
+            table.append([intent, len(mine), *counts, f"{read}/{len(mine)}"])
+    header = ["true intent", "n", *strategies, "probe read the intent"]
+    return table_html(table, header, numeric=range(1, len(header)))

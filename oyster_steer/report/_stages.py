@@ -171,50 +171,119 @@ def traces(
         report.add_figure(f"Per-token probe trace ({intent})", fig, note, height=380)
 
 
+KL_BUDGET = 0.1  # nats of benign next-token KL allowed when the demo picks a strength itself
+
+
+def _digest(vec: Any) -> str:
+    h = hashlib.sha256(repr(vec.strength).encode())
+    for name, t in sorted(vec.directions.items()):
+        h.update(name.encode() + t.float().cpu().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+def _curve(model: OysterModel, vec: Any, data: dict[str, Any], cfg: DemoConfig) -> Any:
+    """The vector's strength curve on the starter validation split (cached per vector)."""
+    from .._calibrate import StrengthCurve, calibrate_strength
+
+    path = (
+        cfg.work_dir
+        / "artifacts"
+        / model.fingerprint
+        / f"curve-{_digest(vec.with_strength(1.0))}.json"
+    )
+    if path.is_file():
+        return StrengthCurve.from_json(path.read_text())
+    curve = calibrate_strength(
+        model, vec, data["validation"], n_per_intent=cfg.calibrate_per_intent, progress=cfg.progress
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(curve.to_json())
+    return curve
+
+
 def vector(model: OysterModel, data: dict[str, Any], cfg: DemoConfig) -> Any:
-    """The shipped constructive vector, else one trained on the starter set's exemplars."""
-    from .._vector import load_vector
+    """The shipped constructive vector, else one trained (mean difference) on the starter train
+    split with a strength chosen on validation for a benign KL budget; cached in ``work_dir``."""
+    from .._vector import load_vector, save_vector
 
     path = shipped("vectors", model, "constructive")
     if path is not None:
         return load_vector(path, model)
+    cached = cfg.work_dir / "artifacts" / model.fingerprint / "constructive.safetensors"
+    if cached.is_file():
+        return load_vector(cached, model)
     from .._train_vector import train_vector
 
-    return train_vector(model, data["train"])
+    vec = train_vector(
+        model, data["train"], method="mean_diff", target="constructive", progress=cfg.progress
+    )
+    best = _curve(model, vec, data, cfg).recommend(KL_BUDGET)
+    vec = vec.with_strength(best, calibration=f"demo: starter validation, benign KL <= {KL_BUDGET}")
+    save_vector(vec, cached)
+    return vec
 
 
 def strength_curve(
     report: Report, model: OysterModel, vec: Any, data: dict[str, Any], cfg: DemoConfig
 ) -> None:
-    from .._calibrate import calibrate_strength
     from ..plotting import plot_strength_curve
 
-    benign = data["validation"].filter(intent=["benign", "borderline"])
-    curve = calibrate_strength(model, vec, benign.texts)
-    note = "How the constructive vector's strength trades off its effect against drift on benign prompts (next-token KL)."
+    curve = _curve(model, vec, data, cfg)
+    note = (
+        f"The constructive vector at each strength on held-out starter prompts: log-likelihood margin of the "
+        f"constructive reply over bare refusal and redacted compliance (higher is better) against next-token KL on "
+        f"benign and borderline prompts (lower is better). Strength used below: {vec.strength:g}."
+    )
     report.add_figure("Strength and KL", plot_strength_curve(curve), note)
 
 
 def plan(model: OysterModel, probes: dict[str, Any], vec: Any, cfg: DemoConfig) -> Any:
-    from .._control import load_plan
+    """The shipped control pack, else a plan built here: the intent probe gates the constructive
+    vector for the "guide" and "redirect" strategies (the risk probe is recorded as a monitor)."""
+    from .._control import ControlPlan, bind, load_plan
 
     path = shipped("vectors", model, "control")
-    if path is None:
+    if path is not None:
+        return load_plan(path, model)
+    if "intent" not in probes or vec is None:
         raise FileNotFoundError(
-            f"no control pack vectors/{model_dirname(model)}/control.safetensors"
+            f"no control pack vectors/{model_dirname(model)}/control.safetensors, and no intent probe and vector to build one"
         )
-    return load_plan(path, model)
+    binding = bind(vec, {"guide": vec.strength, "redirect": vec.strength}, name="constructive")
+    monitors = {"risk": probes["risk"]} if "risk" in probes else {}
+    return ControlPlan(
+        probes["intent"], [binding], monitors=monitors, meta={"origin": "built by the demo"}
+    )
 
 
 def policy_figures(
     report: Report, model: OysterModel, plan_obj: Any, data: dict[str, Any], cfg: DemoConfig
 ) -> None:
-    from ..plotting import plot_payoffs
+    """The policy's payoffs and its decisions on a few held-out starter prompts per intent."""
+    import torch
 
+    from .._control import patch_plan
+    from ..backends import get_backend
+    from ..plotting import plot_decisions, plot_payoffs
+
+    origin = plan_obj.meta.get("origin", "shipped control pack")
     report.add_figure(
         "Policy payoffs",
         plot_payoffs(plan_obj.policy),
-        "The payoff matrix U[strategy, intent] the control plan's policy maximises in expectation.",
+        f"U[strategy, intent]: what the control plan's policy maximises in expectation over the intent probe's posterior ({origin}).",
+    )
+    prompts = data["test"].sample(3, seed=cfg.seed)
+    with patch_plan(model, plan_obj) as handle, torch.inference_mode():
+        ids, mask = model.encode(prompts.texts)
+        get_backend(model.backend).forward(model, ids, mask, logits=False)  # the read latches
+        decisions = handle.decisions()
+    labels = [f"{r.intent}: {r.text[:48]}" for r in prompts]
+    report.add_figure(
+        "Control decisions",
+        plot_decisions(decisions, labels),
+        "Three held-out starter prompts per intent (true intent first): the intent posterior the plan read at the "
+        "last prompt token and the gates the policy put on each strategy.",
+        height=560,
     )
 
 
@@ -241,7 +310,7 @@ def evaluation(
 ) -> EvalResult:
     from ..eval import Condition, Judges, evaluate
     from ..plotting._eval import plot_eval_rates
-    from ._eval_html import eval_table_html, pick_examples, replies_html
+    from ._eval_html import decisions_html, eval_table_html, pick_examples, replies_html
 
     conditions = [Condition("unsteered")]
     if vec is not None:
@@ -273,6 +342,12 @@ def evaluation(
     report.add_figure(
         "Evaluation rates", plot_eval_rates(result), "The same rates as bars.", height=430
     )
+    if plan_obj is not None:
+        report.add_html(
+            "Control plan decisions during the evaluation",
+            decisions_html(result, "control plan"),
+            "Which strategy the plan's policy gated on for each evaluated prompt, by the prompt's true intent.",
+        )
     report.add_html(
         "Side-by-side replies",
         replies_html(result, pick_examples(result)),
