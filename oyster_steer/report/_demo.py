@@ -103,23 +103,26 @@ def _reason(err: Exception) -> str:
     return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'no message'}"
 
 
-def run_demo(cfg: DemoConfig | None = None) -> DemoOutcome:
+def run_demo(cfg: DemoConfig | None = None, *, model: Any = None) -> DemoOutcome:
     """Run the whole demo and write the report; returns where it is and how long each stage took.
+
+    Args:
+        cfg: what to run (default :class:`DemoConfig`).
+        model: an already loaded model to use instead of loading ``cfg.model``.
 
     Example:
         >>> run_demo(DemoConfig(out=Path("out/report.html"))).path   # doctest: +SKIP
     """
     from . import _stages as st
+    from . import _steering as sg
 
     cfg = cfg or DemoConfig()
     report = Report("oyster_steer: constructive-safety steering demo")
     run = _Run(cfg, report)
     t0 = time.perf_counter()
-    model = run.stage("load model", lambda: st.load(cfg))
-    if model is None:
-        raise RuntimeError(
-            f"could not load model {cfg.model!r}: {run.unavailable.get('load model')}"
-        )
+    if model is None:  # not a stage: without a model there is no report
+        model = st.load(cfg)
+        run.seconds["load model"] = time.perf_counter() - t0
     report.subtitle = f"model {model.name} ({model.n_layers} layers, d={model.d_model}, fingerprint {model.fingerprint}), backend {model.backend}"
     data = st.starter_splits()
     sweeps = (
@@ -143,27 +146,27 @@ def run_demo(cfg: DemoConfig | None = None) -> DemoOutcome:
         )
     vector = run.stage(
         "constructive vector",
-        lambda: st.vector(model, data, cfg),
+        lambda: sg.vector(model, data, cfg),
         show_as="Constructive steering vector",
     )
     if vector is not None:
         run.stage(
             "strength curve",
-            lambda: st.strength_curve(report, model, vector, data, cfg),
+            lambda: sg.strength_curve(report, model, vector, data, cfg),
             show_as="Strength and KL",
         )
     plan = run.stage(
-        "control plan", lambda: st.plan(model, probes, vector, cfg), show_as="Control plan"
+        "control plan", lambda: sg.plan(model, probes, vector, cfg), show_as="Control plan"
     )
     if plan is not None:
         run.stage(
             "policy",
-            lambda: st.policy_figures(report, model, plan, data, cfg),
+            lambda: sg.policy_figures(report, model, plan, data, cfg),
             show_as="Control decisions",
         )
     result = run.stage(
         "evaluation",
-        lambda: st.evaluation(report, model, data, vector, plan, cfg),
+        lambda: sg.evaluation(report, model, data, vector, plan, cfg),
         show_as="Evaluation",
     )
     if cfg.use_shared:
