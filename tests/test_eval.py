@@ -38,7 +38,6 @@ from oyster_steer.eval import (
     train_refusal_probe,
     verdict,
 )
-from oyster_steer.testing import tiny_model
 
 # --- rule judges on hand-written replies ------------------------------------------------------
 
@@ -221,8 +220,8 @@ def test_bootstrap_rejects_bad_input() -> None:
 
 
 @pytest.fixture(scope="module")
-def model():
-    return tiny_model("llama")
+def model(tiny):
+    return tiny  # conftest's session-wide tiny llama (hf backend)
 
 
 @pytest.fixture(scope="module")
