@@ -79,7 +79,7 @@ class ControlState:
         self.starts = torch.zeros(0, dtype=torch.bool, device=dev)  # (B,) rows in a prompt pass
         self.last_gen = torch.full((1,), -1, dtype=torch.long, device=dev)  # (B,) decode index
         self.posw = torch.zeros(1, 1, 1, device=dev, dtype=self.dtype)  # (B, T, 1) write weights
-        self.deltas: tuple[torch.Tensor, ...] = ()  # per site (B, 1, d), from the current gates
+        self.deltas = torch.zeros(1, len(self.sites), 1, self.d_model, device=dev)  # (B, n, 1, d)
         self.records: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._allocate(max_batch)
 
@@ -126,7 +126,7 @@ class ControlState:
         """Every site's delta from the current gates: one (B, S) @ (S, n * d) matmul."""
         n = len(self.sites)
         deltas = (self.gates[:rows] @ self.stacked).view(rows, n, 1, self.d_model)  # (B, n, 1, d)
-        self.deltas = deltas.to(self.dtype).unbind(1)
+        self.deltas = deltas.to(self.dtype)
 
     # -- the read hook ------------------------------------------------------------------------
     def read(self, x: torch.Tensor, gate: bool, monitors: tuple[str, ...]) -> None:
@@ -186,7 +186,7 @@ class ControlState:
 
         def write(x: torch.Tensor) -> torch.Tensor:
             return torch.addcmul(
-                x, self.posw, self.deltas[index]
+                x, self.posw, self.deltas[:, index]
             )  # (B, T, d) + (B, T, 1) * (B, 1, d)
 
         return write

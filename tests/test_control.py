@@ -402,3 +402,36 @@ def test_cuda_graph_generation_matches_eager(cuda_model, plan):
         )
         assert handle.decisions().strategy == ["help", "guide"] and handle.decisions().step == 7
     assert torch.equal(graphed, eager)
+
+
+def test_build_plan_cli_writes_a_pack_from_probe_and_vector_files(
+    model, probe, vector, tmp_path, capsys
+):
+    from oyster_steer._probe import save_probe
+    from oyster_steer._vector import SteeringVector, save_vector
+    from oyster_steer.cli import main
+    from oyster_steer.testing import default_tokenizer, tiny_hf_model
+
+    tiny_hf_model("llama").save_pretrained(tmp_path / "m")
+    default_tokenizer().save_pretrained(tmp_path / "m")
+    probe_path = save_probe(probe, tmp_path / "intent.safetensors", model)
+    vec = SteeringVector.from_tensors(model, vector, method="mean_diff", strength=2.5)
+    vec_path = save_vector(vec, tmp_path / "constructive.safetensors")
+    out = tmp_path / "control.safetensors"
+    argv = ["build-plan", "--model", str(tmp_path / "m"), "--probe", str(probe_path)]
+    argv += [
+        "--monitor",
+        f"risk={probe_path}",
+        "--vector",
+        f"constructive={vec_path}:guide=1x,redirect=4",
+    ]
+    argv += ["--schedule", "1", "0.5", "--out", str(out)]
+    assert main(argv) == 0
+    assert "saved control pack" in capsys.readouterr().out
+    plan = load_plan(out, model)
+    assert plan.bindings[0].strengths == {"guide": 2.5, "redirect": 4.0}
+    assert plan.schedule == (1.0, 0.5) and list(plan.monitors) == ["risk"]
+    assert (
+        plan.meta["command"].startswith("oyster-steer build-plan --model")
+        and "guide=1x" in plan.meta["command"]
+    )

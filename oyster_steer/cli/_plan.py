@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +134,20 @@ def _policy(args: argparse.Namespace) -> Any:
     )
 
 
+def _command(args: argparse.Namespace) -> str:
+    """The equivalent command line, recorded in the pack's metadata."""
+    parts = ["oyster-steer", "build-plan", "--model", args.model]
+    for flag, value in (("--probe", args.probe), ("--payoff", args.payoff), ("--out", args.out)):
+        parts += [flag, str(value)] if value is not None else []
+    for flag, values in (("--monitor", args.monitor), ("--vector", args.vector)):
+        for value in values or ():
+            parts += [flag, value]
+    parts += ["--mode", args.mode, "--temperature", str(args.temperature), "--read", args.read]
+    parts += ["--window", str(args.window), "--positions", args.positions]
+    parts += ["--schedule", *map(str, args.schedule)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
 def run(args: argparse.Namespace) -> int:
     from .._control import ControlPlan, save_plan
     from .._probe import load_probe
@@ -149,11 +162,7 @@ def run(args: argparse.Namespace) -> int:
         name, path = spec.split("=", 1)
         monitors[name] = load_probe(path, model)
     bindings = [_binding(spec, vector_dir, model) for spec in args.vector or _DEFAULT_VECTORS]
-    command = (
-        "oyster-steer " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        if sys.argv[1:]
-        else "oyster-steer build-plan"
-    )
+    command = _command(args)
     plan = ControlPlan(
         probe,
         bindings,
