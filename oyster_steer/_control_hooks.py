@@ -89,7 +89,8 @@ class ControlState:
 
         def new(*shape: int) -> torch.Tensor:
             t = torch.zeros(*shape, device=self.device)
-            torch._dynamo.mark_static_address(t)  # stable addresses for CUDA-graph replay
+            if not torch.compiler.is_compiling():  # not allowed while tracing a growth
+                torch._dynamo.mark_static_address(t)  # stable addresses for CUDA-graph replay
             return t
 
         self.capacity = rows
