@@ -231,7 +231,8 @@ class Policy:
 
 def _one_hot_argmax(eu: torch.Tensor) -> torch.Tensor:
     """(B, S) -> (B, S) one-hot of the first maximum, as a float mask (tensor ops only)."""
-    return torch.nn.functional.one_hot(eu.argmax(-1), eu.shape[-1]).to(eu.dtype)
+    # scatter, not F.one_hot: one_hot validates its input on the host (a sync) on some devices
+    return torch.zeros_like(eu).scatter_(-1, eu.argmax(-1, keepdim=True), 1.0)
 
 
 def gates_from_utility(eu: torch.Tensor, mode: str, temperature: float) -> torch.Tensor:
