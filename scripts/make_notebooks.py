@@ -137,14 +137,15 @@ NB02 = [
 
 Where does the risk probe separate harmful from benign requests, and where does it not?
 
-* `twin_margins`: topic-matched (harmful, benign) pairs scored side by side: JailbreakBench goals
-  and their benign twins when `../shared/data` is present, the starter set's malicious and
-  borderline prompts of one category otherwise.
+* `twin_margins`: topic-matched (harmful, benign) pairs scored side by side: here the starter
+  set's malicious and borderline prompts of one category; pass `oyster_steer.data.load_all()`
+  records (needs `../shared/data`) to add JailbreakBench goals and their benign twins.
 * `most_borderline`: the prompts the probe is least sure about.
 * `category_separability`: AUROC inside each risk category, worst first.
 
 The probe is the shipped one in `probes/` when it exists; otherwise one is trained here on the
-starter set at the layer chosen by a short sweep.""",
+starter set's training split at the layer chosen by a short sweep. Everything below is scored on
+the validation and test splits, never on the probe's training prompts.""",
     ),
     ("code", SETUP),
     (
@@ -239,14 +240,14 @@ from oyster_steer._learn import LearnConfig  # not re-exported by oyster_steer y
 
 data = load_starter()
 train, val = data.split("train"), data.split("validation")
-tiny = LearnConfig(steps=6, batch_size=2, kl_batch_size=2, max_reply_tokens=16, eval_every=3)
+tiny = LearnConfig(steps=4, batch_size=2, kl_batch_size=2, max_reply_tokens=16, eval_every=4)
 vectors = {
-    method: osteer.train_vector(
-        model, train, method=method, n_per_intent=8, config=tiny if method == "learned" else None,
-        progress=False,
-    )
-    for method in ("mean_diff", "pca", "learned")
+    method: osteer.train_vector(model, train, method=method, n_per_intent=8, progress=False)
+    for method in ("mean_diff", "pca")
 }
+vectors["learned"] = osteer.train_vector(
+    model, train, method="learned", n_per_intent=8, validation=val.sample(2), config=tiny, progress=False
+)
 for method, v in vectors.items():
     print(method, v)""",
     ),
@@ -274,7 +275,7 @@ unsteered model. A good vector gains a lot of margin for little KL.""",
         """\
 curves = {
     method: osteer.calibrate_strength(
-        model, v, val, strengths=(0.0, 2.0, 4.0, 8.0), n_per_intent=4, kl_tokens=4, progress=False
+        model, v, val, strengths=(0.0, 1.0, 2.0, 4.0), n_per_intent=2, kl_tokens=2, progress=False
     )
     for method, v in vectors.items()
 }
@@ -284,7 +285,31 @@ for method, curve in curves.items():
         f"  recommended strength at KL 0.1: {curve.recommend(0.1):.2f}"
     )""",
     ),
-    ("code", "plotting.plot_strength_curve(curves).show()"),
+    (
+        "code",
+        """\
+import plotly.graph_objects as go  # oyster_steer.plotting.plot_strength_curve is not there yet
+
+fig = go.Figure(
+    [
+        go.Scatter(
+            x=list(curve.kl),
+            y=curve.gain().tolist(),
+            mode="lines+markers",
+            name=method,
+            text=[f"strength {s:g}" for s in curve.strengths],
+        )
+        for method, curve in curves.items()
+    ]
+)
+fig.update_layout(
+    title="margin gain vs benign KL as the strength grows (0, 1, 2, 4)",
+    xaxis_title="benign next-token KL (nats)",
+    yaxis_title="margin gain (nats per token)",
+    template="plotly_white",
+)
+fig.show()""",
+    ),
 ]
 
 NB04 = [
@@ -504,7 +529,7 @@ fig.show()""",
 NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
     "01_capture_and_layer_sweep.ipynb": NB01,
     "02_risk_boundary.ipynb": NB02,
-    # "03_steering_vectors.ipynb": NB03,
+    "03_steering_vectors.ipynb": NB03,
     "04_control_plan.ipynb": NB04,
     "05_patch_for_serving.ipynb": NB05,
 }

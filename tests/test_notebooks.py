@@ -122,6 +122,16 @@ def _check_02(figs: list[dict[str, Any]]) -> None:
     )
 
 
+def _check_03(figs: list[dict[str, Any]]) -> None:
+    (fig,) = figs
+    assert [t["name"] for t in fig["data"]] == ["mean_diff", "pca", "learned"]
+    for t in fig["data"]:
+        kl, gain = _values(t["x"]), _values(t["y"])
+        assert len(kl) == len(gain) == 4, "one point per calibrated strength"
+        assert kl[0] == 0.0 and gain[0] == 0.0, "strength 0 changes nothing"
+        assert kl[-1] > 0.0, "steering costs some benign KL"
+
+
 def _check_04(figs: list[dict[str, Any]]) -> None:
     payoffs, decisions, trace = figs
     (heat,) = [t for t in payoffs["data"] if t["type"] == "heatmap"]
@@ -155,6 +165,7 @@ def _check_05(figs: list[dict[str, Any]]) -> None:
 CHECKS: dict[str, Callable[[list[dict[str, Any]]], None]] = {
     "01_capture_and_layer_sweep": _check_01,
     "02_risk_boundary": _check_02,
+    "03_steering_vectors": _check_03,
     "04_control_plan": _check_04,
     "05_patch_for_serving": _check_05,
 }
