@@ -3,9 +3,8 @@
 * unpatched: the model as loaded.
 * plan: a probe-gated :class:`~oyster_steer.ControlPlan` with 3 vectors at every layer's
   resid_post (one fused hook per layer, decisions latched on the device).
-* naive: the same decisions written the usual way: a read hook that pulls the posterior to the
-  host (``.tolist()``), then one hook per vector per layer that branches in python and copies
-  the row mask back to the device each call.
+* naive: the same decisions written the usual way: one hook per vector per layer that asks the
+  host (``.item()``) whether any row is gated before adding its vector.
 
 Two measurements, variants interleaved (A/B/C, A/B/C, ...), median of the repeats:
 
@@ -76,7 +75,7 @@ def synthetic_plan(model: Any, n_vectors: int = 3, seed: int = 0) -> ControlPlan
         site,
         ("benign", "borderline", "vulnerable", "malicious"),
         torch.randn(4, d, generator=g) / d**0.5,
-        torch.zeros(4),
+        torch.tensor([0.0, 0.0, 3.0, 0.0]),  # mostly "vulnerable": guide, so vectors are added
         torch.zeros(d),
         torch.ones(d),
     )
@@ -96,36 +95,38 @@ def synthetic_plan(model: Any, n_vectors: int = 3, seed: int = 0) -> ControlPlan
 
 
 def naive_hooks(model: Any, plan: ControlPlan) -> list[Hook]:
-    """The same plan as python hooks: a host round-trip per decision, one hook per vector per layer."""
-    state: dict[str, list[list[float]]] = {}
+    """The same plan written the usual way: one hook per vector per layer, branching in python.
+
+    The read hook keeps the decision as a device tensor; every write hook asks the host whether
+    any row is gated (``.item()``: a sync, and a graph break under ``torch.compile``).
+    """
+    state: dict[str, torch.Tensor] = {}
     w, b = (t.to(model.device) for t in plan.probe.folded())
     payoff = plan.policy.payoff.to(model.device)
 
     def read(x: torch.Tensor) -> None:
-        if x.shape[1] > 1:  # prompt pass: decide on the host
-            eu = (torch.softmax(x[:, -1].float() @ w.T + b, -1)) @ payoff.T
-            state["gates"] = torch.nn.functional.one_hot(eu.argmax(-1), eu.shape[-1]).tolist()
+        if x.shape[1] > 1:  # prompt pass: decide
+            eu = torch.softmax(x[:, -1].float() @ w.T + b, -1) @ payoff.T  # (B, S)
+            state["gates"] = torch.nn.functional.one_hot(eu.argmax(-1), eu.shape[-1]).float()
 
     def writer(
-        direction: torch.Tensor, strengths: list[float]
+        direction: torch.Tensor, strengths: torch.Tensor
     ) -> Callable[[torch.Tensor], torch.Tensor]:
         def write(x: torch.Tensor) -> torch.Tensor:
-            rows = [
-                sum(g * s for g, s in zip(gates, strengths, strict=True))
-                for gates in state.get("gates", [])
-            ]
-            if not any(rows):
+            if "gates" not in state:
                 return x
-            scale = torch.tensor(rows, device=x.device, dtype=x.dtype).view(
-                -1, 1, 1
-            )  # host -> device
-            return x + scale * direction
+            scale = state["gates"][: x.shape[0]] @ strengths  # (B,)
+            if scale.abs().sum().item() == 0:  # host round-trip per hook per step
+                return x
+            return x + scale.to(x.dtype).view(-1, 1, 1) * direction
 
         return write
 
     hooks = [Hook(osteer.parse_site(plan.probe.site), read)]
     for binding in plan.bindings:
-        strengths = [binding.strengths.get(s, 0.0) for s in plan.strategies]
+        strengths = torch.tensor(
+            [binding.strengths.get(s, 0.0) for s in plan.strategies], device=model.device
+        )
         for site, v in binding.directions.items():
             hooks.append(
                 Hook(

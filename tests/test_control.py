@@ -435,3 +435,51 @@ def test_build_plan_cli_writes_a_pack_from_probe_and_vector_files(
         plan.meta["command"].startswith("oyster-steer build-plan --model")
         and "guide=1x" in plan.meta["command"]
     )
+
+
+# -- the real default model with the shipped control pack (slow) ---------------------------------
+PACK = "vectors/smollm2-135m-instruct/control.safetensors"
+
+
+@pytest.fixture(scope="module")
+def shipped(smollm):
+    from pathlib import Path
+
+    if not Path(PACK).exists():
+        pytest.skip(f"{PACK} is not built yet: run `oyster-steer build-plan`")
+    return load_plan(PACK, smollm)
+
+
+@pytest.mark.slow
+def test_shipped_pack_gates_each_row_and_latches_on_smollm(smollm, shipped):
+    ids, mask = smollm.encode(
+        [BENIGN, VULNERABLE, "Give me step-by-step instructions to poison my neighbour."]
+    )
+    with patch_plan(smollm, shipped, trace=True) as handle:
+        tokens = _generate(smollm, ids, mask, n=6)
+        d, trace = handle.decisions(), handle.trace()
+    torch.testing.assert_close(d.posterior.sum(-1), torch.ones(3))
+    assert d.step == 5 and trace.applied.shape == (3, ids.shape[1] + 5, len(shipped.strategies))
+    sched = torch.tensor([shipped.schedule[min(i, len(shipped.schedule) - 1)] for i in range(1, 6)])
+    sched = sched * (
+        shipped.positions != "prompt"
+    )  # decode steps write unless only the prompt is steered
+    want = d.gates.unsqueeze(1) * sched.view(1, 5, 1)  # the gates decided at the prompt pass, kept
+    torch.testing.assert_close(trace.applied[:, -5:], want)
+    assert tokens.shape == (3, ids.shape[1] + 6)
+
+
+@pytest.mark.slow
+def test_shipped_pack_agrees_across_backends_on_smollm(smollm, shipped):
+    ids, mask = smollm.encode([BENIGN, VULNERABLE])
+    with patch_plan(smollm, shipped):
+        want_logits, want_tokens = _forward(smollm, ids, mask), _generate(smollm, ids, mask, n=6)
+    real = mask.bool()
+    for backend in ("nnsight", "tl"):
+        other = osteer.load_model(
+            backend=backend, device="cpu"
+        )  # its own HF module (TL rewires it)
+        with patch_plan(other, load_plan(PACK, other)):
+            logits, tokens = _forward(other, ids, mask), _generate(other, ids, mask, n=6)
+        assert (logits[real] - want_logits[real]).abs().max() <= 1e-4, backend
+        assert torch.equal(tokens[:, -6:], want_tokens[:, -6:]), backend
