@@ -246,7 +246,7 @@ class ControlPlan:
         threshold: float | None = None,
         **kwargs: Any,
     ) -> ControlPlan:
-        """ "If p(positive) > threshold then add ``vector`` at ``strength``" for a binary probe.
+        """The rule "if p(positive) > threshold then add ``vector`` at ``strength``" as a plan.
 
         ``threshold`` defaults to the probe's calibrated one. Other keywords go to the plan.
 
@@ -274,7 +274,7 @@ class ControlPlan:
         """
         out: dict[str, torch.Tensor] = {}
         for b in (b for b in self.bindings if self._is_static(b)):
-            gain = b.strengths[self.strategies[0]]
+            gain = b.strengths.get(self.strategies[0], 0.0)
             for site, v in b.directions.items():
                 out[site] = out.get(site, torch.zeros_like(v)) + gain * v
         return out

@@ -178,7 +178,7 @@ class Policy:
         labels: Sequence[str] = ("negative", "positive"),
         strategies: Sequence[str] = ("pass", "steer"),
     ) -> Policy:
-        """ "If p(positive) > threshold then steer": the simple rule as a policy on a binary posterior.
+        """The rule "if p(positive) > threshold then steer" as a policy on a binary posterior.
 
         With ``U[pass] = (0, 0)`` and ``U[steer] = (-t, 1 - t)`` the expected utilities differ by
         exactly ``p - t``, so the hard gate opens iff ``p > t``. Bind a vector at strength ``s``
