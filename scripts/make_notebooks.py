@@ -287,28 +287,7 @@ for method, curve in curves.items():
     ),
     (
         "code",
-        """\
-import plotly.graph_objects as go  # oyster_steer.plotting.plot_strength_curve is not there yet
-
-fig = go.Figure(
-    [
-        go.Scatter(
-            x=list(curve.kl),
-            y=curve.gain().tolist(),
-            mode="lines+markers",
-            name=method,
-            text=[f"strength {s:g}" for s in curve.strengths],
-        )
-        for method, curve in curves.items()
-    ]
-)
-fig.update_layout(
-    title="margin gain vs benign KL as the strength grows (0, 1, 2, 4)",
-    xaxis_title="benign next-token KL (nats)",
-    yaxis_title="margin gain (nats per token)",
-    template="plotly_white",
-)
-fig.show()""",
+        "plotting.plot_strength_curve(list(curves.values()), kl_budget=0.1).show()",
     ),
 ]
 

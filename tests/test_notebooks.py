@@ -124,12 +124,20 @@ def _check_02(figs: list[dict[str, Any]]) -> None:
 
 def _check_03(figs: list[dict[str, Any]]) -> None:
     (fig,) = figs
-    assert [t["name"] for t in fig["data"]] == ["mean_diff", "pca", "learned"]
-    for t in fig["data"]:
-        kl, gain = _values(t["x"]), _values(t["y"])
-        assert len(kl) == len(gain) == 4, "one point per calibrated strength"
-        assert kl[0] == 0.0 and gain[0] == 0.0, "strength 0 changes nothing"
-        assert kl[-1] > 0.0, "steering costs some benign KL"
+    methods, intents = ("mean_diff", "pca", "learned"), ("vulnerable", "malicious")
+    names = {f"{m} · {i}" for m in methods for i in intents}
+    traces = fig["data"]
+    assert {t["name"] for t in traces} == names and len(traces) == 2 * len(names), "two panels"
+    for t in traces:
+        x, gain = _values(t["x"]), _values(t["y"])
+        assert t["type"] == "scatter" and len(x) == len(gain) == 4, "one point per strength"
+        assert gain[0] == 0.0, "strength 0 changes nothing"
+    by_strength = [t for t in traces if t.get("xaxis", "x") == "x"]
+    assert all(_values(t["x"]) == [0.0, 1.0, 2.0, 4.0] for t in by_strength)
+    by_kl = [t for t in traces if t.get("xaxis") == "x2"]
+    assert len(by_kl) == len(names) and all(
+        _values(t["x"])[0] == 0.0 < _values(t["x"])[-1] for t in by_kl
+    )
 
 
 def _check_04(figs: list[dict[str, Any]]) -> None:
