@@ -127,6 +127,10 @@ for r, q in zip(sweeps["risk"].table(), rows, strict=True):
     ("md", "## Figures: score by layer"),
     ("code", 'plotting.plot_layer_sweep(sweeps["risk"], metrics=["auroc"]).show()'),
     ("code", 'plotting.plot_layer_sweep(sweeps["intent"], metrics=["macro_f1"]).show()'),
+    (
+        "code",
+        "import shutil\n\nshutil.rmtree(cache)  # the capture cache was only for this notebook",
+    ),
 ]
 
 NB02 = [
@@ -503,6 +507,7 @@ fig.update_layout(
 )
 fig.show()""",
     ),
+    ("code", "import shutil\n\nshutil.rmtree(out_dir.parent)  # the exported checkpoint (~540 MB)"),
 ]
 
 NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
