@@ -62,7 +62,7 @@ def test_demo_writes_a_complete_offline_report(smollm, tmp_path: Path) -> None:
     )
     outcome = run_demo(cfg, model=smollm)
     html = outcome.path.read_text()
-    assert outcome.unavailable == {} and "not available" not in html
+    assert outcome.unavailable == {} and 'class="unavailable"' not in html
     assert html.count("plotly.js v") == 1 and "cdn.plot.ly" not in html  # inlined once, offline
     for div_id in FIGURES:
         assert f'id="{div_id}"' in html

@@ -81,7 +81,7 @@ def strength_curve(
         f"constructive reply over bare refusal and redacted compliance (higher is better) against next-token KL on "
         f"benign and borderline prompts (lower is better). Strength used below: {vec.strength:g}."
     )
-    report.add_figure("Strength and KL", plot_strength_curve(curve), note)
+    report.add_figure("Strength and KL", plot_strength_curve(curve, kl_budget=KL_BUDGET), note)
 
 
 def plan(model: OysterModel, probes: dict[str, Any], vec: Any, cfg: DemoConfig) -> Any:
