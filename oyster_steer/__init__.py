@@ -61,7 +61,11 @@ _LAZY: dict[str, str] = {
     "DEFAULT_PAYOFF": "._policy",
     "save_plan": "._control",
     "load_plan": "._control",
+    "bind": "._control",
+    "LearnConfig": "._learn",
     "export_patched": "._export",
+    "ExportManifest": "._export",
+    "ExportError": "._export_routes",
 }
 
 __all__ = [
