@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .._sites import Site
-from . import Hook, HookHandle, checked_hooks
+from . import Hook, HookHandle, _hf, checked_hooks
 
 if TYPE_CHECKING:
     from .._models import OysterModel
@@ -70,11 +70,17 @@ def forward(
     """A bridge forward pass with temporary hooks; stops after the last hooked block without logits."""
     bridge = model.native
     hooks = checked_hooks(model, hooks)
-    stop = None if logits or not hooks else max(h.site.layer for h in hooks) + 1
-    stop = None if stop is not None and stop >= model.n_layers else stop
-    with bridge.hooks(fwd_hooks=_fwd_hooks(model, hooks)):
-        out = bridge(input_ids, attention_mask=attention_mask, return_type="logits" if logits else None, stop_at_layer=stop)
-    return out if logits else None
+    if logits:
+        with bridge.hooks(fwd_hooks=_fwd_hooks(model, hooks)):
+            return bridge(input_ids, attention_mask=attention_mask, return_type="logits")
+    # The bridge computes the LM head even with return_type=None or stop_at_layer=n_layers, so the
+    # last hook ends the pass instead (as on hf): the head is a third of a small model's forward.
+    with bridge.hooks(fwd_hooks=_fwd_hooks(model, _hf._stopping(hooks))):
+        try:
+            bridge(input_ids, attention_mask=attention_mask, return_type=None)
+        except _hf._StopForward:
+            pass
+    return None
 
 
 def generate(

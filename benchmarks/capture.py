@@ -1,0 +1,201 @@
+"""Residual capture of every layer vs the plain forward pass and the usual alternatives, in one run.
+
+Every method captures ``resid_post`` of all layers at the last prompt token (or saves the whole
+activations, for the alternatives that cannot pool) for the same chat-formatted, left-padded
+batch. Methods run interleaved, round after round, so load on a shared machine hits them alike;
+the table reports the median per method and its speed relative to a plain HF forward with logits.
+
+    python benchmarks/capture.py                      # SmolLM2-135M-Instruct, 32 prompts
+    python benchmarks/capture.py --model tiny         # tiny random llama (seconds)
+    python benchmarks/capture.py --write              # also update BENCHMARKS.md "## Capture"
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+ROOT = Path(__file__).resolve().parents[1]
+SECTION = "## Capture"
+
+
+def load(name: str, backend: str) -> Any:
+    """A fresh model per backend: booting TransformerLens rewires the HF model it wraps."""
+    import oyster_steer as osteer
+    from oyster_steer.testing import tiny_model
+
+    return (
+        tiny_model("llama", backend)
+        if name == "tiny"
+        else osteer.load_model(backend=backend, device="cpu")
+    )
+
+
+def methods(models: dict[str, Any], prompts: list[str]) -> dict[str, Callable[[], Any]]:
+    """Name -> zero-argument callable doing one full capture (or forward) of ``prompts``."""
+    import nnsight
+
+    from oyster_steer import capture
+    from oyster_steer.backends import position_ids
+
+    hf, tl = models["hf"], models["tl"]
+    ids, mask = hf.encode(prompts)  # (B, T) left-padded, as every method below sees it
+    pos = position_ids(mask)
+    n, bridge, lm = hf.n_layers, tl.native, models["nnsight"].native
+    resid_post = lambda name: name.endswith("hook_resid_post")  # noqa: E731
+
+    def nnsight_trace() -> Any:
+        with lm.trace(ids, attention_mask=mask):
+            saved = nnsight.save([lm.model.layers[i].output for i in range(n)])
+        return saved
+
+    def ours(model: Any) -> Callable[[], Any]:
+        return lambda: capture(
+            model, prompts, "resid_post", batch_size=len(prompts), progress=False
+        )
+
+    return {
+        "(a) HF forward, logits": lambda: (
+            hf.hf(input_ids=ids, attention_mask=mask, position_ids=pos).logits
+        ),
+        "(b) HF decoder, no LM head": lambda: hf.hf.base_model(
+            input_ids=ids, attention_mask=mask, position_ids=pos
+        ),
+        "(c) oyster_steer.capture, hf": ours(hf),
+        "(d) TL run_with_cache, resid_post filter": lambda: bridge.run_with_cache(
+            ids, attention_mask=mask, names_filter=resid_post
+        ),
+        "(e) TL run_with_cache, unfiltered": lambda: bridge.run_with_cache(
+            ids, attention_mask=mask
+        ),
+        "(f) nnsight trace, every layer saved": nnsight_trace,
+        "(g) oyster_steer.capture, tl": ours(tl),
+        "(h) oyster_steer.capture, nnsight": ours(models["nnsight"]),
+    }
+
+
+def measure(
+    fns: dict[str, Callable[[], Any]], repeats: int
+) -> dict[str, list[tuple[float, float]]]:
+    """(wall, CPU) seconds per call; one warm-up round, then ``repeats`` interleaved rounds.
+
+    CPU time of the process is reported beside wall time: on a shared machine other jobs stretch
+    wall time unevenly, while single-threaded CPU time measures the work itself.
+    """
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in fns}
+    with torch.inference_mode():
+        for round_ in range(repeats + 1):
+            for name, fn in fns.items():
+                wall, cpu = time.perf_counter(), time.process_time()
+                out = fn()
+                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                del out
+                if round_:
+                    times[name].append((wall, cpu))
+            print(f"round {round_}/{repeats} done", file=sys.stderr)
+    return times
+
+
+def table(times: dict[str, list[tuple[float, float]]]) -> str:
+    def med(name: str, i: int) -> float:
+        return statistics.median(t[i] for t in times[name])
+
+    base = "(a) HF forward, logits"
+    rows = [
+        "| method | CPU s (median) | speed vs (a), CPU | wall s (median) | speed vs (a), wall |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in times:
+        cpu, wall = med(name, 1), med(name, 0)
+        rows.append(
+            f"| {name} | {cpu:.2f} | {med(base, 1) / cpu:.2f}x | {wall:.2f} | {med(base, 0) / wall:.2f}x |"
+        )
+    return "\n".join(rows)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        names = [
+            ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")
+        ]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (
+        f"{os.cpu_count()}-core CPU ({cpu}), torch {torch.__version__} with {torch.get_num_threads()} "
+        f"threads, load average {load} (1/5/15 min) when the run ended"
+    )
+
+
+def write_section(text: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
+    """Replace (or append) this benchmark's section, leaving every other section alone."""
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    lines = old.splitlines(keepends=True)
+    start = next((i for i, ln in enumerate(lines) if ln.rstrip() == SECTION), None)
+    if start is None:
+        new = old.rstrip("\n") + "\n\n" + text
+    else:
+        end = next(
+            (j for j in range(start + 1, len(lines)) if lines[j].startswith("## ")), len(lines)
+        )
+        new = (
+            "".join(lines[:start])
+            + text
+            + ("\n" + "".join(lines[end:]) if end < len(lines) else "")
+        )
+    path.write_text(new)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="smollm2", choices=("smollm2", "tiny"))
+    p.add_argument("--prompts", type=int, default=32)
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's choice)"
+    )
+    p.add_argument("--write", action="store_true", help="update BENCHMARKS.md's Capture section")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from oyster_steer.data import load_starter
+
+    prompts = load_starter().sample(args.prompts // 4 + 1, seed=0).texts[: args.prompts]
+    models = {b: load(args.model, b) for b in ("hf", "tl", "nnsight")}
+    ids, mask = models["hf"].encode(prompts)
+    times = measure(methods(models, prompts), args.repeats)
+    hf = models["hf"]
+    command = "python benchmarks/capture.py" + (" --model tiny" if args.model == "tiny" else "")
+    command += f" --prompts {args.prompts} --repeats {args.repeats}"
+    command += f" --threads {args.threads}" if args.threads else ""
+    text = (
+        f"{SECTION}\n\n"
+        f"Capture of `resid_post` at every layer ({hf.n_layers} layers, d={hf.d_model}) of "
+        f"{hf.name}, {len(prompts)} chat-formatted starter prompts, one left-padded batch of "
+        f"{tuple(ids.shape)} tokens ({int(mask.sum())} real), fp32, median of {args.repeats} "
+        f"interleaved rounds after a warm-up.\n\n"
+        f"Machine: {machine()}.\n\nCommand: `{command}`\n\n{table(times)}\n"
+    )
+    print(text)
+    if args.write:
+        write_section(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
