@@ -342,6 +342,30 @@ def test_results_file_resumes_without_regenerating(
     )
     assert calls == [3] and len(path.read_text().splitlines()) == len(lines)
     assert EvalResult.load(path).to_markdown() == first.to_markdown()
+    with path.open("a") as f:
+        f.write('{"kind": "reply", "condit')  # a write cut short by an interruption
+    evaluate(
+        model,
+        prompts,
+        conds,
+        max_new_tokens=4,
+        results_path=path,
+        judges=Judges(probe, False),
+        progress=False,
+    )
+    assert calls == [3] and len(path.read_text().splitlines()) == len(lines)
+    with pytest.raises(
+        ValueError, match="holds replies of up to 4 tokens, not 5: pass another results path"
+    ):
+        evaluate(
+            model,
+            prompts,
+            conds,
+            max_new_tokens=5,
+            results_path=path,
+            judges=Judges(probe, False),
+            progress=False,
+        )
 
 
 def test_results_file_of_another_model_is_refused(model, prompts, probe, tmp_path) -> None:

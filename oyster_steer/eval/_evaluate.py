@@ -32,22 +32,47 @@ if TYPE_CHECKING:
 __all__ = ["evaluate"]
 
 
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a results file; a last line cut short by an interrupted write is dropped."""
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = []
+    for n, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if n != len(lines) - 1:
+                raise ValueError(
+                    f"results file {str(path)!r} line {n + 1} is not JSON: delete the file or that line"
+                ) from None
+            text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+            path.write_text(text, encoding="utf-8")  # appended rows then start on a fresh line
+    return rows
+
+
 class _Results:
     """The resumable JSONL store: a header row naming the model, then result rows."""
 
-    def __init__(self, path: str | Path | None, model: OysterModel) -> None:
+    def __init__(self, path: str | Path | None, model: OysterModel, max_new_tokens: int) -> None:
         self.path = Path(path) if path is not None else None
         self.rows: list[dict[str, Any]] = []
-        header = {"kind": "meta", "model": model.name, "model_fingerprint": model.fingerprint}
+        header = {
+            "kind": "meta",
+            "model": model.name,
+            "model_fingerprint": model.fingerprint,
+            "max_new_tokens": max_new_tokens,
+        }
         if self.path is not None and self.path.is_file():
-            self.rows = [
-                json.loads(line) for line in self.path.read_text().splitlines() if line.strip()
-            ]
+            self.rows = _read_rows(self.path)
             found = next((r for r in self.rows if r.get("kind") == "meta"), None)
             if found and found.get("model_fingerprint") != model.fingerprint:
                 raise ModelMismatchError(
                     f"results file {str(self.path)!r} was written for model {found.get('model')!r}, not {model.name!r}: "
                     "pass another results path or delete the file"
+                )
+            if found and found.get("max_new_tokens", max_new_tokens) != max_new_tokens:
+                raise ValueError(
+                    f"results file {str(self.path)!r} holds replies of up to {found['max_new_tokens']} tokens, not "
+                    f"{max_new_tokens}: pass another results path or the same max_new_tokens"
                 )
             self.rows = [r for r in self.rows if r.get("kind") != "meta"]
         if self.path is not None and not self.path.is_file():
@@ -219,6 +244,8 @@ def evaluate(
         conditions: e.g. unsteered, a constructive vector, a control plan; names must be unique.
         max_new_tokens, batch_size: greedy generation budget and batch (left-padded).
         results_path: JSONL file; rows already there are reused (resume after an interruption).
+            Rows are keyed by condition name and prompt id: change a condition's settings
+            (strength, vector) under a new name or in a new file.
         judges: which judges run (default: phrases + refusal probe + MiniLM similarity).
         divergence_intents: prompts whose next-token KL and reference perplexity are compared,
             steered vs unsteered, for every steered condition.
@@ -237,7 +264,7 @@ def evaluate(
     records = _records(prompts)
     judges = judges or Judges()
     opts = {"max_new_tokens": max_new_tokens, "batch_size": batch_size}
-    store = _Results(results_path, model)
+    store = _Results(results_path, model, max_new_tokens)
     resolved = [c.resolve(model) for c in conditions]
     with tqdm(
         total=len(records) * len(resolved),
