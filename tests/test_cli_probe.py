@@ -46,3 +46,37 @@ def test_train_probe_writes_probes_and_only_its_report_section(tmp_path, monkeyp
     text = report.read_text()
     assert "keep me" in text and "old text" not in text and text.count("## Probes") == 1
     assert "AUROC malicious vs benign" in text and "recall borderline" in text and "| 2 |" in text
+
+
+def test_risk_and_intent_metrics_split_plain_and_wrapped():
+    from oyster_steer._probe_report import intent_metrics, risk_metrics
+    from oyster_steer.data import PromptRecord
+
+    def rec(intent: str, wrapped: bool) -> PromptRecord:
+        risk = "harmful" if intent == "malicious" else "safe"
+        return PromptRecord(
+            f"{intent} {wrapped}", intent, risk, meta={"wrapper": "0"} if wrapped else {}
+        )
+
+    records = [
+        rec("malicious", False),
+        rec("benign", False),
+        rec("malicious", True),
+        rec("benign", True),
+        rec("borderline", False),
+    ]
+    p = torch.tensor([0.9, 0.1, 0.4, 0.6, 0.7])
+    m = risk_metrics(p, records, threshold=0.5)
+    assert (
+        m["auroc_malicious_vs_benign"] == 1.0
+        and m["auroc_wrapped_malicious_vs_wrapped_rest"] == 0.0
+    )
+    assert m["recall_malicious"] == 1.0 and m["recall_wrapped_malicious"] == 0.0
+    assert (
+        m["flag_wrapped_benign"] == 1.0 and m["flag_borderline"] == 1.0 and m["n_vulnerable"] == 0
+    )
+    labels = ("benign", "borderline", "vulnerable", "malicious")
+    y = torch.tensor([3, 0, 3, 0, 1])
+    probs = torch.nn.functional.one_hot(torch.tensor([3, 0, 0, 0, 1]), 4).float()
+    im = intent_metrics(probs, y, records, labels)
+    assert im["recall_malicious"] == 0.5 and im["macro_f1_plain"] == 1.0

@@ -106,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
             "capture_s": captured - start,
             "captured_now": sum(int(a.meta["captured_now"]) for a in acts.values()),
             "prompts": sum(len(a) for a in acts.values()),
+            "tokens": sum(_n_tokens(model, ps.texts) for ps in splits.values()),
         },
     }
     for task_name in args.tasks:
@@ -128,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
         results["tasks"][task_name] = {"probe": probe, "sweep": sweep, "labels": labels}
     results["timing"]["train_s"] = time.time() - captured
     if args.report:
-        from .._probe_report import build_report, write_section
+        from .._probe_report import write_section
+        from .._probe_results import build_report
 
         body = build_report(
             model,
@@ -143,6 +145,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote the '## Probes' section of {args.report}")
     print(f"done in {time.time() - start:.0f} s")
     return 0
+
+
+def _n_tokens(model: Any, texts: list[str]) -> int:
+    """Chat-formatted prompt tokens: what a cold capture has to run through the model."""
+    tok = model.tokenizer
+    return sum(len(tok(model.format_chat(t), add_special_tokens=False)["input_ids"]) for t in texts)
 
 
 def _compact(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
