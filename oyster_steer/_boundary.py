@@ -175,7 +175,10 @@ def most_borderline(
     order = dist.argsort()[:k].tolist()
     return [
         BorderlinePrompt(
-            texts[i], labels[i], dict(zip(probe.labels, probs[i].tolist(), strict=True)), float(dist[i])
+            texts[i],
+            labels[i],
+            dict(zip(probe.labels, probs[i].tolist(), strict=True)),
+            float(dist[i]),
         )
         for i in order
     ]
@@ -226,6 +229,8 @@ def category_separability(
             else auroc_ovr(probs[idx], y[idx])
         )
         out.append(
-            CategoryScore(cat, float(value), len(idx), dict(zip(task.labels, counts.tolist(), strict=True)))
+            CategoryScore(
+                cat, float(value), len(idx), dict(zip(task.labels, counts.tolist(), strict=True))
+            )
         )
     return sorted(out, key=lambda s: s.auroc)
