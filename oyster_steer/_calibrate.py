@@ -24,7 +24,7 @@ import torch
 
 from ._contrast import BENIGN_INTENTS, TARGETS, contrasts_for, records_of, sample_records
 from ._errors import EmptyInputError
-from ._scoring import Pair, chat_ids, greedy_continuations, kl_from, reply_ids, score_pairs
+from ._scoring import Group, chat_ids, greedy_continuations, kl_from, reply_ids, score_groups
 from ._steer import patch
 from ._vector import SteeringVector
 
@@ -131,6 +131,7 @@ def _material(
     n: int,
     kl_tokens: int,
     max_prompt_tokens: int,
+    max_reply_tokens: int | None,
     seed: int,
 ) -> Any:
     """Tokenised contrasts per intent and benign prompts with their greedy continuations."""
@@ -147,29 +148,22 @@ def _material(
         raise EmptyInputError(
             "calibration needs benign or borderline prompts for the KL: add some to heldout"
         )
-    pairs = {}
+    groups: dict[str, list[Group]] = {}
     for c in contrasts:
-        prompt = chat_ids(model, c.prompt)
-        pairs.setdefault(c.intent, []).append(
-            [Pair(prompt, reply_ids(model, r)) for r in (c.positive, *c.negatives)]
-        )
+        replies = tuple(reply_ids(model, r, max_reply_tokens) for r in (c.positive, *c.negatives))
+        groups.setdefault(c.intent, []).append(Group(chat_ids(model, c.prompt), replies))
     benign_ids = [chat_ids(model, r.text) for r in benign]
-    kl_pairs = [
-        Pair(p, c)
-        for p, c in zip(benign_ids, greedy_continuations(model, benign_ids, kl_tokens), strict=True)
-    ]
-    return pairs, kl_pairs
+    continuations = greedy_continuations(model, benign_ids, kl_tokens)
+    return groups, [Group(p, (c,)) for p, c in zip(benign_ids, continuations, strict=True)]
 
 
 def _margins(
-    model: OysterModel, pairs: dict[str, list[list[Pair]]], names: Sequence[str], batch_size: int
+    model: OysterModel, groups: dict[str, list[Group]], names: Sequence[str], batch_size: int
 ) -> dict[str, dict[str, float]]:
+    """Per intent and negative: mean (preferred - negative) per-token log-likelihood."""
     out = {}
-    for intent, groups in pairs.items():
-        flat = [p for g in groups for p in g]
-        scores = torch.stack(score_pairs(model, flat, batch_size=batch_size)).reshape(
-            len(groups), -1
-        )  # (n, 1 + n_neg)
+    for intent, gs in groups.items():
+        scores = torch.stack(score_groups(model, gs, batch_size=batch_size))  # (n, 1 + n_neg)
         diffs = scores[:, :1] - scores[:, 1:]  # (n, n_neg)
         out[intent] = {
             name: float(diffs[:, k].mean()) for k, name in enumerate(names[: diffs.shape[1]])
@@ -187,6 +181,7 @@ def calibrate_strength(
     n_per_intent: int = 24,
     kl_tokens: int = 8,
     max_prompt_tokens: int = 96,
+    max_reply_tokens: int | None = 48,
     positions: str = "all",
     batch_size: int = 16,
     seed: int = 0,
@@ -203,6 +198,8 @@ def calibrate_strength(
         target: the contrast to score (default: the vector's ``meta["target"]``, else constructive).
         n_per_intent: prompts per intent (target intents and benign/borderline for the KL).
         kl_tokens: greedy tokens along which benign KL is measured (plus the last prompt token).
+        max_prompt_tokens: skip longer prompts; max_reply_tokens: score replies on their first
+            tokens (None: whole replies).
 
     Returns:
         A :class:`StrengthCurve`; ``curve.recommend(kl_budget)`` gives a strength.
@@ -219,17 +216,19 @@ def calibrate_strength(
     hfm = model.with_backend("hf")
     vector.check_model(hfm)
     grid = sorted({0.0, *(float(s) for s in strengths)})
-    pairs, kl_pairs = _material(
-        hfm, heldout, target, n_per_intent, kl_tokens, max_prompt_tokens, seed
+    groups, kl_groups = _material(
+        hfm, heldout, target, n_per_intent, kl_tokens, max_prompt_tokens, max_reply_tokens, seed
     )
-    reference = score_pairs(hfm, kl_pairs, full=True, batch_size=batch_size)
+    reference = score_groups(hfm, kl_groups, full=True, batch_size=batch_size)
     per_strength, kls = [], []
     for s in tqdm(grid, desc="calibrate", unit="strength", disable=not progress, leave=False):
         handle = patch(hfm, vector, strength=s, positions=positions) if s else None
         try:
-            per_strength.append(_margins(hfm, pairs, NEGATIVE_NAMES[target], batch_size))
+            per_strength.append(_margins(hfm, groups, NEGATIVE_NAMES[target], batch_size))
             kls.append(
-                float(kl_from(hfm, kl_pairs, reference, batch_size=batch_size).mean()) if s else 0.0
+                float(kl_from(hfm, kl_groups, reference, batch_size=batch_size).mean())
+                if s
+                else 0.0
             )
         finally:
             if handle is not None:
@@ -238,7 +237,7 @@ def calibrate_strength(
         i: {n: tuple(m[i][n] for m in per_strength) for n in per_strength[0][i]}
         for i in per_strength[0]
     }
-    counts = {i: len(g) for i, g in pairs.items()} | {"kl": len(kl_pairs)}
+    counts = {i: len(g) for i, g in groups.items()} | {"kl": len(kl_groups)}
     return StrengthCurve(
         tuple(grid), margins, tuple(kls), counts, target, vector.method, repr(vector)
     )

@@ -29,14 +29,14 @@ import torch
 import torch.nn.functional as F
 
 from ._scoring import (
-    Pair,
+    Group,
     chat_ids,
     greedy_continuations,
     pack,
-    pair_means,
     reply_ids,
     reply_logprobs,
-    score_pairs,
+    reply_means,
+    score_groups,
 )
 from .backends import Hook, get_backend
 
@@ -70,49 +70,46 @@ class LearnConfig:
 class _Material:
     """Tokenised examples with their unsteered references."""
 
-    pairs: list[list[Pair]]  # per contrast: [positive, *negatives]
+    groups: list[Group]  # per contrast: prompt + [positive, *negatives]
     ref: list[torch.Tensor]  # per contrast: (1 + n_neg,) unsteered mean token log-probs
-    kl_pairs: list[Pair]  # benign prompt + the model's own greedy continuation
+    kl_groups: list[Group]  # benign prompt + the model's own greedy continuation
     kl_ref: list[torch.Tensor]  # per benign prompt: (G, V) unsteered log-probs, float16
+
+    def __len__(self) -> int:
+        return len(self.groups)
 
 
 def _material(
     model: OysterModel, contrasts: Sequence[Contrast], kl_prompts: Sequence[str], cfg: LearnConfig
 ) -> _Material:
-    pairs = []
-    for c in contrasts:
-        prompt = chat_ids(model, c.prompt)
-        pairs.append(
-            [
-                Pair(prompt, reply_ids(model, r, cfg.max_reply_tokens))
-                for r in (c.positive, *c.negatives)
-            ]
+    groups = [
+        Group(
+            chat_ids(model, c.prompt),
+            tuple(reply_ids(model, r, cfg.max_reply_tokens) for r in (c.positive, *c.negatives)),
         )
+        for c in contrasts
+    ]
     kl_prompt_ids = [chat_ids(model, p) for p in kl_prompts]
     conts = greedy_continuations(model, kl_prompt_ids, cfg.kl_tokens)
-    kl_pairs = [Pair(p, c) for p, c in zip(kl_prompt_ids, conts, strict=True)]
-    flat = [p for group in pairs for p in group]
-    scores = score_pairs(model, flat)
-    ref, k = [], 0
-    for group in pairs:
-        ref.append(torch.stack(scores[k : k + len(group)]))
-        k += len(group)
-    kl_ref = [lp.half() for lp in score_pairs(model, kl_pairs, full=True)]
-    return _Material(pairs, ref, kl_pairs, kl_ref)
+    kl_groups = [Group(p, (c,)) for p, c in zip(kl_prompt_ids, conts, strict=True)]
+    kl_ref = [lp.half() for lp in score_groups(model, kl_groups, full=True)]
+    return _Material(groups, score_groups(model, groups), kl_groups, kl_ref)
 
 
 def _terms(
     model: OysterModel, mat: _Material, idx: Sequence[int], kl_idx: Sequence[int], cfg: LearnConfig
 ) -> dict[str, torch.Tensor]:
     """Loss terms of one batch: preference, KL, and the steered margin (for logging)."""
-    groups = [mat.pairs[i] for i in idx]
-    sizes = [len(g) for g in groups]
-    pairs = [p for g in groups for p in g] + [mat.kl_pairs[j] for j in kl_idx]
-    packed = pack(pairs, model.pad_id, model.device)
+    sizes = [len(mat.groups[i].replies) for i in idx]
+    packed = pack(
+        [mat.groups[i] for i in idx] + [mat.kl_groups[j] for j in kl_idx],
+        model.pad_id,
+        model.device,
+    )
     logp = reply_logprobs(model, packed, full=True)  # (N, V)
-    is_kl = packed.owner >= sum(sizes)
+    is_kl = packed.reply_of >= sum(sizes)  # (N,) tokens of the benign continuations
     token_lp = logp.gather(-1, packed.targets.unsqueeze(-1)).squeeze(-1)  # (N,)
-    means = pair_means(torch.where(is_kl, 0.0, token_lp), packed)[: sum(sizes)]  # (pairs,)
+    means = reply_means(torch.where(is_kl, 0.0, token_lp), packed)[: sum(sizes)]  # (replies,)
     pref, margin = [], []
     for g, lp in zip(idx, torch.split(means, sizes), strict=True):
         delta = lp - mat.ref[g].to(lp.device)  # (1 + n_neg,)
@@ -141,10 +138,10 @@ def _order(step: int, size: int, n: int, seed: int, salt: int) -> list[int]:
 @torch.no_grad()
 def _evaluate(model: OysterModel, mat: _Material, cfg: LearnConfig) -> dict[str, float]:
     totals: dict[str, float] = {}
-    n_batches = max(1, -(-len(mat.pairs) // 8))
-    kl_chunks = [list(range(len(mat.kl_pairs)))[i::n_batches] for i in range(n_batches)]
+    n_batches = max(1, -(-len(mat.groups) // 8))
+    kl_chunks = [list(range(len(mat.kl_groups)))[i::n_batches] for i in range(n_batches)]
     for b in range(n_batches):
-        idx = list(range(len(mat.pairs)))[b * 8 : (b + 1) * 8]
+        idx = list(range(len(mat.groups)))[b * 8 : (b + 1) * 8]
         terms = _terms(model, mat, idx, kl_chunks[b], cfg)
         for key, value in terms.items():
             totals[key] = totals.get(key, 0.0) + float(value) / n_batches
@@ -155,7 +152,7 @@ def _activation_scale(model: OysterModel, sites: Sequence[Site], mat: _Material)
     """Median per-token activation norm at the sites / sqrt(d): the unit of ``lr``."""
     from ._capture import capture
 
-    texts = [model.tokenizer.decode(list(g[0].prompt) + list(g[0].reply)) for g in mat.pairs[:8]]
+    texts = [model.tokenizer.decode(list(g.prompt) + list(g.replies[0])) for g in mat.groups[:8]]
     acts = capture(model, texts, list(sites), positions="all", chat=False, progress=False)
     norms = torch.cat([acts[s.name].norm(dim=-1) for s in sites])
     return float(norms.median()) / model.d_model**0.5
@@ -251,7 +248,7 @@ def _loop(model, mat, val, params, opt, state, cfg, checkpoint, key, progress, s
     from tqdm.auto import tqdm
 
     started = time.monotonic()
-    n, n_kl = len(mat.pairs), len(mat.kl_pairs)
+    n, n_kl = len(mat.groups), len(mat.kl_groups)
     with tqdm(
         total=cfg.steps, initial=state.step, desc="learn vector", unit="step", disable=not progress
     ) as bar:
@@ -281,7 +278,7 @@ def _validate(model, val, params, state, cfg, terms) -> None:  # noqa: ANN001
     state.history.append(
         {
             "step": state.step,
-            "train_loss": float(terms["loss"]),
+            "train_loss": float(terms["loss"].detach()),
             **{f"val_{k}": v for k, v in scores.items()},
         }
     )

@@ -95,3 +95,19 @@ def test_plot_strength_curve(curve):
 
     fig = plot_strength_curve([curve, _synthetic()], kl_budget=0.2)
     assert len(fig.data) == 8 and fig.layout.xaxis2.title.text.startswith("benign next-token KL")
+
+
+def test_results_section_replaces_only_its_own_section(tmp_path):
+    from oyster_steer._vector_results import comparison_table, write_section
+
+    path = tmp_path / "RESULTS.md"
+    path.write_text("# Results\n\n## Probes\n\nprobe numbers\n\n## Steering vectors\n\nold\n\n## Evaluation\n\neval numbers\n")
+    write_section(path, "## Steering vectors\n\nnew table\n")
+    text = path.read_text()
+    assert "old" not in text and "new table" in text
+    assert text.index("## Probes") < text.index("new table") < text.index("## Evaluation")
+    assert "probe numbers" in text and "eval numbers" in text
+    fresh = write_section(tmp_path / "NEW.md", "## Steering vectors\n\nx\n").read_text()
+    assert fresh == "# Results\n\n## Steering vectors\n\nx\n"
+    table = comparison_table({"learned": _synthetic()}, [0.2])
+    assert "| learned | 0.2 | 1.50 | +1.500 | +1.500 | +0.750 | +0.750 | +1.125 |" in table
