@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from ._demo import DemoConfig
 
 KL_BUDGET = 0.1  # nats of benign next-token KL allowed when the demo picks a strength itself
+STRENGTHS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0)  # grid of the strength curve (0 is always added)
+STAND_IN_PROMPTS = 32  # starter training prompts per intent for a stand-in vector
 
 
 def _digest(vec: Any) -> str:
@@ -41,7 +43,12 @@ def _curve(model: OysterModel, vec: Any, data: dict[str, Any], cfg: DemoConfig) 
     if path.is_file():
         return StrengthCurve.from_json(path.read_text())
     curve = calibrate_strength(
-        model, vec, data["validation"], n_per_intent=cfg.calibrate_per_intent, progress=cfg.progress
+        model,
+        vec,
+        data["validation"],
+        STRENGTHS,
+        n_per_intent=cfg.calibrate_per_intent,
+        progress=cfg.progress,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(curve.to_json())
@@ -62,7 +69,13 @@ def vector(model: OysterModel, data: dict[str, Any], cfg: DemoConfig) -> Any:
     from .._train_vector import train_vector
 
     vec = train_vector(
-        model, data["train"], method="mean_diff", target="constructive", progress=cfg.progress
+        model,
+        data["train"],
+        method="mean_diff",
+        target="constructive",
+        n_per_intent=STAND_IN_PROMPTS,
+        description="starter train split (demo stand-in)",
+        progress=cfg.progress,
     )
     best = _curve(model, vec, data, cfg).recommend(KL_BUDGET)
     vec = vec.with_strength(best, calibration=f"demo: starter validation, benign KL <= {KL_BUDGET}")
@@ -85,8 +98,9 @@ def strength_curve(
 
 
 def plan(model: OysterModel, probes: dict[str, Any], vec: Any, cfg: DemoConfig) -> Any:
-    """The shipped control pack, else a plan built here: the intent probe gates the constructive
-    vector for the "guide" and "redirect" strategies (the risk probe is recorded as a monitor)."""
+    """The shipped control pack, else a plan built here as ``oyster-steer build-plan`` would: the
+    intent probe gates the constructive vector for "guide" and "redirect" (the risk probe is a
+    monitor); it is saved next to the stand-in vector for ``oyster-steer eval --plan``."""
     from .._control import ControlPlan, bind, load_plan
 
     path = shipped("vectors", model, "control")
@@ -96,11 +110,15 @@ def plan(model: OysterModel, probes: dict[str, Any], vec: Any, cfg: DemoConfig) 
         raise FileNotFoundError(
             f"no control pack vectors/{model_dirname(model)}/control.safetensors, and no intent probe and vector to build one"
         )
+    from .._control import save_plan
+
     binding = bind(vec, {"guide": vec.strength, "redirect": vec.strength}, name="constructive")
     monitors = {"risk": probes["risk"]} if "risk" in probes else {}
-    return ControlPlan(
+    built = ControlPlan(
         probes["intent"], [binding], monitors=monitors, meta={"origin": "built by the demo"}
     )
+    save_plan(built, cfg.work_dir / "artifacts" / model.fingerprint / "control.safetensors")
+    return built
 
 
 def policy_figures(
