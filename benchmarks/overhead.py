@@ -277,6 +277,21 @@ def summarize(times: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, f
     return out
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """The results as a markdown table (for BENCHMARKS.md)."""
+    lines = [
+        "| measurement | variant | CPU ms (median) | CPU IQR ms | CPU overhead | wall ms (median) | wall overhead | n |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, rows in report["results"].items():
+        for name, r in rows.items():
+            lines.append(
+                f"| {label} | {name} | {r['cpu_median_ms']:.1f} | {r['cpu_iqr_ms']:.1f} | {r['cpu_overhead_pct']:+.1f}% "
+                f"| {r['wall_median_ms']:.1f} | {r['wall_overhead_pct']:+.1f}% | {r['n']} |"
+            )
+    return "\n".join(lines)
+
+
 def load(args: argparse.Namespace) -> Any:
     if args.model == "tiny":  # smoke test of this script
         from oyster_steer.testing import tiny_model
@@ -323,7 +338,14 @@ def main() -> None:
         help="torch CPU threads (default 1: CPU time is then clean)",
     )
     p.add_argument("--out", default=None, help="also write the results as JSON here")
+    p.add_argument(
+        "--table", default=None, help="print the markdown table of a saved JSON report and exit"
+    )
     args = p.parse_args()
+    if args.table:
+        with open(args.table) as f:
+            print(markdown(json.load(f)))
+        return
 
     torch.set_num_threads(args.threads)
     torch._dynamo.config.skip_nnmodule_hook_guards = False
