@@ -42,7 +42,7 @@ class DemoConfig:
     n_per_class: int = 4  # evaluation prompts per intent from the starter test split
     max_new_tokens: int = 40
     batch_size: int = 8
-    sweep_stride: int = 1  # sweep every k-th layer (the last layer is always included)
+    sweep_stride: int = 2  # sweep every k-th layer (the last layer is always included)
     trace_tokens: int = 24
     calibrate_per_intent: int = 8  # held-out prompts per intent for the strength curve
     strength: float | None = None  # constructive vector strength (None: its calibrated default)

@@ -35,12 +35,25 @@ def _cache(cfg: DemoConfig) -> Path:
     return cfg.work_dir / "capture-cache"
 
 
+def _sweep_sites(model: OysterModel, cfg: DemoConfig) -> list[str]:
+    layers = sorted(set(range(0, model.n_layers, cfg.sweep_stride)) | {model.n_layers - 1})
+    return [f"blocks.{i}.hook_resid_post" for i in layers]
+
+
+def _acts_at(model: OysterModel, texts: list[str], site: str, cfg: DemoConfig) -> Any:
+    """(N, d) last-token activations at ``site``, from the sweep's capture cache when it has them."""
+    from .._capture_cache import cached_capture
+
+    swept = _sweep_sites(model, cfg)
+    sites = swept if site in swept else [site]
+    return cached_capture(model, texts, sites, root=_cache(cfg), progress=cfg.progress)[site]
+
+
 def layer_sweeps(model: OysterModel, data: dict[str, Any], cfg: DemoConfig) -> dict[str, Any]:
     """Risk and intent probes at every ``sweep_stride``-th layer, on the starter splits."""
     from .._sweep import sweep_layers
 
-    layers = sorted(set(range(0, model.n_layers, cfg.sweep_stride)) | {model.n_layers - 1})
-    sites = [f"blocks.{i}.hook_resid_post" for i in layers]
+    sites = _sweep_sites(model, cfg)
     common = dict(sites=sites, cache=_cache(cfg), progress=cfg.progress)
     return {
         task: sweep_layers(
@@ -109,16 +122,11 @@ def probes(model: OysterModel, sweeps: dict[str, Any], report: Report) -> dict[s
 def boundary(
     report: Report, model: OysterModel, probe: Any, data: dict[str, Any], cfg: DemoConfig
 ) -> None:
-    from .._capture_cache import cached_capture
     from ..plotting import plot_boundary
 
     held_out = data["validation"] + data["test"]
-    acts = cached_capture(
-        model, held_out.texts, [probe.site.name], root=_cache(cfg), progress=cfg.progress
-    )
-    fig = plot_boundary(
-        probe, acts[probe.site.name], held_out.labels("intent"), texts=held_out.texts
-    )
+    acts = _acts_at(model, held_out.texts, probe.site.name, cfg)
+    fig = plot_boundary(probe, acts, held_out.labels("intent"), texts=held_out.texts)
     note = (
         "Held-out starter prompts (validation + test) projected on the risk probe's direction (x) and the main "
         "orthogonal direction (y), coloured by intent: malicious prompts should sit right, vulnerable and "
