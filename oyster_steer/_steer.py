@@ -14,8 +14,9 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
@@ -23,6 +24,8 @@ from ._positions import WHICH, PositionTracker
 from ._sites import parse_site
 from ._vector import SteeringVector
 from .backends import Hook, HookHandle, get_backend
+
+H = TypeVar("H", bound=HookHandle)
 
 if TYPE_CHECKING:
     from ._models import OysterModel
@@ -61,6 +64,8 @@ def patch(
     target: SteeringVector | Mapping[str, torch.Tensor] | Any,
     strength: float | None = None,
     positions: str = "all",
+    *,
+    persistent: bool = True,
     **kwargs: Any,
 ) -> HookHandle:
     """Add a steering vector (or apply a control plan) to ``model`` until the handle is removed.
@@ -73,6 +78,10 @@ def patch(
         strength: multiplier of the directions; default: the vector's recommended strength.
         positions: ``"all"`` tokens, only ``"prompt"`` tokens, or only ``"generated"`` tokens
             (tokens fed back during KV-cache decoding; see :mod:`oyster_steer._positions`).
+        persistent: ``True`` (the default, for serving): the hooks live on the model's own
+            modules until ``handle.remove()``, even when the handle itself is dropped, so the
+            patched ``model.hf`` can be handed to a pipeline or server. ``False``: the hooks are
+            also removed when the handle is garbage-collected (scoped use without ``with``).
 
     Returns:
         A :class:`~oyster_steer.backends.HookHandle`; ``handle.remove()`` undoes the patch.
@@ -86,7 +95,7 @@ def patch(
         raise ValueError(f"positions={positions!r} is not supported: use one of {', '.join(WHICH)}")
     vector = _as_vector(model, target)
     if vector is None:
-        return _patch_plan(model, target, strength, positions, kwargs)
+        return _scoped(_patch_plan(model, target, strength, positions, kwargs), persistent)
     if kwargs:
         raise TypeError(f"patch() got unexpected arguments {sorted(kwargs)} for a steering vector")
     scale = vector.strength if strength is None else float(strength)
@@ -94,7 +103,20 @@ def patch(
         name: (scale * t.to(model.device, torch.float32)).to(model.dtype)  # (d,) ready for the hook
         for name, t in vector.directions.items()
     }
-    return _install(model, deltas, positions)
+    return _scoped(_install(model, deltas, positions), persistent)
+
+
+def _remove_all(removers: list[Callable[[], None]]) -> None:
+    while removers:
+        removers.pop()()
+
+
+def _scoped(handle: H, persistent: bool) -> H:
+    """Non-persistent handles take their hooks with them when garbage-collected."""
+    if not persistent:
+        # The finalizer holds the removers list, not the handle; remove() empties that same list.
+        weakref.finalize(handle, _remove_all, handle._removers)
+    return handle
 
 
 def _install(model: OysterModel, deltas: Mapping[str, torch.Tensor], positions: str) -> HookHandle:

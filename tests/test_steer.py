@@ -200,6 +200,35 @@ def test_remove_leaves_no_hooks(models, backend):
     assert _hook_count(model) == before
 
 
+def test_persistent_patch_outlives_its_handle_and_scoped_one_does_not():
+    """Serving: a persistent patch stays on ``model.hf`` when the handle is dropped (a pipeline
+    or server only sees the HF module), yet the handle can still remove it; ``persistent=False``
+    takes its hooks with it when garbage-collected."""
+    import gc
+
+    model = from_hf(tiny_hf_model("llama", seed=0), default_tokenizer(), name="tiny-llama")
+    ids, mask = model.encode(PROMPTS)  # HF only: the shared fixture's TL bridge wraps model.hf
+    before, plain = _hook_count(model), model.hf(ids, attention_mask=mask).logits
+    handle = patch(model, _vector(model), persistent=True)
+    steered = model.hf(ids, attention_mask=mask).logits
+    assert not torch.allclose(steered, plain)
+    keep, handle = handle, None
+    gc.collect()
+    assert torch.equal(model.hf(ids, attention_mask=mask).logits, steered)  # still patched
+    keep.remove()
+    assert _hook_count(model) == before
+    assert torch.equal(model.hf(ids, attention_mask=mask).logits, plain)
+
+    patch(model, _vector(model), persistent=False)  # handle dropped at once
+    gc.collect()
+    assert _hook_count(model) == before
+    scoped = patch(model, _vector(model), persistent=False)
+    scoped.remove()  # explicit removal first; the finalizer then finds nothing left to do
+    del scoped
+    gc.collect()
+    assert _hook_count(model) == before
+
+
 def test_default_strength_is_the_vectors(models, batch):
     model, (ids, mask) = models["hf"], batch
     vec = _vector(model)
@@ -274,3 +303,39 @@ def test_patched_forward_compiles_without_graph_breaks(batch):
             backend="eager",
         )
         assert torch.allclose(compiled(ids, mask, pos), eager, atol=1e-5)
+
+
+SHIPPED = "vectors/smollm2-135m-instruct/constructive.safetensors"
+
+
+@pytest.fixture(scope="module")
+def smollm_backends():
+    """A private SmolLM2 on all three backends (booting TransformerLens rewires the HF module,
+    so the session's shared ``smollm`` fixture is left alone)."""
+    import oyster_steer
+
+    base = oyster_steer.load_model(device="cpu")
+    return {b: base.with_backend(b) for b in BACKENDS}
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("smollm")
+def test_shipped_vector_parity_on_smollm(smollm_backends):
+    from pathlib import Path
+
+    from oyster_steer._vector import load_vector
+
+    path = Path(__file__).resolve().parents[1] / SHIPPED
+    hf = smollm_backends["hf"]
+    vec = load_vector(path, hf)
+    ids, mask = hf.encode(
+        ["I feel like nobody would notice if I disappeared.", "How do I whittle a spoon?"]
+    )
+    logits, tokens = {}, {}
+    for name, model in smollm_backends.items():
+        with steer(model, vec):
+            logits[name] = get_backend(name).forward(model, ids, mask)
+            tokens[name] = get_backend(name).generate(model, ids, mask, max_new_tokens=8)
+    for name in ("tl", "nnsight"):
+        assert torch.allclose(_real(logits[name], mask), _real(logits["hf"], mask), atol=1e-4), name
+        assert torch.equal(tokens[name], tokens["hf"]), name
