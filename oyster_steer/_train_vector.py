@@ -3,7 +3,8 @@
 * ``mean_diff`` (contrastive activation addition): the mean residual activation over the reply
   tokens of prompt + preferred reply, minus the same for prompt + dispreferred replies.
 * ``pca``: the first principal component of the paired differences (preferred minus each
-  dispreferred reply of the same prompt), its sign fixed to agree with the mean difference and
+  dispreferred reply of the same prompt; uncentred, as in representation engineering, so a
+  consistent shift counts as signal rather than being subtracted away), its sign fixed to agree with the mean difference and
   scaled to its length, so strengths are comparable across methods.
 * ``learned``: optimised through the frozen model so that adding it raises the likelihood of the
   preferred reply over the others while benign prompts' next-token distributions stay put (see
@@ -59,15 +60,17 @@ def mean_difference(positive: torch.Tensor, negative: torch.Tensor) -> torch.Ten
 
 
 def pca_direction(differences: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """First principal component of centred ``differences`` (N, d), signed and scaled to ``reference``.
+    """First principal component of the paired ``differences`` (N, d), signed and scaled to ``reference``.
 
-    The sign makes it agree with ``reference`` (the mean difference); its length is
-    ``reference``'s, so a strength means the same thing for both methods.
+    The component is the top right-singular vector of the *uncentred* differences (the direction
+    of largest second moment). Centring would subtract the mean difference, the very shift the
+    pairs share, and leave a direction that is close to orthogonal to it. The sign makes it agree
+    with ``reference`` (the mean difference); its length is ``reference``'s, so a strength means
+    the same thing for both methods.
     """
     if len(differences) < 2:
         raise EmptyInputError("pca_direction needs at least two paired differences")
-    x = differences.float() - differences.float().mean(0)  # (N, d)
-    _, _, vh = torch.linalg.svd(x, full_matrices=False)
+    _, _, vh = torch.linalg.svd(differences.float(), full_matrices=False)  # uncentred
     pc = vh[0]  # (d,) unit
     sign = 1.0 if float(pc @ reference.float()) >= 0 else -1.0
     return sign * pc * reference.float().norm()

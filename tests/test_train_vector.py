@@ -63,6 +63,19 @@ def test_pca_finds_the_varying_direction_with_the_mean_differences_sign():
         assert torch.isclose(pc.norm(), reference.norm())
 
 
+def test_pca_keeps_the_shift_the_pairs_share():
+    """Uncentred: differences that agree on a direction give that direction (centring would
+    subtract it and return noise nearly orthogonal to the mean difference)."""
+    gen = torch.Generator().manual_seed(2)
+    u = torch.nn.functional.normalize(torch.randn(64, generator=gen), dim=0)
+    diffs = 3 * u + 0.5 * torch.randn(200, 64, generator=gen)
+    reference = mean_difference(diffs, torch.zeros(1, 64))
+    pc = pca_direction(diffs, reference)
+    assert _cos(pc, u) > 0.95
+    centred = torch.linalg.svd(diffs - diffs.mean(0), full_matrices=False)[2][0]
+    assert abs(_cos(centred, u)) < 0.5  # what the centred component would have given
+
+
 def test_reply_activations_average_only_the_reply_tokens(model):
     from oyster_steer._capture import capture
     from oyster_steer._sites import parse_site
