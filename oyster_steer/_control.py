@@ -27,7 +27,7 @@ import torch
 
 from ._errors import ModelMismatchError, SiteError, WidthMismatchError
 from ._policy import Policy
-from ._sites import parse_site
+from ._sites import parse_site, resolve_site
 
 if TYPE_CHECKING:
     from ._control_runtime import ControlHandle
@@ -123,7 +123,7 @@ def bind(
         default = float(getattr(vector, "strength", None) or 1.0)
         strengths = {s: default for s in strengths}
     meta = dict(getattr(vector, "meta", {}) or {})
-    for key in ("method", "model_fingerprint", "d_model", "n_layers"):
+    for key in ("method", "strength", "model_name", "model_fingerprint", "d_model", "n_layers"):
         if getattr(vector, key, None) is not None:
             meta.setdefault(key, str(getattr(vector, key)))
     label = name or meta.get("name") or meta.get("method") or "vector"
@@ -270,7 +270,9 @@ class ControlPlan:
         """``{site: (d,) tensor}`` of bindings that apply whatever the decision (export bakes these).
 
         A binding is unconditional when it has the same strength for every strategy (gates sum
-        to one), writes at all positions, and the schedule is constant.
+        to one), writes at all positions, the schedule is constant, and every site it writes
+        comes after the probe's read (earlier sites write nothing during the prompt pass, before
+        the decision exists, so such a binding is conditional on being past that pass).
         """
         out: dict[str, torch.Tensor] = {}
         for b in (b for b in self.bindings if self._is_static(b)):
@@ -286,7 +288,20 @@ class ControlPlan:
             and self.positions == "all"
             and len(set(self.schedule)) == 1
             and self.schedule[0] == 1.0
+            and all(self._writes_after_read(site) for site in b.directions)
         )
+
+    def _writes_after_read(self, site: str) -> bool:
+        """Whether a write at ``site`` fires after the gating probe's read in a forward pass."""
+        from ._control_hooks import _exec_order
+
+        n = int(self.identity.get("n_layers", 0) or 0)
+
+        def resolved(name: str) -> Any:
+            parsed = parse_site(name)
+            return resolve_site(parsed, n) if n and parsed.layer < 0 else parsed
+
+        return _exec_order(resolved(site), True) > _exec_order(resolved(self.probe.site), False)
 
 
 def _infer_identity(plan: ControlPlan) -> dict[str, str]:

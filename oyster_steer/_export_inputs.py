@@ -122,16 +122,7 @@ def split_plan(model: OysterModel, source: Any, strength: float | None) -> tuple
     check_model(source.identity, model, what="control plan")
     if strength is not None:
         source = _scaled(source, float(strength))
-    static = source.static_vectors()
-    read = resolve_site(source.probe.site, model.n_layers)
-    early = [s for s in static if resolve_site(s, model.n_layers).order < read.order]
-    if early:  # the plan adds there only once the probe has decided: not during the prompt pass
-        raise ExportError(
-            f"the plan's unconditional vectors at {early} come before its probe reads {read.name!r}, "
-            "so the plan adds them only after the decision (not during the prompt pass) and baking "
-            "them would change the model: move them to a site at or after the probe's, or serve "
-            "the plan with oyster_steer.patch"
-        )
+    static = source.static_vectors()  # never before the probe's read: those are conditional
     return static, source.conditional_parts()
 
 

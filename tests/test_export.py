@@ -496,15 +496,28 @@ def test_static_plan_exports_without_allow_conditional(tiny_models, tmp_path):
     assert _max_diff(_logits(_load(tmp_path), ids, mask).logits, want, mask) <= 1e-4
 
 
-def test_unconditional_vector_before_the_probe_is_refused(tiny_models, tmp_path):
-    """The plan adds such a vector only after its decision, so it is not baked silently."""
+def test_unconditional_vector_before_the_probe_is_conditional(tiny_models, tmp_path):
+    """The plan adds such a vector only after its decision (not in the prompt pass), so it is a
+    conditional part: refused by default, packed (not baked) with allow_conditional."""
+    from oyster_steer import load_model
+    from oyster_steer._control import load_plan
+
     model = tiny_models("llama")
     plan = _plan(model, "blocks.0.hook_resid_post", gated=False)
-    with pytest.raises(
-        ExportError,
-        match=r"the plan's unconditional vectors at \['blocks.0.hook_resid_post'\] come before its probe reads 'blocks.1.hook_resid_post'",
-    ):
-        export_patched(model, plan, tmp_path, allow_conditional=True)
+    assert plan.static_vectors() == {} and plan.conditional_parts() is not None
+    with pytest.raises(ExportError, match=r"probe-gated \(conditional\) parts"):
+        export_patched(model, plan, tmp_path / "refused")
+    manifest = export_patched(model, plan, tmp_path / "packed", allow_conditional=True)
+    assert manifest.control_pack == "control.safetensors"
+    assert manifest.baked == []  # nothing is unconditional from the first token on
+    exported = load_model(str(tmp_path / "packed"), device="cpu")
+    pack = load_plan(tmp_path / "packed" / "control.safetensors", exported)
+    ids, mask = model.encode(PROMPTS)
+    (want, want_ids), (got, got_ids) = (
+        _patched(model, plan, ids, mask),
+        _patched(exported, pack, ids, mask),
+    )
+    assert _max_diff(got, want, mask) <= 1e-4 and torch.equal(got_ids, want_ids)
 
 
 def test_patched_hf_model_serves_steered_text_through_a_pipeline(tiny_models, tmp_path):
