@@ -93,6 +93,25 @@ def test_eval_runs_end_to_end_on_a_local_model(tiny_dir, tmp_path, capsys) -> No
     assert json.loads(out.read_text())["table"] == table
 
 
+def test_eval_report_writes_its_section_and_keeps_the_others(tiny_dir, tmp_path, capsys) -> None:
+    model_dir, probe = tiny_dir
+    report = tmp_path / "RESULTS.md"
+    report.write_text("# Results\n\n## Probes\n\nkept\n")
+    argv = ["eval", "--model", str(model_dir), "--starter", "--n-per-class", "1"]
+    argv += ["--max-new-tokens", "2", "--refusal-probe", str(probe), "--no-similarity"]
+    argv += ["--quiet", "--report", str(report)]
+    assert main(argv) == 0
+    text = report.read_text()
+    heading = f"## Evaluation: {model_dir.name}"
+    assert "## Probes\n\nkept" in text and text.count(heading) == 1
+    section = text[text.index(heading) :]
+    assert "Command: `oyster-steer eval --model" in section and "--report" in section
+    assert "1 benign, 1 borderline, 1 malicious, 1 vulnerable" in section
+    assert "| unsteered | vulnerable | 1 |" in section
+    assert main(argv) == 0  # rewritten in place, not appended
+    assert report.read_text().count(heading) == 1
+
+
 def test_eval_reads_an_external_csv_with_a_label_map(tiny_dir, tmp_path, capsys) -> None:
     model_dir, probe = tiny_dir
     csv = tmp_path / "bench.csv"

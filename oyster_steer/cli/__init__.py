@@ -41,6 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for reports that cite their command
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
