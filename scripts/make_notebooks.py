@@ -240,11 +240,9 @@ preferred reply's log-likelihood margin and what it costs on benign prompts (KL)
     (
         "code",
         """\
-from oyster_steer._learn import LearnConfig  # not re-exported by oyster_steer yet
-
 data = load_starter()
 train, val = data.split("train"), data.split("validation")
-tiny = LearnConfig(steps=4, batch_size=2, kl_batch_size=2, max_reply_tokens=16, eval_every=4)
+tiny = osteer.LearnConfig(steps=4, batch_size=2, kl_batch_size=2, max_reply_tokens=16, eval_every=4)
 vectors = {
     method: osteer.train_vector(model, train, method=method, n_per_intent=8, progress=False)
     for method in ("mean_diff", "pca")
@@ -315,9 +313,6 @@ host. This notebook shows
     (
         "code",
         """\
-from oyster_steer._control import bind  # not re-exported by oyster_steer yet
-
-
 def shipped(kind, name):
     path = ROOT / kind / model.name / f"{name}.safetensors"
     return path if path.is_file() else None
@@ -343,7 +338,7 @@ else:  # what `oyster-steer build-plan` makes, from shipped parts or quick ones 
             model, data.split("train"), method="mean_diff", n_per_intent=8, progress=False
         ).with_strength(4.0)
     strengths = {"guide": vector.strength, "redirect": vector.strength}
-    plan = osteer.ControlPlan(probe, [bind(vector, strengths, name="constructive")])
+    plan = osteer.ControlPlan(probe, [osteer.bind(vector, strengths, name="constructive")])
 print(plan.probe.site.name, plan.probe.labels, [b.name for b in plan.bindings], plan.strategies)
 print(plan.policy)""",
     ),
