@@ -104,5 +104,25 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-if TYPE_CHECKING:  # for type checkers and IDEs; at runtime these load lazily
+if TYPE_CHECKING:  # for type checkers and IDEs; at runtime these load lazily (see _LAZY)
+    from ._boundary import category_separability, most_borderline, twin_margins
+    from ._calibrate import calibrate_strength
     from ._capture import Activations, ShardedActivations, capture
+    from ._control import ControlPlan, bind, load_plan, save_plan
+    from ._export import ExportManifest, export_patched
+    from ._export_routes import ExportError
+    from ._learn import LearnConfig
+    from ._policy import DEFAULT_PAYOFF, Policy
+    from ._probe import (
+        LinearProbe,
+        calibrate_probe,
+        load_probe,
+        save_probe,
+        threshold_for_fpr,
+        train_probe,
+    )
+    from ._steer import patch, steer
+    from ._sweep import LayerSweep, sweep_layers
+    from ._trace import TokenTrace, token_trace
+    from ._train_vector import train_vector
+    from ._vector import SteeringVector, load_vector, save_vector

@@ -33,7 +33,12 @@ def model_meta(model: OysterModel) -> dict[str, str]:
 
 
 def save_artifact(
-    path: str | Path, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any], *, format: str, version: int
+    path: str | Path,
+    tensors: Mapping[str, torch.Tensor],
+    meta: Mapping[str, Any],
+    *,
+    format: str,
+    version: int,
 ) -> Path:
     """Write tensors and metadata; non-string metadata values are stored as JSON."""
     from safetensors.torch import save_file
@@ -42,7 +47,9 @@ def save_artifact(
     path.parent.mkdir(parents=True, exist_ok=True)
     strings = {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
     strings.update(format=format, format_version=str(version))
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path), metadata=strings)
+    save_file(
+        {k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path), metadata=strings
+    )
     return path
 
 
@@ -54,23 +61,29 @@ def load_artifact(
 
     path = Path(path)
     if not path.is_file():
-        raise ArtifactError(f"no artifact at {str(path)!r}: check the path (artifacts are .safetensors files)")
+        raise ArtifactError(
+            f"no artifact at {str(path)!r}: check the path (artifacts are .safetensors files)"
+        )
     try:
         with safe_open(str(path), framework="pt", device=str(device)) as f:
             meta = dict(f.metadata() or {})
             _check_format(path, meta, format, max_version)
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
     except ArtifactError:
         raise
     except Exception as err:  # safetensors raises its own error types for corrupt headers
-        raise ArtifactError(f"{str(path)!r} is not a readable safetensors file ({err}): re-create it") from err
+        raise ArtifactError(
+            f"{str(path)!r} is not a readable safetensors file ({err}): re-create it"
+        ) from err
     return tensors, meta
 
 
 def _check_format(path: Path, meta: Mapping[str, str], format: str, max_version: int) -> None:
     found = meta.get("format")
     if found != format:
-        raise ArtifactError(f"{str(path)!r} holds a {found or 'non-oyster_steer'} artifact, expected {format}: load it with the matching loader")
+        raise ArtifactError(
+            f"{str(path)!r} holds a {found or 'non-oyster_steer'} artifact, expected {format}: load it with the matching loader"
+        )
     version = int(meta.get("format_version", "0"))
     if not 1 <= version <= max_version:
         raise ArtifactError(
@@ -80,7 +93,11 @@ def _check_format(path: Path, meta: Mapping[str, str], format: str, max_version:
 
 def check_model(meta: Mapping[str, str], model: OysterModel, *, what: str) -> None:
     """Refuse an artifact made for another model; the error says which field differs."""
-    for key, have in (("d_model", str(model.d_model)), ("n_layers", str(model.n_layers)), ("model_fingerprint", model.fingerprint)):
+    for key, have in (
+        ("d_model", str(model.d_model)),
+        ("n_layers", str(model.n_layers)),
+        ("model_fingerprint", model.fingerprint),
+    ):
         want = meta.get(key)
         if want is not None and want != have:
             raise ModelMismatchError(

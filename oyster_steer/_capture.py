@@ -54,7 +54,9 @@ class Activations:
     def __getitem__(self, site: str | Site) -> torch.Tensor:
         name = site.name if isinstance(site, Site) else site
         if name not in self.acts:
-            raise KeyError(f"site {name!r} was not captured; captured sites: {', '.join(self.sites)}")
+            raise KeyError(
+                f"site {name!r} was not captured; captured sites: {', '.join(self.sites)}"
+            )
         return self.acts[name]
 
     @property
@@ -68,7 +70,9 @@ class Activations:
     def prompt_acts(self, site: str | Site, i: int) -> torch.Tensor:
         """(T_i, d) activations of prompt ``i`` (``positions="all"`` only)."""
         if self.positions != "all":
-            raise ValueError(f"per-token activations need positions='all', this capture used {self.positions!r}")
+            raise ValueError(
+                f"per-token activations need positions='all', this capture used {self.positions!r}"
+            )
         return self[site][self.token_offsets[i] : self.token_offsets[i + 1]]
 
     def stack(self, sites: Sequence[str | Site] | None = None) -> torch.Tensor:
@@ -82,8 +86,17 @@ class Activations:
         blob, offs = _encode_strings(self.prompts)
         tensors = {f"acts/{k}": v for k, v in self.acts.items()}
         tensors.update({f"labels/{k}": v for k, v in self.labels.items()})
-        tensors.update(token_ids=self.token_ids, token_offsets=self.token_offsets, prompt_bytes=blob, prompt_offsets=offs)
-        meta = {**self.meta, "positions": self.positions, "label_names": json.dumps(self.label_names)}
+        tensors.update(
+            token_ids=self.token_ids,
+            token_offsets=self.token_offsets,
+            prompt_bytes=blob,
+            prompt_offsets=offs,
+        )
+        meta = {
+            **self.meta,
+            "positions": self.positions,
+            "label_names": json.dumps(self.label_names),
+        }
         return save_artifact(path, tensors, meta, format=_FORMAT, version=_VERSION)
 
     @classmethod
@@ -114,7 +127,10 @@ class Activations:
             raise EmptyInputError("nothing to concatenate: pass at least one Activations")
         first = parts[0]
         lengths = torch.tensor([0] + [int(p.token_offsets[-1]) for p in parts[:-1]]).cumsum(0)
-        offsets = torch.cat([parts[0].token_offsets[:1]] + [p.token_offsets[1:] + base for p, base in zip(parts, lengths)])
+        offsets = torch.cat(
+            [parts[0].token_offsets[:1]]
+            + [p.token_offsets[1:] + base for p, base in zip(parts, lengths, strict=False)]
+        )
         return cls(
             acts={s: torch.cat([p.acts[s] for p in parts]) for s in first.acts},
             prompts=[q for p in parts for q in p.prompts],
@@ -130,14 +146,16 @@ class Activations:
 def _encode_strings(texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
     raw = [t.encode("utf-8") for t in texts]
     offsets = torch.tensor([0] + [len(r) for r in raw], dtype=torch.long).cumsum(0)
-    blob = torch.frombuffer(bytearray(b"".join(raw)) or bytearray(1), dtype=torch.uint8)[: int(offsets[-1])]
+    blob = torch.frombuffer(bytearray(b"".join(raw)) or bytearray(1), dtype=torch.uint8)[
+        : int(offsets[-1])
+    ]
     return blob.clone(), offsets
 
 
 def _decode_strings(blob: torch.Tensor, offsets: torch.Tensor) -> list[str]:
     data = bytes(blob.numpy().tobytes())
     bounds = offsets.tolist()
-    return [data[a:b].decode("utf-8") for a, b in zip(bounds[:-1], bounds[1:])]
+    return [data[a:b].decode("utf-8") for a, b in zip(bounds[:-1], bounds[1:], strict=False)]
 
 
 @dataclass
@@ -184,7 +202,9 @@ def _prompt_texts(prompts: Any) -> tuple[list[str], dict[str, torch.Tensor], dic
         labels = {"intent": prompts.label_ids("intent"), "risk": prompts.label_ids("risk")}
         return list(prompts.texts), labels, {"intent": list(INTENTS), "risk": list(RISKS)}
     if not isinstance(prompts, Sequence) or not all(isinstance(p, str) for p in prompts):
-        raise TypeError(f"prompts must be a list of str or a PromptSet, got {type(prompts).__name__}")
+        raise TypeError(
+            f"prompts must be a list of str or a PromptSet, got {type(prompts).__name__}"
+        )
     return list(prompts), {}, {}
 
 
@@ -221,7 +241,9 @@ def capture(
         torch.Size([2, 576])
     """
     if positions not in POSITIONS:
-        raise ValueError(f"positions={positions!r} is not supported: use one of {', '.join(POSITIONS)}")
+        raise ValueError(
+            f"positions={positions!r} is not supported: use one of {', '.join(POSITIONS)}"
+        )
     texts, found_labels, found_names = _prompt_texts(prompts)
     if not texts:
         raise EmptyInputError("the prompt list is empty: pass at least one prompt")
@@ -231,21 +253,55 @@ def capture(
     names = {k: list(v) for k, v in (label_names or found_names).items()}
     for key, value in labels.items():
         if len(value) != len(texts):
-            raise ValueError(f"labels[{key!r}] has {len(value)} entries for {len(texts)} prompts: give one label per prompt")
-    resolved = sorted(resolve_sites(sites if not isinstance(sites, (str, Site)) else [sites], model.n_layers), key=lambda s: s.order)
-    meta = {"model_name": model.name, "model_fingerprint": model.fingerprint, "backend": model.backend, "chat": str(chat)}
+            raise ValueError(
+                f"labels[{key!r}] has {len(value)} entries for {len(texts)} prompts: give one label per prompt"
+            )
+    resolved = sorted(
+        resolve_sites(sites if not isinstance(sites, (str, Site)) else [sites], model.n_layers),
+        key=lambda s: s.order,
+    )
+    meta = {
+        "model_name": model.name,
+        "model_fingerprint": model.fingerprint,
+        "backend": model.backend,
+        "chat": str(chat),
+    }
     rows = model.token_rows(texts, chat=chat)  # one tokenizer call for all prompts
     empty = [i for i, row in enumerate(rows) if not row]
     if empty:
         raise EmptyInputError(f"prompt {empty[0]} has no tokens: pass non-empty text, or chat=True")
     if out_dir is None:
-        return _capture_chunk(model, texts, rows, resolved, positions, batch_size, labels, names, meta, dtype, progress)
+        return _capture_chunk(
+            model,
+            texts,
+            rows,
+            resolved,
+            positions,
+            batch_size,
+            labels,
+            names,
+            meta,
+            dtype,
+            progress,
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for n, start in enumerate(range(0, len(texts), shard_size)):
         chunk = slice(start, start + shard_size)
         part_labels = {k: v[chunk] for k, v in labels.items()}
-        part = _capture_chunk(model, texts[chunk], rows[chunk], resolved, positions, batch_size, part_labels, names, meta, dtype, progress)
+        part = _capture_chunk(
+            model,
+            texts[chunk],
+            rows[chunk],
+            resolved,
+            positions,
+            batch_size,
+            part_labels,
+            names,
+            meta,
+            dtype,
+            progress,
+        )
         part.save(out / f"shard-{n:05d}.safetensors")
     return ShardedActivations(out)
 
@@ -268,7 +324,12 @@ def _capture_chunk(
     order = sorted(range(len(texts)), key=lambda i: len(token_rows[i]))  # length-sorted batches
     backend = get_backend(model.backend)
     pooled: dict[str, list[torch.Tensor]] = {s.name: [] for s in sites}
-    with torch.inference_mode(), tqdm(total=len(texts), desc="capture", unit="prompt", disable=not progress, leave=False) as bar:
+    with (
+        torch.inference_mode(),
+        tqdm(
+            total=len(texts), desc="capture", unit="prompt", disable=not progress, leave=False
+        ) as bar,
+    ):
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
             ids, mask = _left_pad_rows([token_rows[i] for i in batch], model)
@@ -277,7 +338,9 @@ def _capture_chunk(
             backend.forward(model, ids, mask, hooks, logits=False)
             missing = [s.name for s in sites if s.name not in found]
             if missing:
-                raise OysterError(f"the {model.backend} backend never reached sites {missing}: report this as a bug")
+                raise OysterError(
+                    f"the {model.backend} backend never reached sites {missing}: report this as a bug"
+                )
             for name, value in found.items():
                 # copy: a "last" row is a view that would keep the whole (B, T, d) batch alive
                 pooled[name].append(value.to("cpu", dtype, copy=True))

@@ -23,7 +23,14 @@ import torch
 from ._arch import ArchSpec, arch_spec
 from ._errors import EmptyInputError, UnknownModelError
 
-__all__ = ["DEFAULT_MODEL", "KNOWN_MODELS", "OysterModel", "cache_dir", "load_model", "model_fingerprint"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "KNOWN_MODELS",
+    "OysterModel",
+    "cache_dir",
+    "load_model",
+    "model_fingerprint",
+]
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 BACKENDS = ("hf", "tl", "nnsight")
@@ -50,7 +57,7 @@ class _GGUFSource:
     def locate(self) -> Path:
         """The GGUF on disk, assembled from its parts and checksum-verified if it is split."""
         paths = []
-        for dist, rel in zip(self.dists, self.files):
+        for dist, rel in zip(self.dists, self.files, strict=False):
             dist_name = dist.split("==")[0]
             try:
                 paths.append(Path(str(importlib.metadata.distribution(dist_name).locate_file(rel))))
@@ -122,10 +129,14 @@ def converted_dir(name: str) -> Path:
 
         gguf = source.locate()
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        hf = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        hf = AutoModelForCausalLM.from_pretrained(
+            str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+        )
         if getattr(hf, "hf_quantizer", None) is not None:  # weights are already dense fp32
             hf.hf_quantizer.remove_quantization_config(hf)
-        tmp = Path(tempfile.mkdtemp(dir=out.parent if out.parent.exists() else None, prefix=f".{name}-"))
+        tmp = Path(
+            tempfile.mkdtemp(dir=out.parent if out.parent.exists() else None, prefix=f".{name}-")
+        )
         out.parent.mkdir(parents=True, exist_ok=True)
         hf.save_pretrained(tmp)
         tok.save_pretrained(tmp)
@@ -189,8 +200,12 @@ class OysterModel:
         """``prompt`` as a user turn with the generation prompt; plain text if there is no template."""
         if not self.chat_template:
             return prompt
-        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": prompt}
+        ]
+        return self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
 
     def encode(
         self, prompts: Sequence[str], *, chat: bool = True, max_length: int | None = None
@@ -200,7 +215,9 @@ class OysterModel:
         Prompts are never truncated: one longer than ``max_length`` (default: the model's context)
         raises instead.
         """
-        return left_pad(self.token_rows(prompts, chat=chat, max_length=max_length), self.pad_id, self.device)
+        return left_pad(
+            self.token_rows(prompts, chat=chat, max_length=max_length), self.pad_id, self.device
+        )
 
     def token_rows(
         self, prompts: Sequence[str], *, chat: bool = True, max_length: int | None = None
@@ -217,7 +234,9 @@ class OysterModel:
             raise EmptyInputError("the prompt list is empty: pass at least one prompt")
         texts = [self.format_chat(p) if chat else p for p in prompts]
         add_special = not (chat and self.chat_template)
-        ids = [list(row) for row in self.tokenizer(texts, add_special_tokens=add_special)["input_ids"]]
+        ids = [
+            list(row) for row in self.tokenizer(texts, add_special_tokens=add_special)["input_ids"]
+        ]
         limit = max_length or getattr(self.hf.config, "max_position_embeddings", None) or 1 << 30
         too_long = [i for i, row in enumerate(ids) if len(row) > limit]
         if too_long:
@@ -241,7 +260,9 @@ class OysterModel:
         return replace(self, backend=backend, native=native, _cache={})
 
 
-def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+def left_pad(
+    rows: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-pad token id lists into ``(input_ids, attention_mask)``, each (B, T)."""
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -259,7 +280,9 @@ def _wrap_tl(hf: Any, tokenizer: Any, name: str) -> Any:
     _require("transformer_lens", "tl")
     from transformer_lens.model_bridge import TransformerBridge
 
-    return TransformerBridge.boot_transformers(name, hf_model=hf, tokenizer=tokenizer, device=str(next(hf.parameters()).device))
+    return TransformerBridge.boot_transformers(
+        name, hf_model=hf, tokenizer=tokenizer, device=str(next(hf.parameters()).device)
+    )
 
 
 def _wrap_nnsight(hf: Any, tokenizer: Any, name: str) -> Any:
@@ -284,7 +307,9 @@ def _wrap(backend: str, hf: Any, tokenizer: Any, name: str) -> Any:
     return _WRAPPERS[backend](hf, tokenizer, name)
 
 
-def from_hf(hf: Any, tokenizer: Any, *, backend: str = "hf", name: str | None = None) -> OysterModel:
+def from_hf(
+    hf: Any, tokenizer: Any, *, backend: str = "hf", name: str | None = None
+) -> OysterModel:
     """Wrap an already-loaded Hugging Face causal LM and tokenizer (e.g. a random-init test model)."""
     hf.eval()
     cfg = hf.config
@@ -312,7 +337,9 @@ def _resolve_path(name_or_path: str) -> str:
         return str(converted_dir(name_or_path))
     if Path(name_or_path).expanduser().is_dir():
         return str(Path(name_or_path).expanduser())
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
+    offline = (
+        os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
+    )
     if "/" in name_or_path and not offline:
         return name_or_path  # a hub name; works when the user is online
     raise UnknownModelError(

@@ -26,7 +26,11 @@ __all__ = ["Backend", "Hook", "HookFn", "HookHandle", "get_backend"]
 HookFn = Callable[[torch.Tensor], "torch.Tensor | None"]
 """Receives a (B, T, d) activation; returns a replacement, or None to leave it unchanged."""
 
-_PIP = {"tl": "pip install 'oyster-steer[tl]'  (transformer-lens>=4.3)", "nnsight": "pip install 'oyster-steer[nnsight]'  (nnsight>=0.8)", "plot": "pip install 'oyster-steer[plot]'  (plotly)"}
+_PIP = {
+    "tl": "pip install 'oyster-steer[tl]'  (transformer-lens>=4.3)",
+    "nnsight": "pip install 'oyster-steer[nnsight]'  (nnsight>=0.8)",
+    "plot": "pip install 'oyster-steer[plot]'  (plotly)",
+}
 
 
 def _require(module: str, extra: str) -> ModuleType:
@@ -34,7 +38,9 @@ def _require(module: str, extra: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as err:
-        raise BackendUnavailableError(f"{module} is not installed; install it with: {_PIP[extra]}") from err
+        raise BackendUnavailableError(
+            f"{module} is not installed; install it with: {_PIP[extra]}"
+        ) from err
 
 
 @dataclass(frozen=True)

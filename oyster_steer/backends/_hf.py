@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +47,9 @@ def add_hooks(model: OysterModel, hooks: Sequence[Hook]) -> HookHandle:
     handle = HookHandle()
     try:
         for hook in checked_hooks(model, hooks):
-            point = hook_point(model.spec, hook.site, write=hook.write, parallel=model.parallel_residual)
+            point = hook_point(
+                model.spec, hook.site, write=hook.write, parallel=model.parallel_residual
+            )
             module = model.hf.get_submodule(point.path)
             if point.io == "output":
                 h = module.register_forward_hook(_output_hook(hook.fn))
@@ -82,15 +85,17 @@ def forward(
 ) -> torch.Tensor | None:
     """One forward pass with hooks; without logits it stops after the last hooked block."""
     hooks = checked_hooks(model, hooks)
-    kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask), use_cache=False)
+    kwargs = dict(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids(attention_mask),
+        use_cache=False,
+    )
     if logits:
         with add_hooks(model, hooks):
             return model.hf(**kwargs).logits
-    with add_hooks(model, _stopping(hooks)):
-        try:
-            model.hf.base_model(**kwargs)  # no LM head: it is a third of the cost on small models
-        except _StopForward:
-            pass
+    with add_hooks(model, _stopping(hooks)), contextlib.suppress(_StopForward):
+        model.hf.base_model(**kwargs)  # no LM head: it is a third of the cost on small models
     return None
 
 
@@ -106,4 +111,9 @@ def generate(
     """Greedy generation (B, T + new) with hooks active for the prompt pass and every decode step."""
     kwargs = {"do_sample": False, "pad_token_id": model.pad_id, **kwargs}
     with add_hooks(model, hooks):
-        return model.hf.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens, **kwargs)
+        return model.hf.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            max_new_tokens=max_new_tokens,
+            **kwargs,
+        )

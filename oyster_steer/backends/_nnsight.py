@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .._arch import hook_point
-from . import Hook, HookHandle, checked_hooks
-from . import _hf
+from . import Hook, HookHandle, _hf, checked_hooks
 
 if TYPE_CHECKING:
     from .._models import OysterModel
@@ -32,7 +31,9 @@ def _envoy(root: Any, path: str) -> Any:
 def _apply(model: OysterModel, hooks: Sequence[Hook]) -> None:
     """Run each hook on its envoy inside an open trace, in execution order."""
     for hook in sorted(hooks, key=lambda h: h.site.order):
-        point = hook_point(model.spec, hook.site, write=hook.write, parallel=model.parallel_residual)
+        point = hook_point(
+            model.spec, hook.site, write=hook.write, parallel=model.parallel_residual
+        )
         envoy = _envoy(model.native, point.path)
         if point.io == "input":
             value = envoy.input

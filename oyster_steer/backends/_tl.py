@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,9 @@ def _name(site: Site, write: bool) -> str:
 
 
 def _fwd_hooks(model: OysterModel, hooks: Sequence[Hook]) -> list[tuple[str, Any]]:
-    hooks = checked_hooks(model, hooks)  # the registry's checks, e.g. no resid_mid in parallel blocks
+    hooks = checked_hooks(
+        model, hooks
+    )  # the registry's checks, e.g. no resid_mid in parallel blocks
 
     def wrap(fn: Any) -> Any:
         def hook(x: torch.Tensor, hook: Any) -> torch.Tensor | None:
@@ -75,11 +78,11 @@ def forward(
             return bridge(input_ids, attention_mask=attention_mask, return_type="logits")
     # The bridge computes the LM head even with return_type=None or stop_at_layer=n_layers, so the
     # last hook ends the pass instead (as on hf): the head is a third of a small model's forward.
-    with bridge.hooks(fwd_hooks=_fwd_hooks(model, _hf._stopping(hooks))):
-        try:
-            bridge(input_ids, attention_mask=attention_mask, return_type=None)
-        except _hf._StopForward:
-            pass
+    with (
+        bridge.hooks(fwd_hooks=_fwd_hooks(model, _hf._stopping(hooks))),
+        contextlib.suppress(_hf._StopForward),
+    ):
+        bridge(input_ids, attention_mask=attention_mask, return_type=None)
     return None
 
 
