@@ -50,6 +50,7 @@ def save_artifact(
     save_file(
         {k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path), metadata=strings
     )
+    path.chmod(0o644)  # safetensors writes 0600; artifacts are meant to be shared and shipped
     return path
 
 

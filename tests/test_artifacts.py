@@ -44,6 +44,7 @@ def test_saves_non_contiguous_and_autograd_tensors(tmp_path):
     )
     got, _ = load_artifact(path, format=FORMAT, max_version=1)
     assert torch.equal(got["t"], w.T.detach()) and not got["g"].requires_grad
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by others, like any shipped file
 
 
 def test_missing_file(tmp_path):
