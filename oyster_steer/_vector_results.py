@@ -54,6 +54,37 @@ def comparison_table(curves: dict[str, StrengthCurve], budgets: Sequence[float])
     return "\n".join(rows)
 
 
+def verdict(
+    curves: dict[str, StrengthCurve],
+    budgets: Sequence[float],
+    a: str = "learned",
+    b: str = "mean_diff",
+) -> str:
+    """One generated sentence: does ``a`` beat ``b`` on mean margin gain at every KL budget?"""
+    if a not in curves or b not in curves:
+        return ""
+    pairs = [(k, curves[a].gain_at_kl(k), curves[b].gain_at_kl(k)) for k in budgets]
+    wins = [k for k, x, y in pairs if x > y]
+    detail = "; ".join(
+        f"KL {k:g}: {x:+.3f} vs {y:+.3f} ({x / y:.1f}x)"
+        if y > 0
+        else f"KL {k:g}: {x:+.3f} vs {y:+.3f}"
+        for k, x, y in pairs
+    )
+    if len(wins) == len(pairs):
+        head = f"**Verdict:** `{a}` beats `{b}` on mean margin gain at every benign-KL budget"
+    elif wins:
+        head = (
+            f"**Verdict:** `{a}` beats `{b}` only at benign KL {', '.join(f'{k:g}' for k in wins)}"
+        )
+    else:
+        head = f"**Verdict:** `{a}` does **not** beat `{b}` on mean margin gain at any benign-KL budget"
+    return (
+        f"{head} ({detail}). Gains are teacher-forced likelihood margins; whether greedy replies "
+        "change is measured by the evaluation section."
+    )
+
+
 def curve_table(curves: dict[str, StrengthCurve]) -> str:
     """Markdown: the raw calibration grid of every method."""
     rows = [
@@ -159,6 +190,8 @@ def results_markdown(
         "### Margin gain at matched benign KL",
         "",
         comparison_table(curves, budgets),
+        "",
+        verdict(curves, budgets),
         "",
         "### Calibration grids",
         "",

@@ -111,3 +111,21 @@ def test_results_section_replaces_only_its_own_section(tmp_path):
     assert fresh == "# Results\n\n## Steering vectors\n\nx\n"
     table = comparison_table({"learned": _synthetic()}, [0.2])
     assert "| learned | 0.2 | 1.50 | +1.500 | +1.500 | +0.750 | +0.750 | +1.125 |" in table
+
+
+def test_verdict_sentence_follows_the_curves():
+    from dataclasses import replace
+
+    from oyster_steer._vector_results import verdict
+
+    strong = _synthetic()
+    weak = replace(strong, margins=_scaled_margins(strong, 0.5))
+    assert verdict({"learned": strong, "mean_diff": weak}, [0.1, 0.2]).startswith(
+        "**Verdict:** `learned` beats `mean_diff` on mean margin gain at every benign-KL budget"
+    )
+    assert "does **not** beat" in verdict({"learned": weak, "mean_diff": strong}, [0.1, 0.2])
+    assert verdict({"learned": strong}, [0.1]) == ""
+
+
+def _scaled_margins(c, factor):
+    return {i: {n: [factor * m for m in ms] for n, ms in neg.items()} for i, neg in c.margins.items()}

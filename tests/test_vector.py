@@ -206,3 +206,25 @@ def test_load_refuses_other_artifacts(model, tmp_path):
         load_vector(path, model)
     with pytest.raises(ArtifactError, match=r"no artifact at"):
         load_vector(tmp_path / "missing.safetensors")
+
+
+@pytest.mark.slow
+def test_shipped_vectors_belong_to_the_default_model(smollm):
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "vectors" / "smollm2-135m-instruct"
+    for name in (
+        "constructive",
+        "refusal",
+        "constructive-mean_diff",
+        "constructive-pca",
+        "constructive-learned",
+    ):
+        v = load_vector(folder / f"{name}.safetensors", smollm)
+        assert [s.name for s in v.sites] == ["blocks.12.hook_resid_post"]
+        assert (
+            v.strength > 0
+            and v.meta["calibration"] == "validation split"
+            and "train split" in v.meta["data"]
+        )
+        assert v.meta["target"] == ("refusal" if name == "refusal" else "constructive")
