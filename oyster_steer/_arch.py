@@ -123,7 +123,9 @@ class HookPoint:
     io: str  # "input" | "output"
 
 
-def hook_point(spec: ArchSpec, site: Site, *, write: bool = False, parallel: bool = False) -> HookPoint:
+def hook_point(
+    spec: ArchSpec, site: Site, *, write: bool = False, parallel: bool = False
+) -> HookPoint:
     """The module input/output that carries ``site``; writes to resid_mid go through attn_out.
 
     Adding a vector to what attention writes is the same as adding it to ``resid_mid``, and

@@ -57,7 +57,9 @@ def parse_site(site: str | Site) -> Site:
     if isinstance(site, Site):
         return site
     if not isinstance(site, str):
-        raise SiteError(f"a hook site must be a str like 'blocks.3.hook_resid_post', got {type(site).__name__}")
+        raise SiteError(
+            f"a hook site must be a str like 'blocks.3.hook_resid_post', got {type(site).__name__}"
+        )
     match = _PATTERN.match(site.strip())
     if match is None:
         raise SiteError(
@@ -65,7 +67,9 @@ def parse_site(site: str | Site) -> Site:
         )
     layer, kind = int(match.group(1)), match.group(2)
     if kind not in SITE_KINDS:
-        raise SiteError(f"unknown hook kind {kind!r} in {site!r}: use one of {', '.join(SITE_KINDS)}")
+        raise SiteError(
+            f"unknown hook kind {kind!r} in {site!r}: use one of {', '.join(SITE_KINDS)}"
+        )
     return Site(layer, kind)
 
 
@@ -81,7 +85,9 @@ def resolve_site(site: str | Site, n_layers: int) -> Site:
     return Site(layer, parsed.kind)
 
 
-def resolve_sites(sites: str | Site | list[str | Site] | tuple[str | Site, ...], n_layers: int) -> list[Site]:
+def resolve_sites(
+    sites: str | Site | list[str | Site] | tuple[str | Site, ...], n_layers: int
+) -> list[Site]:
     """Resolve one or many sites; ``"resid_post"`` alone (a bare kind) means that kind at every layer."""
     if isinstance(sites, (str, Site)):
         sites = [sites]
@@ -92,7 +98,9 @@ def resolve_sites(sites: str | Site | list[str | Site] | tuple[str | Site, ...],
         else:
             out.append(resolve_site(site, n_layers))
     if not out:
-        raise SiteError("no hook sites given: pass e.g. 'blocks.10.hook_resid_post' or 'resid_post' for all layers")
+        raise SiteError(
+            "no hook sites given: pass e.g. 'blocks.10.hook_resid_post' or 'resid_post' for all layers"
+        )
     if len(set(out)) != len(out):
         raise SiteError(f"duplicate hook sites in {[s.name for s in out]}: list each site once")
     return out

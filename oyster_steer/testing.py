@@ -20,14 +20,22 @@ from ._models import DEFAULT_MODEL, KNOWN_MODELS, OysterModel, _file_lock, cache
 
 __all__ = ["TINY_ARCHITECTURES", "default_tokenizer", "tiny_hf_model", "tiny_model"]
 
-_COMMON = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4, max_position_embeddings=1024)
+_COMMON = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    max_position_embeddings=1024,
+)
 
 
 def _llama_like(config_cls: str, **extra: Any) -> Callable[[int], Any]:
     def make(vocab: int) -> Any:
         import transformers
 
-        return getattr(transformers, config_cls)(vocab_size=vocab, num_key_value_heads=2, **_COMMON, **extra)
+        return getattr(transformers, config_cls)(
+            vocab_size=vocab, num_key_value_heads=2, **_COMMON, **extra
+        )
 
     return make
 
@@ -35,14 +43,18 @@ def _llama_like(config_cls: str, **extra: Any) -> Callable[[int], Any]:
 def _gpt2(vocab: int) -> Any:
     from transformers import GPT2Config
 
-    return GPT2Config(vocab_size=vocab, n_embd=64, n_layer=3, n_head=4, n_positions=1024, n_inner=128)
+    return GPT2Config(
+        vocab_size=vocab, n_embd=64, n_layer=3, n_head=4, n_positions=1024, n_inner=128
+    )
 
 
 def _neox(parallel: bool) -> Callable[[int], Any]:
     def make(vocab: int) -> Any:
         from transformers import GPTNeoXConfig
 
-        return GPTNeoXConfig(vocab_size=vocab, use_parallel_residual=parallel, rotary_pct=0.25, **_COMMON)
+        return GPTNeoXConfig(
+            vocab_size=vocab, use_parallel_residual=parallel, rotary_pct=0.25, **_COMMON
+        )
 
     return make
 
@@ -83,7 +95,9 @@ def tiny_hf_model(arch: str = "llama", *, seed: int = 0, vocab_size: int | None 
     from transformers import AutoModelForCausalLM
 
     if arch not in TINY_ARCHITECTURES:
-        raise ValueError(f"unknown tiny architecture {arch!r}: use one of {', '.join(TINY_ARCHITECTURES)}")
+        raise ValueError(
+            f"unknown tiny architecture {arch!r}: use one of {', '.join(TINY_ARCHITECTURES)}"
+        )
     config = TINY_ARCHITECTURES[arch](vocab_size or len(default_tokenizer()))
     torch.manual_seed(seed)
     return AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
@@ -91,4 +105,9 @@ def tiny_hf_model(arch: str = "llama", *, seed: int = 0, vocab_size: int | None 
 
 def tiny_model(arch: str = "llama", backend: str = "hf", *, seed: int = 0) -> OysterModel:
     """A tiny random model with the default model's tokenizer and chat template, on ``backend``."""
-    return from_hf(tiny_hf_model(arch, seed=seed), default_tokenizer(), backend=backend, name=f"tiny-{arch}-{seed}")
+    return from_hf(
+        tiny_hf_model(arch, seed=seed),
+        default_tokenizer(),
+        backend=backend,
+        name=f"tiny-{arch}-{seed}",
+    )

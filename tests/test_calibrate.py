@@ -101,7 +101,9 @@ def test_results_section_replaces_only_its_own_section(tmp_path):
     from oyster_steer._vector_results import comparison_table, write_section
 
     path = tmp_path / "RESULTS.md"
-    path.write_text("# Results\n\n## Probes\n\nprobe numbers\n\n## Steering vectors\n\nold\n\n## Evaluation\n\neval numbers\n")
+    path.write_text(
+        "# Results\n\n## Probes\n\nprobe numbers\n\n## Steering vectors\n\nold\n\n## Evaluation\n\neval numbers\n"
+    )
     write_section(path, "## Steering vectors\n\nnew table\n")
     text = path.read_text()
     assert "old" not in text and "new table" in text
@@ -128,4 +130,6 @@ def test_verdict_sentence_follows_the_curves():
 
 
 def _scaled_margins(c, factor):
-    return {i: {n: [factor * m for m in ms] for n, ms in neg.items()} for i, neg in c.margins.items()}
+    return {
+        i: {n: [factor * m for m in ms] for n, ms in neg.items()} for i, neg in c.margins.items()
+    }
