@@ -108,6 +108,14 @@ class Condition:
         """A short human description for reports."""
         if self.kind == "none":
             return "no steering"
-        what = self.obj if isinstance(self.obj, (str, Path)) else type(self.obj).__name__
+        what = _shown(self.obj) if isinstance(self.obj, (str, Path)) else type(self.obj).__name__
         extra = f", strength {self.strength:g}" if self.strength is not None else ""
         return f"{self.kind} {what}{extra}"
+
+
+def _shown(path: str | Path) -> str:
+    """``path`` relative to the working directory when it lies under it (reports travel)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
