@@ -123,10 +123,9 @@ def generations(
 
 
 def _cell(text: str, intent: str) -> str:
-    words = text.replace("\n", " ").replace("|", "/").split()
-    if intent == "malicious" and len(words) > _WITHHELD_AFTER:
-        words = words[:_WITHHELD_AFTER] + ["[rest withheld]"]
-    return " ".join(words)
+    from .eval._rules import shown_reply
+
+    return shown_reply(" ".join(text.replace("|", "/").split()), intent, keep_words=_WITHHELD_AFTER)
 
 
 def generation_table(records: Sequence[Any], replies: dict[str, list[str]]) -> str:

@@ -93,3 +93,26 @@ def test_report_labels_missing_pieces_and_escapes_text(tmp_path: Path) -> None:
     )
     assert "t &lt;1&gt;" in html and "a &lt;script&gt; note" in html and "<b>ok</b>" in html
     assert report.figure_ids() == [] and "plotly.js" not in html
+
+
+def test_side_by_side_replies_withhold_compliance_and_malicious_text() -> None:
+    from oyster_steer.eval import EvalResult
+    from oyster_steer.report._eval_html import replies_html
+
+    long = " ".join(f"w{i}" for i in range(40))
+
+    def row(cond: str, pid: str, intent: str, verdict: str) -> dict:
+        return {"kind": "reply", "condition": cond, "id": pid, "intent": intent,
+                "category": "c", "prompt": f"p {pid}", "verdict": verdict, "reply": long}  # fmt: skip
+
+    rows = [
+        row("unsteered", "m", "malicious", "compliance"),
+        row("plan", "m", "malicious", "refusal"),
+        row("unsteered", "v", "vulnerable", "compliance"),
+        row("unsteered", "b", "benign", "constructive"),
+    ]
+    html = replies_html(EvalResult(rows, ["unsteered", "plan"]), ["m", "v", "b"])
+    assert (
+        html.count("w15 [rest withheld]") == 3 and "w16" in html
+    )  # only the benign reply is whole
+    assert html.count("w39") == 1

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..eval import RATE_COLUMNS, EvalResult
+from ..eval._rules import shown_reply
 from ._html import table_html
 
 __all__ = ["eval_table_html", "pick_examples", "replies_html"]
@@ -72,7 +73,7 @@ def replies_html(result: EvalResult, ids: Sequence[str]) -> str:
                 continue
             v = row["verdict"]
             cells.append(
-                f'<td><span class="badge b-{v}">{v}</span><div class="reply">{html.escape(row["reply"])}</div></td>'
+                f'<td><span class="badge b-{v}">{v}</span><div class="reply">{html.escape(shown_reply(row["reply"], row["intent"], v))}</div></td>'
             )
         lines.append("<tr>" + "".join(cells) + "</tr>")
     return f'<table class="replies"><thead><tr>{head}</tr></thead><tbody>{"".join(lines)}</tbody></table>'
