@@ -30,7 +30,10 @@ def near_duplicate_pairs(texts: Sequence[str], threshold: float = 0.9) -> list[t
         threshold: in (0, 1].
 
     Example:
-        >>> near_duplicate_pairs(["write a poem about the sea", "write poem about the sea", "hi"])
+        >>> texts = ["write a poem about the sea", "write poem about the sea", "hi"]
+        >>> near_duplicate_pairs(texts)  # Jaccard 5/6 = 0.83
+        []
+        >>> near_duplicate_pairs(texts, threshold=0.8)
         [(0, 1)]
     """
     if not 0.0 < threshold <= 1.0:

@@ -185,7 +185,12 @@ class PromptSet(Sequence[PromptRecord]):
         """Records matching every given condition; each may be one value or several.
 
         Example:
-            >>> ps.filter(intent=("vulnerable", "malicious"), predicate=lambda r: len(r.text) < 200)
+            >>> from oyster_steer.data import load_starter
+            >>> risky = load_starter().filter(
+            ...     intent=("vulnerable", "malicious"), predicate=lambda r: len(r.text) < 200
+            ... )
+            >>> sorted({r.intent for r in risky})
+            ['malicious', 'vulnerable']
         """
         wanted = {
             "intent": _as_choice("intent", intent),

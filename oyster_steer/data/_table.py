@@ -111,7 +111,7 @@ def load_table(
         meta_columns: columns copied into ``meta``.
 
     Example:
-        >>> ps = load_table("my_bench.csv", "prompt", intent="label",
+        >>> ps = load_table("my_bench.csv", "prompt", intent="label",  # doctest: +SKIP
         ...                 intent_map={"1": "malicious", "0": "benign"})
     """
     p = Path(path)

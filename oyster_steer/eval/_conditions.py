@@ -1,7 +1,7 @@
 """Evaluation conditions: unsteered, a steering vector, a control plan, or raw write hooks.
 
 Example:
-    >>> conds = [Condition("unsteered"),
+    >>> conds = [Condition("unsteered"),  # doctest: +SKIP
     ...          Condition("constructive", "vector", "vectors/smollm2-135m-instruct/constructive.safetensors", 4.0),
     ...          Condition("control", "plan", plan)]
 """

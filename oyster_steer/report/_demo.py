@@ -8,7 +8,7 @@ piece is missing is shown as "not available: <reason>" instead of failing the wh
 
 Example:
     >>> outcome = run_demo(DemoConfig(n_per_class=2, max_new_tokens=24))   # doctest: +SKIP
-    >>> outcome.path
+    >>> outcome.path  # doctest: +SKIP
     PosixPath('out/report.html')
 """
 
