@@ -304,7 +304,14 @@ def load(args: argparse.Namespace) -> Any:
     from oyster_steer.testing import default_tokenizer
 
     config = LlamaConfig(vocab_size=128256, max_position_embeddings=4096, **SHAPES[args.shape])
-    hf = LlamaForCausalLM(config).to("cuda", torch.bfloat16).eval()
+    torch.set_default_dtype(
+        torch.bfloat16
+    )  # initialise on the GPU in bf16: an 8B fp32 CPU init is 32 GB
+    try:
+        with torch.device("cuda"):
+            hf = LlamaForCausalLM(config).eval()
+    finally:
+        torch.set_default_dtype(torch.float32)
     return osteer.from_hf(hf, default_tokenizer(), name=f"random-{args.shape}")
 
 
