@@ -89,7 +89,16 @@ def test_mixed_batch_rows_get_their_own_gates(model, plan, batch):
     assert (out[1] - base[1]).abs().max() > 0.1
 
 
+def _layer_hooks(model) -> list[set[int]]:
+    """Hook ids on every layer (the model is shared by the session: transformers may have added
+    its own output-recording hooks before, so compare against a snapshot, not against none)."""
+    return [
+        set(layer._forward_hooks) | set(layer._forward_pre_hooks) for layer in model.hf.model.layers
+    ]
+
+
 def test_gated_row_equals_unconditional_steering_and_removal_restores(model, plan, vector, batch):
+    before = _layer_hooks(model)
     base = _forward(model, *batch)
     with patch_plan(model, plan):
         gated = _forward(model, *batch)
@@ -97,9 +106,7 @@ def test_gated_row_equals_unconditional_steering_and_removal_restores(model, pla
         always = _forward(model, *batch)
     torch.testing.assert_close(gated[1], always[1])
     assert torch.equal(_forward(model, *batch), base)
-    assert not any(
-        layer._forward_hooks or layer._forward_pre_hooks for layer in model.hf.model.layers
-    )
+    assert _layer_hooks(model) == before
 
 
 def test_padding_does_not_change_a_rows_decision(model, plan, batch):
@@ -264,6 +271,7 @@ def test_corrupt_or_unidentified_packs_are_refused(plan, probe, vector, tmp_path
 
 
 def test_invalid_plans_raise_one_sentence(model, plan, probe, vector):
+    before = _layer_hooks(model)
     with pytest.raises(
         ValueError, match=r"binding 'v' names strategies \['comply'\] that the policy lacks"
     ):
@@ -275,9 +283,7 @@ def test_invalid_plans_raise_one_sentence(model, plan, probe, vector):
     far = ControlPlan(probe, [bind({"blocks.9.hook_resid_post": torch.ones(64)}, ["guide"])])
     with pytest.raises(SiteError, match=r"layer 9 .* out of range for a model with 3 layers"):
         patch_plan(model, far)
-    assert not any(
-        layer._forward_hooks or layer._forward_pre_hooks for layer in model.hf.model.layers
-    )
+    assert _layer_hooks(model) == before
 
 
 def test_static_and_conditional_parts_split_for_export(plan, vector):
