@@ -8,7 +8,6 @@ The eval engineer may reuse these on any PromptSet.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -87,13 +86,6 @@ def intent_metrics(
 
 def write_section(path: str | Path, body: str, heading: str = "## Probes") -> Path:
     """Replace the ``heading`` section of a markdown file with ``body`` (append it if absent)."""
-    path = Path(path)
-    text = path.read_text() if path.exists() else "# Results\n"
-    section = f"{heading}\n\n{body.strip()}\n"
-    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip() + "\n"
-    else:
-        text = text.rstrip() + "\n\n" + section
-    path.write_text(text)
-    return path
+    from ._markdown import write_section as replace
+
+    return replace(path, f"{heading}\n\n{body.strip()}\n", heading)

@@ -8,7 +8,6 @@ Numbers come only from this module's run; nothing is copied in by hand.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 
 from ._calibrate import StrengthCurve, calibrate_strength
 from ._contrast import sample_records
+from ._markdown import write_section as _write_section
 from ._vector import SteeringVector
 
 if TYPE_CHECKING:
@@ -207,12 +207,4 @@ def results_markdown(
 
 def write_section(path: str | Path, markdown: str, heading: str = SECTION) -> Path:
     """Replace (or append) the ``heading`` section of a markdown file, leaving other sections alone."""
-    path = Path(path)
-    text = path.read_text() if path.exists() else "# Results\n"
-    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: markdown.rstrip() + "\n\n", text, count=1)
-    else:
-        text = text.rstrip() + "\n\n" + markdown
-    path.write_text(text.rstrip() + "\n")
-    return path
+    return _write_section(path, markdown, heading)

@@ -238,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         print(f"saved the table to {result.save(args.out)}")
     if args.report is not None:
-        from .._vector_results import write_section
+        from .._markdown import write_section
 
         heading = f"## Evaluation: {Path(model.name).name}"
         body = report_section(heading, result, prompts, args.argv, time.time() - start)
