@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 __all__ = ["SECTION", "generations", "results_markdown", "write_section"]
 
 SECTION = "## Steering vectors"
-_WITHHELD_AFTER = 16  # words of a reply to a malicious prompt shown before "[rest withheld]"
 
 
 def _fmt(x: float) -> str:
@@ -125,7 +124,7 @@ def generations(
 def _cell(text: str, intent: str) -> str:
     from .eval._rules import shown_reply
 
-    return shown_reply(" ".join(text.replace("|", "/").split()), intent, keep_words=_WITHHELD_AFTER)
+    return shown_reply(" ".join(text.replace("|", "/").split()), intent)
 
 
 def generation_table(records: Sequence[Any], replies: dict[str, list[str]]) -> str:

@@ -251,16 +251,17 @@ def report_section(heading: str, result: Any, prompts: Any, argv: list[str], sec
     """The markdown section ``eval --report`` writes: command, setup, conditions, the table."""
     import platform
     import shlex
+    from collections import Counter
+
+    import torch
 
     command = "oyster-steer " + " ".join(shlex.quote(a) for a in argv)
-    counts = {}
-    for r in prompts:
-        counts[r.intent] = counts.get(r.intent, 0) + 1
+    counts = Counter(r.intent for r in prompts)
     lines = [
         heading,
         "",
         f"Command: `{command.strip()}` ({seconds / 60:.1f} min on {platform.machine()} "
-        f"{platform.system()}, {_cpu_count()} CPU threads).",
+        f"{platform.system()}, {torch.get_num_threads()} CPU threads).",
         "",
         "Prompts: "
         + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
@@ -280,9 +281,3 @@ def report_section(heading: str, result: Any, prompts: Any, argv: list[str], sec
     lines += [f"- `{c}`: {result.descriptions.get(c, c)}" for c in result.conditions]
     lines += ["", result.to_markdown(), ""]
     return "\n".join(lines)
-
-
-def _cpu_count() -> int:
-    import torch
-
-    return torch.get_num_threads()
