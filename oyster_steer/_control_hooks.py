@@ -23,6 +23,7 @@ python branches are on shapes (batch growth, trace bookkeeping) and on the plan'
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -40,8 +41,34 @@ if TYPE_CHECKING:
 __all__ = ["ControlState", "build_hooks"]
 
 
+class _Run:
+    """The mutable per-row state of one thread's passes (buffers latched across decode steps)."""
+
+    batch: int
+    capacity: int
+    mask: torch.Tensor | None  # (B, T) attention mask of the pass, window reads
+    starts: torch.Tensor  # (B,) rows in a prompt pass
+    last_gen: torch.Tensor  # (B,) decode index
+    posw: torch.Tensor  # (B, T, 1) write weights
+    deltas: torch.Tensor  # (B, n, 1, d)
+    posterior: torch.Tensor  # (B, C)
+    eu: torch.Tensor  # (B, S)
+    weights: torch.Tensor  # (B, S)
+    gates: torch.Tensor  # (B, S)
+    acc: torch.Tensor  # (B, d) running-mean accumulator
+    monitor_post: dict[str, torch.Tensor]
+    records: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
 class ControlState:
-    """Buffers and constants shared by the hooks of one patched plan; all on the model's device."""
+    """Constants shared by the hooks of one patched plan, and per-thread buffers; all on device.
+
+    The constants (folded probe, payoff, stacked deltas, schedule) are read-only and shared. The
+    per-row buffers that latch a sequence's decision live in a :class:`_Run` kept per thread
+    (``threading.local``): concurrent requests served from worker threads through one patched
+    model never read or overwrite each other's decisions. The patching thread's run is made at
+    patch time; another thread's on its first pass (eagerly, before any compiled replay).
+    """
 
     def __init__(
         self,
@@ -74,16 +101,32 @@ class ControlState:
             plan.probe.d_model,
             trace,
         )
-        self.batch = 0
-        self.mask: torch.Tensor | None = None  # (B, T) attention mask of the pass, window reads
-        self.starts = torch.zeros(0, dtype=torch.bool, device=dev)  # (B,) rows in a prompt pass
-        self.last_gen = torch.full((1,), -1, dtype=torch.long, device=dev)  # (B,) decode index
-        self.posw = torch.zeros(1, 1, 1, device=dev, dtype=self.dtype)  # (B, T, 1) write weights
-        self.deltas = torch.zeros(1, len(self.sites), 1, self.d_model, device=dev)  # (B, n, 1, d)
-        self.records: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        self._allocate(max_batch)
+        self.max_batch = max_batch
+        self._local = threading.local()
+        self._local.run = self._new_run()
 
-    def _allocate(self, rows: int) -> None:
+    @property
+    def run(self) -> _Run:
+        """This thread's buffers (made on its first pass)."""
+        run = getattr(self._local, "run", None)
+        if run is None:
+            run = self._local.run = self._new_run()
+        return run
+
+    def _new_run(self) -> _Run:
+        run = _Run()
+        dev = self.device
+        run.batch = 0
+        run.mask = None
+        run.starts = torch.zeros(0, dtype=torch.bool, device=dev)
+        run.last_gen = torch.full((1,), -1, dtype=torch.long, device=dev)
+        run.posw = torch.zeros(1, 1, 1, device=dev, dtype=self.dtype)
+        run.deltas = torch.zeros(1, len(self.sites), 1, self.d_model, device=dev)
+        run.records = []
+        self._allocate(run, self.max_batch)
+        return run
+
+    def _allocate(self, run: _Run, rows: int) -> None:
         """Preallocate per-row buffers (at patch time, or when a batch outgrows them)."""
         c, s = self.w.shape[0], self.payoff.shape[0]
 
@@ -93,41 +136,42 @@ class ControlState:
                 torch._dynamo.mark_static_address(t)  # stable addresses for CUDA-graph replay
             return t
 
-        self.capacity = rows
-        self.posterior, self.eu, self.weights, self.gates = (
+        run.capacity = rows
+        run.posterior, run.eu, run.weights, run.gates = (
             new(rows, c),
             new(rows, s),
             new(rows, s),
             new(rows, s),
         )
-        self.acc = new(rows, self.d_model)
-        self.monitor_post = {k: new(rows, w.shape[0]) for k, (w, _) in self.monitor_wb.items()}
+        run.acc = new(rows, self.d_model)
+        run.monitor_post = {k: new(rows, w.shape[0]) for k, (w, _) in self.monitor_wb.items()}
 
     # -- start of a pass: pre-hook on the first block, right after the position tracker --------
     def begin(self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        run = self.run
         hidden = args[0] if args else kwargs["hidden_states"]
         rows, tokens = hidden.shape[0], hidden.shape[1]
-        if rows > self.capacity:  # a shape, known on the host
-            self._allocate(max(rows, 2 * self.capacity))
-        self.batch = rows
+        if rows > run.capacity:  # a shape, known on the host
+            self._allocate(run, max(rows, 2 * run.capacity))
+        run.batch = rows
         gen = self.tracker.gen_index  # (B, T, 1): position - prompt end, < 0 on prompt tokens
-        self.last_gen = gen[:, -1, 0]  # (B,)
-        self.starts = self.last_gen < 0  # (B,) a prompt pass: this row starts a new sequence
-        self.gates[:rows].mul_((~self.starts).unsqueeze(-1).float())  # undecided before the read
-        self._refresh(rows)
+        run.last_gen = gen[:, -1, 0]  # (B,)
+        run.starts = run.last_gen < 0  # (B,) a prompt pass: this row starts a new sequence
+        run.gates[:rows].mul_((~run.starts).unsqueeze(-1).float())  # undecided before the read
+        self._refresh(run, rows)
         step = (gen + 1).clamp(0, self.schedule.shape[0] - 1)  # (B, T, 1): 0 prompt, i-th step
         posw = self.schedule[step]  # (B, T, 1)
         if self.positions != "all":
             posw = posw * self.tracker.mask(self.positions)
-        self.posw = posw.to(self.dtype)
+        run.posw = posw.to(self.dtype)
         if self.trace and tokens > 1:
-            self.records = []
+            run.records = []
 
-    def _refresh(self, rows: int) -> None:
+    def _refresh(self, run: _Run, rows: int) -> None:
         """Every site's delta from the current gates: one (B, S) @ (S, n * d) matmul."""
         n = len(self.sites)
-        deltas = (self.gates[:rows] @ self.stacked).view(rows, n, 1, self.d_model)  # (B, n, 1, d)
-        self.deltas = deltas.to(self.dtype)
+        deltas = (run.gates[:rows] @ self.stacked).view(rows, n, 1, self.d_model)  # (B, n, 1, d)
+        run.deltas = deltas.to(self.dtype)
 
     # -- the read hook ------------------------------------------------------------------------
     def read(self, x: torch.Tensor, gate: bool, monitors: tuple[str, ...]) -> None:
@@ -136,38 +180,39 @@ class ControlState:
         ``gate``: the gating probe reads here; ``monitors``: the monitor probes that read here
         (they latch at the prompt pass; with ``read="running"`` the gate re-decides every step).
         """
+        run = self.run
         rows, running = x.shape[0], gate and self.read_mode == "running"
-        feature = self._feature(x, running)  # (B, d)
-        new = [(self.monitor_post[k], _posterior(feature, *self.monitor_wb[k])) for k in monitors]
+        feature = self._feature(run, x, running)  # (B, d)
+        new = [(run.monitor_post[k], _posterior(feature, *self.monitor_wb[k])) for k in monitors]
         if gate:
             posterior = _posterior(feature, self.w, self.b)  # (B, C)
             eu, weights, gates = decide(posterior, self.payoff, self.mode, self.temperature)
             new += [
-                (self.posterior, posterior),
-                (self.eu, eu),
-                (self.weights, weights),
-                (self.gates, gates),
+                (run.posterior, posterior),
+                (run.eu, eu),
+                (run.weights, weights),
+                (run.gates, gates),
             ]
-        start = self.starts.unsqueeze(-1)  # (B, 1)
+        start = run.starts.unsqueeze(-1)  # (B, 1)
         for buf, value in new:
             rows_buf = buf[:rows]
             rows_buf.copy_(value if running else torch.where(start, value, rows_buf))
         if gate:
-            self._refresh(rows)
+            self._refresh(run, rows)
             if self.trace:
-                self._record(x, rows)
+                self._record(run, x, rows)
 
-    def _feature(self, x: torch.Tensor, running: bool) -> torch.Tensor:
+    def _feature(self, run: _Run, x: torch.Tensor, running: bool) -> torch.Tensor:
         """(B, T, d) -> (B, d) what a probe reads in this pass."""
         last = x[:, -1].float()  # (B, d): the last prompt token under left padding
         if running:  # mean over the last prompt token and every generated token so far
-            acc = self.acc[: x.shape[0]]
-            acc.copy_(torch.where(self.starts.unsqueeze(-1), last, acc + last))
-            return acc / (self.last_gen + 2).clamp(min=1).float().unsqueeze(-1)
+            acc = run.acc[: x.shape[0]]
+            acc.copy_(torch.where(run.starts.unsqueeze(-1), last, acc + last))
+            return acc / (run.last_gen + 2).clamp(min=1).float().unsqueeze(-1)
         if self.read_mode != "window":
             return last
         k = min(self.window, x.shape[1])
-        mask = self.mask
+        mask = run.mask
         if mask is not None and mask.shape == x.shape[:2]:
             real = mask[:, -k:].float()  # (B, k): left padding excluded
         else:
@@ -175,19 +220,20 @@ class ControlState:
         total = torch.einsum("bkd,bk->bd", x[:, -k:].float(), real)  # (B, d)
         return total / real.sum(1, keepdim=True).clamp(min=1.0)
 
-    def _record(self, x: torch.Tensor, rows: int) -> None:
+    def _record(self, run: _Run, x: torch.Tensor, rows: int) -> None:
         posterior = (x.float() @ self.w.T + self.b).softmax(-1)  # (B, T, C)
         eu = posterior @ self.payoff.T  # (B, T, S)
-        applied = self.gates[:rows].unsqueeze(1) * self.posw.float()  # (B, T, S)
-        self.records.append((posterior.detach(), eu.detach(), applied.detach()))
+        applied = run.gates[:rows].unsqueeze(1) * run.posw.float()  # (B, T, S)
+        run.records.append((posterior.detach(), eu.detach(), applied.detach()))
 
     # -- the fused write hook of one site -----------------------------------------------------
     def write_fn(self, index: int) -> Callable[[torch.Tensor], torch.Tensor]:
         """The hook of steered site ``index``: all its vectors in one ``addcmul``."""
 
         def write(x: torch.Tensor) -> torch.Tensor:
+            run = self.run
             return torch.addcmul(
-                x, self.posw, self.deltas[:, index]
+                x, run.posw, run.deltas[:, index]
             )  # (B, T, d) + (B, T, 1) * (B, 1, d)
 
         return write
@@ -197,7 +243,7 @@ class ControlState:
     ) -> None:
         """Top-level pre-hook keeping a reference to the (B, T) attention mask (window reads)."""
         mask = kwargs.get("attention_mask")
-        self.mask = mask if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
+        self.run.mask = mask if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
 
 
 def _exec_order(site: Site, write: bool) -> tuple[int, int, int]:

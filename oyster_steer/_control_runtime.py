@@ -115,8 +115,14 @@ class ControlHandle(HookHandle):
         return self
 
     def decisions(self) -> Decisions:
-        """The latched per-row decisions of the last pass (copies to the CPU: call it after a pass)."""
-        s, rows = self._state, self._state.batch
+        """The latched per-row decisions of the calling thread's last pass (copies to the CPU).
+
+        Per request: each thread keeps its own decisions, so a server worker that ran
+        ``generate`` reads its own request's rows here (call it in that same thread, after the
+        pass); a thread that ran no pass gets zero rows.
+        """
+        s = self._state.run
+        rows = s.batch
         steps = s.last_gen[:rows] + 1
         return Decisions(
             posterior=s.posterior[:rows].cpu(),
@@ -132,8 +138,8 @@ class ControlHandle(HookHandle):
 
     def trace(self) -> ControlTrace:
         """Per-token readings and applied gates of the last sequence (needs ``trace=True``)."""
-        s = self._state
-        if not s.trace:
+        s = self._state.run
+        if not self._state.trace:
             raise ValueError(
                 "this plan was patched without tracing: patch it with trace=True to record tokens"
             )

@@ -20,6 +20,10 @@ logits choose the first new token) is a prompt token; every token fed back by de
 generated token. A teacher-forced forward over prompt + reply is one prefill, so all of it counts
 as prompt. Chunked prefill (a prompt split over passes) is not detected.
 
+Threads: what a tracker latches is kept per thread (a ``threading.local``), so concurrent
+requests through one patched model (a web server's worker threads) each see their own prompt
+ends; a thread that has run no pass yet sees none.
+
 Example:
     >>> tracker = PositionTracker()
     >>> handle = tracker.attach(model)                       # doctest: +SKIP
@@ -29,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -54,10 +59,23 @@ class PositionTracker:
     """
 
     def __init__(self) -> None:
-        self.positions: torch.Tensor | None = None
-        self.prompt_end: torch.Tensor | None = None
-        self.generated: torch.Tensor | None = None
-        self.gen_index: torch.Tensor | None = None
+        self._local = threading.local()  # one latch per thread: concurrent requests stay apart
+
+    @property
+    def positions(self) -> torch.Tensor | None:
+        return getattr(self._local, "positions", None)
+
+    @property
+    def prompt_end(self) -> torch.Tensor | None:
+        return getattr(self._local, "prompt_end", None)
+
+    @property
+    def generated(self) -> torch.Tensor | None:
+        return getattr(self._local, "generated", None)
+
+    @property
+    def gen_index(self) -> torch.Tensor | None:
+        return getattr(self._local, "gen_index", None)
 
     def attach(self, model: OysterModel) -> HookHandle:
         """Start tracking ``model`` (any backend); the handle's ``remove()`` stops it."""
@@ -79,9 +97,10 @@ class PositionTracker:
             end = torch.zeros(batch, dtype=torch.long, device=pos.device)
         starts = pos.amin(dim=-1) == 0  # (B,) this pass begins the row's sequence
         end = torch.where(starts, pos.amax(dim=-1) + 1, end)  # (B,)
-        self.positions, self.prompt_end = pos, end
-        self.gen_index = (pos - end.unsqueeze(-1)).unsqueeze(-1)  # (B, T, 1)
-        self.generated = self.gen_index >= 0  # (B, T, 1)
+        local = self._local
+        local.positions, local.prompt_end = pos, end
+        local.gen_index = (pos - end.unsqueeze(-1)).unsqueeze(-1)  # (B, T, 1)
+        local.generated = local.gen_index >= 0  # (B, T, 1)
 
     def mask(self, which: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """(B, T, 1) ones where ``which`` (``"prompt"`` or ``"generated"``) tokens are, zeros elsewhere."""
@@ -99,4 +118,4 @@ class PositionTracker:
 
     def reset(self) -> None:
         """Forget the latched prompt ends (a new prefill sets them again anyway)."""
-        self.positions = self.prompt_end = self.generated = self.gen_index = None
+        self._local.__dict__.clear()
