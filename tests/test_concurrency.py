@@ -47,18 +47,25 @@ def plan(model):
         READ, INTENTS, weight, bias, torch.zeros(model.d_model), torch.ones(model.d_model)
     )
     g = torch.Generator().manual_seed(3)
-    vector = {f"blocks.{i}.hook_resid_post": 4 * torch.randn(model.d_model, generator=g) for i in (1, 2)}
-    return ControlPlan(probe, [bind(vector, {"guide": 3.0, "redirect": 3.0})], identity=model_meta(model))
+    vector = {
+        f"blocks.{i}.hook_resid_post": 4 * torch.randn(model.d_model, generator=g) for i in (1, 2)
+    }
+    return ControlPlan(
+        probe, [bind(vector, {"guide": 3.0, "redirect": 3.0})], identity=model_meta(model)
+    )
 
 
 def _generate(model, prompt, n=8):
     ids, mask = model.encode([prompt])
     with torch.no_grad():
         out = model.hf.generate(
-            input_ids=ids, attention_mask=mask, max_new_tokens=n, do_sample=False,
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=n,
+            do_sample=False,
             pad_token_id=model.tokenizer.pad_token_id,
         )
-    return out[0, ids.shape[1]:].tolist()
+    return out[0, ids.shape[1] :].tolist()
 
 
 def _run_threads(work, jobs, rounds=3):
