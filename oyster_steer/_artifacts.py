@@ -8,18 +8,21 @@ validated before any tensor is read; nothing is ever unpickled.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ._errors import ArtifactError, ModelMismatchError
+from ._errors import ArtifactError, ModelMismatchError, require_finite
 
 if TYPE_CHECKING:
     from ._models import OysterModel
 
-__all__ = ["check_model", "load_artifact", "model_meta", "save_artifact"]
+__all__ = ["check_model", "load_artifact", "meta_field", "model_meta", "save_artifact"]
+
+_MISSING: Any = object()
 
 
 def model_meta(model: OysterModel) -> dict[str, str]:
@@ -43,6 +46,8 @@ def save_artifact(
     """Write tensors and metadata; non-string metadata values are stored as JSON."""
     from safetensors.torch import save_file
 
+    for name, tensor in tensors.items():
+        require_finite(tensor, f"tensor {name!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     strings = {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
@@ -76,6 +81,8 @@ def load_artifact(
         raise ArtifactError(
             f"{str(path)!r} is not a readable safetensors file ({err}): re-create it"
         ) from err
+    for name, tensor in tensors.items():
+        require_finite(tensor, f"{str(path)!r}: tensor {name!r}", ArtifactError)
     return tensors, meta
 
 
@@ -85,7 +92,7 @@ def _check_format(path: Path, meta: Mapping[str, str], format: str, max_version:
         raise ArtifactError(
             f"{str(path)!r} holds a {found or 'non-oyster_steer'} artifact, expected {format}: load it with the matching loader"
         )
-    version = int(meta.get("format_version", "0"))
+    version = meta_field(path, meta, "format_version", int, "0")
     if not 1 <= version <= max_version:
         raise ArtifactError(
             f"{str(path)!r} has {format} format version {version}; this oyster_steer reads up to {max_version}: upgrade oyster_steer"
@@ -110,3 +117,37 @@ def check_model(meta: Mapping[str, str], model: OysterModel, *, what: str) -> No
 def meta_json(meta: Mapping[str, str], key: str, default: Any = None) -> Any:
     """A JSON-encoded metadata field, or ``default`` when absent."""
     return json.loads(meta[key]) if key in meta else default
+
+
+def meta_field(
+    path: str | Path,
+    meta: Mapping[str, str],
+    key: str,
+    kind: Any = str,
+    default: Any = _MISSING,
+) -> Any:
+    """Metadata field ``key`` parsed by ``kind`` (``str``, ``int``, ``float`` or ``json.loads``).
+
+    Raises ArtifactError naming the field when it is missing (and has no default), does not
+    parse, or (``float``) is NaN or infinite.
+    """
+    if key not in meta:
+        if default is _MISSING:
+            raise ArtifactError(
+                f"{str(path)!r} lacks the metadata field {key!r}: the file is truncated or hand-edited; re-create it"
+            )
+        if not isinstance(default, str):
+            return default
+    raw = meta.get(key, default)
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError) as err:  # JSONDecodeError is a ValueError
+        raise ArtifactError(
+            f"{str(path)!r}: metadata field {key!r} = {raw[:60]!r} is not a valid {getattr(kind, '__name__', kind)} "
+            "value: re-create the file"
+        ) from err
+    if kind is float and not math.isfinite(value):
+        raise ArtifactError(
+            f"{str(path)!r}: metadata field {key!r} = {raw!r} is not finite: re-create the file with a finite value"
+        )
+    return value

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ._errors import ModelMismatchError, SiteError, WidthMismatchError
+from ._errors import ModelMismatchError, SiteError, WidthMismatchError, require_finite
 from ._policy import Policy
 from ._sites import parse_site, resolve_site
 
@@ -77,6 +77,10 @@ class Binding:
         }
         object.__setattr__(self, "directions", dirs)
         object.__setattr__(self, "strengths", {str(k): float(v) for k, v in self.strengths.items()})
+        for site, v in dirs.items():
+            require_finite(v, f"binding {self.name!r}'s direction at {site!r}")
+        for strategy, v in self.strengths.items():
+            require_finite(v, f"binding {self.name!r}'s strength for {strategy!r} ({v})")
         object.__setattr__(self, "meta", {str(k): str(v) for k, v in self.meta.items()})
         widths = {v.numel() for v in dirs.values()}
         if len(widths) != 1:

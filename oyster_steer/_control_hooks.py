@@ -55,6 +55,7 @@ class _Run:
     eu: torch.Tensor  # (B, S)
     weights: torch.Tensor  # (B, S)
     gates: torch.Tensor  # (B, S)
+    fault: torch.Tensor  # (B, 1) 1.0 where the posterior was not finite (fallback applied)
     acc: torch.Tensor  # (B, d) running-mean accumulator
     monitor_post: dict[str, torch.Tensor]
     records: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
@@ -86,6 +87,7 @@ class ControlState:
         self.mode, self.temperature = policy.mode, float(policy.temperature)  # type: ignore[union-attr]
         self.w, self.b = (t.to(dev, torch.float32) for t in plan.probe.folded())  # (C, d), (C,)
         self.payoff = policy.payoff.to(dev, torch.float32)  # type: ignore[union-attr]  # (S, C)
+        self.fallback = policy.fallback_gates().to(dev)  # type: ignore[union-attr]  # (S,) fail closed
         self.monitor_wb = {
             k: tuple(t.to(dev, torch.float32) for t in p.folded()) for k, p in plan.monitors.items()
         }
@@ -143,6 +145,7 @@ class ControlState:
             new(rows, s),
             new(rows, s),
         )
+        run.fault = new(rows, 1)
         run.acc = new(rows, self.d_model)
         run.monitor_post = {k: new(rows, w.shape[0]) for k, (w, _) in self.monitor_wb.items()}
 
@@ -186,8 +189,12 @@ class ControlState:
         new = [(run.monitor_post[k], _posterior(feature, *self.monitor_wb[k])) for k in monitors]
         if gate:
             posterior = _posterior(feature, self.w, self.b)  # (B, C)
-            eu, weights, gates = decide(posterior, self.payoff, self.mode, self.temperature)
+            eu, weights, gates = decide(
+                posterior, self.payoff, self.mode, self.temperature, self.fallback
+            )
+            fault = (~torch.isfinite(posterior).all(-1, keepdim=True)).float()  # (B, 1)
             new += [
+                (run.fault, fault),
                 (run.posterior, posterior),
                 (run.eu, eu),
                 (run.weights, weights),

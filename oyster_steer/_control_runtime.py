@@ -33,6 +33,8 @@ class Decisions:
             (B, S) over ``strategies`` (weights are the soft policy; gates are what was applied).
         monitors: monitor name -> (B, C_m) posterior; monitor_labels: their class names.
         step: decode steps taken since the prompt pass.
+        fault: (B,) bool, rows whose posterior held NaN or an infinity; the policy failed closed
+            and applied its cautious strategy (``plan.policy.cautious``) to them.
     """
 
     posterior: torch.Tensor
@@ -44,6 +46,7 @@ class Decisions:
     monitors: dict[str, torch.Tensor] = field(default_factory=dict)
     monitor_labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
     step: int = 0
+    fault: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.posterior.shape[0])
@@ -62,6 +65,7 @@ class Decisions:
         """One dict per row (intent, strategy, posterior and gates by name) for tables."""
         return [
             {"intent": self.intent[i], "strategy": self.strategy[i]}
+            | ({"fault": True} if self.fault is not None and bool(self.fault[i]) else {})
             | {
                 f"p_{n}": round(float(v), 4)
                 for n, v in zip(self.intents, self.posterior[i], strict=True)
@@ -134,6 +138,7 @@ class ControlHandle(HookHandle):
             monitors={k: v[:rows].cpu() for k, v in s.monitor_post.items()},
             monitor_labels={k: tuple(p.labels) for k, p in self.plan.monitors.items()},
             step=int(steps.max()) if rows else 0,
+            fault=s.fault[:rows, 0].cpu() > 0,
         )
 
     def trace(self) -> ControlTrace:

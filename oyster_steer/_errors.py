@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 __all__ = [
     "ArtifactError",
     "BackendUnavailableError",
@@ -11,6 +14,7 @@ __all__ = [
     "SiteError",
     "UnknownModelError",
     "WidthMismatchError",
+    "require_finite",
 ]
 
 
@@ -44,3 +48,17 @@ class ModelMismatchError(ArtifactError):
 
 class BackendUnavailableError(OysterError, ImportError):
     """An optional backend (TransformerLens, nnsight, plotly) is not installed."""
+
+
+def require_finite(value: Any, what: str, error: type[Exception] = ValueError) -> None:
+    """Raise ``error`` naming ``what`` when a number or tensor holds NaN or an infinity."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        ok = not value.is_floating_point() or bool(torch.isfinite(value).all())
+    else:
+        ok = math.isfinite(float(value))
+    if not ok:
+        raise error(
+            f"{what} holds NaN or an infinity: pass finite numbers (re-create or retrain it)"
+        )

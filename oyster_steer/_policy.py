@@ -17,13 +17,22 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-__all__ = ["DEFAULT_INTENTS", "DEFAULT_PAYOFF", "DEFAULT_STRATEGIES", "MODES", "Policy", "decide"]
+__all__ = [
+    "DEFAULT_INTENTS",
+    "DEFAULT_PAYOFF",
+    "DEFAULT_STRATEGIES",
+    "MODES",
+    "Policy",
+    "decide",
+    "maximin_gates",
+]
 
 DEFAULT_STRATEGIES: tuple[str, ...] = ("help", "guide", "redirect")
 DEFAULT_INTENTS: tuple[str, ...] = ("benign", "borderline", "vulnerable", "malicious")
@@ -72,6 +81,9 @@ class Policy:
         mode: ``"hard"`` (one-hot argmax of expected utility; ties go to the first strategy) or
             ``"soft"`` (``softmax(EU / temperature)``).
         temperature: softness of ``"soft"`` gates, in utility units.
+        fallback: the strategy to apply when the posterior is not finite (a NaN probe or
+            activation): the policy fails closed. Default (None): :attr:`cautious`'s choice, the
+            strategy of best worst-case utility.
 
     Example:
         >>> Policy(mode="soft", temperature=0.25).gates(torch.tensor([[1.0, 0, 0, 0]])).argmax(-1)
@@ -83,6 +95,7 @@ class Policy:
     intents: tuple[str, ...] = DEFAULT_INTENTS
     mode: str = "hard"
     temperature: float = 0.1
+    fallback: str | None = None
 
     def __post_init__(self) -> None:
         payoff = torch.as_tensor(self.payoff, dtype=torch.float32)
@@ -104,8 +117,27 @@ class Policy:
             raise ValueError("payoff holds NaN or infinite utilities: use finite numbers")
         if self.mode not in MODES:
             raise ValueError(f"mode={self.mode!r} is not a policy mode: use 'hard' or 'soft'")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature={self.temperature} must be > 0")
+        if not 0 < self.temperature < math.inf:
+            raise ValueError(f"temperature={self.temperature} must be > 0 and finite")
+        if self.fallback is not None and self.fallback not in self.strategies:
+            raise ValueError(
+                f"fallback={self.fallback!r} is not one of the strategies {self.strategies}: name one of them"
+            )
+
+    @property
+    def cautious(self) -> str:
+        """The strategy applied to a non-finite posterior: ``fallback``, else the maximin one.
+
+        The maximin strategy has the best worst-case utility over intents (for the default
+        payoff: guide, which never drops below 0), so a broken reading never helps fully.
+        """
+        if self.fallback is not None:
+            return self.fallback
+        return self.strategies[int(self.payoff.amin(-1).argmax())]
+
+    def fallback_gates(self) -> torch.Tensor:
+        """(S,) one-hot of :attr:`cautious`: what a row with a non-finite posterior gets."""
+        return torch.eye(self.n_strategies)[self.strategies.index(self.cautious)]
 
     @property
     def n_strategies(self) -> int:
@@ -146,6 +178,7 @@ class Policy:
             self.payoff.to(posterior.device, posterior.dtype),
             self.mode,
             self.temperature,
+            self.fallback_gates().to(posterior.device, posterior.dtype),
         )
 
     def reindex(self, intents: Sequence[str]) -> Policy:
@@ -166,7 +199,8 @@ class Policy:
     def replace(self, **changes: Any) -> Policy:
         """A copy with some fields changed (validated again)."""
         fields = {
-            k: getattr(self, k) for k in ("payoff", "strategies", "intents", "mode", "temperature")
+            k: getattr(self, k)
+            for k in ("payoff", "strategies", "intents", "mode", "temperature", "fallback")
         }
         return Policy(**{**fields, **changes})
 
@@ -189,16 +223,16 @@ class Policy:
             tensor([[0., 1.],
                     [1., 0.]])
         """
-        if not 0.0 <= threshold <= 1.0:
+        if not 0.0 <= threshold <= 1.0:  # also refuses NaN
             raise ValueError(f"threshold={threshold} is not a probability: use a value in [0, 1]")
         if len(tuple(labels)) != 2 or len(tuple(strategies)) != 2:
             raise ValueError(
                 "a rule needs exactly two labels (negative, positive) and two strategies (off, on)"
             )
         t = float(threshold)
-        return cls(
-            torch.tensor([[0.0, 0.0], [-t, 1.0 - t]]), tuple(strategies), tuple(labels), "hard"
-        )
+        strategies = tuple(strategies)
+        payoff = torch.tensor([[0.0, 0.0], [-t, 1.0 - t]])
+        return cls(payoff, strategies, tuple(labels), "hard", fallback=strategies[1])
 
     def to_meta(self) -> dict[str, Any]:
         """JSON-ready description (the payoff itself travels as a tensor)."""
@@ -207,7 +241,7 @@ class Policy:
             "intents": list(self.intents),
             "mode": self.mode,
             "temperature": self.temperature,
-        }
+        } | ({"fallback": self.fallback} if self.fallback is not None else {})
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, Any] | str, payoff: torch.Tensor) -> Policy:
@@ -219,6 +253,7 @@ class Policy:
             tuple(info["intents"]),
             info["mode"],
             float(info["temperature"]),
+            info.get("fallback"),
         )
 
     def __repr__(self) -> str:
@@ -242,14 +277,28 @@ def gates_from_utility(eu: torch.Tensor, mode: str, temperature: float) -> torch
     return _one_hot_argmax(eu)
 
 
+def maximin_gates(payoff: torch.Tensor) -> torch.Tensor:
+    """(S, C) payoff -> (S,) one-hot of the strategy of best worst-case utility (tensor ops)."""
+    return _one_hot_argmax(payoff.amin(-1))
+
+
 def decide(
-    posterior: torch.Tensor, payoff: torch.Tensor, mode: str, temperature: float
+    posterior: torch.Tensor,
+    payoff: torch.Tensor,
+    mode: str,
+    temperature: float,
+    fallback: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(B, C) posterior, (S, C) payoff on the same device -> (eu, weights, gates), each (B, S).
 
-    The hot-path form of :meth:`Policy.decide`: no device moves, no host syncs.
+    The hot-path form of :meth:`Policy.decide`: no device moves, no host syncs. Fails closed: a
+    row whose posterior holds NaN or an infinity gets ``fallback`` (S,) as weights and gates
+    (default: :func:`maximin_gates`), chosen with ``torch.where``; its ``eu`` stays non-finite,
+    which is how callers report it.
     """
     eu = posterior @ payoff.T  # (B, S)
     weights = (eu / temperature).softmax(-1)  # (B, S)
     gates = weights if mode == "soft" else _one_hot_argmax(eu)
-    return eu, weights, gates
+    safe = maximin_gates(payoff) if fallback is None else fallback  # (S,)
+    bad = ~torch.isfinite(posterior).all(-1, keepdim=True)  # (B, 1)
+    return eu, torch.where(bad, safe, weights), torch.where(bad, safe, gates)

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from ._errors import ModelMismatchError, WidthMismatchError
+from ._errors import ModelMismatchError, WidthMismatchError, require_finite
 from ._sites import Site, parse_site
 
 if TYPE_CHECKING:
@@ -75,8 +76,12 @@ class LinearProbe:
             raise ValueError(
                 f"labels has {len(self.labels)} names for {c} classes: give one name per row of weight"
             )
-        if not self.temperature > 0:
-            raise ValueError(f"temperature={self.temperature} must be > 0")
+        for name in ("weight", "bias", "mean", "scale"):
+            require_finite(getattr(self, name), f"the probe's {name}")
+        if not 0 < self.temperature < math.inf:
+            raise ValueError(f"temperature={self.temperature} must be > 0 and finite")
+        if self.threshold is not None:
+            require_finite(self.threshold, f"threshold={self.threshold}")
         object.__setattr__(self, "site", parse_site(self.site))
         object.__setattr__(self, "labels", tuple(self.labels))
         w = self.weight / self.scale / self.temperature  # (C, d)
@@ -198,31 +203,42 @@ def load_probe(
     Example:
         >>> probe = load_probe("probes/smollm2-135m-instruct/intent.safetensors", model)  # doctest: +SKIP
     """
-    from ._artifacts import check_model, load_artifact
+    from ._artifacts import check_model, load_artifact, meta_field
+    from ._errors import ArtifactError
 
     tensors, meta = load_artifact(path, format=_FORMAT, max_version=_VERSION)
     if model is not None:
         check_model(meta, model, what="probe")
-    fields = {
-        k: meta.pop(k)
-        for k in ("site", "labels", "temperature", "threshold", "format", "format_version")
-    }
-    threshold = None if fields["threshold"] == "none" else float(fields["threshold"])
-    probe = LinearProbe(
-        parse_site(fields["site"]),
-        tuple(json.loads(fields["labels"])),
-        tensors["weight"],
-        tensors["bias"],
-        tensors["mean"],
-        tensors["scale"],
-        temperature=float(fields["temperature"]),
-        threshold=threshold,
-        meta=meta,
-    )
+    missing = [k for k in ("weight", "bias", "mean", "scale") if k not in tensors]
+    if missing:
+        raise ArtifactError(f"{str(path)!r} lacks the probe tensors {missing}: re-create the file")
+    labels = meta_field(path, meta, "labels", json.loads)
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise ArtifactError(
+            f"{str(path)!r}: metadata field 'labels' must be a JSON list of class names: re-create the file"
+        )
+    threshold = meta_field(path, meta, "threshold", str, "none")
+    try:
+        probe = LinearProbe(
+            parse_site(meta_field(path, meta, "site")),
+            tuple(labels),
+            tensors["weight"],
+            tensors["bias"],
+            tensors["mean"],
+            tensors["scale"],
+            temperature=meta_field(path, meta, "temperature", float, "1.0"),
+            threshold=None if threshold == "none" else meta_field(path, meta, "threshold", float),
+            meta={k: v for k, v in meta.items() if k not in _FIELDS},
+        )
+    except ArtifactError:
+        raise
+    except (TypeError, ValueError) as err:  # SiteError and shape errors are ValueErrors
+        raise ArtifactError(f"{str(path)!r} holds an invalid probe: {err}") from err
     target = device if device is not None else (model.device if model is not None else None)
     return probe.to(target) if target is not None else probe
 
 
+_FIELDS = ("site", "labels", "temperature", "threshold", "format", "format_version")
 _TRAINING = ("train_probe", "calibrate_probe", "threshold_for_fpr")
 
 

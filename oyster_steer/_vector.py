@@ -22,13 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ._artifacts import check_model, load_artifact, meta_json, save_artifact
+from ._artifacts import check_model, load_artifact, meta_field, save_artifact
 from ._errors import (
     ArtifactError,
     EmptyInputError,
     ModelMismatchError,
     SiteError,
     WidthMismatchError,
+    require_finite,
 )
 from ._sites import Site, parse_site, resolve_site
 
@@ -86,6 +87,7 @@ class SteeringVector:
             self, "meta", MappingProxyType({str(k): str(v) for k, v in self.meta.items()})
         )
         object.__setattr__(self, "strength", float(self.strength))
+        require_finite(self.strength, f"strength={self.strength}")
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -239,6 +241,7 @@ def _check_direction(name: str, tensor: Any, d_model: int) -> torch.Tensor:
         raise TypeError(
             f"the direction at {name!r} has dtype {tensor.dtype}: pass a floating-point tensor"
         )
+    require_finite(tensor, f"the direction at {name!r}")
     return tensor.detach()
 
 
@@ -294,19 +297,33 @@ def load_vector(
     tensors, meta = load_artifact(path, format=_FORMAT, max_version=_VERSION, device=device)
     if model is not None:
         check_model(meta, model, what="steering vector")
-    sites = meta_json(meta, "sites", list(tensors))
+    sites = meta_field(path, meta, "sites", json.loads, list(tensors))
+    extra = meta_field(path, meta, "meta", json.loads, {})
+    if not isinstance(sites, list) or not all(isinstance(s, str) for s in sites):
+        raise ArtifactError(
+            f"{str(path)!r}: metadata field 'sites' must be a JSON list of site names: re-create the file"
+        )
+    if not isinstance(extra, dict):
+        raise ArtifactError(
+            f"{str(path)!r}: metadata field 'meta' must be a JSON object: re-create the file"
+        )
     missing = [s for s in sites if s not in tensors]
     if missing:
         raise ArtifactError(
             f"{str(path)!r} lists sites {missing} but holds no tensor for them: re-create the file"
         )
-    return SteeringVector(
-        directions={s: tensors[s] for s in sites},
-        model_name=meta.get("model_name", "?"),
-        model_fingerprint=meta.get("model_fingerprint", "?"),
-        d_model=int(meta["d_model"]),
-        n_layers=int(meta["n_layers"]),
-        method=meta.get("method", "custom"),
-        strength=float(meta.get("strength", "1.0")),
-        meta=meta_json(meta, "meta", {}),
-    )
+    try:
+        return SteeringVector(
+            directions={s: tensors[s] for s in sites},
+            model_name=meta.get("model_name", "?"),
+            model_fingerprint=meta.get("model_fingerprint", "?"),
+            d_model=meta_field(path, meta, "d_model", int),
+            n_layers=meta_field(path, meta, "n_layers", int),
+            method=meta.get("method", "custom"),
+            strength=meta_field(path, meta, "strength", float, "1.0"),
+            meta=extra,
+        )
+    except ArtifactError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise ArtifactError(f"{str(path)!r} holds an invalid steering vector: {err}") from err
