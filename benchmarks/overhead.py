@@ -37,10 +37,10 @@ from typing import Any
 import torch
 
 import oyster_steer as osteer
-from oyster_steer._artifacts import model_meta
-from oyster_steer._control import ControlPlan, bind, load_plan, patch_plan
-from oyster_steer._probe import LinearProbe
 from oyster_steer.backends import Hook, get_backend
+from oyster_steer.control import ControlPlan, bind, load_plan, patch_plan
+from oyster_steer.models._artifacts import model_meta
+from oyster_steer.probes._probe import LinearProbe
 
 SHAPES = {  # random-init Llama shapes for --gpu
     "llama-1b": dict(

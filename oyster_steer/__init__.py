@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._errors import (
+from .core._errors import (
     ArtifactError,
     BackendUnavailableError,
     EmptyInputError,
@@ -29,46 +29,45 @@ from ._errors import (
     UnknownModelError,
     WidthMismatchError,
 )
-from ._models import DEFAULT_MODEL, OysterModel, from_hf, load_model
-from ._sites import SITE_KINDS, Site, parse_site, resolve_site
-
-__version__ = "0.1.0"
+from .core._sites import SITE_KINDS, Site, parse_site, resolve_site
+from .core._version import __version__
+from .models._model import DEFAULT_MODEL, OysterModel, from_hf, load_model
 
 # Public name -> private module that defines it (imported on first attribute access).
 _LAZY: dict[str, str] = {
-    "Activations": "._capture",
-    "ShardedActivations": "._capture",
-    "capture": "._capture",
-    "LinearProbe": "._probe",
-    "train_probe": "._probe",
-    "save_probe": "._probe",
-    "calibrate_probe": "._probe",
-    "threshold_for_fpr": "._probe",
-    "TokenTrace": "._trace",
-    "load_probe": "._probe",
-    "LayerSweep": "._sweep",
-    "sweep_layers": "._sweep",
-    "twin_margins": "._boundary",
-    "most_borderline": "._boundary",
-    "category_separability": "._boundary",
-    "token_trace": "._trace",
-    "SteeringVector": "._vector",
-    "save_vector": "._vector",
-    "load_vector": "._vector",
-    "train_vector": "._train_vector",
-    "calibrate_strength": "._calibrate",
-    "steer": "._steer",
-    "patch": "._steer",
-    "ControlPlan": "._control",
-    "Policy": "._policy",
-    "DEFAULT_PAYOFF": "._policy",
-    "save_plan": "._control",
-    "load_plan": "._control",
-    "bind": "._control",
-    "LearnConfig": "._learn",
-    "export_patched": "._export",
-    "ExportManifest": "._export",
-    "ExportError": "._export_routes",
+    "Activations": ".activations._capture",
+    "ShardedActivations": ".activations._capture",
+    "capture": ".activations._capture",
+    "LinearProbe": ".probes._probe",
+    "train_probe": ".probes._train",
+    "save_probe": ".probes._probe",
+    "calibrate_probe": ".probes._train",
+    "threshold_for_fpr": ".probes._train",
+    "TokenTrace": ".probes._trace",
+    "load_probe": ".probes._probe",
+    "LayerSweep": ".probes._sweep",
+    "sweep_layers": ".probes._sweep",
+    "twin_margins": ".probes._boundary",
+    "most_borderline": ".probes._boundary",
+    "category_separability": ".probes._boundary",
+    "token_trace": ".probes._trace",
+    "SteeringVector": ".vectors._vector",
+    "save_vector": ".vectors._vector",
+    "load_vector": ".vectors._vector",
+    "train_vector": ".vectors._train",
+    "calibrate_strength": ".steering._calibrate",
+    "steer": ".steering._steer",
+    "patch": ".steering._steer",
+    "ControlPlan": ".control._plan",
+    "Policy": ".control._policy",
+    "DEFAULT_PAYOFF": ".control._policy",
+    "save_plan": ".control._pack",
+    "load_plan": ".control._pack",
+    "bind": ".control._plan",
+    "LearnConfig": ".vectors._learn",
+    "export_patched": ".export._export",
+    "ExportManifest": ".export._export",
+    "ExportError": ".export._routes",
 }
 
 __all__ = [
@@ -105,24 +104,19 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at runtime these load lazily (see _LAZY)
-    from ._boundary import category_separability, most_borderline, twin_margins
-    from ._calibrate import calibrate_strength
-    from ._capture import Activations, ShardedActivations, capture
-    from ._control import ControlPlan, bind, load_plan, save_plan
-    from ._export import ExportManifest, export_patched
-    from ._export_routes import ExportError
-    from ._learn import LearnConfig
-    from ._policy import DEFAULT_PAYOFF, Policy
-    from ._probe import (
-        LinearProbe,
-        calibrate_probe,
-        load_probe,
-        save_probe,
-        threshold_for_fpr,
-        train_probe,
-    )
-    from ._steer import patch, steer
-    from ._sweep import LayerSweep, sweep_layers
-    from ._trace import TokenTrace, token_trace
-    from ._train_vector import train_vector
-    from ._vector import SteeringVector, load_vector, save_vector
+    from .activations._capture import Activations, ShardedActivations, capture
+    from .control._pack import load_plan, save_plan
+    from .control._plan import ControlPlan, bind
+    from .control._policy import DEFAULT_PAYOFF, Policy
+    from .export._export import ExportManifest, export_patched
+    from .export._routes import ExportError
+    from .probes._boundary import category_separability, most_borderline, twin_margins
+    from .probes._probe import LinearProbe, load_probe, save_probe
+    from .probes._sweep import LayerSweep, sweep_layers
+    from .probes._trace import TokenTrace, token_trace
+    from .probes._train import calibrate_probe, threshold_for_fpr, train_probe
+    from .steering._calibrate import calibrate_strength
+    from .steering._steer import patch, steer
+    from .vectors._learn import LearnConfig
+    from .vectors._train import train_vector
+    from .vectors._vector import SteeringVector, load_vector, save_vector

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ._models import DEFAULT_MODEL, KNOWN_MODELS, OysterModel, _file_lock, cache_dir, from_hf
+from .models._model import DEFAULT_MODEL, KNOWN_MODELS, OysterModel, _file_lock, cache_dir, from_hf
 
 __all__ = ["TINY_ARCHITECTURES", "default_tokenizer", "tiny_hf_model", "tiny_model"]
 

@@ -34,8 +34,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import oyster_steer  # noqa: E402
-from oyster_steer import _models, testing  # noqa: E402
-from oyster_steer._models import OysterModel  # noqa: E402
+from oyster_steer import testing  # noqa: E402
+from oyster_steer.models import _model as _models  # noqa: E402
+from oyster_steer.models._model import OysterModel  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------
 # pytest configuration

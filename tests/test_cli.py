@@ -47,8 +47,8 @@ def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) ->
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory):
     """A tiny random llama saved with the default tokenizer, plus a reply-refusal probe for it."""
     from oyster_steer import load_model
-    from oyster_steer._probe import save_probe
     from oyster_steer.eval import train_refusal_probe
+    from oyster_steer.probes._probe import save_probe
 
     path = tmp_path_factory.mktemp("tiny-llama")
     tiny_hf_model("llama").save_pretrained(path)

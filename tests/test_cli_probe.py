@@ -17,9 +17,9 @@ def one_thread():
 
 
 def test_train_probe_writes_probes_and_only_its_report_section(tmp_path, monkeypatch, tiny):
-    from oyster_steer._probe import load_probe
     from oyster_steer.cli import _probe
     from oyster_steer.data import load_starter
+    from oyster_steer.probes._probe import load_probe
 
     model = tiny
     monkeypatch.setattr(_probe, "model_from_args", lambda args: model)
@@ -49,8 +49,8 @@ def test_train_probe_writes_probes_and_only_its_report_section(tmp_path, monkeyp
 
 
 def test_risk_and_intent_metrics_split_plain_and_wrapped():
-    from oyster_steer._probe_report import intent_metrics, risk_metrics
     from oyster_steer.data import PromptRecord
+    from oyster_steer.reproduce._probe_report import intent_metrics, risk_metrics
 
     def rec(intent: str, wrapped: bool) -> PromptRecord:
         risk = "harmful" if intent == "malicious" else "safe"

@@ -39,9 +39,9 @@ def small_data(monkeypatch):
 
 def test_every_subcommand_runs_on_the_default_model(tmp_path: Path, capsys) -> None:
     from oyster_steer import load_model
-    from oyster_steer._control import load_plan
-    from oyster_steer._probe import load_probe
-    from oyster_steer._vector import load_vector
+    from oyster_steer.control import load_plan
+    from oyster_steer.probes._probe import load_probe
+    from oyster_steer.vectors._vector import load_vector
 
     q = ["--quiet", "--device", "cpu"]
     acts = tmp_path / "acts.safetensors"

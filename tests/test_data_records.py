@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from oyster_steer._errors import OysterError
+from oyster_steer.core._errors import OysterError
 from oyster_steer.data import (
     CATEGORY_MAPS,
     INTENTS,

@@ -84,12 +84,14 @@ def test_demo_writes_a_complete_offline_report(smollm, tmp_path: Path) -> None:
 def test_report_labels_missing_pieces_and_escapes_text(tmp_path: Path) -> None:
     report = Report("t <1>")
     report.add_unavailable(
-        "Strength and KL", "module oyster_steer._calibrate is not part of this installation yet"
+        "Strength and KL",
+        "module oyster_steer.steering._calibrate is not part of this installation yet",
     )
     report.add_html("Replies", "<b>ok</b>", note="a <script> note")
     html = report.write(tmp_path / "r.html").read_text()
     assert (
-        "not available: module oyster_steer._calibrate is not part of this installation yet" in html
+        "not available: module oyster_steer.steering._calibrate is not part of this installation yet"
+        in html
     )
     assert "t &lt;1&gt;" in html and "a &lt;script&gt; note" in html and "<b>ok</b>" in html
     assert report.figure_ids() == [] and "plotly.js" not in html

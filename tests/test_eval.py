@@ -12,8 +12,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from oyster_steer._sites import parse_site
 from oyster_steer.backends import Hook
+from oyster_steer.core._sites import parse_site
 from oyster_steer.data import PromptRecord, PromptSet, load_starter, load_table
 from oyster_steer.data._exemplars import exemplars_for
 from oyster_steer.eval import (
@@ -527,9 +527,9 @@ def test_judge_prompt_falls_back_to_a_generic_rule() -> None:
 
 
 def test_two_pass_logprobs_match_one_teacher_forced_pass(model) -> None:
-    from oyster_steer._models import left_pad
     from oyster_steer.backends import get_backend
     from oyster_steer.eval._generate import _reference_rows, _reply_logprobs
+    from oyster_steer.models._model import left_pad
 
     rows = _reference_rows(
         model, ["Hi", "Tell me a story about a fox"], ["Hello there, friend.", "Once"]
@@ -560,8 +560,8 @@ def test_generated_only_steering_moves_the_reply(model) -> None:
 
 
 def test_plan_condition_records_each_rows_decision(model, prompts, probe) -> None:
-    from oyster_steer._control import ControlPlan, bind
-    from oyster_steer._probe import train_probe
+    from oyster_steer.control._plan import ControlPlan, bind
+    from oyster_steer.probes._train import train_probe
 
     gen = torch.Generator().manual_seed(0)
     x, y = torch.randn(40, model.d_model, generator=gen), torch.arange(40) % 4

@@ -17,17 +17,15 @@ OPTIONAL = ("transformer_lens", "nnsight", "plotly")
 
 _SCRIPT = textwrap.dedent(
     """
-    import importlib, importlib.util, json, sys
+    import json, sys
     OPTIONAL = {optional!r}
     loaded = lambda: sorted(m for m in OPTIONAL if m in sys.modules)
     out = {{}}
     import oyster_steer, oyster_steer.data, oyster_steer.testing, oyster_steer.backends
     out["import"] = loaded()
-    # every public name whose module exists resolves without the optional libraries
+    # every public name resolves without the optional libraries
     culprits = {{}}
-    for name, module in oyster_steer._LAZY.items():
-        if importlib.util.find_spec("oyster_steer" + module) is None:
-            continue
+    for name in oyster_steer._LAZY:
         getattr(oyster_steer, name)
         if loaded():
             culprits[name] = loaded()

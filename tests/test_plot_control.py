@@ -8,7 +8,7 @@ import torch
 pytest.importorskip("plotly")
 
 from oyster_steer import Policy  # noqa: E402
-from oyster_steer._control_runtime import Decisions  # noqa: E402
+from oyster_steer.control._runtime import Decisions  # noqa: E402
 from oyster_steer.plotting import plot_decisions, plot_payoffs  # noqa: E402
 
 

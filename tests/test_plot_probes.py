@@ -7,11 +7,12 @@ import torch
 
 pytest.importorskip("plotly")
 
-from oyster_steer._capture import Activations  # noqa: E402
-from oyster_steer._probe import LinearProbe, train_probe  # noqa: E402
-from oyster_steer._sweep import Task, sweep_activations  # noqa: E402
-from oyster_steer._trace import TokenTrace  # noqa: E402
+from oyster_steer.activations._capture import Activations  # noqa: E402
 from oyster_steer.plotting import plot_boundary, plot_confusion, plot_layer_sweep, plot_token_trace  # noqa: E402
+from oyster_steer.probes._probe import LinearProbe  # noqa: E402
+from oyster_steer.probes._sweep import Task, sweep_activations  # noqa: E402
+from oyster_steer.probes._trace import TokenTrace  # noqa: E402
+from oyster_steer.probes._train import train_probe  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -9,38 +9,20 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
-from .._arch import hook_point
-from .._errors import BackendUnavailableError
-from .._sites import Site, resolve_site
+from ..core._sites import Site, resolve_site
+from ..models._arch import hook_point
 
 if TYPE_CHECKING:
-    from .._models import OysterModel
+    from ..models._model import OysterModel
 
 __all__ = ["Backend", "Hook", "HookFn", "HookHandle", "get_backend"]
 
 HookFn = Callable[[torch.Tensor], "torch.Tensor | None"]
 """Receives a (B, T, d) activation; returns a replacement, or None to leave it unchanged."""
-
-_PIP = {
-    "tl": "pip install 'oyster-steer[tl]'  (transformer-lens>=4.3)",
-    "nnsight": "pip install 'oyster-steer[nnsight]'  (nnsight>=0.8)",
-    "plot": "pip install 'oyster-steer[plot]'  (plotly)",
-}
-
-
-def _require(module: str, extra: str) -> ModuleType:
-    """Import an optional dependency or raise ImportError naming the pip command."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as err:
-        raise BackendUnavailableError(
-            f"{module} is not installed; install it with: {_PIP[extra]}"
-        ) from err
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .._arch import hook_point
+from ..models._arch import hook_point
 from . import Hook, HookHandle, checked_hooks, position_ids
 
 if TYPE_CHECKING:
-    from .._models import OysterModel
+    from ..models._model import OysterModel
 
 __all__ = ["add_hooks", "forward", "generate"]
 

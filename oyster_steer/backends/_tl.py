@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .._sites import Site
+from ..core._sites import Site
 from . import Hook, HookHandle, _hf, checked_hooks
 
 if TYPE_CHECKING:
-    from .._models import OysterModel
+    from ..models._model import OysterModel
 
 __all__ = ["add_hooks", "forward", "generate"]
 

@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``oyster-steer``; errors from oyster_steer print as one sentence."""
-    from .._errors import OysterError
+    from ..core._errors import OysterError
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._capture import capture
+    from ..activations._capture import capture
 
     model = model_from_args(args)
     prompts = data_from_args(args)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .._models import DEFAULT_MODEL
+from ..models._model import DEFAULT_MODEL
 
 __all__ = ["add_common", "data_from_args", "model_from_args"]
 
@@ -39,7 +39,7 @@ def add_common(parser: argparse.ArgumentParser, *, out: str | None = None) -> No
 
 
 def model_from_args(args: argparse.Namespace) -> Any:
-    from .._models import load_model
+    from ..models._model import load_model
 
     return load_model(args.model, backend=args.backend, device=args.device)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .._models import DEFAULT_MODEL
+from ..models._model import DEFAULT_MODEL
 from ._eval import positive_int
 
 

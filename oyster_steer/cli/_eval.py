@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .._errors import OysterError
+from ..core._errors import OysterError
 from ._common import add_common, data_from_args, model_from_args
 
 
@@ -238,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         print(f"saved the table to {result.save(args.out)}")
     if args.report is not None:
-        from .._markdown import write_section
+        from ..reproduce._markdown import write_section
 
         heading = f"## Evaluation: {Path(model.name).name}"
         body = report_section(heading, result, prompts, args.argv, time.time() - start)

@@ -56,15 +56,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _sources(args: argparse.Namespace, model: Any) -> tuple[Any, Any]:
     """(what to bake, what to ablate) from the files named on the command line."""
-    from .._export import ExportError
-    from .._vector import load_vector
+    from ..export._export import ExportError
+    from ..vectors._vector import load_vector
 
     vectors = [load_vector(path, model) for path in args.vector]
     ablate = [load_vector(path, model) for path in args.ablate]
     if args.plan:
         if vectors:
             raise ExportError("pass --plan or --vector, not both: a plan carries its own vectors")
-        from .._control import load_plan
+        from ..control import load_plan
 
         return load_plan(args.plan, model), _merge_ablations(ablate)
     return (vectors or None), _merge_ablations(ablate)
@@ -80,7 +80,7 @@ def _merge_ablations(vectors: list[Any]) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._export import ExportError, export_patched
+    from ..export._export import ExportError, export_patched
 
     if args.out is None:
         raise ExportError("--out DIR is required: name a new or empty directory for the checkpoint")

@@ -101,8 +101,8 @@ def _strength(spec: str, vector: Any) -> float:
 
 def _binding(spec: str, vector_dir: Path, model: Any) -> Any:
     """``NAME=PATH:STRATEGY=STRENGTH,...`` -> a Binding."""
-    from .._control import bind
-    from .._vector import load_vector
+    from ..control._plan import bind
+    from ..vectors._vector import load_vector
 
     try:
         name, rest = spec.split("=", 1)
@@ -120,7 +120,7 @@ def _binding(spec: str, vector_dir: Path, model: Any) -> Any:
 def _policy(args: argparse.Namespace) -> Any:
     import torch
 
-    from .._policy import Policy
+    from ..control._policy import Policy
 
     if args.payoff is None:
         return Policy(mode=args.mode, temperature=args.temperature)
@@ -149,8 +149,8 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._control import ControlPlan, save_plan
-    from .._probe import load_probe
+    from ..control import ControlPlan, save_plan
+    from ..probes._probe import load_probe
 
     model = model_from_args(args)
     probe_dir, vector_dir = Path("probes") / args.model, Path("vectors") / args.model

@@ -73,10 +73,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._capture_cache import cached_capture
-    from .._probe import save_probe
-    from .._probe_data import probe_splits
-    from .._sweep import sweep_activations, task_labels
+    from ..activations._cache import cached_capture
+    from ..probes._data import probe_splits
+    from ..probes._probe import save_probe
+    from ..probes._sweep import sweep_activations, task_labels
 
     start = time.time()
     model = model_from_args(args)
@@ -129,8 +129,8 @@ def run(args: argparse.Namespace) -> int:
         results["tasks"][task_name] = {"probe": probe, "sweep": sweep, "labels": labels}
     results["timing"]["train_s"] = time.time() - captured
     if args.report:
-        from .._probe_report import write_section
-        from .._probe_results import build_report
+        from ..reproduce._probe_report import write_section
+        from ..reproduce._probe_results import build_report
 
         body = build_report(
             model,

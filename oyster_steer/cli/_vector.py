@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     vec = _train(model, data, args.method, args.target, args.sites, args.n_per_intent, args)
     if args.calibrate:
         vec = _calibrated(model, vec, data.split("validation"), args.kl_budget, None, args)[0]
-    from .._vector import save_vector
+    from ..vectors._vector import save_vector
 
     print(f"saved {vec} to {save_vector(vec, args.out)}")
     return 0
@@ -119,8 +119,8 @@ def run(args: argparse.Namespace) -> int:
 def _train(
     model: Any, data: Any, method: str, target: str, sites: Any, n: int, args: argparse.Namespace
 ) -> Any:
-    from .._learn import LearnConfig
-    from .._train_vector import train_vector
+    from ..vectors._learn import LearnConfig
+    from ..vectors._train import train_vector
 
     recipe = {
         **SHIPPED["learn"],
@@ -148,7 +148,7 @@ def _train(
 def _calibrated(
     model: Any, vec: Any, heldout: Any, budget: float, grid: Any, args: argparse.Namespace
 ) -> Any:
-    from .._calibrate import calibrate_strength
+    from ..steering._calibrate import calibrate_strength
 
     curve = calibrate_strength(
         model,
@@ -172,7 +172,7 @@ def _calibrated(
 
 def ship(model: Any, data: Any, out_dir: Path, args: argparse.Namespace) -> int:
     """Train and calibrate every shipped vector; about 10-15 min on two idle CPU cores."""
-    from .._vector import save_vector
+    from ..vectors._vector import save_vector
 
     started = time.monotonic()
     args.steps, n = SHIPPED["learn"]["steps"], SHIPPED["n_per_intent"]
@@ -201,8 +201,8 @@ def ship(model: Any, data: Any, out_dir: Path, args: argparse.Namespace) -> int:
 
 
 def run_results(args: argparse.Namespace) -> int:
-    from .._vector import load_vector
-    from .._vector_results import results_markdown, write_section
+    from ..reproduce._vector_results import results_markdown, write_section
+    from ..vectors._vector import load_vector
 
     _threads(args)
     model, data = model_from_args(args), data_from_args(args)

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from .._errors import EmptyInputError, OysterError
+from ..core._errors import EmptyInputError, OysterError
 
 __all__ = [
     "INTENTS",

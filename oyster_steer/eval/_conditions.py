@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .._models import OysterModel
+    from ..models._model import OysterModel
 
 __all__ = ["KINDS", "Condition"]
 
@@ -61,11 +61,11 @@ class Condition:
         if not isinstance(self.obj, (str, Path)):
             return self
         if self.kind == "vector":
-            from .._vector import load_vector
+            from ..vectors._vector import load_vector
 
             return replace(self, obj=load_vector(self.obj, model))
         if self.kind == "plan":
-            from .._control import load_plan
+            from ..control import load_plan
 
             return replace(self, obj=load_plan(self.obj, model))
         raise ValueError(
@@ -92,11 +92,11 @@ class Condition:
 
             handle = get_backend(model.backend).add_hooks(model, list(obj))
         elif self.kind == "plan":
-            from .._control import patch_plan
+            from ..control import patch_plan
 
             handle = patch_plan(model, obj, **kwargs)
         else:
-            from .._steer import patch
+            from ..steering._steer import patch
 
             handle = patch(model, obj, **kwargs)
         try:

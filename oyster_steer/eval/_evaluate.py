@@ -19,15 +19,15 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._errors import EmptyInputError, ModelMismatchError
+from ..core._errors import EmptyInputError, ModelMismatchError
 from ._conditions import Condition
 from ._generate import divergence, generate_replies
 from ._judges import Judges, judge_replies
 from ._result import EvalResult
 
 if TYPE_CHECKING:
-    from .._models import OysterModel
     from ..data import PromptRecord
+    from ..models._model import OysterModel
 
 __all__ = ["evaluate"]
 

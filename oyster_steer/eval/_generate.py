@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .._errors import EmptyInputError
-from .._models import left_pad
 from ..backends import get_backend, position_ids
+from ..core._errors import EmptyInputError
+from ..models._model import left_pad
 
 if TYPE_CHECKING:
-    from .._models import OysterModel
+    from ..models._model import OysterModel
 
 __all__ = ["divergence", "generate_replies"]
 

@@ -34,9 +34,9 @@ import torch
 from . import _rules
 
 if TYPE_CHECKING:
-    from .._models import OysterModel
-    from .._probe import LinearProbe
     from ..data import PromptRecord
+    from ..models._model import OysterModel
+    from ..probes._probe import LinearProbe
     from ._llm_judge import LLMJudge
 
 __all__ = ["VERDICTS", "Judges", "judge_replies", "verdict"]
@@ -116,14 +116,14 @@ class Judges:
     def pool(self, intent: str) -> torch.Tensor:
         """(M, 384) embeddings of the starter set's distinct constructive exemplars for ``intent``."""
         if intent not in self._pools:
-            from .._baseline import embed_texts
             from ..data import load_starter
             from ..data._exemplars import exemplars_for
+            from ..probes._baseline import embed_texts
 
             texts = sorted(
                 {e.constructive for e in exemplars_for(load_starter().filter(intent=intent))}
             )
-            from .._models import cache_dir
+            from ..models._model import cache_dir
 
             self._pools[intent] = embed_texts(
                 texts, device="cpu", cache=cache_dir() / "eval" / "minilm"
@@ -135,7 +135,7 @@ def _similarities(
     judges: Judges, records: Sequence[PromptRecord], replies: Sequence[str]
 ) -> list[float | None]:
     """Cosine of each guided reply to the nearest constructive exemplar of its intent."""
-    from .._baseline import embed_texts
+    from ..probes._baseline import embed_texts
 
     out: list[float | None] = [None] * len(replies)
     guided = [i for i, r in enumerate(records) if r.intent in _GUIDED]

@@ -21,7 +21,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from .._errors import OysterError
+from ..core._errors import OysterError
 
 __all__ = ["HELPFULNESS_ASPECTS", "SAFETY_LEVELS", "LLMJudge", "LLMJudgeError", "judge_prompt"]
 

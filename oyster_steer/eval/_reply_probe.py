@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .._errors import EmptyInputError
-from .._models import cache_dir, left_pad
-from .._sites import Site, parse_site
 from ..backends import Hook, get_backend
+from ..core._errors import EmptyInputError
+from ..core._sites import Site, parse_site
+from ..models._model import cache_dir, left_pad
 
 if TYPE_CHECKING:
-    from .._models import OysterModel
-    from .._probe import LinearProbe
+    from ..models._model import OysterModel
+    from ..probes._probe import LinearProbe
 
 __all__ = ["default_reply_site", "refusal_probe", "reply_activations", "train_refusal_probe"]
 
@@ -160,7 +160,7 @@ def train_refusal_probe(
     Example:
         >>> probe = train_refusal_probe(model, n_per_intent=4)   # doctest: +SKIP
     """
-    from .._probe import train_probe
+    from ..probes._train import train_probe
 
     site = parse_site(site) if site is not None else default_reply_site(model)
     prompts, replies, labels = _training_pairs(n_per_intent, seed)
@@ -190,7 +190,7 @@ def refusal_probe(
     Example:
         >>> probe = refusal_probe(model)   # trains once (~a minute on CPU), then loads  # doctest: +SKIP
     """
-    from .._probe import load_probe, save_probe
+    from ..probes._probe import load_probe, save_probe
 
     if path is not None:
         return load_probe(path, model)

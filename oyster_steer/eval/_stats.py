@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .._errors import EmptyInputError
+from ..core._errors import EmptyInputError
 
 __all__ = ["Estimate", "bootstrap_ci", "estimate"]
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ..backends import _require
+from ..core._optional import require
 
-_require("plotly", "plot")
+require("plotly", "plot")
 
 _LAZY: dict[str, str] = {
     "plot_layer_sweep": "._probes",

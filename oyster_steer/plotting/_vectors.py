@@ -15,7 +15,7 @@ def plot_strength_curve(curve: Any | Sequence[Any], *, kl_budget: float | None =
     """Left: margin gain per intent vs strength. Right: margin gain vs benign KL (the trade-off).
 
     Args:
-        curve: a :class:`~oyster_steer._calibrate.StrengthCurve`, or several (one per method) to
+        curve: a :class:`~oyster_steer.steering._calibrate.StrengthCurve`, or several (one per method) to
             compare them at equal benign KL on the right panel.
         kl_budget: draw this KL budget as a vertical line on the right panel.
 

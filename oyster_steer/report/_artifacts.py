@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .._models import OysterModel
+    from ..models._model import OysterModel
 
 __all__ = ["REPO_ROOT", "model_dirname", "shipped"]
 

@@ -22,35 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .._models import DEFAULT_MODEL
+from . import _stages as st
+from . import _steering as sg
+from ._config import DemoConfig
 from ._html import Report
 
 __all__ = ["DemoConfig", "DemoOutcome", "run_demo"]
 
 T = TypeVar("T")
-
-
-@dataclass
-class DemoConfig:
-    """What the demo runs (defaults fit ~10 minutes on a 2-core CPU)."""
-
-    model: str = DEFAULT_MODEL
-    backend: str = "hf"
-    device: str | None = None
-    out: Path = Path("out/report.html")
-    work_dir: Path = Path("runs/demo")  # capture cache, results JSONL, trained fallbacks
-    n_per_class: int = 4  # evaluation prompts per intent from the starter test split
-    max_new_tokens: int = 40
-    batch_size: int = 8
-    sweep_stride: int = 2  # sweep every k-th layer (the last layer is always included)
-    trace_tokens: int = 24
-    calibrate_per_intent: int = 8  # held-out prompts per intent for the strength curve
-    strength: float | None = None  # constructive vector strength (None: its calibrated default)
-    use_shared: bool = True  # extra plots from ../shared/data when present
-    refusal_probe: str | None = None  # path; None trains one on exemplars (cached per model)
-    seed: int = 0
-    strict: bool = False
-    progress: bool = True
 
 
 @dataclass
@@ -113,9 +92,6 @@ def run_demo(cfg: DemoConfig | None = None, *, model: Any = None) -> DemoOutcome
     Example:
         >>> run_demo(DemoConfig(out=Path("out/report.html"))).path   # doctest: +SKIP
     """
-    from . import _stages as st
-    from . import _steering as sg
-
     cfg = cfg or DemoConfig()
     report = Report("oyster_steer: constructive-safety steering demo")
     run = _Run(cfg, report)

@@ -14,12 +14,12 @@ from ._artifacts import model_dirname, shipped
 from ._html import Report, table_html
 
 if TYPE_CHECKING:
-    from .._models import OysterModel
-    from ._demo import DemoConfig
+    from ..models._model import OysterModel
+    from ._config import DemoConfig
 
 
 def load(cfg: DemoConfig) -> OysterModel:
-    from .._models import load_model
+    from ..models._model import load_model
 
     return load_model(cfg.model, backend=cfg.backend, device=cfg.device)
 
@@ -42,7 +42,7 @@ def _sweep_sites(model: OysterModel, cfg: DemoConfig) -> list[str]:
 
 def _acts_at(model: OysterModel, texts: list[str], site: str, cfg: DemoConfig) -> Any:
     """(N, d) last-token activations at ``site``, from the sweep's capture cache when it has them."""
-    from .._capture_cache import cached_capture
+    from ..activations._cache import cached_capture
 
     swept = _sweep_sites(model, cfg)
     sites = swept if site in swept else [site]
@@ -51,7 +51,7 @@ def _acts_at(model: OysterModel, texts: list[str], site: str, cfg: DemoConfig) -
 
 def layer_sweeps(model: OysterModel, data: dict[str, Any], cfg: DemoConfig) -> dict[str, Any]:
     """Risk and intent probes at every ``sweep_stride``-th layer, on the starter splits."""
-    from .._sweep import sweep_layers
+    from ..probes._sweep import sweep_layers
 
     sites = _sweep_sites(model, cfg)
     common = dict(sites=sites, cache=_cache(cfg), progress=cfg.progress)
@@ -78,8 +78,8 @@ def add_sweep_figure(report: Report, task: str, sweep: Any) -> None:
 
 def _probe_for(task: str, model: OysterModel, sweeps: dict[str, Any]) -> tuple[Any, str] | None:
     """The shipped probe for ``task`` if it loads for this model, else the sweep's best one."""
-    from .._errors import ArtifactError
-    from .._probe import load_probe
+    from ..core._errors import ArtifactError
+    from ..probes._probe import load_probe
 
     path, problem = shipped("probes", model, task), ""
     if path is not None:
@@ -163,8 +163,8 @@ def traces(
     data: dict[str, Any],
     cfg: DemoConfig,
 ) -> None:
-    from .._trace import token_trace
     from ..plotting import plot_token_trace
+    from ..probes._trace import token_trace
 
     for intent in ("borderline", "vulnerable", "malicious"):
         rec = _pick(data["test"], intent)
@@ -187,7 +187,7 @@ def shared_extras(
 
     if default_data_dir() is None or "risk" not in probes:
         return
-    from .._capture_cache import cached_capture
+    from ..activations._cache import cached_capture
     from ..plotting import plot_boundary
 
     probe = probes["risk"]

@@ -14,9 +14,9 @@ from ._artifacts import model_dirname, shipped
 from ._html import Report
 
 if TYPE_CHECKING:
-    from .._models import OysterModel
     from ..eval import EvalResult
-    from ._demo import DemoConfig
+    from ..models._model import OysterModel
+    from ._config import DemoConfig
 
 KL_BUDGET = 0.1  # nats of benign next-token KL allowed when the demo picks a strength itself
 STRENGTHS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0)  # grid of the strength curve (0 is always added)
@@ -32,7 +32,7 @@ def _digest(vec: Any) -> str:
 
 def _curve(model: OysterModel, vec: Any, data: dict[str, Any], cfg: DemoConfig) -> Any:
     """The vector's strength curve on the starter validation split (cached per vector)."""
-    from .._calibrate import StrengthCurve, calibrate_strength
+    from ..steering._calibrate import StrengthCurve, calibrate_strength
 
     path = (
         cfg.work_dir
@@ -58,7 +58,7 @@ def _curve(model: OysterModel, vec: Any, data: dict[str, Any], cfg: DemoConfig) 
 def vector(model: OysterModel, data: dict[str, Any], cfg: DemoConfig) -> Any:
     """The shipped constructive vector, else one trained (mean difference) on the starter train
     split with a strength chosen on validation for a benign KL budget; cached in ``work_dir``."""
-    from .._vector import load_vector, save_vector
+    from ..vectors._vector import load_vector, save_vector
 
     path = shipped("vectors", model, "constructive")
     if path is not None:
@@ -66,7 +66,7 @@ def vector(model: OysterModel, data: dict[str, Any], cfg: DemoConfig) -> Any:
     cached = cfg.work_dir / "artifacts" / model.fingerprint / "constructive.safetensors"
     if cached.is_file():
         return load_vector(cached, model)
-    from .._train_vector import train_vector
+    from ..vectors._train import train_vector
 
     vec = train_vector(
         model,
@@ -101,7 +101,7 @@ def plan(model: OysterModel, probes: dict[str, Any], vec: Any, cfg: DemoConfig) 
     """The shipped control pack, else a plan built here as ``oyster-steer build-plan`` would: the
     intent probe gates the constructive vector for "guide" and "redirect" (the risk probe is a
     monitor); it is saved next to the stand-in vector for ``oyster-steer eval --plan``."""
-    from .._control import ControlPlan, bind, load_plan
+    from ..control import ControlPlan, bind, load_plan
 
     path = shipped("vectors", model, "control")
     if path is not None:
@@ -110,7 +110,7 @@ def plan(model: OysterModel, probes: dict[str, Any], vec: Any, cfg: DemoConfig) 
         raise FileNotFoundError(
             f"no control pack vectors/{model_dirname(model)}/control.safetensors, and no intent probe and vector to build one"
         )
-    from .._control import save_plan
+    from ..control import save_plan
 
     binding = bind(vec, {"guide": vec.strength, "redirect": vec.strength}, name="constructive")
     monitors = {"risk": probes["risk"]} if "risk" in probes else {}
@@ -127,8 +127,8 @@ def policy_figures(
     """The policy's payoffs and its decisions on a few held-out starter prompts per intent."""
     import torch
 
-    from .._control import patch_plan
     from ..backends import get_backend
+    from ..control import patch_plan
     from ..plotting import plot_decisions, plot_payoffs
 
     origin = plan_obj.meta.get("origin", "shipped control pack")

@@ -1,0 +1,10 @@
+"""Activations: capture residual-stream activations (``capture``), cache them on disk, and score
+replies under a model (log-probabilities used by vector training and strength calibration).
+"""
+
+from __future__ import annotations
+
+from ._cache import cached_capture
+from ._capture import Activations, ShardedActivations, capture
+
+__all__ = ["Activations", "ShardedActivations", "cached_capture", "capture"]

@@ -1,0 +1,118 @@
+"""A content-addressed cache of captures, so sweeps and probe training capture each prompt once.
+
+Rows are keyed by prompt text under ``root/{fingerprint}/{positions}-{chat}-{sites hash}/`` and
+stored as ordinary :class:`~oyster_steer.Activations` shards. Asking for prompts that are
+partly cached captures only the missing ones, in length-sorted chunks, writing a shard after each
+chunk so an interrupted run loses at most one chunk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import cast
+
+import torch
+
+from ..core._sites import Site, resolve_sites
+from ..models._model import OysterModel
+from ._capture import Activations, capture
+
+__all__ = ["DEFAULT_CACHE", "cached_capture"]
+
+DEFAULT_CACHE = Path("runs") / "capture-cache"
+
+
+def _cache_dir(
+    root: Path, model: OysterModel, sites: Sequence[Site], positions: str, chat: bool
+) -> Path:
+    names = ",".join(s.name for s in sites)
+    tag = hashlib.sha256(names.encode()).hexdigest()[:10]
+    return root / model.fingerprint / f"{positions}-chat{int(chat)}-{tag}"
+
+
+def _load_index(directory: Path, sites: Sequence[Site]) -> dict[str, torch.Tensor]:
+    """text -> (n_sites, d) row from every shard in ``directory``."""
+    index: dict[str, torch.Tensor] = {}
+    for path in sorted(directory.glob("shard-*.safetensors")):
+        part = Activations.load(path)
+        stacked = part.stack([s.name for s in sites])  # (N, S, d)
+        index.update(zip(part.prompts, stacked, strict=True))
+    return index
+
+
+def cached_capture(
+    model: OysterModel,
+    texts: Sequence[str],
+    sites: str | Sequence[str | Site] = "resid_post",
+    *,
+    positions: str = "last",
+    chat: bool = True,
+    root: str | Path = DEFAULT_CACHE,
+    chunk: int = 256,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> Activations:
+    """Capture ``texts`` at ``sites`` (``last`` or ``mean`` positions), reusing cached rows.
+
+    Args:
+        model: any backend; rows are shared across backends (same weights, same fingerprint).
+        texts: prompts; duplicates are captured once.
+        root: cache root (git-ignored ``runs/capture-cache`` by default).
+        chunk: prompts per shard written while capturing.
+
+    Returns:
+        Activations with one row per text, in the order given.
+
+    Example:
+        >>> acts = cached_capture(model, ["Hi!"], "resid_post")  # doctest: +SKIP
+    """
+    from tqdm.auto import tqdm
+
+    if positions == "all":
+        raise ValueError("cached_capture keeps one row per prompt: use positions='last' or 'mean'")
+    resolved = sorted(resolve_sites(sites, model.n_layers), key=lambda s: s.order)
+    directory = _cache_dir(Path(root), model, resolved, positions, chat)
+    index = _load_index(directory, resolved) if directory.is_dir() else {}
+    missing = sorted({t for t in texts if t not in index}, key=len)  # similar lengths per chunk
+    with tqdm(
+        total=len(missing), desc="capture", unit="prompt", disable=not progress or not missing
+    ) as bar:
+        for start in range(0, len(missing), chunk):
+            batch = missing[start : start + chunk]
+            part = cast(
+                Activations,
+                capture(
+                    model,
+                    batch,
+                    resolved,
+                    positions=positions,
+                    chat=chat,
+                    batch_size=batch_size,
+                    progress=False,
+                ),
+            )
+            part.save(directory / f"shard-{time.time_ns()}.safetensors")
+            index.update(zip(part.prompts, part.stack([s.name for s in resolved]), strict=True))
+            bar.update(len(part))
+    rows = (
+        torch.stack([index[t] for t in texts])
+        if texts
+        else torch.zeros(0, len(resolved), model.d_model)
+    )  # (N, S, d)
+    meta = {
+        "model_name": model.name,
+        "model_fingerprint": model.fingerprint,
+        "chat": str(chat),
+        "captured_now": str(len(missing)),
+    }
+    return Activations(
+        acts={s.name: rows[:, i].contiguous() for i, s in enumerate(resolved)},
+        prompts=list(texts),
+        token_ids=torch.zeros(0, dtype=torch.long),
+        token_offsets=torch.zeros(len(texts) + 1, dtype=torch.long),
+        positions=positions,
+        meta=meta,
+    )

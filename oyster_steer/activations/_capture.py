@@ -1,0 +1,397 @@
+"""Residual-stream capture: batched, left-padded, padding-correct, on any backend.
+
+``capture(model, prompts, sites)`` runs the prompts through the model once and keeps, per site,
+the activation at the last prompt token (``positions="last"``), the mean over the prompt's real
+tokens (``"mean"``) or every real token (``"all"``). The pass stops after the last hooked block.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..backends import Hook, get_backend
+from ..core._errors import EmptyInputError, OysterError
+from ..core._sites import Site, resolve_sites
+from ..models._model import OysterModel
+
+__all__ = ["POSITIONS", "Activations", "ShardedActivations", "capture"]
+
+POSITIONS = ("last", "mean", "all")
+_FORMAT, _VERSION = "oyster_steer.activations", 1
+
+
+@dataclass
+class Activations:
+    """Captured activations with the prompts they came from.
+
+    Attributes:
+        acts: site name -> (N, d) for ``last``/``mean``, or (total_tokens, d) for ``all``, where
+            prompt i owns rows ``token_offsets[i]:token_offsets[i+1]``.
+        prompts: the N prompt texts; token_ids: the real (unpadded) token ids of all prompts,
+            flattened, split by ``token_offsets`` (N + 1,).
+        labels: field name -> (N,) class ids; label_names: field name -> class names.
+        meta: model name, fingerprint, positions, backend, chat flag.
+    """
+
+    acts: dict[str, torch.Tensor]
+    prompts: list[str]
+    token_ids: torch.Tensor
+    token_offsets: torch.Tensor
+    positions: str = "last"
+    labels: dict[str, torch.Tensor] = field(default_factory=dict)
+    label_names: dict[str, list[str]] = field(default_factory=dict)
+    meta: dict[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def __getitem__(self, site: str | Site) -> torch.Tensor:
+        name = site.name if isinstance(site, Site) else site
+        if name not in self.acts:
+            raise KeyError(
+                f"site {name!r} was not captured; captured sites: {', '.join(self.sites)}"
+            )
+        return self.acts[name]
+
+    @property
+    def sites(self) -> list[str]:
+        return list(self.acts)
+
+    def prompt_ids(self, i: int) -> torch.Tensor:
+        """The real token ids of prompt ``i``."""
+        return self.token_ids[self.token_offsets[i] : self.token_offsets[i + 1]]
+
+    def prompt_acts(self, site: str | Site, i: int) -> torch.Tensor:
+        """(T_i, d) activations of prompt ``i`` (``positions="all"`` only)."""
+        if self.positions != "all":
+            raise ValueError(
+                f"per-token activations need positions='all', this capture used {self.positions!r}"
+            )
+        return self[site][self.token_offsets[i] : self.token_offsets[i + 1]]
+
+    def stack(self, sites: Sequence[str | Site] | None = None) -> torch.Tensor:
+        """(N, n_sites, d): several sites side by side."""
+        return torch.stack([self[s] for s in (sites or self.sites)], dim=1)
+
+    def save(self, path: str | Path) -> Path:
+        """Save to one safetensors file (prompts stored as UTF-8 bytes, never pickled)."""
+        from ..models._artifacts import save_artifact
+
+        blob, offs = _encode_strings(self.prompts)
+        tensors = {f"acts/{k}": v for k, v in self.acts.items()}
+        tensors.update({f"labels/{k}": v for k, v in self.labels.items()})
+        tensors.update(
+            token_ids=self.token_ids,
+            token_offsets=self.token_offsets,
+            prompt_bytes=blob,
+            prompt_offsets=offs,
+        )
+        meta = {
+            **self.meta,
+            "positions": self.positions,
+            "label_names": json.dumps(self.label_names),
+        }
+        return save_artifact(path, tensors, meta, format=_FORMAT, version=_VERSION)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Activations:
+        """Load what :meth:`save` wrote."""
+        from ..models._artifacts import load_artifact
+
+        t, meta = load_artifact(path, format=_FORMAT, max_version=_VERSION, device=device)
+        label_names = json.loads(meta.pop("label_names", "{}"))
+        positions = meta.pop("positions", "last")
+        for key in ("format", "format_version"):
+            meta.pop(key, None)
+        return cls(
+            acts={k[5:]: v for k, v in t.items() if k.startswith("acts/")},
+            prompts=_decode_strings(t["prompt_bytes"], t["prompt_offsets"]),
+            token_ids=t["token_ids"],
+            token_offsets=t["token_offsets"],
+            positions=positions,
+            labels={k[7:]: v for k, v in t.items() if k.startswith("labels/")},
+            label_names=label_names,
+            meta=meta,
+        )
+
+    @classmethod
+    def concat(cls, parts: Sequence[Activations]) -> Activations:
+        """Join captures of the same sites and positions (e.g. shards) in order."""
+        if not parts:
+            raise EmptyInputError("nothing to concatenate: pass at least one Activations")
+        first = parts[0]
+        lengths = torch.tensor([0] + [int(p.token_offsets[-1]) for p in parts[:-1]]).cumsum(0)
+        offsets = torch.cat(
+            [parts[0].token_offsets[:1]]
+            + [p.token_offsets[1:] + base for p, base in zip(parts, lengths, strict=False)]
+        )
+        return cls(
+            acts={s: torch.cat([p.acts[s] for p in parts]) for s in first.acts},
+            prompts=[q for p in parts for q in p.prompts],
+            token_ids=torch.cat([p.token_ids for p in parts]),
+            token_offsets=offsets,
+            positions=first.positions,
+            labels={k: torch.cat([p.labels[k] for p in parts]) for k in first.labels},
+            label_names=first.label_names,
+            meta=first.meta,
+        )
+
+
+def _encode_strings(texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    raw = [t.encode("utf-8") for t in texts]
+    offsets = torch.tensor([0] + [len(r) for r in raw], dtype=torch.long).cumsum(0)
+    blob = torch.frombuffer(bytearray(b"".join(raw)) or bytearray(1), dtype=torch.uint8)[
+        : int(offsets[-1])
+    ]
+    return blob.clone(), offsets
+
+
+def _decode_strings(blob: torch.Tensor, offsets: torch.Tensor) -> list[str]:
+    data = bytes(blob.numpy().tobytes())
+    bounds = offsets.tolist()
+    return [data[a:b].decode("utf-8") for a, b in zip(bounds[:-1], bounds[1:], strict=False)]
+
+
+@dataclass
+class ShardedActivations:
+    """A capture streamed to disk in shards; load all or some sites when needed."""
+
+    directory: Path
+
+    @property
+    def shard_paths(self) -> list[Path]:
+        return sorted(self.directory.glob("shard-*.safetensors"))
+
+    def __iter__(self) -> Iterator[Activations]:
+        for path in self.shard_paths:
+            yield Activations.load(path)
+
+    def load(self, sites: Sequence[str] | None = None) -> Activations:
+        """Concatenate the shards, keeping only ``sites`` (all when None) to bound memory."""
+        parts = []
+        for part in self:
+            if sites is not None:
+                part.acts = {s: part[s] for s in sites}
+            parts.append(part)
+        return Activations.concat(parts)
+
+
+def _pool(x: torch.Tensor, mask: torch.Tensor, positions: str) -> torch.Tensor:
+    """(B, T, d) -> (B, d) for last/mean, (real_tokens, d) for all. Left padding: last is -1."""
+    if positions == "last":
+        return x[:, -1]
+    m = mask.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
+    if positions == "mean":
+        return (x * m).sum(1) / m.sum(1).clamp(min=1)
+    return x[mask.bool()]
+
+
+def _prompt_texts(prompts: Any) -> tuple[list[str], dict[str, torch.Tensor], dict[str, list[str]]]:
+    """Accept a list of strings or a PromptSet-like object (``.texts`` and ``.label_ids(field)``)."""
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    if hasattr(prompts, "texts") and hasattr(prompts, "label_ids"):
+        from ..data import INTENTS, RISKS
+
+        labels = {"intent": prompts.label_ids("intent"), "risk": prompts.label_ids("risk")}
+        return list(prompts.texts), labels, {"intent": list(INTENTS), "risk": list(RISKS)}
+    if not isinstance(prompts, Sequence) or not all(isinstance(p, str) for p in prompts):
+        raise TypeError(
+            f"prompts must be a list of str or a PromptSet, got {type(prompts).__name__}"
+        )
+    return list(prompts), {}, {}
+
+
+def capture(
+    model: OysterModel,
+    prompts: Sequence[str] | Any,
+    sites: str | Site | Sequence[str | Site] = "resid_post",
+    *,
+    positions: str = "last",
+    batch_size: int = 16,
+    chat: bool = True,
+    labels: Mapping[str, torch.Tensor] | None = None,
+    label_names: Mapping[str, Sequence[str]] | None = None,
+    out_dir: str | Path | None = None,
+    shard_size: int = 1024,
+    dtype: torch.dtype = torch.float32,
+    progress: bool = True,
+) -> Activations | ShardedActivations:
+    """Capture residual activations of ``prompts`` at ``sites``.
+
+    Args:
+        model: from :func:`oyster_steer.load_model`, on any backend.
+        prompts: strings, or a :class:`oyster_steer.data.PromptSet` (its intent/risk labels come along).
+        sites: site names, or a bare kind (``"resid_post"``) for every layer.
+        positions: ``"last"`` token, ``"mean"`` over real tokens, or ``"all"`` real tokens.
+        batch_size: prompts per forward pass; prompts are length-sorted to waste little padding.
+        chat: wrap each prompt in the model's chat template first.
+        out_dir: stream shards of ``shard_size`` prompts to this directory and return a
+            :class:`ShardedActivations` (bounded memory for large prompt sets).
+
+    Example:
+        >>> acts = capture(model, ["Hello!", "How do I kill a python process?"], "blocks.-1.hook_resid_post")  # doctest: +SKIP
+        >>> acts["blocks.29.hook_resid_post"].shape  # doctest: +SKIP
+        torch.Size([2, 576])
+    """
+    if positions not in POSITIONS:
+        raise ValueError(
+            f"positions={positions!r} is not supported: use one of {', '.join(POSITIONS)}"
+        )
+    texts, found_labels, found_names = _prompt_texts(prompts)
+    if not texts:
+        raise EmptyInputError("the prompt list is empty: pass at least one prompt")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    labels = dict(labels) if labels is not None else found_labels
+    names = {k: list(v) for k, v in (label_names or found_names).items()}
+    for key, value in labels.items():
+        if len(value) != len(texts):
+            raise ValueError(
+                f"labels[{key!r}] has {len(value)} entries for {len(texts)} prompts: give one label per prompt"
+            )
+    resolved = sorted(
+        resolve_sites(sites if not isinstance(sites, (str, Site)) else [sites], model.n_layers),
+        key=lambda s: s.order,
+    )
+    meta = {
+        "model_name": model.name,
+        "model_fingerprint": model.fingerprint,
+        "backend": model.backend,
+        "chat": str(chat),
+    }
+    rows = model.token_rows(texts, chat=chat)  # one tokenizer call for all prompts
+    empty = [i for i, row in enumerate(rows) if not row]
+    if empty:
+        raise EmptyInputError(f"prompt {empty[0]} has no tokens: pass non-empty text, or chat=True")
+    if out_dir is None:
+        return _capture_chunk(
+            model,
+            texts,
+            rows,
+            resolved,
+            positions,
+            batch_size,
+            labels,
+            names,
+            meta,
+            dtype,
+            progress,
+        )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for n, start in enumerate(range(0, len(texts), shard_size)):
+        chunk = slice(start, start + shard_size)
+        part_labels = {k: v[chunk] for k, v in labels.items()}
+        part = _capture_chunk(
+            model,
+            texts[chunk],
+            rows[chunk],
+            resolved,
+            positions,
+            batch_size,
+            part_labels,
+            names,
+            meta,
+            dtype,
+            progress,
+        )
+        part.save(out / f"shard-{n:05d}.safetensors")
+    return ShardedActivations(out)
+
+
+def _capture_chunk(
+    model: OysterModel,
+    texts: list[str],
+    token_rows: list[list[int]],
+    sites: list[Site],
+    positions: str,
+    batch_size: int,
+    labels: Mapping[str, torch.Tensor],
+    label_names: dict[str, list[str]],
+    meta: dict[str, str],
+    dtype: torch.dtype,
+    progress: bool,
+) -> Activations:
+    from tqdm.auto import tqdm
+
+    order = sorted(range(len(texts)), key=lambda i: len(token_rows[i]))  # length-sorted batches
+    backend = get_backend(model.backend)
+    pooled: dict[str, list[torch.Tensor]] = {s.name: [] for s in sites}
+    with (
+        torch.inference_mode(),
+        tqdm(
+            total=len(texts), desc="capture", unit="prompt", disable=not progress, leave=False
+        ) as bar,
+    ):
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            ids, mask = _left_pad_rows([token_rows[i] for i in batch], model)
+            found: dict[str, torch.Tensor] = {}
+            hooks = [Hook(site, _store(found, site.name, mask, positions)) for site in sites]
+            backend.forward(model, ids, mask, hooks, logits=False)
+            missing = [s.name for s in sites if s.name not in found]
+            if missing:
+                raise OysterError(
+                    f"the {model.backend} backend never reached sites {missing}: report this as a bug"
+                )
+            for name, value in found.items():
+                # copy: a "last" row is a view that would keep the whole (B, T, d) batch alive
+                pooled[name].append(value.to("cpu", dtype, copy=True))
+            bar.update(len(batch))
+    return _assemble(texts, token_rows, order, pooled, positions, labels, label_names, meta)
+
+
+def _left_pad_rows(rows: list[list[int]], model: OysterModel) -> tuple[torch.Tensor, torch.Tensor]:
+    from ..models._model import left_pad
+
+    return left_pad(rows, model.pad_id, model.device)
+
+
+def _store(found: dict[str, torch.Tensor], name: str, mask: torch.Tensor, positions: str) -> Any:
+    def fn(x: torch.Tensor) -> None:
+        found[name] = _pool(x, mask, positions)
+
+    return fn
+
+
+def _assemble(
+    texts: list[str],
+    token_rows: list[list[int]],
+    order: list[int],
+    pooled: dict[str, list[torch.Tensor]],
+    positions: str,
+    labels: Mapping[str, torch.Tensor],
+    label_names: dict[str, list[str]],
+    meta: dict[str, str],
+) -> Activations:
+    """Undo the length sort so row i belongs to prompt i."""
+    lengths = torch.tensor([len(token_rows[i]) for i in order])
+    acts = {}
+    for name, chunks in pooled.items():
+        flat = torch.cat(chunks)
+        if positions == "all":
+            per_prompt = list(torch.split(flat, lengths.tolist()))
+            inverse = sorted(range(len(order)), key=lambda j: order[j])
+            flat = torch.cat([per_prompt[j] for j in inverse])
+        else:
+            flat = flat[torch.argsort(torch.tensor(order))]
+        acts[name] = flat
+    offsets = torch.tensor([0] + [len(r) for r in token_rows], dtype=torch.long).cumsum(0)
+    token_ids = torch.tensor([t for r in token_rows for t in r], dtype=torch.long)
+    return Activations(
+        acts=acts,
+        prompts=texts,
+        token_ids=token_ids,
+        token_offsets=offsets,
+        positions=positions,
+        labels={k: torch.as_tensor(v, dtype=torch.long) for k, v in labels.items()},
+        label_names=label_names,
+        meta=meta,
+    )

@@ -1,0 +1,281 @@
+"""The hot path of a control plan: device buffers, one read hook, one fused write hook per site.
+
+How a pass runs under a patched plan (every step is tensor code on the model's device):
+
+1. :class:`~oyster_steer.control._positions.PositionTracker` (a pre-hook on the first block) knows each
+   row's prompt end from its position ids; right after it, :meth:`ControlState.begin` marks the
+   rows whose pass is a prompt pass (``starts``, (B,)), zeroes their gates (the decision for a
+   new sequence does not exist before the read site) and computes the pass's write weights
+   ``posw = schedule[min(decode step, L - 1)] * positions mask``, (B, T, 1).
+2. The read hook at the probe's site reads the last prompt token (``x[:, -1]``: correct under left
+   padding), a masked window of them, or a running mean over generated tokens; the folded probe
+   gives the posterior, the policy the expected utilities and gates. ``torch.where(starts, new,
+   old)`` copies them into preallocated per-row buffers: the latch. Decode steps keep what the
+   prompt pass decided (``read="running"`` re-decides every step instead).
+3. Whenever gates change (pass start, read), ONE matmul ``gates (B, S) @ stacked (S, n * d)``
+   gives every steered site's delta, split into (B, 1, d) views. ``stacked`` already sums every
+   bound vector's strength-weighted direction per strategy and site. Each site's write hook is
+   then one ``torch.addcmul(x, posw, delta)``: all its vectors, in one operation.
+
+No ``.item()``, ``.tolist()``, ``.cpu()``, host copies or branches on tensor values. The only
+python branches are on shapes (batch growth, trace bookkeeping) and on the plan's constants.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..backends import Hook
+from ..core._sites import Site, resolve_site
+from ._plan import ControlPlan, exec_order
+from ._policy import decide
+from ._positions import PositionTracker
+
+if TYPE_CHECKING:
+    from ..models._model import OysterModel
+
+__all__ = ["ControlState", "build_hooks"]
+
+
+class _Run:
+    """The mutable per-row state of one thread's passes (buffers latched across decode steps)."""
+
+    batch: int
+    capacity: int
+    mask: torch.Tensor | None  # (B, T) attention mask of the pass, window reads
+    starts: torch.Tensor  # (B,) rows in a prompt pass
+    last_gen: torch.Tensor  # (B,) decode index
+    posw: torch.Tensor  # (B, T, 1) write weights
+    deltas: torch.Tensor  # (B, n, 1, d)
+    posterior: torch.Tensor  # (B, C)
+    eu: torch.Tensor  # (B, S)
+    weights: torch.Tensor  # (B, S)
+    gates: torch.Tensor  # (B, S)
+    fault: torch.Tensor  # (B, 1) 1.0 where the posterior was not finite (fallback applied)
+    acc: torch.Tensor  # (B, d) running-mean accumulator
+    monitor_post: dict[str, torch.Tensor]
+    records: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+class ControlState:
+    """Constants shared by the hooks of one patched plan, and per-thread buffers; all on device.
+
+    The constants (folded probe, payoff, stacked deltas, schedule) are read-only and shared. The
+    per-row buffers that latch a sequence's decision live in a :class:`_Run` kept per thread
+    (``threading.local``): concurrent requests served from worker threads through one patched
+    model never read or overwrite each other's decisions. The patching thread's run is made at
+    patch time; another thread's on its first pass (eagerly, before any compiled replay).
+    """
+
+    def __init__(
+        self,
+        plan: ControlPlan,
+        model: OysterModel,
+        *,
+        max_batch: int,
+        trace: bool,
+        positions: str,
+        gain: float,
+    ) -> None:
+        dev, policy = model.device, plan.policy
+        self.tracker = PositionTracker()
+        self.read_mode, self.window, self.positions = plan.read, plan.window, positions
+        self.mode, self.temperature = policy.mode, float(policy.temperature)  # type: ignore[union-attr]
+        self.w, self.b = (t.to(dev, torch.float32) for t in plan.probe.folded())  # (C, d), (C,)
+        self.payoff = policy.payoff.to(dev, torch.float32)  # type: ignore[union-attr]  # (S, C)
+        self.fallback = policy.fallback_gates().to(dev)  # type: ignore[union-attr]  # (S,) fail closed
+        self.monitor_wb = {
+            k: tuple(t.to(dev, torch.float32) for t in p.folded()) for k, p in plan.monitors.items()
+        }
+        self.schedule = torch.tensor(plan.schedule, dtype=torch.float32, device=dev) * gain  # (L,)
+        self.sites = plan.sites
+        stacked = [plan.stacked(site) for site in self.sites] or [
+            torch.zeros(len(plan.strategies), 0)
+        ]
+        self.stacked = torch.cat(stacked, dim=1).to(dev, torch.float32)  # (S, n_sites * d)
+        self.device, self.dtype, self.d_model, self.trace = (
+            dev,
+            model.dtype,
+            plan.probe.d_model,
+            trace,
+        )
+        self.max_batch = max_batch
+        self._local = threading.local()
+        self._local.run = self._new_run()
+
+    @property
+    def run(self) -> _Run:
+        """This thread's buffers (made on its first pass)."""
+        run = getattr(self._local, "run", None)
+        if run is None:
+            run = self._local.run = self._new_run()
+        return run
+
+    def _new_run(self) -> _Run:
+        run = _Run()
+        dev = self.device
+        run.batch = 0
+        run.mask = None
+        run.starts = torch.zeros(0, dtype=torch.bool, device=dev)
+        run.last_gen = torch.full((1,), -1, dtype=torch.long, device=dev)
+        run.posw = torch.zeros(1, 1, 1, device=dev, dtype=self.dtype)
+        run.deltas = torch.zeros(1, len(self.sites), 1, self.d_model, device=dev)
+        run.records = []
+        self._allocate(run, self.max_batch)
+        return run
+
+    def _allocate(self, run: _Run, rows: int) -> None:
+        """Preallocate per-row buffers (at patch time, or when a batch outgrows them)."""
+        c, s = self.w.shape[0], self.payoff.shape[0]
+
+        def new(*shape: int) -> torch.Tensor:
+            t = torch.zeros(*shape, device=self.device)
+            if not torch.compiler.is_compiling():  # not allowed while tracing a growth
+                torch._dynamo.mark_static_address(t)  # stable addresses for CUDA-graph replay
+            return t
+
+        run.capacity = rows
+        run.posterior, run.eu, run.weights, run.gates = (
+            new(rows, c),
+            new(rows, s),
+            new(rows, s),
+            new(rows, s),
+        )
+        run.fault = new(rows, 1)
+        run.acc = new(rows, self.d_model)
+        run.monitor_post = {k: new(rows, w.shape[0]) for k, (w, _) in self.monitor_wb.items()}
+
+    # -- start of a pass: pre-hook on the first block, right after the position tracker --------
+    def begin(self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        run = self.run
+        hidden = args[0] if args else kwargs["hidden_states"]
+        rows, tokens = hidden.shape[0], hidden.shape[1]
+        if rows > run.capacity:  # a shape, known on the host
+            self._allocate(run, max(rows, 2 * run.capacity))
+        run.batch = rows
+        gen = self.tracker.gen_index  # (B, T, 1): position - prompt end, < 0 on prompt tokens
+        run.last_gen = gen[:, -1, 0]  # (B,)
+        run.starts = run.last_gen < 0  # (B,) a prompt pass: this row starts a new sequence
+        run.gates[:rows].mul_((~run.starts).unsqueeze(-1).float())  # undecided before the read
+        self._refresh(run, rows)
+        step = (gen + 1).clamp(0, self.schedule.shape[0] - 1)  # (B, T, 1): 0 prompt, i-th step
+        posw = self.schedule[step]  # (B, T, 1)
+        if self.positions != "all":
+            posw = posw * self.tracker.mask(self.positions)
+        run.posw = posw.to(self.dtype)
+        if self.trace and tokens > 1:
+            run.records = []
+
+    def _refresh(self, run: _Run, rows: int) -> None:
+        """Every site's delta from the current gates: one (B, S) @ (S, n * d) matmul."""
+        n = len(self.sites)
+        deltas = (run.gates[:rows] @ self.stacked).view(rows, n, 1, self.d_model)  # (B, n, 1, d)
+        run.deltas = deltas.to(self.dtype)
+
+    # -- the read hook ------------------------------------------------------------------------
+    def read(self, x: torch.Tensor, gate: bool, monitors: tuple[str, ...]) -> None:
+        """Decide from this pass's reading and latch it for rows in a prompt pass.
+
+        ``gate``: the gating probe reads here; ``monitors``: the monitor probes that read here
+        (they latch at the prompt pass; with ``read="running"`` the gate re-decides every step).
+        """
+        run = self.run
+        rows, running = x.shape[0], gate and self.read_mode == "running"
+        feature = self._feature(run, x, running)  # (B, d)
+        new = [(run.monitor_post[k], _posterior(feature, *self.monitor_wb[k])) for k in monitors]
+        if gate:
+            posterior = _posterior(feature, self.w, self.b)  # (B, C)
+            eu, weights, gates = decide(
+                posterior, self.payoff, self.mode, self.temperature, self.fallback
+            )
+            fault = (~torch.isfinite(posterior).all(-1, keepdim=True)).float()  # (B, 1)
+            new += [
+                (run.fault, fault),
+                (run.posterior, posterior),
+                (run.eu, eu),
+                (run.weights, weights),
+                (run.gates, gates),
+            ]
+        start = run.starts.unsqueeze(-1)  # (B, 1)
+        for buf, value in new:
+            rows_buf = buf[:rows]
+            rows_buf.copy_(value if running else torch.where(start, value, rows_buf))
+        if gate:
+            self._refresh(run, rows)
+            if self.trace:
+                self._record(run, x, rows)
+
+    def _feature(self, run: _Run, x: torch.Tensor, running: bool) -> torch.Tensor:
+        """(B, T, d) -> (B, d) what a probe reads in this pass."""
+        last = x[:, -1].float()  # (B, d): the last prompt token under left padding
+        if running:  # mean over the last prompt token and every generated token so far
+            acc = run.acc[: x.shape[0]]
+            acc.copy_(torch.where(run.starts.unsqueeze(-1), last, acc + last))
+            return acc / (run.last_gen + 2).clamp(min=1).float().unsqueeze(-1)
+        if self.read_mode != "window":
+            return last
+        k = min(self.window, x.shape[1])
+        mask = run.mask
+        if mask is not None and mask.shape == x.shape[:2]:
+            real = mask[:, -k:].float()  # (B, k): left padding excluded
+        else:
+            real = x.new_ones(x.shape[0], k, dtype=torch.float32)
+        total = torch.einsum("bkd,bk->bd", x[:, -k:].float(), real)  # (B, d)
+        return total / real.sum(1, keepdim=True).clamp(min=1.0)
+
+    def _record(self, run: _Run, x: torch.Tensor, rows: int) -> None:
+        posterior = (x.float() @ self.w.T + self.b).softmax(-1)  # (B, T, C)
+        eu = posterior @ self.payoff.T  # (B, T, S)
+        applied = run.gates[:rows].unsqueeze(1) * run.posw.float()  # (B, T, S)
+        run.records.append((posterior.detach(), eu.detach(), applied.detach()))
+
+    # -- the fused write hook of one site -----------------------------------------------------
+    def write_fn(self, index: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The hook of steered site ``index``: all its vectors in one ``addcmul``."""
+
+        def write(x: torch.Tensor) -> torch.Tensor:
+            run = self.run
+            return torch.addcmul(
+                x, run.posw, run.deltas[:, index]
+            )  # (B, T, d) + (B, T, 1) * (B, 1, d)
+
+        return write
+
+    def grab_mask(
+        self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        """Top-level pre-hook keeping a reference to the (B, T) attention mask (window reads)."""
+        mask = kwargs.get("attention_mask")
+        self.run.mask = mask if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
+
+
+def build_hooks(plan: ControlPlan, model: OysterModel, state: ControlState) -> list[Hook]:
+    """One read hook per probe site and one fused write hook per steered site, in forward order."""
+    gate_site = resolve_site(plan.probe.site, model.n_layers)
+    reads: dict[Site, list[str]] = {gate_site: []}
+    for name, probe in plan.monitors.items():
+        reads.setdefault(resolve_site(probe.site, model.n_layers), []).append(name)
+    hooks = [
+        Hook(site, _reader(state, site == gate_site, tuple(names))) for site, names in reads.items()
+    ]
+    for index, name in enumerate(state.sites):
+        hooks.append(Hook(resolve_site(name, model.n_layers), state.write_fn(index), write=True))
+    return sorted(hooks, key=lambda h: exec_order(h.site, h.write))
+
+
+def _reader(
+    state: ControlState, gate: bool, monitors: tuple[str, ...]
+) -> Callable[[torch.Tensor], None]:
+    def read(x: torch.Tensor) -> None:
+        state.read(x, gate, monitors)
+
+    return read
+
+
+def _posterior(feature: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(B, d) -> (B, C) with a folded probe: ``softmax(feature @ W.T + b)``."""
+    return torch.addmm(b, feature, w.T).softmax(-1)

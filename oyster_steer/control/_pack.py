@@ -1,0 +1,238 @@
+"""The control pack: a whole :class:`~oyster_steer.ControlPlan` in ONE safetensors file.
+
+Tensors (float32): ``probe/{weight,bias,mean,scale}``, ``monitors/{name}/{...}``,
+``vectors/{binding}/{site}`` (d,), ``policy/payoff`` (S, C) and ``schedule`` (L,). String
+metadata: the model identity (``model_fingerprint``, ``d_model``, ``n_layers``, ``model_name``)
+and a JSON ``manifest`` naming every tensor and the configuration. The manifest is validated
+against the tensors before anything is built; nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..core._errors import ArtifactError
+from ..models._artifacts import check_model, load_artifact, save_artifact
+from ..probes._probe import LinearProbe
+from ._plan import Binding, ControlPlan
+from ._policy import Policy
+
+if TYPE_CHECKING:
+    from ..models._model import OysterModel
+
+__all__ = ["FORMAT", "VERSION", "load_plan", "read_pack", "save_plan", "write_pack"]
+
+FORMAT, VERSION = "oyster_steer.control", 1
+_PROBE_TENSORS = ("weight", "bias", "mean", "scale")
+_REQUIRED = ("probe", "monitors", "policy", "bindings", "read", "window", "positions")
+
+
+def _probe_entry(
+    probe: LinearProbe, prefix: str, tensors: dict[str, torch.Tensor]
+) -> dict[str, Any]:
+    for key in _PROBE_TENSORS:
+        tensors[f"{prefix}/{key}"] = getattr(probe, key).detach().float().cpu().clone()
+    return {
+        "site": probe.site.name,
+        "labels": list(probe.labels),
+        "temperature": probe.temperature,
+        "threshold": probe.threshold,
+        "meta": dict(probe.meta),
+    }
+
+
+def write_pack(plan: ControlPlan, path: str | Path) -> Path:
+    """Save ``plan``; refuses a plan whose model identity is unknown."""
+
+    identity = dict(plan.identity)
+    if "model_fingerprint" not in identity:
+        raise ArtifactError(
+            "the plan does not know which model it is for (no model_fingerprint in its probe, vectors or identity): "
+            "load its parts with the model (load_probe(path, model)) or pass identity=model_meta(model)"
+        )
+    tensors: dict[str, torch.Tensor] = {}
+    manifest: dict[str, Any] = {
+        "probe": _probe_entry(plan.probe, "probe", tensors),
+        "monitors": {
+            name: _probe_entry(p, f"monitors/{name}", tensors) for name, p in plan.monitors.items()
+        },
+        "policy": plan.policy.to_meta(),  # type: ignore[union-attr]
+        "bindings": [],
+        "read": plan.read,
+        "window": plan.window,
+        "positions": plan.positions,
+        "meta": dict(plan.meta),
+    }
+    tensors["policy/payoff"] = plan.policy.payoff.float().clone()  # type: ignore[union-attr]
+    tensors["schedule"] = torch.tensor(plan.schedule, dtype=torch.float32)
+    for b in plan.bindings:
+        manifest["bindings"].append(
+            {
+                "name": b.name,
+                "sites": list(b.directions),
+                "strengths": dict(b.strengths),
+                "meta": dict(b.meta),
+            }
+        )
+        for site, v in b.directions.items():
+            tensors[f"vectors/{b.name}/{site}"] = v.float().clone()
+    return save_artifact(
+        path,
+        tensors,
+        {**identity, "manifest": json.dumps(manifest)},
+        format=FORMAT,
+        version=VERSION,
+    )
+
+
+def read_pack(
+    path: str | Path, model: OysterModel | None = None, *, device: Any = None
+) -> ControlPlan:
+    """Load and validate a pack; with ``model``, check identity and move tensors to its device."""
+
+    tensors, meta = load_artifact(path, format=FORMAT, max_version=VERSION)
+    if model is not None:
+        check_model(meta, model, what="control pack")
+    manifest = _manifest(path, meta)
+    _check_tensors(path, manifest, tensors)
+    try:
+        probe = _probe(manifest["probe"], "probe", tensors)
+        monitors = {
+            name: _probe(entry, f"monitors/{name}", tensors)
+            for name, entry in manifest["monitors"].items()
+        }
+        policy = Policy.from_meta(manifest["policy"], tensors["policy/payoff"])
+        bindings = [
+            Binding(
+                b["name"],
+                {s: tensors[f"vectors/{b['name']}/{s}"] for s in b["sites"]},
+                b["strengths"],
+                b.get("meta", {}),
+            )
+            for b in manifest["bindings"]
+        ]
+        identity = {
+            k: meta[k]
+            for k in ("model_name", "model_fingerprint", "d_model", "n_layers")
+            if k in meta
+        }
+        plan = ControlPlan(
+            probe,
+            bindings,
+            policy,
+            read=manifest["read"],
+            window=int(manifest["window"]),
+            positions=manifest["positions"],
+            schedule=tensors["schedule"].tolist(),
+            monitors=monitors,
+            identity=identity,
+            meta=manifest.get("meta", {}),
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        if isinstance(err, ArtifactError):
+            raise
+        raise ArtifactError(
+            f"{str(path)!r} has an invalid control manifest ({err}): rebuild it with save_plan"
+        ) from err
+    target = device if device is not None else (model.device if model is not None else None)
+    return _moved(plan, target) if target is not None else plan
+
+
+def _manifest(path: str | Path, meta: dict[str, str]) -> dict[str, Any]:
+    try:
+        manifest = json.loads(meta["manifest"])
+    except (KeyError, json.JSONDecodeError) as err:
+        raise ArtifactError(
+            f"{str(path)!r} has no readable 'manifest' metadata: rebuild it with save_plan"
+        ) from err
+    missing = [k for k in _REQUIRED if k not in manifest]
+    if missing:
+        raise ArtifactError(
+            f"{str(path)!r}: the control manifest lacks {missing}: rebuild it with save_plan"
+        )
+    return manifest
+
+
+def _expected(manifest: dict[str, Any]) -> dict[str, tuple[int, ...] | None]:
+    """Tensor name -> expected shape (None: any length) from the manifest alone."""
+    c = len(manifest["probe"]["labels"])
+    want: dict[str, tuple[int, ...] | None] = {
+        "policy/payoff": (len(manifest["policy"]["strategies"]), c),
+        "schedule": None,
+    }
+    for prefix, entry in [("probe", manifest["probe"])] + [
+        (f"monitors/{k}", v) for k, v in manifest["monitors"].items()
+    ]:
+        want.update({f"{prefix}/{k}": None for k in _PROBE_TENSORS})
+        want[f"{prefix}/bias"] = (len(entry["labels"]),)
+    for b in manifest["bindings"]:
+        want.update({f"vectors/{b['name']}/{s}": None for s in b["sites"]})
+    return want
+
+
+def _check_tensors(
+    path: str | Path, manifest: dict[str, Any], tensors: dict[str, torch.Tensor]
+) -> None:
+    want = _expected(manifest)
+    missing = sorted(set(want) - set(tensors))
+    extra = sorted(set(tensors) - set(want))
+    if missing or extra:
+        what = (
+            f"lacks tensors {missing}"
+            if missing
+            else f"holds tensors the manifest does not name {extra}"
+        )
+        raise ArtifactError(
+            f"{str(path)!r} {what}: the pack is corrupt or hand-edited; rebuild it with save_plan"
+        )
+    for name, shape in want.items():
+        if shape is not None and tuple(tensors[name].shape) != shape:
+            raise ArtifactError(
+                f"{str(path)!r}: tensor {name!r} has shape {tuple(tensors[name].shape)}, the manifest implies {shape}: rebuild it with save_plan"
+            )
+
+
+def _probe(entry: dict[str, Any], prefix: str, tensors: dict[str, torch.Tensor]) -> LinearProbe:
+
+    parts = [tensors[f"{prefix}/{k}"] for k in _PROBE_TENSORS]
+    threshold = entry.get("threshold")
+    return LinearProbe(
+        entry["site"],
+        tuple(entry["labels"]),
+        *parts,
+        temperature=float(entry["temperature"]),
+        threshold=None if threshold is None else float(threshold),
+        meta=dict(entry.get("meta", {})),
+    )
+
+
+def _moved(plan: ControlPlan, device: Any) -> ControlPlan:
+    monitors = {k: p.to(device) for k, p in plan.monitors.items()}
+    return plan.replace(probe=plan.probe.to(device), monitors=monitors)
+
+
+def save_plan(plan: ControlPlan, path: str | Path) -> Path:
+    """Write ``plan`` as one safetensors control pack (tensors + validated JSON manifest).
+
+    Example:
+        >>> save_plan(plan, "vectors/smollm2-135m-instruct/control.safetensors")  # doctest: +SKIP
+    """
+    return write_pack(plan, path)
+
+
+def load_plan(
+    path: str | Path, model: OysterModel | None = None, *, device: Any = None
+) -> ControlPlan:
+    """Read a control pack; with ``model``, refuse a pack made for another model.
+
+    Raises:
+        ArtifactError: the file is not a valid control pack; ModelMismatchError: other model.
+
+    Example:
+        >>> plan = load_plan("vectors/smollm2-135m-instruct/control.safetensors", model)  # doctest: +SKIP
+    """
+    return read_pack(path, model, device=device)

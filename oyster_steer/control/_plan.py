@@ -1,0 +1,325 @@
+"""Control plans: a probe reads intent, a policy picks a response strategy, vectors write it.
+
+A :class:`ControlPlan` bundles everything one steered generation needs: the gating probe (and
+optional monitor probes, only recorded), a :class:`~oyster_steer.Policy` over the probe's
+classes, steering vectors bound to strategies with a strength each (:func:`bind`), where the
+probe reads (last prompt token, a window, or running over generated tokens), where the vectors
+write (prompt, generated or all tokens) and a strength schedule over decode steps.
+:func:`patch_plan` installs it as fused, host-sync-free hooks (see ``control._runtime``);
+:func:`save_plan` / :func:`load_plan` keep it as ONE safetensors "control pack".
+
+Example:
+    >>> probe = load_probe("probes/smollm2-135m-instruct/intent.safetensors", model)  # doctest: +SKIP
+    >>> vec = load_vector("vectors/smollm2-135m-instruct/constructive.safetensors", model)  # doctest: +SKIP
+    >>> plan = ControlPlan(probe, [bind(vec, {"guide": 4.0, "redirect": 6.0})])  # doctest: +SKIP
+    >>> with oyster_steer.patch(model, plan) as handle:  # doctest: +SKIP
+    ...     out = model.hf.generate(**inputs)
+    ...     handle.decisions().strategy
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..core._errors import ModelMismatchError, SiteError, WidthMismatchError, require_finite
+from ..core._sites import Site, parse_site, resolve_site
+from ._policy import Policy
+
+if TYPE_CHECKING:
+    from ..probes._probe import LinearProbe
+
+__all__ = ["POSITIONS", "READS", "Binding", "ControlPlan", "bind", "exec_order"]
+
+READS = ("last", "window", "running")
+POSITIONS = ("all", "prompt", "generated")
+_IDENTITY = ("model_name", "model_fingerprint", "d_model", "n_layers")
+
+
+@dataclass(frozen=True, eq=False)
+class Binding:
+    """A steering vector bound to response strategies, with one strength per strategy.
+
+    Attributes:
+        name: a label for plots and the pack ("constructive").
+        directions: canonical site name -> (d,) direction, added ``strength`` times.
+        strengths: strategy name -> strength; strategies not named get 0 (no steering).
+        meta: provenance strings of the vector (method, model fingerprint, ...).
+    """
+
+    name: str
+    directions: Mapping[str, torch.Tensor]
+    strengths: Mapping[str, float]
+    meta: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.directions:
+            raise ValueError(
+                f"binding {self.name!r} has no directions: bind a vector with at least one site"
+            )
+        dirs = {
+            parse_site(site).name: torch.as_tensor(v).detach().float().reshape(-1)
+            for site, v in self.directions.items()
+        }
+        object.__setattr__(self, "directions", dirs)
+        object.__setattr__(self, "strengths", {str(k): float(v) for k, v in self.strengths.items()})
+        for site, v in dirs.items():
+            require_finite(v, f"binding {self.name!r}'s direction at {site!r}")
+        for strategy, v in self.strengths.items():
+            require_finite(v, f"binding {self.name!r}'s strength for {strategy!r} ({v})")
+        object.__setattr__(self, "meta", {str(k): str(v) for k, v in self.meta.items()})
+        widths = {v.numel() for v in dirs.values()}
+        if len(widths) != 1:
+            raise WidthMismatchError(
+                f"binding {self.name!r} has directions of widths {sorted(widths)}: use one width"
+            )
+
+    @property
+    def d_model(self) -> int:
+        return next(iter(self.directions.values())).numel()
+
+
+def bind(
+    vector: Any,
+    strengths: Mapping[str, float] | Sequence[str],
+    *,
+    name: str | None = None,
+    sites: Sequence[str] | None = None,
+) -> Binding:
+    """Bind a steering vector to strategies: ``{"guide": 4.0, "redirect": 6.0}``.
+
+    Args:
+        vector: a :class:`~oyster_steer.SteeringVector` or a mapping site name -> (d,) tensor.
+        strengths: strategy -> strength (a multiple of the stored direction), or a list of
+            strategies that each get the vector's own calibrated ``strength`` (1.0 if it has none).
+        name: label (default: the vector's ``meta["name"]`` or ``method``, else "vector").
+        sites: only these of the vector's sites (default: all).
+
+    Example:
+        >>> b = bind({"blocks.1.hook_resid_post": torch.ones(8)}, {"guide": 2.0}, name="demo")
+        >>> b.strengths
+        {'guide': 2.0}
+    """
+    directions = dict(getattr(vector, "directions", vector))
+    if sites is not None:
+        wanted = {parse_site(s).name for s in sites}
+        unknown = sorted(wanted - {parse_site(s).name for s in directions})
+        if unknown:
+            raise SiteError(
+                f"sites {unknown} are not among the vector's sites {sorted(directions)}: pick from those"
+            )
+        directions = {k: v for k, v in directions.items() if parse_site(k).name in wanted}
+    if not isinstance(strengths, Mapping):
+        default = float(getattr(vector, "strength", None) or 1.0)
+        strengths = {s: default for s in strengths}
+    meta = dict(getattr(vector, "meta", {}) or {})
+    for key in ("method", "strength", "model_name", "model_fingerprint", "d_model", "n_layers"):
+        if getattr(vector, key, None) is not None:
+            meta.setdefault(key, str(getattr(vector, key)))
+    label = name or meta.get("name") or meta.get("method") or "vector"
+    return Binding(label, directions, strengths, meta)
+
+
+@dataclass(frozen=True, eq=False)
+class ControlPlan:
+    """Probe-gated composition of steering vectors under a constructive-safety policy.
+
+    Attributes:
+        probe: the gating probe; its class posterior feeds the policy.
+        bindings: vectors bound to strategies (:func:`bind`).
+        policy: payoffs over the probe's classes (default: :data:`~oyster_steer.DEFAULT_PAYOFF`,
+            columns reordered to the probe's labels).
+        read: where the probe reads: ``"last"`` prompt token (default), ``"window"`` (mean over
+            the last ``window`` real prompt tokens), or ``"running"`` (mean over the last prompt
+            token and every generated token so far; the decision is re-made each step).
+        window: tokens of a ``"window"`` read.
+        positions: where vectors write: ``"all"`` tokens (default), only ``"prompt"`` tokens
+            (the first pass), or only ``"generated"`` tokens (fed back while decoding); the same
+            token sets as :func:`oyster_steer.patch`'s ``positions``. During the prompt pass,
+            sites before the probe's site write nothing: the decision does not exist yet.
+        schedule: strength multiplier per token: index 0 for prompt tokens, index i for the
+            i-th generated token fed back; the last value holds for later tokens.
+        monitors: extra probes (name -> probe, at any site), read like the gating probe and
+            latched at the prompt pass; only recorded in decisions (e.g. the risk probe).
+        identity: model_name / model_fingerprint / d_model / n_layers of the model it is for
+            (inferred from the probe's and vectors' metadata when not given).
+    """
+
+    probe: LinearProbe
+    bindings: Sequence[Binding]
+    policy: Policy | None = None
+    read: str = "last"
+    window: int = 4
+    positions: str = "all"
+    schedule: Sequence[float] = (1.0,)
+    monitors: Mapping[str, LinearProbe] = field(default_factory=dict)
+    identity: Mapping[str, str] = field(default_factory=dict)
+    meta: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bindings", tuple(self.bindings))
+        object.__setattr__(self, "schedule", tuple(float(s) for s in self.schedule))
+        object.__setattr__(self, "monitors", dict(self.monitors))
+        policy = self.policy or Policy()
+        if policy.intents != tuple(self.probe.labels):
+            policy = policy.reindex(self.probe.labels)
+        object.__setattr__(self, "policy", policy)
+        self._check_config()
+        self._check_widths()
+        object.__setattr__(self, "identity", _infer_identity(self))
+
+    def _check_config(self) -> None:
+        if self.read not in READS:
+            raise ValueError(
+                f"read={self.read!r} is not a read mode: use one of {', '.join(READS)}"
+            )
+        if self.positions not in POSITIONS:
+            raise ValueError(
+                f"positions={self.positions!r} is not supported: use one of {', '.join(POSITIONS)}"
+            )
+        if self.window < 1:
+            raise ValueError(f"window={self.window} must be >= 1 token")
+        if not self.schedule or not all(torch.isfinite(torch.tensor(self.schedule))):
+            raise ValueError(
+                f"schedule={self.schedule} must be a non-empty list of finite multipliers"
+            )
+        names = [b.name for b in self.bindings]
+        if len(set(names)) != len(names):
+            raise ValueError(f"binding names {names} repeat: give each bound vector its own name")
+        for b in self.bindings:
+            unknown = sorted(set(b.strengths) - set(self.policy.strategies))
+            if unknown:
+                raise ValueError(
+                    f"binding {b.name!r} names strategies {unknown} that the policy lacks: use some of {list(self.policy.strategies)}"
+                )
+
+    def _check_widths(self) -> None:
+        d = self.probe.d_model
+        for what, width in [(f"binding {b.name!r}", b.d_model) for b in self.bindings] + [
+            (f"monitor {k!r}", p.d_model) for k, p in self.monitors.items()
+        ]:
+            if width != d:
+                raise WidthMismatchError(
+                    f"{what} has width {width} but the probe has {d}: use parts made for the same model"
+                )
+
+    @property
+    def strategies(self) -> tuple[str, ...]:
+        return self.policy.strategies  # type: ignore[union-attr]
+
+    @property
+    def sites(self) -> list[str]:
+        """Canonical names of every site a vector writes to, sorted in forward order."""
+        names = {s for b in self.bindings for s in b.directions}
+        return sorted(names, key=lambda s: parse_site(s).order)
+
+    def stacked(self, site: str) -> torch.Tensor:
+        """(S, d) per-strategy sum ``sum_v strength[v, s] * direction_v[site]``: one matmul per hook."""
+        out = torch.zeros(len(self.strategies), self.probe.d_model)
+        for b in self.bindings:
+            if site in b.directions:
+                gains = torch.tensor([b.strengths.get(s, 0.0) for s in self.strategies])  # (S,)
+                out += gains[:, None] * b.directions[site][None, :]
+        return out
+
+    def replace(self, **changes: Any) -> ControlPlan:
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+    @classmethod
+    def rule(
+        cls,
+        probe: LinearProbe,
+        vector: Any,
+        strength: float,
+        *,
+        threshold: float | None = None,
+        **kwargs: Any,
+    ) -> ControlPlan:
+        """The rule "if p(positive) > threshold then add ``vector`` at ``strength``" as a plan.
+
+        ``threshold`` defaults to the probe's calibrated one. Other keywords go to the plan.
+
+        Example:
+            >>> plan = ControlPlan.rule(risk_probe, refusal_vector, 4.0)  # doctest: +SKIP
+        """
+        t = probe.threshold if threshold is None else threshold
+        if t is None or probe.n_classes != 2:
+            raise ValueError(
+                "a rule needs a binary probe and a threshold: pass threshold= or calibrate the probe"
+            )
+        policy = Policy.rule(float(t), labels=probe.labels)
+        return cls(probe, [bind(vector, {"steer": float(strength)})], policy, **kwargs)
+
+    def conditional_parts(self) -> ControlPlan | None:
+        """The probe-gated part (for export): this plan without its unconditional bindings."""
+        gated = [b for b in self.bindings if not self._is_static(b)]
+        return self.replace(bindings=gated) if gated else None
+
+    def static_vectors(self) -> dict[str, torch.Tensor]:
+        """``{site: (d,) tensor}`` of bindings that apply whatever the decision (export bakes these).
+
+        A binding is unconditional when it has the same strength for every strategy (gates sum
+        to one), writes at all positions, the schedule is constant, and every site it writes
+        comes after the probe's read (earlier sites write nothing during the prompt pass, before
+        the decision exists, so such a binding is conditional on being past that pass).
+        """
+        out: dict[str, torch.Tensor] = {}
+        for b in (b for b in self.bindings if self._is_static(b)):
+            gain = b.strengths.get(self.strategies[0], 0.0)
+            for site, v in b.directions.items():
+                out[site] = out.get(site, torch.zeros_like(v)) + gain * v
+        return out
+
+    def _is_static(self, b: Binding) -> bool:
+        gains = {b.strengths.get(s, 0.0) for s in self.strategies}
+        return (
+            len(gains) == 1
+            and self.positions == "all"
+            and len(set(self.schedule)) == 1
+            and self.schedule[0] == 1.0
+            and all(self._writes_after_read(site) for site in b.directions)
+        )
+
+    def _writes_after_read(self, site: str) -> bool:
+        """Whether a write at ``site`` fires after the gating probe's read in a forward pass."""
+        n = int(self.identity.get("n_layers", 0) or 0)
+
+        def resolved(name: str) -> Any:
+            parsed = parse_site(name)
+            return resolve_site(parsed, n) if n and parsed.layer < 0 else parsed
+
+        return exec_order(resolved(site), True) > exec_order(resolved(self.probe.site), False)
+
+
+def _infer_identity(plan: ControlPlan) -> dict[str, str]:
+    """The model identity of a plan, from ``identity`` or its parts; parts must agree."""
+    found: dict[str, str] = {k: str(v) for k, v in plan.identity.items() if k in _IDENTITY}
+    sources = [("the probe", plan.probe.meta)] + [
+        (f"binding {b.name!r}", b.meta) for b in plan.bindings
+    ]
+    sources += [(f"monitor {k!r}", p.meta) for k, p in plan.monitors.items()]
+    for what, meta in sources:
+        fp = meta.get("model_fingerprint")
+        if fp is None:
+            continue
+        if "model_fingerprint" in found and found["model_fingerprint"] != fp:
+            raise ModelMismatchError(
+                f"{what} was made for model fingerprint {fp}, but the plan's other parts for {found['model_fingerprint']}: "
+                "build a plan from parts of one model"
+            )
+        for key in _IDENTITY:
+            if key in meta:
+                found.setdefault(key, str(meta[key]))
+    return found
+
+
+def exec_order(site: Site, write: bool) -> tuple[int, int, int]:
+    """When a hook fires; a write to resid_mid goes through attention's output. Reads go first."""
+    layer, kind = site.order
+    if write and site.kind == "resid_mid":
+        kind = 1
+    return (layer, kind, int(write))

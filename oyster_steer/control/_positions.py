@@ -1,0 +1,121 @@
+"""Prompt vs generated tokens, known on the device during batched KV-cache generation.
+
+Hooks see one (B, T, d) activation and nothing else, yet steering only generated tokens (or only
+the prompt), or scheduling a strength over the reply, needs to know where each row's prompt ends.
+A :class:`PositionTracker` learns it without ever synchronising with the host:
+
+* it installs one forward pre-hook on the first decoder block (a plain torch hook on the shared
+  Hugging Face module, so it fires under the HF, TransformerLens and nnsight backends alike) and
+  reads the ``position_ids`` keyword every model family passes to its blocks: (B, T) or (1, T)
+  positions that already ignore left padding;
+* a pass that contains position 0 starts a sequence (a prefill); for those rows it latches
+  ``prompt_end = max position + 1`` with ``torch.where`` -- decode steps never contain position 0,
+  so they keep the latched value;
+* every steering hook of the same pass then reads ready-made tensors: :attr:`generated` (B, T, 1)
+  bool, :meth:`mask` ``(B, T, 1)`` in the activation's dtype, and :attr:`gen_index`
+  (B, T, 1) = position - prompt_end (negative on prompt tokens, 0 on the first generated token).
+
+Semantics: every token of the first pass (the prompt, including the last prompt token, whose
+logits choose the first new token) is a prompt token; every token fed back by decoding is a
+generated token. A teacher-forced forward over prompt + reply is one prefill, so all of it counts
+as prompt. Chunked prefill (a prompt split over passes) is not detected.
+
+Threads: what a tracker latches is kept per thread (a ``threading.local``), so concurrent
+requests through one patched model (a web server's worker threads) each see their own prompt
+ends; a thread that has run no pass yet sees none.
+
+Example:
+    >>> tracker = PositionTracker()
+    >>> handle = tracker.attach(model)                       # doctest: +SKIP
+    >>> hook = lambda h: torch.addcmul(h, tracker.mask("generated", h.dtype), delta)  # doctest: +SKIP
+    >>> handle.remove()                                      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..backends import HookHandle
+
+if TYPE_CHECKING:
+    from ..models._model import OysterModel
+
+__all__ = ["WHICH", "PositionTracker"]
+
+WHICH = ("all", "prompt", "generated")
+
+
+class PositionTracker:
+    """Device-side record of where each row's prompt ends; read it from hooks of the same pass.
+
+    Attributes (valid inside a forward pass, after the first block started):
+        positions: (B, T) long, each token's position (left padding excluded).
+        prompt_end: (B,) long, each row's prompt length, latched at its prefill.
+        generated: (B, T, 1) bool, True on generated tokens.
+        gen_index: (B, T, 1) long, position - prompt_end (0 = first generated token).
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()  # one latch per thread: concurrent requests stay apart
+
+    @property
+    def positions(self) -> torch.Tensor | None:
+        return getattr(self._local, "positions", None)
+
+    @property
+    def prompt_end(self) -> torch.Tensor | None:
+        return getattr(self._local, "prompt_end", None)
+
+    @property
+    def generated(self) -> torch.Tensor | None:
+        return getattr(self._local, "generated", None)
+
+    @property
+    def gen_index(self) -> torch.Tensor | None:
+        return getattr(self._local, "gen_index", None)
+
+    def attach(self, model: OysterModel) -> HookHandle:
+        """Start tracking ``model`` (any backend); the handle's ``remove()`` stops it."""
+        block = model.hf.get_submodule(f"{model.spec.layers}.0")
+        handle = block.register_forward_pre_hook(self._observe, with_kwargs=True)
+        return HookHandle([handle.remove])
+
+    def _observe(
+        self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        hidden = args[0] if args else kwargs["hidden_states"]
+        batch, width = hidden.shape[0], hidden.shape[1]
+        pos = kwargs.get("position_ids")
+        if pos is None:  # no positions given: treat the pass as a fresh prompt
+            pos = torch.arange(width, device=hidden.device).unsqueeze(0)
+        pos = pos.to(hidden.device).long().expand(batch, width)  # (B, T)
+        end = self.prompt_end
+        if end is None or end.shape[0] != batch or end.device != pos.device:
+            end = torch.zeros(batch, dtype=torch.long, device=pos.device)
+        starts = pos.amin(dim=-1) == 0  # (B,) this pass begins the row's sequence
+        end = torch.where(starts, pos.amax(dim=-1) + 1, end)  # (B,)
+        local = self._local
+        local.positions, local.prompt_end = pos, end
+        local.gen_index = (pos - end.unsqueeze(-1)).unsqueeze(-1)  # (B, T, 1)
+        local.generated = local.gen_index >= 0  # (B, T, 1)
+
+    def mask(self, which: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """(B, T, 1) ones where ``which`` (``"prompt"`` or ``"generated"``) tokens are, zeros elsewhere."""
+        if self.generated is None:
+            raise RuntimeError(
+                "the PositionTracker has seen no forward pass: attach it to the model before running it"
+            )
+        if which == "generated":
+            return self.generated.to(dtype)
+        if which == "prompt":
+            return (~self.generated).to(dtype)
+        raise ValueError(
+            f"which={which!r} is not a token selection with a mask: use 'prompt' or 'generated'"
+        )
+
+    def reset(self) -> None:
+        """Forget the latched prompt ends (a new prefill sets them again anyway)."""
+        self._local.__dict__.clear()

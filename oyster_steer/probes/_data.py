@@ -1,0 +1,112 @@
+"""The labelled prompt splits the shipped probes are trained and scored on.
+
+Start from :func:`oyster_steer.data.load_all` (starter set + ``../shared/data``), keep its
+leak-free hash splits, cap the three largest, longest sources so a full capture stays within
+minutes on a laptop CPU, and add jailbreak-wrapped copies of short prompts of **every** intent
+(harmful and benign requests in the same frames) so that a probe has to read the request, not
+the template. A wrapped copy stays in the split of its original request, so nothing leaks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from ..data import PromptRecord, PromptSet
+
+__all__ = ["DEFAULT_CAPS", "ProbeData", "is_wrapped", "probe_splits"]
+
+# Per split, the most prompts kept from each large source (chosen by a hash of the record id).
+DEFAULT_CAPS: dict[str, dict[str, int]] = {
+    "train": {"alpaca": 600, "reddit-cssrs": 250, "counsel-chat": 200},
+    "validation": {"alpaca": 150, "reddit-cssrs": 80, "counsel-chat": 60},
+    "test": {"alpaca": 150, "reddit-cssrs": 100, "counsel-chat": 80},
+}
+
+
+@dataclass(frozen=True)
+class ProbeData:
+    """Train/validation/test prompt sets plus how they were made (for artifact metadata)."""
+
+    train: PromptSet
+    validation: PromptSet
+    test: PromptSet
+    description: dict[str, str] = field(default_factory=dict)
+
+    def split(self, name: str) -> PromptSet:
+        return {"train": self.train, "validation": self.validation, "test": self.test}[name]
+
+
+def is_wrapped(record: PromptRecord) -> bool:
+    """Whether ``record`` is a jailbreak-wrapped copy made by :func:`probe_splits`."""
+    return "wrapper" in record.meta
+
+
+def _cap(records: PromptSet, caps: Mapping[str, int], seed: int) -> PromptSet:
+    from ..data._records import unit_hash
+
+    kept: list[PromptRecord] = []
+    by_source: dict[str, list[PromptRecord]] = {}
+    for r in records:
+        by_source.setdefault(r.source, []).append(r)
+    chosen = set()
+    for source, rs in by_source.items():
+        limit = caps.get(source, len(rs))
+        rs = sorted(rs, key=lambda r: unit_hash(f"cap:{seed}:{r.id}"))
+        chosen.update(r.id for r in rs[:limit])
+    kept = [r for r in records if r.id in chosen]
+    return PromptSet(kept)
+
+
+def _wrapped(records: PromptSet, fraction: float, max_chars: int, seed: int) -> PromptSet:
+    from ..data import WRAPPER_TEMPLATES, wrap_prompt
+    from ..data._records import unit_hash
+
+    out = []
+    for r in records:
+        if len(r.text) > max_chars or unit_hash(f"wrap:{seed}:{r.id}") >= fraction:
+            continue
+        k = int(unit_hash(f"template:{seed}:{r.id}") * len(WRAPPER_TEMPLATES))
+        meta = {**r.meta, "wrapper": str(k), "wrapped_from": r.id}
+        out.append(
+            PromptRecord(wrap_prompt(r.text, k), r.intent, r.risk, r.category, r.source, meta=meta)
+        )
+    return PromptSet(out)
+
+
+def probe_splits(
+    prompts: PromptSet | None = None,
+    *,
+    caps: Mapping[str, Mapping[str, int]] | None = None,
+    wrap_fraction: float = 0.25,
+    wrap_max_chars: int = 600,
+    seed: int = 0,
+) -> ProbeData:
+    """Capped splits of ``prompts`` (default: ``load_all()``) with wrapped copies added.
+
+    Args:
+        prompts: the labelled pool; its hash splits are kept.
+        caps: split -> source -> most prompts kept (default :data:`DEFAULT_CAPS`; ``{}`` for none).
+        wrap_fraction: share of prompts up to ``wrap_max_chars`` long that also appear wrapped in
+            one of ``WRAPPER_TEMPLATES`` (hash-chosen), whatever their intent.
+
+    Example:
+        >>> data = probe_splits()                            # doctest: +SKIP
+        >>> sum(is_wrapped(r) for r in data.test) > 0        # doctest: +SKIP
+        True
+    """
+    from ..data import load_all
+
+    pool = load_all() if prompts is None else prompts
+    caps = DEFAULT_CAPS if caps is None else caps
+    parts = {}
+    for name, records in pool.splits().items():
+        base = _cap(records, caps.get(name, {}), seed)
+        parts[name] = base + _wrapped(base, wrap_fraction, wrap_max_chars, seed)
+    description = {
+        "pool": f"{len(pool)} prompts ({', '.join(sorted({r.source for r in pool}))})",
+        "caps": str({k: dict(v) for k, v in caps.items()}),
+        "wrapped": f"fraction {wrap_fraction} of prompts <= {wrap_max_chars} chars, all intents, seed {seed}",
+        "sizes": str({k: len(v) for k, v in parts.items()}),
+    }
+    return ProbeData(parts["train"], parts["validation"], parts["test"], description)

@@ -1,0 +1,491 @@
+"""Control plans on a tiny model: per-row gating, latching, positions, packs, compile, backends.
+
+The probe is *planted*: it reads the direction between a benign and a vulnerable prompt at
+``blocks.0.hook_resid_post``, so the posterior of each is known (benign -> help, vulnerable ->
+guide). Vectors write at layers 1 and 2, after the read site, so a gated row must match an
+unconditionally steered one and an ungated row the unpatched model.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import oyster_steer as osteer
+from oyster_steer import ArtifactError, ModelMismatchError, SiteError, WidthMismatchError
+from oyster_steer.activations._capture import capture
+from oyster_steer.backends import get_backend, position_ids
+from oyster_steer.control import ControlPlan, bind, load_plan, patch_plan, save_plan
+from oyster_steer.models._artifacts import model_meta
+from oyster_steer.probes._probe import LinearProbe
+from oyster_steer.steering._steer import patch
+
+BENIGN = "What is the capital of France?"
+VULNERABLE = "I feel so alone and I can't sleep, everything is hopeless"
+READ = "blocks.0.hook_resid_post"
+INTENTS = ("benign", "borderline", "vulnerable", "malicious")
+
+
+@pytest.fixture(scope="module")
+def model(tiny_models):
+    return tiny_models("llama", "hf")
+
+
+@pytest.fixture(scope="module")
+def probe(model):
+    """Benign prompt -> p(benign) ~ 1, vulnerable prompt -> p(vulnerable) ~ 1."""
+    acts = capture(model, [BENIGN, VULNERABLE], READ, progress=False)[READ]  # (2, d)
+    a, b = acts[0], acts[1]
+    u = (b - a) / (b - a).norm()
+    k = 40.0 / float((b - a) @ u)
+    mid = float(((a + b) / 2) @ u)
+    weight = torch.zeros(4, model.d_model)
+    weight[0], weight[2] = -k * u, k * u
+    bias = torch.tensor([k * mid, -1e3, -k * mid, -1e3])
+    return LinearProbe(
+        READ, INTENTS, weight, bias, torch.zeros(model.d_model), torch.ones(model.d_model)
+    )
+
+
+@pytest.fixture(scope="module")
+def vector(model):
+    g = torch.Generator().manual_seed(1)
+    return {f"blocks.{i}.hook_resid_post": torch.randn(model.d_model, generator=g) for i in (1, 2)}
+
+
+@pytest.fixture(scope="module")
+def plan(model, probe, vector):
+    identity = model_meta(model)
+    return ControlPlan(
+        probe,
+        [bind(vector, {"guide": 3.0, "redirect": 3.0}, name="constructive")],
+        identity=identity,
+    )
+
+
+@pytest.fixture(scope="module")
+def batch(model):
+    return model.encode([BENIGN, VULNERABLE])
+
+
+def _forward(model, ids, mask):
+    with torch.no_grad():
+        return get_backend(model.backend).forward(model, ids, mask)
+
+
+def _generate(model, ids, mask, n=5):
+    with torch.no_grad():
+        return get_backend(model.backend).generate(model, ids, mask, max_new_tokens=n)
+
+
+def test_mixed_batch_rows_get_their_own_gates(model, plan, batch):
+    base = _forward(model, *batch)
+    with patch_plan(model, plan) as handle:
+        out = _forward(model, *batch)
+        d = handle.decisions()
+    assert d.intent == ["benign", "vulnerable"] and d.strategy == ["help", "guide"]
+    assert torch.equal(d.gates, torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+    assert torch.equal(out[0], base[0])  # "help" binds nothing: the benign row is untouched
+    assert (out[1] - base[1]).abs().max() > 0.1
+
+
+def _layer_hooks(model) -> list[set[int]]:
+    """Hook ids on every layer (the model is shared by the session: transformers may have added
+    its own output-recording hooks before, so compare against a snapshot, not against none)."""
+    return [
+        set(layer._forward_hooks) | set(layer._forward_pre_hooks) for layer in model.hf.model.layers
+    ]
+
+
+def test_gated_row_equals_unconditional_steering_and_removal_restores(model, plan, vector, batch):
+    before = _layer_hooks(model)
+    base = _forward(model, *batch)
+    with patch_plan(model, plan):
+        gated = _forward(model, *batch)
+    with patch(model, vector, strength=3.0):
+        always = _forward(model, *batch)
+    torch.testing.assert_close(gated[1], always[1])
+    assert torch.equal(_forward(model, *batch), base)
+    assert _layer_hooks(model) == before
+
+
+def test_padding_does_not_change_a_rows_decision(model, plan, batch):
+    with patch_plan(model, plan) as handle:
+        _forward(model, *batch)
+        together = handle.decisions()
+        _forward(model, *model.encode([BENIGN]))
+        alone = handle.decisions()
+    assert batch[1][0, 0] == 0  # the benign row is the shorter, left-padded one
+    torch.testing.assert_close(alone.posterior, together.posterior[:1], atol=1e-4, rtol=0)
+    assert alone.strategy == together.strategy[:1]
+
+
+def test_decisions_latch_across_decode_steps(model, plan, vector, batch):
+    with patch_plan(model, plan, trace=True) as handle:
+        tokens = _generate(model, *batch, n=5)
+        d, trace = handle.decisions(), handle.trace()
+    with patch(model, vector, strength=3.0):
+        steered = _generate(model, *batch, n=5)
+    plain = _generate(model, *batch, n=5)
+    assert d.step == 4 and d.strategy == ["help", "guide"]
+    assert trace.applied.shape == (2, batch[0].shape[1] + 4, 3)
+    assert torch.equal(
+        trace.applied[0, :, 1:], torch.zeros_like(trace.applied[0, :, 1:])
+    )  # help only
+    assert torch.equal(
+        trace.applied[1, :, 1], torch.ones(trace.applied.shape[1])
+    )  # guide, every token
+    assert torch.equal(tokens[0], plain[0]) and torch.equal(tokens[1], steered[1])
+
+
+def test_a_new_prompt_pass_resets_the_latch(model, plan):
+    with patch_plan(model, plan) as handle:
+        _generate(model, *model.encode([VULNERABLE]), n=3)
+        assert handle.decisions().strategy == ["guide"]
+        _generate(model, *model.encode([BENIGN]), n=3)
+        assert handle.decisions().strategy == ["help"] and handle.decisions().step == 2
+
+
+@pytest.mark.parametrize(
+    ("positions", "prompt", "generated"),
+    [("prompt", 1.0, 0.0), ("generated", 0.0, 1.0), ("all", 1.0, 1.0)],
+)
+def test_positions_select_prompt_or_generated_tokens(model, plan, positions, prompt, generated):
+    ids, mask = model.encode([VULNERABLE])
+    with patch_plan(model, plan.replace(positions=positions), trace=True) as handle:
+        _generate(model, ids, mask, n=4)
+        applied = handle.trace().applied[0, :, 1]  # the "guide" gate per token
+    t = ids.shape[1]
+    assert torch.equal(applied[:t], torch.full((t,), prompt))
+    assert torch.equal(applied[t:], torch.full((3,), generated))
+
+
+def test_schedule_scales_by_decode_step_and_holds_its_last_value(model, plan):
+    ids, mask = model.encode([VULNERABLE])
+    with patch_plan(model, plan.replace(schedule=(1.0, 0.5, 0.25)), trace=True) as handle:
+        _generate(model, ids, mask, n=6)
+        applied = handle.trace().applied[0, ids.shape[1] :, 1]
+    assert torch.equal(applied, torch.tensor([0.5, 0.25, 0.25, 0.25, 0.25]))
+
+
+def test_running_read_averages_the_last_prompt_token_and_generated_tokens(model, plan):
+    ids, mask = model.encode([VULNERABLE])
+    with patch_plan(model, plan.replace(read="running")) as handle:
+        tokens = _generate(model, ids, mask, n=5)
+        got = handle.decisions().posterior
+    full = torch.ones_like(tokens)
+    acts = {}
+    hook = osteer.backends.Hook(osteer.parse_site(READ), lambda x: acts.setdefault("x", x.detach()))
+    with torch.no_grad(), get_backend("hf").add_hooks(model, [hook]):
+        model.hf(input_ids=tokens, attention_mask=full, position_ids=position_ids(full))
+    t = ids.shape[1]
+    mean = acts["x"][0, t - 1 : tokens.shape[1] - 1].mean(
+        0, keepdim=True
+    )  # tokens fed to the model
+    torch.testing.assert_close(got, plan.probe.probs(mean), atol=1e-4, rtol=1e-3)
+
+
+def test_window_read_ignores_left_padding(model, plan):
+    short, long = "Hi", "Please tell me a long story about the sea and the wind"
+    windowed = plan.replace(read="window", window=6)
+    with patch_plan(model, windowed) as handle:
+        _forward(model, *model.encode([short, long], chat=False))
+        together = handle.decisions().posterior
+        _forward(model, *model.encode([short], chat=False))
+        alone = handle.decisions().posterior
+    torch.testing.assert_close(alone, together[:1], atol=1e-5, rtol=1e-4)
+
+
+def test_monitor_probes_are_recorded_and_soft_policies_blend(model, plan, probe, batch):
+    soft = plan.replace(
+        policy=osteer.Policy(mode="soft", temperature=0.5), monitors={"risk": probe}
+    )
+    with patch_plan(model, soft) as handle:
+        _forward(model, *batch)
+        d = handle.decisions()
+    torch.testing.assert_close(d.monitors["risk"], d.posterior)
+    torch.testing.assert_close(d.gates, d.weights)
+    assert 0 < d.gates[1, 1] < 1 and d.strategy == ["help", "guide"]
+
+
+def test_batches_larger_than_the_preallocation_grow_it(model, plan):
+    ids, mask = model.encode([BENIGN, VULNERABLE, BENIGN])
+    with patch_plan(model, plan, max_batch=1) as handle:
+        _forward(model, ids, mask)
+        assert handle.decisions().strategy == ["help", "guide", "help"]
+
+
+def test_patch_and_steer_dispatch_a_plan(model, plan, batch):
+    with osteer.steer(model, plan) as handle:
+        _forward(model, *batch)
+        assert handle.decisions().strategy == ["help", "guide"]
+    handle = osteer.patch(model, plan)
+    assert handle.active
+    handle.remove()
+    assert not handle.active
+
+
+def test_pack_round_trip_gives_the_same_decisions_and_logits(model, plan, batch, tmp_path):
+    plan = plan.replace(schedule=(1.0, 0.5), monitors={"risk": plan.probe}, meta={"note": "test"})
+    path = save_plan(plan, tmp_path / "control.safetensors")
+    back = load_plan(path, model)
+    assert (
+        back.identity == plan.identity
+        and back.meta == {"note": "test"}
+        and back.schedule == (1.0, 0.5)
+    )
+    with patch_plan(model, plan):
+        want = _forward(model, *batch)
+    with patch_plan(model, back):
+        got = _forward(model, *batch)
+    torch.testing.assert_close(got, want)
+
+
+def test_pack_for_another_model_is_refused(plan, tmp_path, tiny_models):
+    path = save_plan(plan, tmp_path / "control.safetensors")
+    other = tiny_models("llama", "hf", seed=1)
+    with pytest.raises(
+        ModelMismatchError, match=r"this control pack was made for model .* model_fingerprint="
+    ):
+        load_plan(path, other)
+    with pytest.raises(ModelMismatchError, match=r"this control plan was made for model"):
+        patch_plan(other, plan)
+
+
+def test_corrupt_or_unidentified_packs_are_refused(plan, probe, vector, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    path = save_plan(plan, tmp_path / "control.safetensors")
+    tensors = load_file(str(path))
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+    del tensors["policy/payoff"]
+    save_file(tensors, str(tmp_path / "bad.safetensors"), metadata=meta)
+    with pytest.raises(ArtifactError, match=r"lacks tensors \['policy/payoff'\]"):
+        load_plan(tmp_path / "bad.safetensors")
+    anonymous = ControlPlan(probe, [bind(vector, ["guide"])])
+    with pytest.raises(ArtifactError, match=r"does not know which model it is for"):
+        save_plan(anonymous, tmp_path / "anon.safetensors")
+
+
+def test_invalid_plans_raise_one_sentence(model, plan, probe, vector):
+    before = _layer_hooks(model)
+    with pytest.raises(
+        ValueError, match=r"binding 'v' names strategies \['comply'\] that the policy lacks"
+    ):
+        ControlPlan(probe, [bind(vector, {"comply": 1.0}, name="v")])
+    with pytest.raises(ValueError, match=r"read='first' is not a read mode"):
+        plan.replace(read="first")
+    with pytest.raises(WidthMismatchError, match=r"binding 'w' has width 8 but the probe has 64"):
+        ControlPlan(probe, [bind({"blocks.1.hook_resid_post": torch.ones(8)}, ["guide"], name="w")])
+    far = ControlPlan(probe, [bind({"blocks.9.hook_resid_post": torch.ones(64)}, ["guide"])])
+    with pytest.raises(SiteError, match=r"layer 9 .* out of range for a model with 3 layers"):
+        patch_plan(model, far)
+    assert _layer_hooks(model) == before
+
+
+def test_static_and_conditional_parts_split_for_export(plan, vector):
+    always = bind(vector, {"help": 1.0, "guide": 1.0, "redirect": 1.0}, name="always")
+    mixed = plan.replace(bindings=[*plan.bindings, always])
+    assert (
+        mixed.conditional_parts() is None or mixed.replace(positions="all").static_vectors() != {}
+    )
+    static = mixed.static_vectors()
+    torch.testing.assert_close(
+        static["blocks.1.hook_resid_post"], vector["blocks.1.hook_resid_post"]
+    )
+    assert [b.name for b in mixed.conditional_parts().bindings] == ["constructive"]
+
+
+def test_rule_plan_steers_only_above_threshold(model, probe, vector, batch):
+    binary = LinearProbe(
+        READ, ("safe", "risky"), probe.weight[[0, 2]], probe.bias[[0, 2]], probe.mean, probe.scale
+    )
+    plan = ControlPlan.rule(binary, vector, 3.0, threshold=0.5)
+    with patch_plan(model, plan) as handle:
+        _forward(model, *batch)
+        assert handle.decisions().strategy == ["pass", "steer"]
+
+
+def test_patched_forward_compiles_fullgraph_without_breaks(model, plan, batch):
+    ids, mask = batch
+    kwargs = dict(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask))
+    with torch.no_grad(), patch_plan(model, plan) as handle:
+        eager = model.hf(**kwargs).logits
+        torch._dynamo.reset()  # fullgraph=True raises on any graph break
+        compiled = torch.compile(model.hf, fullgraph=True, backend="eager")(**kwargs).logits
+        assert handle.decisions().strategy == ["help", "guide"]
+    torch.testing.assert_close(compiled, eager)
+
+
+def test_static_cache_compiled_generate_matches_eager(model, plan, batch):
+    from transformers import CompileConfig
+
+    config = CompileConfig(fullgraph=True, backend="aot_eager", mode=None)
+    config._compile_all_devices = True
+    kwargs = dict(max_new_tokens=5, do_sample=False, pad_token_id=model.pad_id)
+    with torch.no_grad(), patch_plan(model, plan) as handle:
+        eager = model.hf.generate(*batch[:1], attention_mask=batch[1], **kwargs)
+        torch._dynamo.reset()
+        compiled = model.hf.generate(
+            *batch[:1],
+            attention_mask=batch[1],
+            cache_implementation="static",
+            compile_config=config,
+            **kwargs,
+        )
+        d = handle.decisions()
+    assert hasattr(model.hf, "_compiled_call")  # decode steps ran through the compiled forward
+    assert torch.equal(compiled, eager) and d.strategy == ["help", "guide"] and d.step == 4
+
+
+@pytest.mark.parametrize("backend", ["tl", "nnsight"])
+def test_backends_agree_with_hf(model, plan, batch, backend, tiny_models):
+    other = tiny_models(
+        "llama", backend
+    )  # same weights on its own HF module (TL rewires the one it wraps)
+    with patch_plan(model, plan):
+        want_logits, want_tokens = _forward(model, *batch), _generate(model, *batch, n=4)
+    with patch_plan(other, plan) as handle:
+        logits, tokens = _forward(other, *batch), _generate(other, *batch, n=4)
+        assert handle.decisions().strategy == ["help", "guide"]
+    real = batch[1].bool()
+    assert (logits[real] - want_logits[real]).abs().max() <= 1e-4
+    assert torch.equal(tokens[:, -4:], want_tokens[:, -4:])
+
+
+@pytest.fixture
+def cuda_model():
+    from oyster_steer.testing import default_tokenizer, tiny_hf_model
+
+    return osteer.from_hf(tiny_hf_model("llama").cuda(), default_tokenizer())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_hooks_never_sync_with_the_host(cuda_model, plan):
+    import warnings
+
+    ids, mask = cuda_model.encode([BENIGN, VULNERABLE])
+    with (
+        torch.no_grad(),
+        patch_plan(cuda_model, plan) as handle,
+        warnings.catch_warnings(record=True) as caught,
+    ):
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            cuda_model.hf.generate(
+                ids,
+                attention_mask=mask,
+                max_new_tokens=4,
+                do_sample=False,
+                pad_token_id=cuda_model.pad_id,
+            )
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+        assert handle.decisions().strategy == ["help", "guide"]
+    ours = [w for w in caught if "oyster_steer" in str(w.filename)]
+    assert ours == [], [f"{w.filename}:{w.lineno} {w.message}" for w in ours]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_generation_matches_eager(cuda_model, plan):
+    from transformers import CompileConfig
+
+    ids, mask = cuda_model.encode([BENIGN, VULNERABLE])
+    kwargs = dict(max_new_tokens=8, do_sample=False, pad_token_id=cuda_model.pad_id)
+    config = CompileConfig(
+        fullgraph=True, mode="reduce-overhead"
+    )  # CUDA-graph replay of decode steps
+    with torch.no_grad(), patch_plan(cuda_model, plan) as handle:
+        eager = cuda_model.hf.generate(ids, attention_mask=mask, **kwargs)
+        graphed = cuda_model.hf.generate(
+            ids, attention_mask=mask, cache_implementation="static", compile_config=config, **kwargs
+        )
+        assert handle.decisions().strategy == ["help", "guide"] and handle.decisions().step == 7
+    assert torch.equal(graphed, eager)
+
+
+def test_build_plan_cli_writes_a_pack_from_probe_and_vector_files(
+    model, probe, vector, tmp_path, capsys
+):
+    from oyster_steer.cli import main
+    from oyster_steer.probes._probe import save_probe
+    from oyster_steer.testing import default_tokenizer, tiny_hf_model
+    from oyster_steer.vectors._vector import SteeringVector, save_vector
+
+    tiny_hf_model("llama").save_pretrained(tmp_path / "m")
+    default_tokenizer().save_pretrained(tmp_path / "m")
+    probe_path = save_probe(probe, tmp_path / "intent.safetensors", model)
+    vec = SteeringVector.from_tensors(model, vector, method="mean_diff", strength=2.5)
+    vec_path = save_vector(vec, tmp_path / "constructive.safetensors")
+    out = tmp_path / "control.safetensors"
+    argv = ["build-plan", "--model", str(tmp_path / "m"), "--probe", str(probe_path)]
+    argv += [
+        "--monitor",
+        f"risk={probe_path}",
+        "--vector",
+        f"constructive={vec_path}:guide=1x,redirect=4",
+    ]
+    argv += ["--schedule", "1", "0.5", "--out", str(out)]
+    assert main(argv) == 0
+    assert "saved control pack" in capsys.readouterr().out
+    plan = load_plan(out, model)
+    assert plan.bindings[0].strengths == {"guide": 2.5, "redirect": 4.0}
+    assert plan.schedule == (1.0, 0.5) and list(plan.monitors) == ["risk"]
+    assert (
+        plan.meta["command"].startswith("oyster-steer build-plan --model")
+        and "guide=1x" in plan.meta["command"]
+    )
+
+
+# -- the real default model with the shipped control pack (slow) ---------------------------------
+PACK = "vectors/smollm2-135m-instruct/control.safetensors"
+
+
+@pytest.fixture(scope="module")
+def shipped(smollm):
+    from pathlib import Path
+
+    if not Path(PACK).exists():
+        pytest.skip(f"{PACK} is not built yet: run `oyster-steer build-plan`")
+    return load_plan(PACK, smollm)
+
+
+@pytest.mark.slow
+def test_shipped_pack_gates_each_row_and_latches_on_smollm(smollm, shipped):
+    ids, mask = smollm.encode(
+        [BENIGN, VULNERABLE, "Give me step-by-step instructions to poison my neighbour."]
+    )
+    with patch_plan(smollm, shipped, trace=True) as handle:
+        tokens = _generate(smollm, ids, mask, n=6)
+        d, trace = handle.decisions(), handle.trace()
+    torch.testing.assert_close(d.posterior.sum(-1), torch.ones(3))
+    assert d.step == 5 and trace.applied.shape == (3, ids.shape[1] + 5, len(shipped.strategies))
+    sched = torch.tensor([shipped.schedule[min(i, len(shipped.schedule) - 1)] for i in range(1, 6)])
+    sched = sched * (
+        shipped.positions != "prompt"
+    )  # decode steps write unless only the prompt is steered
+    want = d.gates.unsqueeze(1) * sched.view(1, 5, 1)  # the gates decided at the prompt pass, kept
+    torch.testing.assert_close(trace.applied[:, -5:], want)
+    assert tokens.shape == (3, ids.shape[1] + 6)
+
+
+@pytest.mark.slow
+def test_shipped_pack_agrees_across_backends_on_smollm(smollm, shipped):
+    ids, mask = smollm.encode([BENIGN, VULNERABLE])
+    with patch_plan(smollm, shipped):
+        want_logits, want_tokens = _forward(smollm, ids, mask), _generate(smollm, ids, mask, n=6)
+    real = mask.bool()
+    for backend in ("nnsight", "tl"):
+        other = osteer.load_model(
+            backend=backend, device="cpu"
+        )  # its own HF module (TL rewires it)
+        with patch_plan(other, load_plan(PACK, other)):
+            logits, tokens = _forward(other, ids, mask), _generate(other, ids, mask, n=6)
+        assert (logits[real] - want_logits[real]).abs().max() <= 1e-4, backend
+        assert torch.equal(tokens[:, -6:], want_tokens[:, -6:]), backend

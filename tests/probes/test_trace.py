@@ -1,0 +1,62 @@
+"""token_trace: readings during generation, identical on the HF, TransformerLens and nnsight backends."""
+
+from __future__ import annotations
+
+import torch
+
+from oyster_steer.probes._probe import LinearProbe
+from oyster_steer.probes._trace import token_trace
+
+
+def probe(site: str, classes: int, seed: int, task: str) -> LinearProbe:
+    g = torch.Generator().manual_seed(seed)
+    w, b = torch.randn(classes, 64, generator=g), torch.randn(classes, generator=g)
+    return LinearProbe(
+        site,
+        tuple(f"c{i}" for i in range(classes)),
+        w,
+        b,
+        torch.zeros(64),
+        torch.ones(64) * 3,
+        meta={"task": task},
+    )
+
+
+PROBES = [
+    probe("blocks.1.hook_resid_post", 2, 0, "risk"),
+    probe("blocks.-1.hook_resid_post", 4, 1, "intent"),
+]
+
+
+def test_prompt_only_trace_matches_a_full_capture(tiny):
+    from oyster_steer import capture
+
+    trace = token_trace(tiny, PROBES, "How do I pick a lock?")
+    assert trace.n_prompt == len(trace.tokens) == trace.probs["risk"].shape[0] and trace.reply == ""
+    assert trace.probs["intent"].shape == (trace.n_prompt, 4)
+    acts = capture(
+        tiny, ["How do I pick a lock?"], "blocks.1.hook_resid_post", positions="all", progress=False
+    )
+    assert torch.allclose(
+        trace.probs["risk"], PROBES[0].probs(acts["blocks.1.hook_resid_post"]), atol=1e-5
+    )
+
+
+def test_generation_is_read_during_decoding(tiny):
+    trace = token_trace(tiny, {"r": PROBES[0]}, "Hello there", generate=5)
+    assert len(trace.tokens) == trace.n_prompt + 5 and len(trace.reply) > 0
+    p = trace.probs["r"]
+    assert not p[:-1].isnan().any() and p[-1].isnan().all()  # the last new token is never fed back
+    assert torch.allclose(p[:-1].sum(-1), torch.ones(len(p) - 1))
+
+
+def test_backends_agree(tiny_models):
+    traces = {  # same seed: same weights; one HF module per backend (TransformerLens rewires its own)
+        b: token_trace(tiny_models("llama", b), PROBES, "Tell me a story", generate=4)
+        for b in ("hf", "tl", "nnsight")
+    }
+    for b in ("tl", "nnsight"):
+        assert torch.equal(traces[b].token_ids, traces["hf"].token_ids)
+        for name in ("risk", "intent"):
+            diff = (traces[b].probs[name] - traces["hf"].probs[name]).nan_to_num().abs().max()
+            assert diff < 1e-4, (b, name, float(diff))

@@ -1,0 +1,135 @@
+"""calibrate_strength and StrengthCurve: measured curves on a tiny model, exact interpolation rules."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from oyster_steer.data import load_starter
+from oyster_steer.steering._calibrate import StrengthCurve, calibrate_strength
+from oyster_steer.testing import tiny_model
+from oyster_steer.vectors._vector import SteeringVector
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model("llama")
+
+
+@pytest.fixture(scope="module")
+def curve(model):
+    gen = torch.Generator().manual_seed(0)
+    v = SteeringVector.from_tensors(
+        model, {"blocks.1.hook_resid_post": torch.randn(64, generator=gen)}, method="mean_diff"
+    )
+    return calibrate_strength(
+        model, v, load_starter(), strengths=(4.0, 1.0), n_per_intent=3, kl_tokens=2, progress=False
+    )
+
+
+def test_curve_shape_and_kl(curve):
+    assert curve.strengths == (0.0, 1.0, 4.0)  # sorted, 0 added
+    assert set(curve.margins) == {"vulnerable", "malicious"}
+    assert set(curve.margins["vulnerable"]) == {"refusal", "compliance"}
+    assert curve.n_prompts == {"vulnerable": 3, "malicious": 3, "kl": 6}
+    assert curve.kl[0] == 0.0 and 0 < curve.kl[1] < curve.kl[2]
+    assert curve.gain()[0] == 0.0 and curve.method == "mean_diff" and curve.target == "constructive"
+
+
+def test_strength_zero_is_the_unsteered_model(model, curve):
+    """The margins at strength 0 do not depend on the vector."""
+    v = SteeringVector.from_tensors(model, {"blocks.0.hook_resid_post": torch.ones(64)})
+    other = calibrate_strength(
+        model, v, load_starter(), strengths=(), n_per_intent=3, kl_tokens=2, progress=False
+    )
+    assert other.strengths == (0.0,)
+    assert np.allclose(other.margin("vulnerable"), curve.margin("vulnerable")[:1])
+
+
+def _synthetic() -> StrengthCurve:
+    margins = {
+        "vulnerable": {"refusal": (1.0, 2.0, 3.0, 2.5), "compliance": (1.0, 2.0, 3.0, 2.5)},
+        "malicious": {"refusal": (0.0, 0.5, 1.0, 1.5), "compliance": (0.0, 0.5, 1.0, 1.5)},
+    }
+    return StrengthCurve(
+        (0.0, 1.0, 2.0, 4.0),
+        margins,
+        (0.0, 0.1, 0.3, 0.9),
+        {"vulnerable": 1, "malicious": 1, "kl": 1},
+    )
+
+
+def test_interpolation_and_recommendation_rules():
+    c = _synthetic()
+    assert np.allclose(c.gain(), [0.0, 0.75, 1.5, 1.5])
+    assert c.gain_at_kl(0.2) == pytest.approx(1.125)  # halfway between strengths 1 and 2
+    assert c.gain_at_kl(0.2, "malicious") == pytest.approx(0.75)
+    assert c.recommend(0.2) == pytest.approx(1.5)
+    assert c.recommend(0.0) == 0.0
+    assert c.recommend(10.0) == 2.0  # the largest gain; of equal gains, the smaller strength
+    assert not c.reaches(1.0) and c.reaches(0.9)
+    assert c.gain_at_kl(5.0) == pytest.approx(1.5)  # never reached: the last point
+
+
+def test_json_round_trip():
+    c = _synthetic()
+    assert StrengthCurve.from_json(c.to_json()) == c
+
+
+def test_unknown_target(model):
+    v = SteeringVector.from_tensors(model, {"blocks.0.hook_resid_post": torch.ones(64)})
+    with pytest.raises(
+        ValueError, match=r"unknown target 'kind': use one of constructive, refusal"
+    ):
+        calibrate_strength(model, v, load_starter(), target="kind")
+
+
+def test_plot_strength_curve(curve):
+    pytest.importorskip("plotly")
+    from oyster_steer.plotting import plot_strength_curve
+
+    fig = plot_strength_curve([curve, _synthetic()], kl_budget=0.2)
+    assert len(fig.data) == 8 and fig.layout.xaxis2.title.text.startswith("benign next-token KL")
+
+
+def test_results_section_replaces_only_its_own_section(tmp_path):
+    from oyster_steer.reproduce._vector_results import comparison_table, write_section
+
+    path = tmp_path / "RESULTS.md"
+    path.write_text(
+        "# Results\n\n## Probes\n\nprobe numbers\n\n## Steering vectors\n\nold\n\n## Evaluation\n\neval numbers\n"
+    )
+    write_section(path, "## Steering vectors\n\nnew table\n")
+    text = path.read_text()
+    assert "old" not in text and "new table" in text
+    assert text.index("## Probes") < text.index("new table") < text.index("## Evaluation")
+    assert "probe numbers" in text and "eval numbers" in text
+    fresh = write_section(tmp_path / "NEW.md", "## Steering vectors\n\nx\n").read_text()
+    assert fresh == "# Results\n\n## Steering vectors\n\nx\n"
+    table = comparison_table({"learned": _synthetic()}, [0.2])
+    assert "| learned | 0.2 | 1.50 | +1.500 | +1.500 | +0.750 | +0.750 | +1.125 |" in table
+
+
+def test_verdict_sentence_follows_the_curves():
+    from dataclasses import replace
+
+    from oyster_steer.reproduce._vector_results import verdict
+
+    strong = _synthetic()
+    weak = replace(strong, margins=_scaled_margins(strong, 0.5))
+    assert verdict({"learned": strong, "mean_diff": weak}, [0.1, 0.2]).startswith(
+        "**Verdict:** `learned` beats `mean_diff` on mean margin gain at every benign-KL budget"
+    )
+    assert "does **not** beat" in verdict({"learned": weak, "mean_diff": strong}, [0.1, 0.2])
+    assert verdict({"learned": strong}, [0.1]) == ""
+
+
+def _scaled_margins(c, factor):
+    return {
+        i: {n: [factor * m for m in ms] for n, ms in neg.items()} for i, neg in c.margins.items()
+    }
