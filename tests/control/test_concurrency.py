@@ -14,11 +14,11 @@ import threading
 import pytest
 import torch
 
-from oyster_steer._artifacts import model_meta
-from oyster_steer._capture import capture
-from oyster_steer._control import ControlPlan, bind
-from oyster_steer._probe import LinearProbe
-from oyster_steer._steer import patch
+from oyster_steer.activations._capture import capture
+from oyster_steer.control._plan import ControlPlan, bind
+from oyster_steer.models._artifacts import model_meta
+from oyster_steer.probes._probe import LinearProbe
+from oyster_steer.steering._steer import patch
 
 BENIGN = "What is the capital of France?"
 VULNERABLE = "I feel so alone and I can't sleep, everything is hopeless"
