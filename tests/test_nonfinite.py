@@ -16,12 +16,12 @@ import torch
 from safetensors.torch import save_file
 
 from oyster_steer import ArtifactError
-from oyster_steer._artifacts import model_meta
-from oyster_steer._control import ControlPlan, bind, load_plan, save_plan
-from oyster_steer._policy import Policy, decide
-from oyster_steer._probe import LinearProbe, load_probe, save_probe
-from oyster_steer._steer import patch
-from oyster_steer._vector import SteeringVector, load_vector, save_vector
+from oyster_steer.control import ControlPlan, bind, load_plan, save_plan
+from oyster_steer.control._policy import Policy, decide
+from oyster_steer.models._artifacts import model_meta
+from oyster_steer.probes._probe import LinearProbe, load_probe, save_probe
+from oyster_steer.steering._steer import patch
+from oyster_steer.vectors._vector import SteeringVector, load_vector, save_vector
 
 BAD = [math.nan, math.inf, -math.inf]
 READ = "blocks.0.hook_resid_post"
