@@ -11,6 +11,9 @@ Fixtures:
                  test that uses it is marked ``slow`` and put in xdist group "smollm" here, so
                  ``pytest -n 2 --dist loadgroup`` loads it in one worker only.
     track        ``track(model_or_module)`` adds a model to the hook-leak check.
+    one_thread   torch on one thread for a module (small full-batch fits are fastest that way,
+                 and CI runs two workers on two cores); use it with
+                 ``pytestmark = pytest.mark.usefixtures("one_thread")``.
 
 Every model built through ``from_hf`` (``load_model``, ``tiny_model``, ``with_backend``) during
 the session is tracked automatically (weakly: tracking keeps nothing alive).
@@ -168,6 +171,14 @@ def _track_every_model() -> Iterator[None]:
 def track_model() -> Callable[[Any], Any]:
     """``track_model(model)``: include a model built by hand in the hook-leak check."""
     return track
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,13 +7,7 @@ import torch
 
 from oyster_steer.cli import main
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: single-threaded fits
 
 
 def test_train_probe_writes_probes_and_only_its_report_section(tmp_path, monkeypatch, tiny):

@@ -85,14 +85,11 @@ def test_report_labels_missing_pieces_and_escapes_text(tmp_path: Path) -> None:
     report = Report("t <1>")
     report.add_unavailable(
         "Strength and KL",
-        "module oyster_steer.steering._calibrate is not part of this installation yet",
+        "ArtifactError: vectors/x/constructive.safetensors not found",
     )
     report.add_html("Replies", "<b>ok</b>", note="a <script> note")
     html = report.write(tmp_path / "r.html").read_text()
-    assert (
-        "not available: module oyster_steer.steering._calibrate is not part of this installation yet"
-        in html
-    )
+    assert "not available: ArtifactError: vectors/x/constructive.safetensors not found" in html
     assert "t &lt;1&gt;" in html and "a &lt;script&gt; note" in html and "<b>ok</b>" in html
     assert report.figure_ids() == [] and "plotly.js" not in html
 

@@ -14,13 +14,7 @@ from oyster_steer.probes._sweep import Task, sweep_activations  # noqa: E402
 from oyster_steer.probes._trace import TokenTrace  # noqa: E402
 from oyster_steer.probes._train import train_probe  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: single-threaded fits
 
 
 def acts(n: int, seed: int) -> tuple[Activations, torch.Tensor]:

@@ -227,7 +227,6 @@ def patch_plan(
     max_batch: int = 64,
     positions: str | None = None,
     strength: float | None = None,
-    persistent: bool = True,
 ) -> ControlHandle:
     """Install ``plan`` on ``model`` as fused hooks; returns a handle (``remove()``, ``decisions()``).
 
@@ -242,8 +241,6 @@ def patch_plan(
         max_batch: rows preallocated for decisions (grown at a pass with a larger batch).
         positions: override the plan's ``positions``; strength: multiply every binding's
             strength (e.g. from :func:`oyster_steer.steer`'s ``strength``).
-        persistent: accepted for symmetry with :func:`oyster_steer.patch`; hooks always stay
-            until ``handle.remove()``.
 
     Example:
         >>> handle = patch_plan(model, plan)  # doctest: +SKIP

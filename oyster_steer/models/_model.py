@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -182,7 +182,6 @@ class OysterModel:
     fingerprint: str
     model_type: str
     parallel_residual: bool = False
-    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def device(self) -> torch.device:
@@ -257,7 +256,7 @@ class OysterModel:
         if backend == self.backend:
             return self
         native = _wrap(backend, self.hf, self.tokenizer, self.name)
-        return replace(self, backend=backend, native=native, _cache={})
+        return replace(self, backend=backend, native=native)
 
 
 def left_pad(

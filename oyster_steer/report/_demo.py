@@ -77,8 +77,6 @@ class _Run:
 
 
 def _reason(err: Exception) -> str:
-    if isinstance(err, ModuleNotFoundError):
-        return f"module {err.name} is not part of this installation yet"
     return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'no message'}"
 
 

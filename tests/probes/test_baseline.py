@@ -7,13 +7,7 @@ import torch
 
 from oyster_steer.probes._baseline import embed_texts, train_baseline, truncated_count
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: single-threaded fits
 
 
 def test_embeddings_are_unit_norm_semantic_and_cached(tmp_path):

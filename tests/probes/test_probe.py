@@ -17,13 +17,7 @@ from oyster_steer.probes._train import calibrate_probe, threshold_for_fpr, train
 SITE = "blocks.1.hook_resid_post"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small full-batch fits are fastest single-threaded (and CI runs two workers on two cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: single-threaded fits
 
 
 def planted(

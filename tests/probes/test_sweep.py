@@ -18,12 +18,7 @@ from oyster_steer.probes._sweep import (
 SITES = [f"blocks.{i}.hook_resid_post" for i in range(3)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: single-threaded fits
 
 
 def fake_acts(y: torch.Tensor, seed: int) -> Activations:
