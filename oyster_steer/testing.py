@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from .models._model import DEFAULT_MODEL, KNOWN_MODELS, OysterModel, _file_lock, cache_dir, from_hf
+from .models._registry import BackendName
 
 __all__ = ["TINY_ARCHITECTURES", "default_tokenizer", "tiny_hf_model", "tiny_model"]
 
@@ -99,11 +100,14 @@ def tiny_hf_model(arch: str = "llama", *, seed: int = 0, vocab_size: int | None 
             f"unknown tiny architecture {arch!r}: use one of {', '.join(TINY_ARCHITECTURES)}"
         )
     config = TINY_ARCHITECTURES[arch](vocab_size or len(default_tokenizer()))
-    torch.manual_seed(seed)
-    return AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+    # transformers initialises weights from the global generator: seed it inside a fork so the
+    # caller's random state is left exactly as it was.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
 
 
-def tiny_model(arch: str = "llama", backend: str = "hf", *, seed: int = 0) -> OysterModel:
+def tiny_model(arch: str = "llama", backend: BackendName = "hf", *, seed: int = 0) -> OysterModel:
     """A tiny random model with the default model's tokenizer and chat template, on ``backend``."""
     return from_hf(
         tiny_hf_model(arch, seed=seed),

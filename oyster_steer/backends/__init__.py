@@ -7,6 +7,8 @@ libraries are imported inside them, never by ``import oyster_steer``.
 from __future__ import annotations
 
 import importlib
+import threading
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -15,11 +17,21 @@ import torch
 
 from ..core._sites import Site, resolve_site
 from ..models._arch import hook_point
+from ..models._registry import backend_spec
 
 if TYPE_CHECKING:
     from ..models._model import OysterModel
 
-__all__ = ["Backend", "Hook", "HookFn", "HookHandle", "get_backend"]
+__all__ = [
+    "Backend",
+    "Hook",
+    "HookFn",
+    "HookHandle",
+    "StopForward",
+    "get_backend",
+    "guard_hooks_in_compiled_code",
+    "stop_after_last",
+]
 
 HookFn = Callable[[torch.Tensor], "torch.Tensor | None"]
 """Receives a (B, T, d) activation; returns a replacement, or None to leave it unchanged."""
@@ -39,14 +51,22 @@ class Hook:
 
 
 class HookHandle:
-    """Removes hooks it was given, once; usable as a context manager."""
+    """Removes hooks it was given, once, last added first; usable as a context manager."""
 
     def __init__(self, removers: Sequence[Callable[[], None]] = ()) -> None:
         self._removers = list(removers)
 
+    def add(self, remover: Callable[[], None]) -> None:
+        """Take one more hook (its remover) into this handle; it is removed before earlier ones."""
+        self._removers.append(remover)
+
     def remove(self) -> None:
-        while self._removers:
-            self._removers.pop()()
+        _remove_all(self._removers)
+
+    def remove_when_collected(self) -> None:
+        """Also remove the hooks when this handle is garbage-collected (a dropped handle)."""
+        # The finalizer holds the removers list, not the handle; remove() empties that same list.
+        weakref.finalize(self, _remove_all, self._removers)
 
     @property
     def active(self) -> bool:
@@ -57,6 +77,64 @@ class HookHandle:
 
     def __exit__(self, *exc: object) -> None:
         self.remove()
+
+
+def _remove_all(removers: list[Callable[[], None]]) -> None:
+    while removers:
+        removers.pop()()
+
+
+class StopForward(Exception):
+    """Raised by the last read hook to skip the rest of a forward pass nobody needs."""
+
+
+def stop_after_last(hooks: Sequence[Hook]) -> list[Hook]:
+    """``hooks`` with the last one (in execution order) raising :class:`StopForward` after it ran.
+
+    Example:
+        >>> with add_hooks(model, stop_after_last(hooks)), contextlib.suppress(StopForward):  # doctest: +SKIP
+        ...     model.hf.base_model(input_ids)
+    """
+    if not hooks:
+        return list(hooks)
+    last = max(hooks, key=lambda h: h.site.order)
+
+    def fn(x: torch.Tensor) -> None:
+        last.fn(x)
+        raise StopForward
+
+    return [h if h is not last else Hook(h.site, fn, h.write) for h in hooks]
+
+
+_GUARDS_LOCK = threading.Lock()
+_GUARDS: dict[str, Any] = {"holders": 0, "saved": None}
+
+
+def guard_hooks_in_compiled_code() -> Callable[[], None]:
+    """Make ``torch.compile`` guard on module hooks until the returned release is called.
+
+    By default dynamo does not guard on module hooks: code compiled before a patch (e.g. HF's
+    cached compiled generate step) would silently run without it, or with it after ``remove()``.
+    The flag is process-wide, so holders are counted: the first sets it, the last release
+    restores the value it had before. Each release counts once.
+    """
+    with _GUARDS_LOCK:
+        if _GUARDS["holders"] == 0:
+            _GUARDS["saved"] = torch._dynamo.config.skip_nnmodule_hook_guards
+            torch._dynamo.config.skip_nnmodule_hook_guards = False
+        _GUARDS["holders"] += 1
+    released = threading.Event()
+
+    def release() -> None:
+        with _GUARDS_LOCK:
+            if released.is_set():
+                return
+            released.set()
+            _GUARDS["holders"] -= 1
+            if _GUARDS["holders"] == 0:
+                torch._dynamo.config.skip_nnmodule_hook_guards = _GUARDS["saved"]
+
+    return release
 
 
 class Backend(Protocol):
@@ -93,14 +171,9 @@ class Backend(Protocol):
         ...
 
 
-_MODULES = {"hf": "._hf", "tl": "._tl", "nnsight": "._nnsight"}
-
-
 def get_backend(name: str) -> Backend:
-    """The backend module for ``"hf"``, ``"tl"`` or ``"nnsight"``."""
-    if name not in _MODULES:
-        raise ValueError(f"unknown backend {name!r}: use one of {', '.join(_MODULES)}")
-    return importlib.import_module(_MODULES[name], __name__)  # type: ignore[return-value]
+    """The backend module for ``"hf"``, ``"tl"`` or ``"nnsight"`` (see the models registry)."""
+    return importlib.import_module(backend_spec(name).module)  # type: ignore[return-value]
 
 
 def checked_hooks(model: OysterModel, hooks: Sequence[Hook]) -> list[Hook]:

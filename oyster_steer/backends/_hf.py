@@ -9,16 +9,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..models._arch import hook_point
-from . import Hook, HookHandle, checked_hooks, position_ids
+from . import Hook, HookHandle, StopForward, checked_hooks, position_ids, stop_after_last
 
 if TYPE_CHECKING:
     from ..models._model import OysterModel
 
 __all__ = ["add_hooks", "forward", "generate"]
-
-
-class _StopForward(Exception):
-    """Raised by the last read hook to skip the rest of a forward pass nobody needs."""
 
 
 def _output_hook(fn: Any) -> Any:
@@ -55,24 +51,11 @@ def add_hooks(model: OysterModel, hooks: Sequence[Hook]) -> HookHandle:
                 h = module.register_forward_hook(_output_hook(hook.fn))
             else:
                 h = module.register_forward_pre_hook(_input_hook(hook.fn), with_kwargs=True)
-            handle._removers.append(h.remove)
+            handle.add(h.remove)
     except BaseException:
         handle.remove()
         raise
     return handle
-
-
-def _stopping(hooks: Sequence[Hook]) -> list[Hook]:
-    """Wrap the last hook (in execution order) so that it ends the pass after it ran."""
-    if not hooks:
-        return list(hooks)
-    last = max(hooks, key=lambda h: h.site.order)
-
-    def fn(x: torch.Tensor) -> None:
-        last.fn(x)
-        raise _StopForward
-
-    return [h if h is not last else Hook(h.site, fn, h.write) for h in hooks]
 
 
 def forward(
@@ -94,7 +77,7 @@ def forward(
     if logits:
         with add_hooks(model, hooks):
             return model.hf(**kwargs).logits
-    with add_hooks(model, _stopping(hooks)), contextlib.suppress(_StopForward):
+    with add_hooks(model, stop_after_last(hooks)), contextlib.suppress(StopForward):
         model.hf.base_model(**kwargs)  # no LM head: it is a third of the cost on small models
     return None
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..core._sites import Site
-from . import Hook, HookHandle, _hf, checked_hooks
+from . import Hook, HookHandle, StopForward, checked_hooks, stop_after_last
 
 if TYPE_CHECKING:
     from ..models._model import OysterModel
@@ -46,7 +46,7 @@ def add_hooks(model: OysterModel, hooks: Sequence[Hook]) -> HookHandle:
         for name, fn in _fwd_hooks(model, hooks):
             point = bridge.hook_dict[name]
             lens = point.add_hook(fn, dir="fwd")
-            handle._removers.append(_remover(point, lens))
+            handle.add(_remover(point, lens))
     except BaseException:
         handle.remove()
         raise
@@ -79,8 +79,8 @@ def forward(
     # The bridge computes the LM head even with return_type=None or stop_at_layer=n_layers, so the
     # last hook ends the pass instead (as on hf): the head is a third of a small model's forward.
     with (
-        bridge.hooks(fwd_hooks=_fwd_hooks(model, _hf._stopping(hooks))),
-        contextlib.suppress(_hf._StopForward),
+        bridge.hooks(fwd_hooks=_fwd_hooks(model, stop_after_last(hooks))),
+        contextlib.suppress(StopForward),
     ):
         bridge(input_ids, attention_mask=attention_mask, return_type=None)
     return None

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..models._model import DEFAULT_MODEL
+from ..models._registry import BACKEND_NAMES
 
 __all__ = ["add_common", "data_from_args", "model_from_args"]
 
@@ -20,7 +21,7 @@ def add_common(parser: argparse.ArgumentParser, *, out: str | None = None) -> No
     parser.add_argument(
         "--backend",
         default="hf",
-        choices=("hf", "tl", "nnsight"),
+        choices=BACKEND_NAMES,
         help="execution backend (default: hf)",
     )
     parser.add_argument(

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..models._model import DEFAULT_MODEL
+from ..models._registry import BACKEND_NAMES
 from ._eval import positive_int
 
 
@@ -29,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--backend",
         default="hf",
-        choices=("hf", "tl", "nnsight"),
+        choices=BACKEND_NAMES,
         help="execution backend (default: hf)",
     )
     p.add_argument(

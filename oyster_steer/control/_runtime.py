@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..backends import HookHandle, get_backend
+from ..backends import HookHandle, get_backend, guard_hooks_in_compiled_code
 from ..core._errors import WidthMismatchError
 from ..models._artifacts import check_model
 from ._hooks import ControlState, build_hooks
@@ -171,10 +171,6 @@ def install(
 ) -> ControlHandle:
     """Validate ``plan`` against ``model`` and register its hooks (all or nothing)."""
     _validate(model, plan, max_batch, positions)
-    # By default dynamo does not guard on module hooks: code compiled before patch() (e.g. HF's
-    # cached compiled generate step) would silently run without the plan, or with it after
-    # remove(). Guarding on hooks makes compiled code recompile when hooks change instead.
-    torch._dynamo.config.skip_nnmodule_hook_guards = False
     state = ControlState(
         plan,
         model,
@@ -185,18 +181,16 @@ def install(
     )
     handle = ControlHandle(plan, model, state, [])
     try:
-        handle._removers.append(state.tracker.attach(model).remove)
+        # compiled code recompiles when hooks change, instead of running without (or with) them
+        handle.add(guard_hooks_in_compiled_code())
+        handle.add(state.tracker.attach(model).remove)
         block = model.hf.get_submodule(f"{model.spec.layers}.0")
-        handle._removers.append(
-            block.register_forward_pre_hook(state.begin, with_kwargs=True).remove
-        )
-        handle._removers.append(
+        handle.add(block.register_forward_pre_hook(state.begin, with_kwargs=True).remove)
+        handle.add(
             get_backend(model.backend).add_hooks(model, build_hooks(plan, model, state)).remove
         )
         if plan.read == "window":
-            handle._removers.append(
-                model.hf.register_forward_pre_hook(state.grab_mask, with_kwargs=True).remove
-            )
+            handle.add(model.hf.register_forward_pre_hook(state.grab_mask, with_kwargs=True).remove)
     except BaseException:
         handle.remove()
         raise

@@ -13,7 +13,7 @@ import importlib.metadata
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import torch
 
 from ..core._errors import EmptyInputError, UnknownModelError
 from ._arch import ArchSpec, arch_spec
+from ._registry import BackendName, backend_spec
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -33,7 +34,6 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
-BACKENDS = ("hf", "tl", "nnsight")
 
 
 def cache_dir() -> Path:
@@ -172,7 +172,7 @@ class OysterModel:
     """
 
     name: str
-    backend: str
+    backend: BackendName
     native: Any
     hf: Any
     tokenizer: Any
@@ -251,11 +251,11 @@ class OysterModel:
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         return int(pad if pad is not None else 0)
 
-    def with_backend(self, backend: str) -> OysterModel:
+    def with_backend(self, backend: BackendName) -> OysterModel:
         """The same weights on another backend (no reload; the HF module is shared)."""
         if backend == self.backend:
             return self
-        native = _wrap(backend, self.hf, self.tokenizer, self.name)
+        native = backend_spec(backend).wrap(self.hf, self.tokenizer, self.name)
         return replace(self, backend=backend, native=native)
 
 
@@ -273,41 +273,8 @@ def left_pad(
     return ids.to(device), mask.to(device)
 
 
-def _wrap_tl(hf: Any, tokenizer: Any, name: str) -> Any:
-    from ..core._optional import require
-
-    require("transformer_lens", "tl")
-    from transformer_lens.model_bridge import TransformerBridge
-
-    return TransformerBridge.boot_transformers(
-        name, hf_model=hf, tokenizer=tokenizer, device=str(next(hf.parameters()).device)
-    )
-
-
-def _wrap_nnsight(hf: Any, tokenizer: Any, name: str) -> Any:
-    from ..core._optional import require
-
-    require("nnsight", "nnsight")
-    import nnsight
-
-    return nnsight.TransformersModel(hf, tokenizer=tokenizer)
-
-
-_WRAPPERS: dict[str, Callable[[Any, Any, str], Any]] = {
-    "hf": lambda hf, tok, name: hf,
-    "tl": _wrap_tl,
-    "nnsight": _wrap_nnsight,
-}
-
-
-def _wrap(backend: str, hf: Any, tokenizer: Any, name: str) -> Any:
-    if backend not in _WRAPPERS:
-        raise ValueError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
-    return _WRAPPERS[backend](hf, tokenizer, name)
-
-
 def from_hf(
-    hf: Any, tokenizer: Any, *, backend: str = "hf", name: str | None = None
+    hf: Any, tokenizer: Any, *, backend: BackendName = "hf", name: str | None = None
 ) -> OysterModel:
     """Wrap an already-loaded Hugging Face causal LM and tokenizer (e.g. a random-init test model)."""
     hf.eval()
@@ -319,7 +286,7 @@ def from_hf(
     return OysterModel(
         name=str(name),
         backend=backend,
-        native=_wrap(backend, hf, tokenizer, str(name)),
+        native=backend_spec(backend).wrap(hf, tokenizer, str(name)),
         hf=hf,
         tokenizer=tokenizer,
         spec=arch_spec(cfg.model_type),
@@ -349,7 +316,7 @@ def _resolve_path(name_or_path: str) -> str:
 
 def load_model(
     name_or_path: str = DEFAULT_MODEL,
-    backend: str = "hf",
+    backend: BackendName = "hf",
     device: str | torch.device | None = None,
     dtype: torch.dtype | str | None = None,
 ) -> OysterModel:
@@ -368,8 +335,7 @@ def load_model(
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    backend_spec(backend)  # an unknown name fails before the weights load
     path = _resolve_path(name_or_path)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = getattr(torch, dtype) if isinstance(dtype, str) else (dtype or torch.float32)

@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import weakref
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -108,16 +107,10 @@ def patch(
     return _scoped(_install(model, deltas, positions), persistent)
 
 
-def _remove_all(removers: list[Callable[[], None]]) -> None:
-    while removers:
-        removers.pop()()
-
-
 def _scoped(handle: H, persistent: bool) -> H:
     """Non-persistent handles take their hooks with them when garbage-collected."""
     if not persistent:
-        # The finalizer holds the removers list, not the handle; remove() empties that same list.
-        weakref.finalize(handle, _remove_all, handle._removers)
+        handle.remove_when_collected()
     return handle
 
 
@@ -128,7 +121,7 @@ def _install(model: OysterModel, deltas: Mapping[str, torch.Tensor], positions: 
         tracker = None
         if positions != "all":
             tracker = PositionTracker()
-            handle._removers.append(tracker.attach(model).remove)
+            handle.add(tracker.attach(model).remove)
         hooks = [
             Hook(
                 parse_site(name),
@@ -137,7 +130,7 @@ def _install(model: OysterModel, deltas: Mapping[str, torch.Tensor], positions: 
             )
             for name, delta in deltas.items()
         ]
-        handle._removers.append(get_backend(model.backend).add_hooks(model, hooks).remove)
+        handle.add(get_backend(model.backend).add_hooks(model, hooks).remove)
     except BaseException:
         handle.remove()
         raise

@@ -6,7 +6,15 @@ import pytest
 import torch
 
 from oyster_steer import SiteError
-from oyster_steer.backends import Hook, HookHandle, get_backend, position_ids
+from oyster_steer.backends import (
+    Hook,
+    HookHandle,
+    StopForward,
+    get_backend,
+    guard_hooks_in_compiled_code,
+    position_ids,
+    stop_after_last,
+)
 from oyster_steer.core._sites import Site
 
 BACKENDS = ["hf", "tl", "nnsight"]
@@ -93,6 +101,52 @@ def test_hook_handle_removes_in_reverse_order():
     with handle:
         assert handle.active
     assert order == [2, 1] and not handle.active
+
+
+def test_hook_handle_add_takes_ownership_and_removes_once():
+    order: list[str] = []
+    handle = HookHandle([lambda: order.append("first")])
+    handle.add(lambda: order.append("added"))
+    handle.remove()
+    handle.remove()
+    assert order == ["added", "first"]
+
+
+def test_a_dropped_handle_removes_its_hooks_when_collected():
+    import gc
+
+    order: list[str] = []
+    handle = HookHandle([lambda: order.append("removed")])
+    handle.remove_when_collected()
+    del handle
+    gc.collect()
+    assert order == ["removed"]
+
+
+def test_stop_after_last_ends_the_pass_after_the_last_hook_in_execution_order():
+    seen: list[int] = []
+    hooks = [Hook(Site(layer, "resid_post"), lambda x, n=layer: seen.append(n)) for layer in (2, 0)]
+    wrapped = stop_after_last(hooks)
+    wrapped[1].fn(torch.zeros(1))  # layer 0: runs on
+    with pytest.raises(StopForward):
+        wrapped[0].fn(torch.zeros(1))  # layer 2 is the last to fire
+    assert seen == [0, 2] and stop_after_last([]) == []
+
+
+def test_compiled_code_guards_on_hooks_while_held_and_the_flag_is_restored():
+    config = torch._dynamo.config
+    before = config.skip_nnmodule_hook_guards
+    try:
+        config.skip_nnmodule_hook_guards = True
+        first, second = guard_hooks_in_compiled_code(), guard_hooks_in_compiled_code()
+        assert config.skip_nnmodule_hook_guards is False
+        first()
+        first()  # a second call of one release counts once
+        assert config.skip_nnmodule_hook_guards is False
+        second()
+        assert config.skip_nnmodule_hook_guards is True
+    finally:
+        config.skip_nnmodule_hook_guards = before
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

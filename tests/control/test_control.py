@@ -225,6 +225,21 @@ def test_patch_and_steer_dispatch_a_plan(model, plan, batch):
     assert not handle.active
 
 
+def test_the_dynamo_hook_guard_flag_is_restored_when_the_last_plan_is_removed(model, plan):
+    config = torch._dynamo.config
+    before = config.skip_nnmodule_hook_guards
+    try:
+        config.skip_nnmodule_hook_guards = True
+        first, second = osteer.patch(model, plan), osteer.patch(model, plan)
+        assert config.skip_nnmodule_hook_guards is False  # compiled code guards on the hooks
+        first.remove()
+        assert config.skip_nnmodule_hook_guards is False  # one plan is still installed
+        second.remove()
+        assert config.skip_nnmodule_hook_guards is True
+    finally:
+        config.skip_nnmodule_hook_guards = before
+
+
 def test_pack_round_trip_gives_the_same_decisions_and_logits(model, plan, batch, tmp_path):
     plan = plan.replace(schedule=(1.0, 0.5), monitors={"risk": plan.probe}, meta={"note": "test"})
     path = save_plan(plan, tmp_path / "control.safetensors")
