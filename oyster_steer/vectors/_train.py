@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..activations._capture import capture
 from ..core._errors import EmptyInputError
 from ..core._sites import Site, resolve_sites
 from ._contrast import BENIGN_INTENTS, TARGETS, Contrast, contrasts_for, records_of, sample_records
@@ -85,32 +86,8 @@ def reply_activations(
     batch_size: int = 16,
     progress: bool = True,
 ) -> dict[str, torch.Tensor]:
-    """Per site, the mean activation over each reply's tokens after its chat prompt: (N, d).
-
-    The last result is kept, so ``mean_diff`` and ``pca`` on the same data capture once.
-    """
+    """Per site, the mean activation over each reply's tokens after its chat prompt: (N, d)."""
     texts = [model.format_chat(p) + r for p, r in zip(prompts, replies, strict=True)]
-    key = (
-        id(model.hf),
-        model.fingerprint,
-        model.backend,
-        tuple(s.name for s in sites),
-        tuple(texts),
-    )
-    if _LAST.get("key") != key:
-        _LAST.clear()
-        _LAST.update(
-            key=key, value=_reply_means(model, prompts, texts, sites, batch_size, progress)
-        )
-    return dict(_LAST["value"])
-
-
-_LAST: dict[str, Any] = {}
-
-
-def _reply_means(model, prompts, texts, sites, batch_size, progress) -> dict[str, torch.Tensor]:  # noqa: ANN001
-    from ..activations._capture import capture
-
     acts = capture(
         model,
         texts,

@@ -76,6 +76,20 @@ def test_pca_keeps_the_shift_the_pairs_share():
     assert abs(_cos(centred, u)) < 0.5  # what the centred component would have given
 
 
+def test_reply_activations_see_in_place_weight_edits():
+    """No cache keyed on the module: the same call after an in-place edit reads the new weights."""
+    from oyster_steer.core._sites import parse_site
+    from oyster_steer.testing import tiny_model
+
+    model, site = tiny_model("llama", seed=7), parse_site("blocks.1.hook_resid_post")
+    args = (model, ["How do I bake bread?"], ["Happy to help."], [site])
+    before = reply_activations(*args, progress=False)[site.name]
+    with torch.no_grad():
+        model.hf.get_input_embeddings().weight.mul_(2.0)
+    after = reply_activations(*args, progress=False)[site.name]
+    assert not torch.allclose(before, after)
+
+
 def test_reply_activations_average_only_the_reply_tokens(model):
     from oyster_steer.activations._capture import capture
     from oyster_steer.core._sites import parse_site
