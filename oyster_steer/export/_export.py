@@ -325,4 +325,28 @@ def _write_control(model: OysterModel, conditional: Any, out: Path, baked: Baked
         "n_layers": str(model.n_layers),
     }
     save_plan(retarget_plan(conditional, identity), out / CONTROL_NAME)
+    _index_single_shard(out)
     return CONTROL_NAME
+
+
+def _index_single_shard(out: Path) -> None:
+    """Write ``model.safetensors.index.json`` for an unsharded checkpoint.
+
+    Engines that glob ``*.safetensors`` for weights (vLLM's default loader) would otherwise
+    read ``control.safetensors`` as a weight file and fail on its tensor names; with an index
+    they load only the files it lists. transformers prefers ``model.safetensors`` when present.
+    """
+    from safetensors import safe_open
+
+    single, index = out / "model.safetensors", out / "model.safetensors.index.json"
+    if not single.is_file() or index.exists():
+        return
+    with safe_open(str(single), "pt") as fh:
+        names = list(fh.keys())
+    weight_map = {name: single.name for name in sorted(names)}
+    index.write_text(
+        json.dumps(
+            {"metadata": {"total_size": single.stat().st_size}, "weight_map": weight_map}, indent=2
+        )
+        + "\n"
+    )

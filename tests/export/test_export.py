@@ -472,6 +472,9 @@ def test_allow_conditional_bakes_static_part_and_packs_the_rest(tiny_models, tmp
     plan = _plan(model, "blocks.2.hook_resid_post")
     manifest = export_patched(model, plan, tmp_path, allow_conditional=True)
     assert manifest.control_pack == "control.safetensors" and manifest.model_type == "llama"
+    # an index, so engines that glob *.safetensors for weights (vLLM) skip control.safetensors
+    index = json.loads((tmp_path / "model.safetensors.index.json").read_text())
+    assert set(index["weight_map"].values()) == {"model.safetensors"}
     assert [(r["site"], r["route"]) for r in manifest.baked] == [
         ("blocks.2.hook_resid_post", "mlp_bias")
     ]

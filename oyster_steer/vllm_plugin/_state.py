@@ -1,0 +1,350 @@
+"""The probe-gated plan on vLLM's flattened, continuously batched tokens: buffers and hook math.
+
+vLLM runs one forward pass per engine step over the tokens of every scheduled request, flattened
+to ``(N, d)``: prompt chunks of new requests next to single decode tokens of running ones. The
+library's hooks (``oyster_steer.control``) see ``(B, T, d)`` rows instead, so this module keeps the
+same decisions per *request slot* rather than per row:
+
+* the host fills three per-token buffers before each step (:meth:`PlanState.prepare`, from the
+  model runner's own host-side batch: request order, query start offsets, prompt lengths): the
+  request slot of each token, its request's prompt length, and whether it is a real token (1) or
+  padding (0). A slot is allocated when a request first appears and freed when vLLM drops it, so
+  a request keeps its slot while other requests join and leave the batch;
+* on the device, per token: ``gen = position - prompt_len`` (negative on prompt tokens),
+  ``is_last = position == prompt_len - 1`` (this step holds the request's last prompt token),
+  and the write weight ``schedule[clamp(gen + 1)] x positions mask``;
+* the read hook computes the folded probe's posterior and the policy's gates for every token and
+  latches them into the slot buffers only where ``is_last`` (``index_copy_`` into the token's
+  slot, other tokens into a scratch row): the decision is made once per request, from its last
+  prompt token, whether the prompt came in one step or in several chunks;
+* every steered site adds ``weight x gates[slot] @ stacked[site]``: before the read site only
+  generated tokens are written (the decision does not exist for prompt tokens yet, as in the
+  library), after it every token of the step is written with the gates just latched.
+
+Nothing here reads a device value on the host: the per-step inputs are host data that vLLM
+already holds, copied into persistent buffers (fixed addresses, so captured graphs stay valid).
+The only device-to-host copy is the decision log, taken after the forward pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["PlanState", "SUPPORTED_READS"]
+
+SUPPORTED_READS = ("last",)
+
+
+def _decide():
+    try:  # the subpackage layout (oyster_steer.control)
+        from oyster_steer.control._policy import decide
+    except ImportError:  # the flat layout
+        from oyster_steer._policy import decide  # type: ignore[no-redef]
+    return decide
+
+
+@dataclass
+class Pending:
+    """Decisions latched in one step, copied off the device for the log."""
+
+    request_ids: list[str]
+    posterior: torch.Tensor
+    expected_utility: torch.Tensor
+    gates: torch.Tensor
+    monitors: dict[str, torch.Tensor]
+
+
+class PlanState:
+    """Device buffers of one served plan, and the hook bodies that read and write them.
+
+    Args:
+        plan: a :class:`oyster_steer.ControlPlan` (``read="last"``).
+        n_layers, d_model: of the served model (checked against the plan).
+        device, dtype: of the served model's activations.
+        max_tokens: most tokens in one step (vLLM's ``max_num_batched_tokens``, padded).
+        max_slots: most requests alive at once (vLLM's ``max_num_seqs`` is enough; grows).
+    """
+
+    def __init__(
+        self,
+        plan: Any,
+        *,
+        n_layers: int,
+        d_model: int,
+        device: torch.device,
+        dtype: torch.dtype,
+        max_tokens: int,
+        max_slots: int,
+    ) -> None:
+        from oyster_steer import resolve_site
+
+        if plan.read not in SUPPORTED_READS:
+            raise ValueError(
+                f"the plan reads with read={plan.read!r}, which the vLLM plugin does not support: "
+                "rebuild the plan with read='last' or serve it with transformers (oyster_steer.patch)"
+            )
+        if plan.probe.d_model != d_model:
+            raise ValueError(
+                f"the plan's probe has width {plan.probe.d_model} but the served model has "
+                f"hidden_size={d_model}: serve the plan with the model it was exported with"
+            )
+        self.decide = _decide()
+        self.plan, self.device, self.dtype = plan, device, dtype
+        self.d_model, self.n_layers = d_model, n_layers
+        policy = plan.policy
+        self.mode, self.temperature = policy.mode, float(policy.temperature)
+        self.intents, self.strategies = tuple(plan.probe.labels), tuple(plan.strategies)
+        self.w, self.b = (t.to(device, torch.float32) for t in plan.probe.folded())
+        self.payoff = policy.payoff.to(device, torch.float32)  # (S, C)
+        self.read_site = resolve_site(plan.probe.site, n_layers)
+        self.monitors = {
+            name: (
+                resolve_site(p.site, n_layers),
+                *(t.to(device, torch.float32) for t in p.folded()),
+            )
+            for name, p in plan.monitors.items()
+        }
+        self.monitor_labels = {name: tuple(p.labels) for name, p in plan.monitors.items()}
+        self.sites = [resolve_site(s, n_layers) for s in plan.sites]
+        stacked = [plan.stacked(s) for s in plan.sites] or [torch.zeros(len(self.strategies), 0)]
+        self.stacked = torch.cat(stacked, dim=1).to(device, torch.float32)  # (S, n * d)
+        self.schedule = torch.tensor(plan.schedule, dtype=torch.float32, device=device)
+        self.positions_mode = plan.positions
+        self.max_tokens = max_tokens
+        # per-token inputs, filled by the host before each step (persistent addresses)
+        self.tok_slot = torch.zeros(max_tokens, dtype=torch.long, device=device)
+        self.tok_plen = torch.zeros(max_tokens, dtype=torch.long, device=device)
+        self.tok_live = torch.zeros(max_tokens, dtype=torch.float32, device=device)
+        pin = device.type == "cuda"
+        self.host_slot = torch.zeros(max_tokens, dtype=torch.long, pin_memory=pin)
+        self.host_plen = torch.zeros(max_tokens, dtype=torch.long, pin_memory=pin)
+        self.host_live = torch.zeros(max_tokens, dtype=torch.float32, pin_memory=pin)
+        self.slots: dict[str, int] = {}
+        self.free: list[int] = []
+        self.logged: set[str] = set()
+        self._allocate(max_slots)
+        self.neutral()
+        # per-step values derived on the device by begin() (rebound each step)
+        self.is_last = torch.zeros(max_tokens, dtype=torch.bool, device=device)
+        self.weight = torch.zeros(max_tokens, 1, dtype=dtype, device=device)
+        self.contrib = torch.zeros(max_tokens, len(self.sites), d_model, dtype=dtype, device=device)
+
+    # -- slots ---------------------------------------------------------------------------------
+    def _allocate(self, slots: int) -> None:
+        """(Re)allocate the per-slot buffers; row ``slots`` is the scratch row."""
+        c, s = self.w.shape[0], self.payoff.shape[0]
+        old = getattr(self, "gates", None)
+
+        def grow(name: str, width: int) -> torch.Tensor:
+            new = torch.zeros(slots + 1, width, device=self.device)
+            prev = getattr(self, name, None) if old is not None else None
+            if prev is not None:
+                new[: prev.shape[0] - 1] = prev[:-1]
+            return new
+
+        self.posterior, self.eu, self.weights, self.gates = (
+            grow("posterior", c),
+            grow("eu", s),
+            grow("weights", s),
+            grow("gates", s),
+        )
+        prev_mon = getattr(self, "monitor_post", {}) if old is not None else {}
+        self.monitor_post = {}
+        for name, (_, w, _) in self.monitors.items():
+            new = torch.zeros(slots + 1, w.shape[0], device=self.device)
+            if name in prev_mon:
+                new[: prev_mon[name].shape[0] - 1] = prev_mon[name][:-1]
+            self.monitor_post[name] = new
+        start = getattr(self, "capacity", 0)
+        self.free.extend(range(slots - 1, start - 1, -1))
+        self.capacity = slots
+        self.scratch = slots
+
+    def slot_of(self, request_id: str, fresh: list[int]) -> int:
+        slot = self.slots.get(request_id)
+        if slot is None:
+            if not self.free:
+                self._allocate(2 * self.capacity)
+                # the scratch row moved: tokens already mapped to it are rewritten by prepare()
+            slot = self.free.pop()
+            self.slots[request_id] = slot
+            fresh.append(slot)
+        return slot
+
+    def release(self, request_id: str) -> None:
+        """vLLM dropped the request: its slot is free again."""
+        slot = self.slots.pop(request_id, None)
+        if slot is not None:
+            self.free.append(slot)
+        self.logged.discard(request_id)
+
+    # -- host side, before a step --------------------------------------------------------------
+    def neutral(self) -> None:
+        """Per-token inputs for a dummy run (profiling, warm-up, graph capture): no request."""
+        self.host_slot.fill_(self.scratch)
+        self.host_plen.fill_(1 << 40)
+        self.host_live.zero_()
+        self._upload()
+
+    def prepare(
+        self,
+        request_ids: list[str],
+        query_start: np.ndarray,
+        prompt_lens: np.ndarray,
+        computed: np.ndarray,
+    ) -> list[tuple[str, int]]:
+        """Fill the per-token inputs of one step; returns the requests that decide in it.
+
+        Args:
+            request_ids: the batch's requests in token order; query_start: (R + 1,) offsets of
+                each request's tokens; prompt_lens: (R,) prompt lengths; computed: (R,) tokens
+                already in the KV cache before this step.
+        """
+        n = len(request_ids)
+        counts = np.diff(query_start[: n + 1]).astype(np.int64)
+        total = int(query_start[n])
+        if total > self.max_tokens:
+            raise ValueError(
+                f"a step of {total} tokens exceeds the plan's buffers ({self.max_tokens}): "
+                "raise max_num_batched_tokens consistently"
+            )
+        fresh: list[int] = []
+        slots = np.array([self.slot_of(r, fresh) for r in request_ids], dtype=np.int64)
+        self.host_slot.fill_(self.scratch)
+        self.host_plen.fill_(1 << 40)
+        self.host_live.zero_()
+        if total:
+            self.host_slot.numpy()[:total] = np.repeat(slots, counts)
+            self.host_plen.numpy()[:total] = np.repeat(prompt_lens[:n].astype(np.int64), counts)
+            self.host_live.numpy()[:total] = 1.0
+        if fresh:  # a new request: nothing decided yet (the slot may hold an old request's gates)
+            rows = torch.tensor(fresh, dtype=torch.long).to(self.device, non_blocking=True)
+            for buf in (
+                self.posterior,
+                self.eu,
+                self.weights,
+                self.gates,
+                *self.monitor_post.values(),
+            ):
+                buf.index_fill_(0, rows, 0.0)
+        self._upload()
+        end = computed[:n] + counts
+        deciding = (computed[:n] < prompt_lens[:n]) & (end >= prompt_lens[:n])
+        restarted = [
+            request_ids[i] for i in np.flatnonzero(deciding) if request_ids[i] in self.logged
+        ]
+        if restarted:  # only a preempted request prefills its prompt a second time
+            from ._runner import _logger
+
+            _logger().info(
+                "oyster_steer: %s resumed after preemption; re-read, same decision kept",
+                ", ".join(restarted),
+            )
+        return [(request_ids[i], int(slots[i])) for i in np.flatnonzero(deciding)]
+
+    def _upload(self) -> None:
+        self.tok_slot.copy_(self.host_slot, non_blocking=True)
+        self.tok_plen.copy_(self.host_plen, non_blocking=True)
+        self.tok_live.copy_(self.host_live, non_blocking=True)
+
+    # -- device side: hook bodies --------------------------------------------------------------
+    def begin(self, positions: torch.Tensor, tokens: int) -> None:
+        """Start of a pass (pre-hook of the first layer): per-token weights and deltas."""
+        slot, plen = self.tok_slot[:tokens], self.tok_plen[:tokens]
+        gen = positions[:tokens].long() - plen  # (N,) < 0 on prompt tokens
+        step = (gen + 1).clamp(0, self.schedule.shape[0] - 1)
+        weight = self.schedule[step] * self.tok_live[:tokens]
+        if self.positions_mode == "prompt":
+            weight = weight * (gen < 0)
+        elif self.positions_mode == "generated":
+            weight = weight * (gen >= 0)
+        self.is_last = gen == -1
+        self.slot_now = slot
+        self.weight = weight.unsqueeze(-1)  # (N, 1)
+        # before the read, only generated tokens carry the (latched) decision
+        self._refresh(self.weight * (gen >= 0).unsqueeze(-1))
+
+    def _refresh(self, weight: torch.Tensor) -> None:
+        n, tokens = len(self.sites), weight.shape[0]
+        delta = self.gates[self.slot_now] @ self.stacked  # (N, n * d)
+        self.contrib = (weight * delta).view(tokens, n, self.d_model).to(self.dtype)
+
+    def read(self, x: torch.Tensor, gate: bool, monitors: tuple[str, ...]) -> None:
+        """Read (N, d) residuals: latch the probe's decision where a request's prompt ends."""
+        feature = x.float()
+        target = torch.where(
+            self.is_last, self.slot_now, torch.full_like(self.slot_now, self.scratch)
+        )
+        for name in monitors:
+            _, w, b = self.monitors[name]
+            self.monitor_post[name].index_copy_(0, target, torch.addmm(b, feature, w.T).softmax(-1))
+        if gate:
+            posterior = torch.addmm(self.b, feature, self.w.T).softmax(-1)  # (N, C)
+            eu, weights, gates = self.decide(posterior, self.payoff, self.mode, self.temperature)
+            for buf, value in (
+                (self.posterior, posterior),
+                (self.eu, eu),
+                (self.weights, weights),
+                (self.gates, gates),
+            ):
+                buf.index_copy_(0, target, value)
+            self._refresh(self.weight)
+
+    def write(self, x: torch.Tensor, index: int) -> torch.Tensor:
+        """Steered site ``index``: ``x + weight * gates[slot] @ stacked[site]`` (one add)."""
+        return x + self.contrib[:, index]
+
+    # -- after a step: the decision log --------------------------------------------------------
+    def collect(self, deciding: list[tuple[str, int]]) -> Pending | None:
+        """Copy the decisions latched in this step off the device (outside the forward pass)."""
+        fresh = [(r, s) for r, s in deciding if r not in self.logged]
+        if not fresh:
+            return None
+        rows = torch.tensor([s for _, s in fresh], dtype=torch.long).to(self.device)
+
+        def take(buf: torch.Tensor) -> torch.Tensor:
+            return buf.index_select(0, rows).to("cpu", non_blocking=True)
+
+        self.logged.update(r for r, _ in fresh)
+        return Pending(
+            [r for r, _ in fresh],
+            take(self.posterior),
+            take(self.eu),
+            take(self.gates),
+            {k: take(v) for k, v in self.monitor_post.items()},
+        )
+
+    def records(self, pending: Pending) -> list[dict[str, Any]]:
+        """One JSON-able record per decided request."""
+        out = []
+        for i, rid in enumerate(pending.request_ids):
+            post, gates = pending.posterior[i], pending.gates[i]
+            out.append(
+                {
+                    "request_id": rid,
+                    "intent": self.intents[int(post.argmax())],
+                    "strategy": self.strategies[int(gates.argmax())],
+                    "posterior": {
+                        k: round(float(v), 6) for k, v in zip(self.intents, post, strict=True)
+                    },
+                    "gates": {
+                        k: round(float(v), 6) for k, v in zip(self.strategies, gates, strict=True)
+                    },
+                    "expected_utility": {
+                        k: round(float(v), 6)
+                        for k, v in zip(self.strategies, pending.expected_utility[i], strict=True)
+                    },
+                    "monitors": {
+                        name: {
+                            k: round(float(v), 6)
+                            for k, v in zip(self.monitor_labels[name], t[i], strict=True)
+                        }
+                        for name, t in pending.monitors.items()
+                    },
+                }
+            )
+        return out
