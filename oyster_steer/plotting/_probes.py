@@ -152,7 +152,7 @@ def plot_confusion(
     Example:
         >>> plot_confusion(probe.probs(x), y, probe.labels).show()  # doctest: +SKIP
     """
-    from ..probes._metrics import confusion
+    from ..core._metrics import confusion
 
     pred = pred.argmax(-1) if pred.dim() == 2 else pred
     cm = confusion(pred.cpu(), labels.cpu(), len(label_names)).double()  # (C, C)

@@ -18,7 +18,7 @@ from ..activations._capture import Activations, capture
 from ..core._errors import EmptyInputError
 from ..core._sites import resolve_site
 from ..models._model import OysterModel
-from ._metrics import auroc, auroc_ovr
+from ..core._metrics import auroc, auroc_ovr
 from ._probe import LinearProbe
 
 __all__ = [

@@ -141,7 +141,7 @@ def sweep_activations(
     score every split given. ``train_kwargs`` go to :func:`~oyster_steer.train_probe`."""
     from tqdm.auto import tqdm
 
-    from ._metrics import summary
+    from ..core._metrics import summary
 
     for needed in ("train", "validation"):
         if needed not in activations:

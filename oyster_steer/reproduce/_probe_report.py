@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..probes._metrics import auroc, flag_rate, macro_f1, per_class_recall
+from ..core._metrics import auroc, flag_rate, macro_f1, per_class_recall
 
 __all__ = ["intent_metrics", "risk_metrics", "write_section"]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ..probes._metrics import ece
+from ..core._metrics import ece
 from ._probe_report import intent_metrics, risk_metrics
 
 __all__ = ["build_report"]

@@ -31,7 +31,7 @@ from ..activations._scoring import (
     score_groups,
 )
 from ..core._errors import EmptyInputError
-from ..vectors._contrast import BENIGN_INTENTS, TARGETS, contrasts_for, records_of, sample_records
+from ..data._contrast import BENIGN_INTENTS, TARGETS, contrasts_for, records_of, sample_records
 from ..vectors._vector import SteeringVector
 from ._steer import patch
 

@@ -43,7 +43,7 @@ from ..backends import Hook, get_backend
 if TYPE_CHECKING:
     from ..core._sites import Site
     from ..models._model import OysterModel
-    from ._contrast import Contrast
+    from ..data._contrast import Contrast
 
 __all__ = ["LearnConfig", "learn_directions"]
 

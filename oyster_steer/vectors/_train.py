@@ -10,7 +10,7 @@
   preferred reply over the others while benign prompts' next-token distributions stay put (see
   :mod:`oyster_steer.vectors._learn`).
 
-The replies are the contrast set of a *target* (:mod:`oyster_steer.vectors._contrast`): ``constructive``
+The replies are the contrast set of a *target* (:mod:`oyster_steer.data._contrast`): ``constructive``
 (guidance/boundary replies over bare refusal and redacted compliance, on vulnerable and malicious
 prompts) or ``refusal`` (bare refusal over compliance and helpful openings).
 """
@@ -27,7 +27,7 @@ import torch
 from ..activations._capture import capture
 from ..core._errors import EmptyInputError
 from ..core._sites import Site, resolve_sites
-from ._contrast import BENIGN_INTENTS, TARGETS, Contrast, contrasts_for, records_of, sample_records
+from ..data._contrast import BENIGN_INTENTS, TARGETS, Contrast, contrasts_for, records_of, sample_records
 from ._learn import LearnConfig
 from ._vector import SteeringVector
 
@@ -187,7 +187,7 @@ def train_vector(
         data: a :class:`~oyster_steer.data.PromptSet` (or records with text/intent/category), e.g.
             its ``"train"`` split; replies come from :func:`~oyster_steer.data.exemplar_for`.
         method: ``"mean_diff"``, ``"pca"`` or ``"learned"``.
-        target: ``"constructive"`` or ``"refusal"`` (see :mod:`oyster_steer.vectors._contrast`).
+        target: ``"constructive"`` or ``"refusal"`` (see :mod:`oyster_steer.data._contrast`).
         sites: where the vector is read and written (default :func:`default_site`).
         intents: restrict the contrast prompts to these intents.
         n_per_intent: prompts per intent, chosen by a seeded hash; None for all.

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from oyster_steer import EmptyInputError
-from oyster_steer.probes._metrics import (
+from oyster_steer.core._metrics import (
     accuracy,
     auroc,
     auroc_ovr,

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from oyster_steer import ModelMismatchError, WidthMismatchError
-from oyster_steer.probes._metrics import ece
+from oyster_steer.core._metrics import ece
 from oyster_steer.probes._probe import LinearProbe, load_probe, save_probe
 from oyster_steer.probes._train import calibrate_probe, threshold_for_fpr, train_probe
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from ..core._errors import EmptyInputError
+from ._errors import EmptyInputError
 
 __all__ = [
     "accuracy",

@@ -107,7 +107,7 @@ def contrasts_for(
         >>> cs[0].negatives[1].endswith("[details withheld]")
         True
     """
-    from ..data._exemplars import exemplar_for
+    from ._exemplars import exemplar_for
 
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}: use one of {', '.join(TARGETS)}")
