@@ -7,6 +7,7 @@ tokens (``"mean"``) or every real token (``"all"``). The pass stops after the la
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -193,19 +194,57 @@ def _pool(x: torch.Tensor, mask: torch.Tensor, positions: str) -> torch.Tensor:
 
 
 def _prompt_texts(prompts: Any) -> tuple[list[str], dict[str, torch.Tensor], dict[str, list[str]]]:
-    """Accept a list of strings or a PromptSet-like object (``.texts`` and ``.label_ids(field)``)."""
+    """Texts and label fields of a list of strings, a PromptSet, or records (objects or dicts).
+
+    Records carry whatever string label fields they have (``intent``, ``risk``, ``category``,
+    ``source``, or your own): every string field except ``text``/``id`` present in all records
+    becomes a label. Intent and risk keep their fixed class order; other fields sort their values.
+    """
     if isinstance(prompts, str):
         prompts = [prompts]
-    if hasattr(prompts, "texts") and hasattr(prompts, "label_ids"):
-        from ..data import INTENTS, RISKS
-
-        labels = {"intent": prompts.label_ids("intent"), "risk": prompts.label_ids("risk")}
-        return list(prompts.texts), labels, {"intent": list(INTENTS), "risk": list(RISKS)}
-    if not isinstance(prompts, Sequence) or not all(isinstance(p, str) for p in prompts):
+    try:
+        items = None if isinstance(prompts, Mapping) else list(prompts)
+    except TypeError:
+        items = None
+    if items is None or not all(isinstance(p, str) or _text_of(p) is not None for p in items):
         raise TypeError(
-            f"prompts must be a list of str or a PromptSet, got {type(prompts).__name__}"
+            f"prompts must be a list of str, a PromptSet, or records with a text field, got {type(prompts).__name__}"
         )
-    return list(prompts), {}, {}
+    if all(isinstance(p, str) for p in items):
+        return items, {}, {}
+    from ..data import INTENTS, RISKS
+
+    fixed = {"intent": list(INTENTS), "risk": list(RISKS)}
+    fields = [_fields_of(p) for p in items]
+    common = [k for k in fields[0] if all(k in f for f in fields[1:])]
+    labels, names = {}, {}
+    for key in common:
+        values = [f[key] for f in fields]
+        vocab = fixed.get(key) if set(values) <= set(fixed.get(key, ())) else sorted(set(values))
+        position = {v: i for i, v in enumerate(vocab)}
+        labels[key] = torch.tensor([position[v] for v in values], dtype=torch.long)
+        names[key] = vocab
+    return [str(_text_of(p)) for p in items], labels, names
+
+
+def _text_of(record: Any) -> str | None:
+    text = record.get("text") if isinstance(record, Mapping) else getattr(record, "text", None)
+    return text if isinstance(text, str) else None
+
+
+def _fields_of(record: Any) -> dict[str, str]:
+    """A record's string label fields (everything but text, id and non-string values)."""
+    if isinstance(record, Mapping):
+        items = dict(record)
+    elif dataclasses.is_dataclass(record):
+        items = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+    else:
+        items = dict(vars(record)) if hasattr(record, "__dict__") else {}
+    return {
+        k: v
+        for k, v in items.items()
+        if isinstance(v, str) and k not in ("text", "id") and not k.startswith("_")
+    }
 
 
 def capture(
@@ -227,7 +266,9 @@ def capture(
 
     Args:
         model: from :func:`oyster_steer.load_model`, on any backend.
-        prompts: strings, or a :class:`oyster_steer.data.PromptSet` (its intent/risk labels come along).
+        prompts: strings, a :class:`oyster_steer.data.PromptSet`, or records (objects or dicts with
+            ``text``): every string field they all have (intent, risk, category, your own) comes
+            along as a label.
         sites: site names, or a bare kind (``"resid_post"``) for every layer.
         positions: ``"last"`` token, ``"mean"`` over real tokens, or ``"all"`` real tokens.
         batch_size: prompts per forward pass; prompts are length-sorted to waste little padding.

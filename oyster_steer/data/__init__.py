@@ -72,6 +72,7 @@ __all__ = [
     "LabelError",
     "PromptRecord",
     "PromptSet",
+    "contrast_triples",
     "default_data_dir",
     "exemplar_for",
     "load_advbench",
@@ -102,6 +103,7 @@ _LAZY = {
     "exemplar_for": "._exemplars",
     "wrap_prompt": "._wrappers",
     "WRAPPER_TEMPLATES": "._wrappers",
+    "contrast_triples": "._contrast",
 }
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "RISKY_INTENTS",
     "TARGETS",
     "Contrast",
+    "contrast_triples",
     "contrasts_for",
     "records_of",
     "sample_records",
@@ -126,3 +127,22 @@ def contrasts_for(
             f"no prompts for target {target!r} among intents {sorted(wanted)}: pass data with such prompts"
         )
     return out
+
+
+def contrast_triples(
+    records: Iterable[Any], target: str, intents: Sequence[str] | None = None
+) -> list[tuple[str, str, str]]:
+    """The contrast set of ``target`` as ``(prompt, positive, negative)`` triples (one per negative).
+
+    What :func:`oyster_steer.train_vector` makes of a PromptSet: the Oyster contrasts are one
+    input of the generic trainer, not its only one.
+
+    Example:
+        >>> from oyster_steer.data import load_starter
+        >>> prompt, positive, negative = contrast_triples(load_starter(), "refusal")[0]
+    """
+    return [
+        (c.prompt, c.positive, n)
+        for c in contrasts_for(records, target, intents)
+        for n in c.negatives
+    ]

@@ -16,9 +16,9 @@ import torch
 
 from ..activations._capture import Activations, capture
 from ..core._errors import EmptyInputError
+from ..core._metrics import auroc, auroc_ovr
 from ..core._sites import resolve_site
 from ..models._model import OysterModel
-from ..core._metrics import auroc, auroc_ovr
 from ._probe import LinearProbe
 
 __all__ = [

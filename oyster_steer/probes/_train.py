@@ -10,9 +10,9 @@ from typing import Any
 import torch
 
 from ..core._errors import EmptyInputError
-from ..core._sites import Site, parse_site
 from ..core._logreg import DEFAULT_L2_GRID, fit_logreg, fit_temperature
 from ..core._metrics import summary
+from ..core._sites import Site, parse_site
 from ._probe import LinearProbe
 
 __all__ = ["calibrate_probe", "threshold_for_fpr", "train_probe"]

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..steering._calibrate import StrengthCurve, calibrate_strength
 from ..data._contrast import sample_records
+from ..steering._calibrate import StrengthCurve, calibrate_strength
 from ..vectors._vector import SteeringVector
 from ._markdown import write_section as _write_section
 

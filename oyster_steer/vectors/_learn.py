@@ -42,8 +42,8 @@ from ..backends import Hook, get_backend
 
 if TYPE_CHECKING:
     from ..core._sites import Site
-    from ..models._model import OysterModel
     from ..data._contrast import Contrast
+    from ..models._model import OysterModel
 
 __all__ = ["LearnConfig", "learn_directions"]
 

@@ -1,16 +1,30 @@
-"""``train_vector``: steering vectors by mean difference, PCA, or gradient descent.
+"""``train_vector``: steering vectors from your own contrast pairs, or from the Oyster contrasts.
+
+Input (``pairs``): ``(prompt, positive_reply, negative_reply)`` triples, ``(positive_text,
+negative_text)`` pairs, two :class:`~oyster_steer.activations.Activations` (positives, negatives),
+or a :class:`~oyster_steer.data.PromptSet` whose replies come from the built-in contrast sets
+(:func:`oyster_steer.data.contrast_triples`: one caller of the same generic path).
+
+What is read from each text (``read``): ``"reply"`` (mean over the reply's tokens; triples),
+``"last"`` token, ``"mean"`` over all tokens, an ``int`` token index, a ``slice`` of tokens, or a
+callable ``token_ids (T,) -> index or (T,) bool mask``.
+
+Aggregators (``method``):
 
 * ``mean_diff`` (contrastive activation addition): the mean residual activation over the reply
   tokens of prompt + preferred reply, minus the same for prompt + dispreferred replies.
 * ``pca``: the first principal component of the paired differences (preferred minus each
   dispreferred reply of the same prompt; uncentred, as in representation engineering, so a
-  consistent shift counts as signal rather than being subtracted away), its sign fixed to agree with the mean difference and
-  scaled to its length, so strengths are comparable across methods.
+  consistent shift counts as signal rather than being subtracted away), its sign fixed to agree
+  with the mean difference and scaled to its length, so strengths are comparable across methods.
 * ``learned``: optimised through the frozen model so that adding it raises the likelihood of the
   preferred reply over the others while benign prompts' next-token distributions stay put (see
   :mod:`oyster_steer.vectors._learn`).
+* ``logistic``: the normal of a logistic-regression boundary between positives and negatives
+  (:func:`oyster_steer.core._logreg.fit_logreg`), signed and scaled like ``pca``.
+* any callable ``(pos (N, d), neg (M, d)) -> (d,) direction``.
 
-The replies are the contrast set of a *target* (:mod:`oyster_steer.data._contrast`): ``constructive``
+With a PromptSet, the replies are the contrast set of a *target* (:mod:`oyster_steer.data._contrast`): ``constructive``
 (guidance/boundary replies over bare refusal and redacted compliance, on vulnerable and malicious
 prompts) or ``refusal`` (bare refusal over compliance and helpful openings).
 """
@@ -18,7 +32,7 @@ prompts) or ``refusal`` (bare refusal over compliance and helpful openings).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +41,14 @@ import torch
 from ..activations._capture import capture
 from ..core._errors import EmptyInputError
 from ..core._sites import Site, resolve_sites
-from ..data._contrast import BENIGN_INTENTS, TARGETS, Contrast, contrasts_for, records_of, sample_records
+from ..data._contrast import (
+    BENIGN_INTENTS,
+    TARGETS,
+    contrast_triples,
+    contrasts_for,
+    records_of,
+    sample_records,
+)
 from ._learn import LearnConfig
 from ._vector import SteeringVector
 
@@ -36,14 +57,18 @@ if TYPE_CHECKING:
 
 __all__ = [
     "METHODS",
+    "Aggregator",
+    "aggregate",
     "default_site",
+    "logistic_direction",
     "mean_difference",
     "pca_direction",
     "reply_activations",
+    "text_activations",
     "train_vector",
 ]
 
-METHODS = ("mean_diff", "pca", "learned")
+METHODS = ("mean_diff", "pca", "logistic", "learned")
 
 
 def default_site(model: OysterModel) -> str:
@@ -77,6 +102,78 @@ def pca_direction(differences: torch.Tensor, reference: torch.Tensor) -> torch.T
     return sign * pc * reference.float().norm()
 
 
+ReadSpec = str | int | slice | Callable[[torch.Tensor], Any]
+"""What to read from each text: ``"reply"``, ``"last"``, ``"mean"``, an index, a slice, or a callable."""
+Aggregator = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``(positives (N, d), negatives (M, d)) -> (d,)`` direction."""
+READS = ("reply", "last", "mean")
+
+
+def logistic_direction(
+    positive: torch.Tensor,
+    negative: torch.Tensor,
+    reference: torch.Tensor | None = None,
+    *,
+    l2: float = 1e-2,
+) -> torch.Tensor:
+    """The normal of a logistic-regression boundary between ``positive`` (N, d) and ``negative`` (M, d).
+
+    Fitted with the probes' L-BFGS logistic regression on standardised features (balanced
+    classes, L2 ``l2``); the normal is mapped back to raw activation space (``w / scale``), signed
+    to agree with ``reference`` (default: the mean difference) and scaled to its length, so a
+    strength means the same as for ``mean_diff``.
+    """
+    from ..core._logreg import fit_logreg
+
+    reference = mean_difference(positive, negative) if reference is None else reference.float()
+    x = torch.cat([positive.float(), negative.float()])  # (N + M, d)
+    y = torch.cat([torch.ones(len(positive)), torch.zeros(len(negative))]).long()
+    fit = fit_logreg(x, y, x, y, 2, l2_grid=(float(l2),), class_weight="balanced")
+    normal = (fit.weight[1] - fit.weight[0]) / fit.scale  # (d,) in raw activation space
+    unit = normal / normal.norm().clamp(min=1e-12)
+    sign = 1.0 if float(unit @ reference) >= 0 else -1.0
+    return sign * unit * reference.norm()
+
+
+def aggregate(
+    method: str | Aggregator, positive: torch.Tensor, negative: torch.Tensor, *, paired: bool
+) -> torch.Tensor:
+    """One (d,) direction from positives (N, d) and negatives (M, d) by ``method``.
+
+    ``pca`` needs ``paired`` rows (``positive[i]`` and ``negative[i]`` from the same pair).
+
+    Example:
+        >>> pos, neg = torch.eye(4)[:2] + 1, torch.eye(4)[:2]
+        >>> aggregate("mean_diff", pos, neg, paired=True)
+        tensor([1., 1., 1., 1.])
+    """
+    if len(positive) == 0 or len(negative) == 0:
+        raise EmptyInputError(
+            "no activations to aggregate: pass at least one positive and one negative"
+        )
+    if callable(method):
+        out = method(positive.float(), negative.float())
+        if not isinstance(out, torch.Tensor) or out.shape != positive.shape[1:]:
+            raise TypeError(
+                f"the aggregator {getattr(method, '__name__', method)!r} returned "
+                f"{getattr(out, 'shape', type(out).__name__)}: return one ({positive.shape[1]},) tensor"
+            )
+        return out.detach().float()
+    md = mean_difference(positive, negative)
+    if method == "mean_diff":
+        return md
+    if method == "pca":
+        if not paired or positive.shape != negative.shape:
+            raise ValueError(
+                "method='pca' needs paired positives and negatives (one negative per positive): "
+                "pass pairs or triples, or use method='mean_diff'"
+            )
+        return pca_direction(positive.float() - negative.float(), md)
+    if method == "logistic":
+        return logistic_direction(positive, negative, md)
+    raise ValueError(f"unknown method {method!r}: use one of {', '.join(METHODS)} or a callable")
+
+
 def reply_activations(
     model: OysterModel,
     prompts: Sequence[str],
@@ -88,70 +185,210 @@ def reply_activations(
 ) -> dict[str, torch.Tensor]:
     """Per site, the mean activation over each reply's tokens after its chat prompt: (N, d)."""
     texts = [model.format_chat(p) + r for p, r in zip(prompts, replies, strict=True)]
+    prefixes = [model.format_chat(p) for p in prompts]
+    return text_activations(
+        model, texts, sites, "reply", prefixes=prefixes, batch_size=batch_size, progress=progress
+    )
+
+
+def text_activations(
+    model: OysterModel,
+    texts: Sequence[str],
+    sites: Sequence[Site],
+    read: ReadSpec = "last",
+    *,
+    chat: bool = False,
+    prefixes: Sequence[str] | None = None,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> dict[str, torch.Tensor]:
+    """Per site, one (N, d) row per text: what ``read`` selects of its tokens.
+
+    Identical texts are run once. ``prefixes`` (with ``read="reply"``): the text each one starts
+    with (its formatted prompt); the reply is every token after it.
+    """
+
+    if isinstance(read, str) and read not in READS:
+        raise ValueError(
+            f"read={read!r} is not supported: use one of {', '.join(READS)}, an int, a slice or a callable"
+        )
+    if read == "reply" and prefixes is None:
+        raise ValueError(
+            "read='reply' needs the prompt of each text: pass (prompt, positive, negative) triples, or read='last'"
+        )
+    uniq = list(dict.fromkeys(texts))
+    positions = read if read in ("last", "mean") else "all"
     acts = capture(
         model,
-        texts,
+        uniq,
         list(sites),
-        positions="all",
-        chat=False,
+        positions=positions,
+        chat=chat,
         batch_size=batch_size,
         progress=progress,
     )
+    if positions != "all":
+        rows = {s.name: acts[s] for s in sites}
+    else:
+        starts = _reply_starts(model, acts, uniq, texts, prefixes) if read == "reply" else None
+        rows = {
+            s.name: torch.stack(
+                [
+                    _select(acts.prompt_acts(s, i), acts.prompt_ids(i), read, starts, i)
+                    for i in range(len(uniq))
+                ]
+            )
+            for s in sites
+        }
+    where = {t: i for i, t in enumerate(uniq)}
+    index = torch.tensor([where[t] for t in texts])
+    return {name: r[index] for name, r in rows.items()}
+
+
+def _reply_starts(model, acts, uniq, texts, prefixes) -> list[int]:  # noqa: ANN001
+    """Where each unique text's reply starts: the first token that no longer matches its prompt."""
+    prefix_of = dict(zip(texts, prefixes, strict=True))
+    rows = model.token_rows([prefix_of[t] for t in uniq], chat=False)
     starts = []
-    for i, p in enumerate(prompts):  # the reply starts where the prompt's own tokens stop matching
-        prefix = model.encode([model.format_chat(p)], chat=False)[0][0].cpu()
-        full = acts.prompt_ids(i)
-        same = (full[: len(prefix)] == prefix[: len(full)]).long().cumprod(0).sum()
-        starts.append(min(int(same), len(full) - 1))
-    return {
-        s.name: torch.stack(
-            [acts.prompt_acts(s, i)[starts[i] :].mean(0) for i in range(len(prompts))]
-        )
-        for s in sites
-    }
+    for i, row in enumerate(rows):
+        prefix, full = torch.tensor(row, dtype=torch.long), acts.prompt_ids(i)
+        n = min(len(prefix), len(full))
+        same = int((full[:n] == prefix[:n]).long().cumprod(0).sum())
+        starts.append(min(same, len(full) - 1))
+    return starts
 
 
-def _contrast_acts(
+def _select(
+    a: torch.Tensor, ids: torch.Tensor, read: ReadSpec, starts: list[int] | None, i: int
+) -> torch.Tensor:
+    """(T, d) activations of one text -> (d,) by ``read``."""
+    if read == "reply":
+        assert starts is not None
+        return a[starts[i] :].mean(0)
+    sel = read(ids) if callable(read) else read
+    if isinstance(sel, torch.Tensor) and sel.dtype == torch.bool:
+        if sel.shape != ids.shape:
+            raise ValueError(
+                f"read returned a mask of shape {tuple(sel.shape)} for text {i} of {len(ids)} tokens: "
+                f"return a ({len(ids)},) bool mask"
+            )
+        picked = a[sel]
+    elif isinstance(sel, slice):
+        picked = a[sel]
+    else:
+        try:
+            picked = a[sel]
+        except IndexError:
+            raise IndexError(
+                f"read={sel!r} is out of range for text {i} with {len(ids)} tokens: pick an index in "
+                f"-{len(ids)}..{len(ids) - 1}"
+            ) from None
+    if picked.dim() == 1:
+        return picked
+    if len(picked) == 0:
+        raise EmptyInputError(f"read={read!r} selects no token of text {i}: select at least one")
+    return picked.mean(0)
+
+
+Pairs = Sequence[tuple[str, str]] | Sequence[tuple[str, str, str]]
+
+
+def _kind(data: Any) -> str:
+    """``"acts"`` (two Activations), ``"triples"``, ``"pairs"`` or ``"records"``."""
+    from ..activations._capture import Activations
+
+    if (
+        isinstance(data, (tuple, list))
+        and len(data) == 2
+        and all(isinstance(d, Activations) for d in data)
+    ):
+        return "acts"
+    if isinstance(data, (tuple, list)) and data and isinstance(data[0], (tuple, list)):
+        sizes = {len(p) for p in data}
+        if sizes not in ({2}, {3}) or not all(isinstance(t, str) for p in data for t in p):
+            raise TypeError(
+                "pairs must all be (positive_text, negative_text) or all (prompt, positive, negative) tuples of str"
+            )
+        return "pairs" if sizes == {2} else "triples"
+    return "records"
+
+
+def _pair_acts(
     model: OysterModel,
-    contrasts: Sequence[Contrast],
+    data: Any,
+    kind: str,
     sites: Sequence[Site],
+    read: ReadSpec | None,
+    chat: bool | None,
     batch_size: int,
     progress: bool,
-):
-    """(N, d) positives and (N, n_neg, d) negatives per site (every contrast has n_neg negatives)."""
-    n_neg = len(contrasts[0].negatives)
-    prompts = [c.prompt for c in contrasts for _ in range(1 + n_neg)]
-    replies = [r for c in contrasts for r in (c.positive, *c.negatives)]
-    acts = reply_activations(
-        model, prompts, replies, sites, batch_size=batch_size, progress=progress
+) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], bool, str]:
+    """Per site (positives (N, d), negatives (M, d)), whether rows are paired, and ``read``'s name."""
+    if kind == "acts":
+        pos_acts, neg_acts = data
+        out = {}
+        for s in sites:
+            out[s.name] = (_from_acts(pos_acts, s, read), _from_acts(neg_acts, s, read))
+        return out, len(pos_acts) == len(neg_acts), str(read or pos_acts.positions)
+    if kind == "triples":
+        read = "reply" if read is None else read
+        use_chat = True if chat is None else chat
+        fmt = model.format_chat if use_chat else (lambda p: p)
+        prefixes = [fmt(p) for p, _, _ in data] * 2
+        texts = [fmt(p) + r for p, r, _ in data] + [fmt(p) + r for p, _, r in data]
+    else:
+        if read == "reply":
+            raise ValueError(
+                "read='reply' needs (prompt, positive, negative) triples: pass those, or read='last'"
+            )
+        read = "last" if read is None else read
+        prefixes = None
+        texts = [p for p, _ in data] + [n for _, n in data]
+        use_chat = bool(chat)
+    rows = text_activations(
+        model,
+        texts,
+        sites,
+        read,
+        chat=use_chat if kind == "pairs" else False,
+        prefixes=prefixes,
+        batch_size=batch_size,
+        progress=progress,
     )
-    out = {}
-    for name, a in acts.items():
-        grouped = a.reshape(len(contrasts), 1 + n_neg, -1)  # (N, 1 + n_neg, d)
-        out[name] = (grouped[:, 0], grouped[:, 1:])
-    return out
+    n = len(data)
+    return {k: (v[:n], v[n:]) for k, v in rows.items()}, True, _read_name(read)
 
 
-def _activation_method(
-    model, contrasts, sites, method, batch_size, progress
-) -> dict[str, torch.Tensor]:  # noqa: ANN001
-    """mean_diff and pca directions, grouping contrasts by their number of negatives."""
-    by_size: dict[int, list[Contrast]] = {}
-    for c in contrasts:
-        by_size.setdefault(len(c.negatives), []).append(c)
-    pos: dict[str, list[torch.Tensor]] = {s.name: [] for s in sites}
-    neg: dict[str, list[torch.Tensor]] = {s.name: [] for s in sites}
-    diffs: dict[str, list[torch.Tensor]] = {s.name: [] for s in sites}
-    for group in by_size.values():
-        for name, (p, n) in _contrast_acts(model, group, sites, batch_size, progress).items():
-            pos[name].append(p)
-            neg[name].append(n.reshape(-1, n.shape[-1]))
-            diffs[name].append((p.unsqueeze(1) - n).reshape(-1, n.shape[-1]))
-    out = {}
-    for name in pos:
-        md = mean_difference(torch.cat(pos[name]), torch.cat(neg[name]))
-        out[name] = md if method == "mean_diff" else pca_direction(torch.cat(diffs[name]), md)
-    return out
+def _read_name(read: Any) -> str:
+    return (
+        read
+        if isinstance(read, str)
+        else repr(read)
+        if isinstance(read, (int, slice))
+        else "callable"
+    )
+
+
+def _from_acts(acts: Any, site: Site, read: ReadSpec | None) -> torch.Tensor:
+    """(N, d) rows of a capture: as captured (last/mean), or ``read`` per prompt of an ``all`` capture."""
+    if acts.positions != "all":
+        if read not in (None, acts.positions):
+            raise ValueError(
+                f"these activations were captured with positions={acts.positions!r}, so read={read!r} cannot "
+                "apply: capture with positions='all', or leave read unset"
+            )
+        return acts[site].float()
+    read = "last" if read is None else read
+    if read == "reply":
+        raise ValueError(
+            "read='reply' needs prompts and replies: pass triples, or an index/mask read"
+        )
+    return torch.stack(
+        [
+            _select(acts.prompt_acts(site, i), acts.prompt_ids(i), read, None, i)
+            for i in range(len(acts))
+        ]
+    ).float()
 
 
 def _describe(records: Sequence[Any], description: str | None) -> str:
@@ -163,11 +400,13 @@ def _describe(records: Sequence[Any], description: str | None) -> str:
 
 def train_vector(
     model: OysterModel,
-    data: Any,
+    pairs: Any,
     *,
-    method: str = "mean_diff",
-    target: str = "constructive",
+    method: str | Aggregator = "mean_diff",
     sites: str | Site | Sequence[str | Site] | None = None,
+    read: ReadSpec | None = None,
+    chat: bool | None = None,
+    target: str = "constructive",
     intents: Sequence[str] | None = None,
     n_per_intent: int | None = 128,
     max_prompt_tokens: int = 96,
@@ -175,43 +414,87 @@ def train_vector(
     config: LearnConfig | None = None,
     checkpoint: str | Path | None = None,
     resume: bool = False,
+    kl_prompts: Sequence[str] | None = None,
     batch_size: int = 16,
     seed: int = 0,
     description: str | None = None,
     progress: bool = True,
 ) -> SteeringVector:
-    """Train a steering vector toward ``target`` behaviour with ``method``.
+    """Train a steering vector from contrast pairs with ``method``.
 
     Args:
-        model: from :func:`oyster_steer.load_model`, on any backend.
-        data: a :class:`~oyster_steer.data.PromptSet` (or records with text/intent/category), e.g.
-            its ``"train"`` split; replies come from :func:`~oyster_steer.data.exemplar_for`.
-        method: ``"mean_diff"``, ``"pca"`` or ``"learned"``.
-        target: ``"constructive"`` or ``"refusal"`` (see :mod:`oyster_steer.data._contrast`).
+        model: from :func:`oyster_steer.load_model` (or any wrapped decoder), on any backend.
+        pairs: your data: ``(prompt, positive, negative)`` triples (the prompt is wrapped in the
+            chat template unless ``chat=False``), ``(positive_text, negative_text)`` pairs (used
+            as given unless ``chat=True``), two :class:`~oyster_steer.activations.Activations`
+            ``(positives, negatives)``, or a :class:`~oyster_steer.data.PromptSet` / records
+            (replies from the Oyster contrast set of ``target``).
+        method: ``"mean_diff"``, ``"pca"``, ``"logistic"``, ``"learned"`` (triples or a
+            PromptSet), or a callable ``(pos (N, d), neg (M, d)) -> (d,)``.
         sites: where the vector is read and written (default :func:`default_site`).
-        intents: restrict the contrast prompts to these intents.
-        n_per_intent: prompts per intent, chosen by a seeded hash; None for all.
-        max_prompt_tokens: skip (never truncate) prompts longer than this many tokens.
-        validation: held-out records for early stopping (``learned``); default: 15% of ``data``.
+        read: which tokens give a text's activation: ``"reply"`` (mean over the reply; the
+            default for triples), ``"last"`` (the default for pairs), ``"mean"``, an int index,
+            a slice, or a callable ``token_ids -> index or bool mask``.
+        target, intents, n_per_intent, max_prompt_tokens: the Oyster contrasts (PromptSet input):
+            ``"constructive"`` or ``"refusal"`` replies, restricted to ``intents``, up to
+            ``n_per_intent`` prompts per intent chosen by a seeded hash, prompts longer than
+            ``max_prompt_tokens`` skipped (never truncated).
+        validation: held-out records for early stopping (``learned``); default: 15% of the data.
         config: :class:`~oyster_steer.vectors._learn.LearnConfig` for ``learned``.
         checkpoint, resume: a file for the learned run's state; ``resume=True`` continues it.
+        kl_prompts: benign prompts whose next tokens ``learned`` keeps close (triples input;
+            default: the starter set's benign and borderline prompts).
         description: a name for the training data, stored in the vector's metadata.
 
     Returns:
         A :class:`SteeringVector` at strength 1 (use :func:`oyster_steer.calibrate_strength`).
 
     Example:
-        >>> train = load_all().split("train")                                        # doctest: +SKIP
-        >>> v = train_vector(model, train, method="learned", sites="blocks.12.hook_resid_post")  # doctest: +SKIP
+        >>> pairs = [("I love this.", "I hate this."), ("Great job!", "Awful job!")]   # doctest: +SKIP
+        >>> v = train_vector(model, pairs, method="mean_diff", read="last")          # doctest: +SKIP
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
+    if not callable(method) and method not in METHODS:
+        raise ValueError(
+            f"unknown method {method!r}: use one of {', '.join(METHODS)} or a callable"
+        )
+    resolved = resolve_sites(sites if sites is not None else default_site(model), model.n_layers)
+    name = method if isinstance(method, str) else getattr(method, "__name__", "custom")
+    kind = _kind(pairs)
+    if kind != "records":
+        if len(pairs) == 0 if kind != "acts" else False:
+            raise EmptyInputError("pairs is empty: pass at least one contrast pair")
+        if method == "learned":
+            if kind != "triples":
+                raise ValueError(
+                    "method='learned' scores replies after prompts: pass (prompt, positive, negative) triples"
+                )
+            directions, summary = _learned_triples(
+                model,
+                pairs,
+                resolved,
+                kl_prompts,
+                config or LearnConfig(seed=seed),
+                checkpoint,
+                resume,
+                progress,
+            )
+            meta = {k: str(v) for k, v in summary.items() if k != "history"}
+        else:
+            acts, paired, read_name = _pair_acts(
+                model, pairs, kind, resolved, read, chat, batch_size, progress
+            )
+            directions = {k: aggregate(method, p, n, paired=paired) for k, (p, n) in acts.items()}
+            meta = {"read": read_name}
+        count = len(pairs[0]) if kind == "acts" else len(pairs)
+        meta["data"] = f"{description + ': ' if description else ''}{count} {kind}"
+        meta["seed"] = str(seed)
+        return SteeringVector.from_tensors(model, directions, method=name, meta=meta)
+
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}: use one of {', '.join(TARGETS)}")
-    resolved = resolve_sites(sites if sites is not None else default_site(model), model.n_layers)
     want = tuple(intents or TARGETS[target][0])
     keep = _short(model, max_prompt_tokens)
-    records = sample_records(records_of(data), want, n_per_intent, seed, keep)
+    records = sample_records(records_of(pairs), want, n_per_intent, seed, keep)
     meta = {
         "target": target,
         "intents": ",".join(want),
@@ -222,7 +505,7 @@ def train_vector(
         cfg = config or LearnConfig(seed=seed)
         directions, summary = _learned(
             model,
-            data,
+            pairs,
             records,
             target,
             want,
@@ -236,9 +519,53 @@ def train_vector(
         )
         meta.update({k: str(v) for k, v in summary.items() if k != "history"})
     else:
-        contrasts = contrasts_for(records, target, want)
-        directions = _activation_method(model, contrasts, resolved, method, batch_size, progress)
-    return SteeringVector.from_tensors(model, directions, method=method, meta=meta)
+        triples = contrast_triples(records, target, want)
+        acts, paired, _ = _pair_acts(
+            model, triples, "triples", resolved, read, None, batch_size, progress
+        )
+        directions = {k: aggregate(method, p, n, paired=paired) for k, (p, n) in acts.items()}
+        if read is not None:
+            meta["read"] = _read_name(read)
+    return SteeringVector.from_tensors(model, directions, method=name, meta=meta)
+
+
+def _learned_triples(model, triples, sites, kl_prompts, cfg, checkpoint, resume, progress):  # noqa: ANN001
+    """``learned`` on user triples: one contrast per triple, 15% held out by a hash of the prompt."""
+    import hashlib
+
+    from ..data import split_of
+    from ..data._contrast import Contrast
+
+    if kl_prompts is None:
+        from ..data import load_starter
+
+        kl_prompts = [r.text for r in load_starter() if r.intent in BENIGN_INTENTS]
+    contrasts = [Contrast(p, "custom", pos, (neg,)) for p, pos, neg in triples]
+    held = [split_of(c.prompt, (0.85, 0.15, 0.0)) == "validation" for c in contrasts]
+    train = [c for c, h in zip(contrasts, held, strict=True) if not h] or contrasts
+    val = [c for c, h in zip(contrasts, held, strict=True) if h] or contrasts[:4]
+    kl = list(kl_prompts)
+    if not kl:
+        raise EmptyInputError(
+            "kl_prompts is empty: pass benign prompts whose next tokens should stay put"
+        )
+    key = hashlib.sha256("\x00".join(c.prompt + c.positive for c in train).encode()).hexdigest()[
+        :16
+    ]
+    from ._learn import learn_directions
+
+    return learn_directions(
+        model,
+        train,
+        kl,
+        sites,
+        validation=(val[:16], kl[:8]),
+        config=cfg,
+        checkpoint=checkpoint,
+        resume=resume,
+        progress=progress,
+        key=key,
+    )
 
 
 def _short(model: OysterModel, max_tokens: int) -> Any:

@@ -201,8 +201,22 @@ def test_labels_come_from_a_prompt_set(tiny):
     assert acts.prompts == ps.texts
     assert torch.equal(acts.labels["intent"], ps.label_ids("intent"))
     assert torch.equal(acts.labels["risk"], ps.label_ids("risk"))
-    assert acts.label_names == {"intent": list(INTENTS), "risk": list(RISKS)}
+    assert acts.label_names["intent"] == list(INTENTS) and acts.label_names["risk"] == list(RISKS)
+    assert acts.label_names["category"] == sorted({r.category for r in ps})
+    assert acts.label_names["source"] == ["starter"]
     assert sorted(acts.labels["intent"].tolist()) == [0, 1, 2, 3]
+
+
+def test_labels_are_whatever_fields_the_records_have(tiny):
+    records = [
+        {"text": "Hi there", "tone": "warm", "topic": "greeting", "score": 3},
+        {"text": "Go away", "tone": "cold", "topic": "greeting", "score": 1},
+        {"text": "Thanks!", "tone": "warm"},
+    ]
+    acts = capture(tiny, records, "blocks.0.hook_resid_post", chat=False, progress=False)
+    assert acts.prompts == ["Hi there", "Go away", "Thanks!"]
+    assert acts.label_names == {"tone": ["cold", "warm"]}  # topic is missing once, score not a str
+    assert acts.labels["tone"].tolist() == [1, 0, 1]
 
 
 def test_concat_and_accessors(tiny):
@@ -266,7 +280,8 @@ def test_empty_prompt_without_chat_template(tiny):
 @pytest.mark.parametrize("bad", [{"a": "hi"}, 3, [1, 2], ["hi", None]])
 def test_wrong_prompt_type(tiny, bad):
     with pytest.raises(
-        TypeError, match=r"prompts must be a list of str or a PromptSet, got (dict|int|list)"
+        TypeError,
+        match=r"prompts must be a list of str, a PromptSet, or records with a text field, got (dict|int|list)",
     ):
         capture(tiny, bad, progress=False)
 

@@ -173,7 +173,8 @@ def test_resume_continues_the_same_run(model, data, tmp_path):
 
 def test_errors(model, data):
     with pytest.raises(
-        ValueError, match=r"unknown method 'cav': use one of mean_diff, pca, learned"
+        ValueError,
+        match=r"unknown method 'cav': use one of mean_diff, pca, logistic, learned or a callable",
     ):
         train_vector(model, data, method="cav")
     with pytest.raises(
