@@ -19,7 +19,13 @@ import torch
 from .models._model import DEFAULT_MODEL, KNOWN_MODELS, OysterModel, _file_lock, cache_dir, from_hf
 from .models._registry import BackendName
 
-__all__ = ["TINY_ARCHITECTURES", "default_tokenizer", "tiny_hf_model", "tiny_model"]
+__all__ = [
+    "TINY_ARCHITECTURES",
+    "TINY_UNREGISTERED",
+    "default_tokenizer",
+    "tiny_hf_model",
+    "tiny_model",
+]
 
 _COMMON = dict(
     hidden_size=64,
@@ -74,6 +80,13 @@ TINY_ARCHITECTURES: dict[str, Callable[[int], Any]] = {
 }
 
 
+# Families outside the architecture registry: their blocks are found by module discovery.
+TINY_UNREGISTERED: dict[str, Callable[[int], Any]] = {
+    "olmo2": _llama_like("Olmo2Config"),
+    "granite": _llama_like("GraniteConfig", residual_multiplier=0.5),
+}
+
+
 @functools.lru_cache(maxsize=1)
 def default_tokenizer() -> Any:
     """The default model's tokenizer, extracted once from its GGUF into the cache (~5 s the first time)."""
@@ -95,11 +108,10 @@ def tiny_hf_model(arch: str = "llama", *, seed: int = 0, vocab_size: int | None 
     """A random-init ``*ForCausalLM`` of family ``arch`` (3 layers, width 64), in eval mode, fp32."""
     from transformers import AutoModelForCausalLM
 
-    if arch not in TINY_ARCHITECTURES:
-        raise ValueError(
-            f"unknown tiny architecture {arch!r}: use one of {', '.join(TINY_ARCHITECTURES)}"
-        )
-    config = TINY_ARCHITECTURES[arch](vocab_size or len(default_tokenizer()))
+    known = {**TINY_ARCHITECTURES, **TINY_UNREGISTERED}
+    if arch not in known:
+        raise ValueError(f"unknown tiny architecture {arch!r}: use one of {', '.join(known)}")
+    config = known[arch](vocab_size or len(default_tokenizer()))
     # transformers initialises weights from the global generator: seed it inside a fork so the
     # caller's random state is left exactly as it was.
     with torch.random.fork_rng(devices=[]):

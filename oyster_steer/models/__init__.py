@@ -5,7 +5,7 @@ Above ``core``; below ``backends``, which run forward passes on an ``OysterModel
 
 from __future__ import annotations
 
-from ._arch import ARCHITECTURES, ArchSpec, HookPoint, arch_spec, hook_point
+from ._arch import ARCHITECTURES, ArchSpec, HookPoint, arch_spec, hook_point, resolve_spec
 from ._artifacts import check_model, load_artifact, model_meta, save_artifact
 from ._model import DEFAULT_MODEL, OysterModel, from_hf, load_model
 
@@ -16,6 +16,7 @@ __all__ = [
     "HookPoint",
     "OysterModel",
     "arch_spec",
+    "resolve_spec",
     "check_model",
     "from_hf",
     "hook_point",

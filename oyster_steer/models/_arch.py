@@ -2,16 +2,25 @@
 
 Every architecture is a row in :data:`ARCHITECTURES`, keyed by ``config.model_type``. Paths are
 attribute paths from the ``*ForCausalLM`` object. Adding a family is adding a row, not a branch.
+
+A decoder whose family has no row still works (:func:`resolve_spec`): its decoder blocks are
+found by module discovery (the ``ModuleList`` of ``num_hidden_layers`` same-type blocks holding
+the most parameters) or given as a layer path (``load_model(..., layers="model.layers")``). Such a
+layout knows block boundaries only: ``hook_resid_pre`` and ``hook_resid_post`` work, sub-block
+sites and export baking need a row.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+import torch
 
 from ..core._errors import SiteError
 from ..core._sites import Site
 
-__all__ = ["ARCHITECTURES", "ArchSpec", "HookPoint", "arch_spec", "hook_point"]
+__all__ = ["ARCHITECTURES", "ArchSpec", "HookPoint", "arch_spec", "hook_point", "resolve_spec"]
 
 
 @dataclass(frozen=True)
@@ -26,17 +35,25 @@ class ArchSpec:
         embed: token embedding module; final_norm: the norm before the LM head.
         attn_proj, mlp_proj: the last linear layer of attention / MLP (export writes biases there).
         tl_supported: TransformerLens's bridge knows this family.
+        source: ``"registry"``, ``"discovered"`` (blocks found by module name) or ``"given"`` (a
+            user's layer path); the last two know block boundaries only (sub-block paths None).
     """
 
     layers: str
-    attn_out: str
-    mlp_out: str
+    attn_out: str | None
+    mlp_out: str | None
     mid_read: str | None
     embed: str
-    final_norm: str
-    attn_proj: str
-    mlp_proj: str
+    final_norm: str | None
+    attn_proj: str | None
+    mlp_proj: str | None
     lm_head: str = "lm_head"
+    source: str = "registry"
+
+    @property
+    def blocks_only(self) -> bool:
+        """True for a layout that knows where blocks are but not what is inside them."""
+        return self.attn_out is None
 
 
 _LLAMA = ArchSpec(
@@ -115,6 +132,101 @@ def arch_spec(model_type: str) -> ArchSpec:
         ) from None
 
 
+def _module_name(hf: Any, module: Any, default: str) -> str:
+    for name, m in hf.named_modules():
+        if m is module:
+            return name
+    return default
+
+
+def _blocks_spec(hf: Any, layers: str, source: str) -> ArchSpec:
+    embed = _module_name(hf, hf.get_input_embeddings(), "")
+    head = hf.get_output_embeddings() if hasattr(hf, "get_output_embeddings") else None
+    return ArchSpec(
+        layers=layers,
+        attn_out=None,
+        mlp_out=None,
+        mid_read=None,
+        embed=embed,
+        final_norm=None,
+        attn_proj=None,
+        mlp_proj=None,
+        lm_head=_module_name(hf, head, "lm_head") if head is not None else "lm_head",
+        source=source,
+    )
+
+
+def _n_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def discover_layers(hf: Any) -> str:
+    """The path of ``hf``'s decoder blocks: the ModuleList of ``num_hidden_layers`` same-type blocks.
+
+    Among candidates the one holding the most parameters wins; a runner-up with at least half as
+    many makes the choice ambiguous. Raises :class:`SiteError` naming the ``layers`` argument.
+    """
+    want = getattr(hf.config, "num_hidden_layers", None)
+    found = []
+    for name, module in hf.named_modules():
+        if not isinstance(module, torch.nn.ModuleList) or len(module) == 0:
+            continue
+        kinds = {type(block) for block in module}
+        if len(kinds) != 1 or (want is not None and len(module) != want):
+            continue
+        found.append((_n_params(module), name))
+    found.sort(reverse=True)
+    model_type = getattr(hf.config, "model_type", type(hf).__name__)
+    if not found or found[0][0] == 0:
+        raise SiteError(
+            f"cannot find the decoder blocks of this {model_type!r} model (no ModuleList of "
+            f"{want} same-type blocks): pass layers='path.to.blocks' (e.g. 'model.layers') to "
+            "load_model or from_hf"
+        )
+    if len(found) > 1 and 2 * found[1][0] >= found[0][0]:
+        raise SiteError(
+            f"this {model_type!r} model has several candidate block lists ({found[0][1]!r}, "
+            f"{found[1][1]!r}): pass layers= with the path of its decoder blocks to load_model or from_hf"
+        )
+    return found[0][1]
+
+
+def resolve_spec(hf: Any, layers: str | None = None) -> ArchSpec:
+    """The layout of ``hf``: its registry row, else discovered blocks, else ``layers`` (a path).
+
+    Args:
+        hf: a Hugging Face ``*ForCausalLM`` (or any module with ``config`` and input embeddings).
+        layers: the attribute path of the ModuleList of decoder blocks; overrides discovery
+            (and the registry, unless it names the registry row's own path).
+
+    Example:
+        >>> from oyster_steer.testing import tiny_hf_model
+        >>> resolve_spec(tiny_hf_model("olmo2")).source  # doctest: +SKIP
+        'discovered'
+    """
+    model_type = getattr(hf.config, "model_type", None)
+    row = ARCHITECTURES.get(model_type) if model_type is not None else None
+    if layers is not None:
+        try:
+            blocks = hf.get_submodule(layers)
+        except AttributeError:
+            raise SiteError(
+                f"layers={layers!r} is not a submodule of this model: pass the path of its ModuleList "
+                "of decoder blocks (e.g. 'model.layers')"
+            ) from None
+        if not isinstance(blocks, torch.nn.ModuleList) or len(blocks) == 0:
+            raise SiteError(
+                f"layers={layers!r} is a {type(blocks).__name__}, not a ModuleList of decoder blocks: "
+                "pass the path of the ModuleList (e.g. 'model.layers')"
+            )
+        if row is not None and row.layers == layers:
+            return row
+        return _blocks_spec(hf, layers, "given")
+    if row is not None:
+        return row
+    return _blocks_spec(hf, discover_layers(hf), "discovered")
+
+
 @dataclass(frozen=True)
 class HookPoint:
     """Where a site is read or written: a module path and whether its input or output carries it."""
@@ -136,6 +248,13 @@ def hook_point(
         return HookPoint(block, "input")
     if site.kind == "resid_post":
         return HookPoint(block, "output")
+    if spec.blocks_only:
+        raise SiteError(
+            f"{site.name!r}: this model's blocks were {spec.source} ({spec.layers!r}) and its family has "
+            "no ArchSpec row, so only hook_resid_pre and hook_resid_post are known: use one of those, "
+            "or add a row to oyster_steer.models._arch.ARCHITECTURES"
+        )
+    assert spec.attn_out is not None and spec.mlp_out is not None
     if site.kind == "attn_out":
         return HookPoint(f"{block}.{spec.attn_out}", "output")
     if site.kind == "mlp_out":

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from ..core._errors import EmptyInputError, UnknownModelError
-from ._arch import ArchSpec, arch_spec
+from ._arch import ArchSpec, resolve_spec
 from ._registry import BackendName, backend_spec
 
 __all__ = [
@@ -274,23 +274,34 @@ def left_pad(
 
 
 def from_hf(
-    hf: Any, tokenizer: Any, *, backend: BackendName = "hf", name: str | None = None
+    hf: Any,
+    tokenizer: Any,
+    *,
+    backend: BackendName = "hf",
+    name: str | None = None,
+    layers: str | None = None,
 ) -> OysterModel:
-    """Wrap an already-loaded Hugging Face causal LM and tokenizer (e.g. a random-init test model)."""
+    """Wrap an already-loaded Hugging Face causal LM and tokenizer (e.g. a random-init test model).
+
+    ``layers``: the path of the ModuleList of decoder blocks, for a family that is not in the
+    architecture registry and whose blocks module discovery cannot find (see
+    :func:`~oyster_steer.models._arch.resolve_spec`).
+    """
     hf.eval()
     cfg = hf.config
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
     name = name or getattr(cfg, "_name_or_path", None) or cfg.model_type
+    spec = resolve_spec(hf, layers)
     return OysterModel(
         name=str(name),
         backend=backend,
         native=backend_spec(backend).wrap(hf, tokenizer, str(name)),
         hf=hf,
         tokenizer=tokenizer,
-        spec=arch_spec(cfg.model_type),
-        n_layers=int(cfg.num_hidden_layers),
+        spec=spec,
+        n_layers=len(hf.get_submodule(spec.layers)),
         d_model=int(cfg.hidden_size),
         fingerprint=model_fingerprint(hf),
         model_type=cfg.model_type,
@@ -319,6 +330,8 @@ def load_model(
     backend: BackendName = "hf",
     device: str | torch.device | None = None,
     dtype: torch.dtype | str | None = None,
+    *,
+    layers: str | None = None,
 ) -> OysterModel:
     """Load a causal LM for oyster_steer on the backend of your choice.
 
@@ -327,6 +340,8 @@ def load_model(
             wheel and converted once to ``cache_dir()/models``), a local HF directory, or a hub name.
         backend: "hf" (transformers), "tl" (TransformerLens bridge) or "nnsight".
         device: defaults to CUDA when present, else CPU. dtype: defaults to float32.
+        layers: the path of the decoder blocks' ModuleList (``"model.layers"``), only for a
+            family outside the registry whose blocks discovery cannot find.
 
     Example:
         >>> model = load_model()                   # doctest: +SKIP
@@ -341,4 +356,4 @@ def load_model(
     dtype = getattr(torch, dtype) if isinstance(dtype, str) else (dtype or torch.float32)
     tok = AutoTokenizer.from_pretrained(path)
     hf = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
-    return from_hf(hf, tok, backend=backend, name=name_or_path)
+    return from_hf(hf, tok, backend=backend, name=name_or_path, layers=layers)
