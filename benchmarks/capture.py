@@ -65,6 +65,15 @@ def methods(models: dict[str, Any], prompts: list[str]) -> dict[str, Callable[[]
             model, prompts, "resid_post", batch_size=len(prompts), progress=False
         )
 
+    def ours_whole_prompts() -> Any:  # the same capture, the shared chat head recomputed per row
+        from oyster_steer.activations import _capture
+
+        saved, _capture._MIN_SHARED = _capture._MIN_SHARED, 1 << 30
+        try:
+            return ours(hf)()
+        finally:
+            _capture._MIN_SHARED = saved
+
     return {
         "(a) HF forward, logits": lambda: (
             hf.hf(input_ids=ids, attention_mask=mask, position_ids=pos).logits
@@ -73,6 +82,7 @@ def methods(models: dict[str, Any], prompts: list[str]) -> dict[str, Callable[[]
             input_ids=ids, attention_mask=mask, position_ids=pos
         ),
         "(c) oyster_steer.capture, hf": ours(hf),
+        "(c0) oyster_steer.capture, hf, head recomputed per prompt": ours_whole_prompts,
         "(d) TL run_with_cache, resid_post filter": lambda: bridge.run_with_cache(
             ids, attention_mask=mask, names_filter=resid_post
         ),

@@ -371,12 +371,25 @@ def _capture_chunk(
             total=len(texts), desc="capture", unit="prompt", disable=not progress, leave=False
         ) as bar,
     ):
+        shared = _shared_prefix(model, token_rows)
+        prefix, head = None, {}
+        if shared:  # the chat template's fixed head: computed once, its KV reused by every batch
+            hooks = [Hook(site, _keep(head, site.name)) for site in sites]
+            prefix_ids = torch.tensor([token_rows[0][:shared]], device=model.device)
+            prefix = backend.prefix_kv(model, prefix_ids, hooks)
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
-            ids, mask = _left_pad_rows([token_rows[i] for i in batch], model)
+            ids, mask = _left_pad_rows([token_rows[i][shared:] for i in batch], model)
+            sizes = [len(token_rows[i]) - shared for i in batch]
             found: dict[str, torch.Tensor] = {}
-            hooks = [Hook(site, _store(found, site.name, mask, positions)) for site in sites]
-            backend.forward(model, ids, mask, hooks, logits=False)
+            hooks = [
+                Hook(site, _store(found, site.name, mask, positions, head.get(site.name), sizes))
+                for site in sites
+            ]
+            if prefix is None:
+                backend.forward(model, ids, mask, hooks, logits=False)
+            else:
+                backend.forward(model, ids, mask, hooks, logits=False, prefix=prefix)
             missing = [s.name for s in sites if s.name not in found]
             if missing:
                 raise OysterError(
@@ -395,11 +408,55 @@ def _left_pad_rows(rows: list[list[int]], model: OysterModel) -> tuple[torch.Ten
     return left_pad(rows, model.pad_id, model.device)
 
 
-def _store(found: dict[str, torch.Tensor], name: str, mask: torch.Tensor, positions: str) -> Any:
+_MIN_SHARED = 8  # shorter shared heads are not worth a separate pass
+
+
+def _shared_prefix(model: OysterModel, rows: list[list[int]]) -> int:
+    """Length of the token prefix all ``rows`` share (the chat template's system head), leaving
+    each row at least one token of its own; 0 when too short to pay or the backend cannot."""
+    if model.backend != "hf" or len(rows) < 2:
+        return 0
+    first, n = rows[0], min(len(r) for r in rows) - 1
+    for row in rows[1:]:
+        n = next((k for k in range(n) if row[k] != first[k]), n)
+    return n if n >= _MIN_SHARED else 0
+
+
+def _keep(head: dict[str, torch.Tensor], name: str) -> Any:
     def fn(x: torch.Tensor) -> None:
-        found[name] = _pool(x, mask, positions)
+        head[name] = x[0]  # (P, d) activations of the shared prefix
 
     return fn
+
+
+def _store(
+    found: dict[str, torch.Tensor],
+    name: str,
+    mask: torch.Tensor,
+    positions: str,
+    head: torch.Tensor | None = None,
+    sizes: list[int] | None = None,
+) -> Any:
+    def fn(x: torch.Tensor) -> None:
+        found[name] = (
+            _pool(x, mask, positions) if head is None else _join(x, mask, positions, head, sizes)
+        )
+
+    return fn
+
+
+def _join(
+    x: torch.Tensor, mask: torch.Tensor, positions: str, head: torch.Tensor, sizes: Any
+) -> torch.Tensor:
+    """Pool suffix activations ``x`` (B, T, d) with the shared prefix's ``head`` (P, d);
+    ``sizes``: each row's real suffix tokens (host ints)."""
+    if positions == "last":
+        return x[:, -1]
+    if positions == "mean":
+        m = mask.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
+        return ((x * m).sum(1) + head.sum(0)) / (m.sum(1) + head.shape[0])
+    parts = torch.split(x[mask.bool()], sizes)
+    return torch.cat([t for part in parts for t in (head, part)])
 
 
 def _assemble(

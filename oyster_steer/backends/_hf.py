@@ -14,7 +14,7 @@ from . import Hook, HookHandle, StopForward, checked_hooks, position_ids, stop_a
 if TYPE_CHECKING:
     from ..models._model import OysterModel
 
-__all__ = ["add_hooks", "forward", "generate"]
+__all__ = ["PrefixKV", "add_hooks", "forward", "generate", "prefix_kv"]
 
 
 def _output_hook(fn: Any) -> Any:
@@ -58,6 +58,46 @@ def add_hooks(model: OysterModel, hooks: Sequence[Hook]) -> HookHandle:
     return handle
 
 
+class PrefixKV:
+    """The KV cache of a token prefix that every row of later batches shares (batch 1).
+
+    Computed once by :func:`prefix_kv`; :func:`forward` with ``prefix=`` then runs only each
+    row's own tokens after it. Nothing is steered or read inside the prefix by later passes:
+    hooks see only the suffix tokens (the prefix pass ran the hooks given to :func:`prefix_kv`).
+    """
+
+    def __init__(self, cache: Any, length: int) -> None:
+        self.cache, self.length = cache, length
+
+    def expanded(self, batch: int) -> Any:
+        """A fresh cache holding the prefix once per row (later passes append to it)."""
+        import copy
+
+        cache = copy.deepcopy(self.cache)
+        cache.batch_repeat_interleave(batch)
+        return cache
+
+
+def prefix_kv(model: OysterModel, prefix_ids: torch.Tensor, hooks: Sequence[Hook] = ()) -> PrefixKV:
+    """Run ``prefix_ids`` (1, P) once with ``hooks`` and keep its KV cache (up to the last
+    hooked block when there are hooks: a later pass with the same hooks stops there too)."""
+    from transformers import DynamicCache
+
+    hooks = checked_hooks(model, hooks)
+    cache = DynamicCache(config=model.hf.config)
+    mask = torch.ones_like(prefix_ids)
+    kwargs = dict(
+        input_ids=prefix_ids,
+        attention_mask=mask,
+        position_ids=position_ids(mask),
+        past_key_values=cache,
+        use_cache=True,
+    )
+    with add_hooks(model, stop_after_last(hooks)), contextlib.suppress(StopForward):
+        model.hf.base_model(**kwargs)
+    return PrefixKV(cache, int(prefix_ids.shape[1]))
+
+
 def forward(
     model: OysterModel,
     input_ids: torch.Tensor,
@@ -65,15 +105,28 @@ def forward(
     hooks: Sequence[Hook] = (),
     *,
     logits: bool = True,
+    prefix: PrefixKV | None = None,
 ) -> torch.Tensor | None:
-    """One forward pass with hooks; without logits it stops after the last hooked block."""
+    """One forward pass with hooks; without logits it stops after the last hooked block.
+
+    With ``prefix`` (from :func:`prefix_kv`), ``input_ids`` (left-padded) are each row's tokens
+    after that shared prefix: positions continue from it and every row attends to it.
+    """
     hooks = checked_hooks(model, hooks)
-    kwargs = dict(
+    kwargs: dict[str, Any] = dict(
         input_ids=input_ids,
         attention_mask=attention_mask,
         position_ids=position_ids(attention_mask),
         use_cache=False,
     )
+    if prefix is not None:
+        ones = attention_mask.new_ones(attention_mask.shape[0], prefix.length)
+        kwargs.update(
+            attention_mask=torch.cat([ones, attention_mask], dim=1),
+            position_ids=position_ids(attention_mask) + prefix.length,
+            past_key_values=prefix.expanded(input_ids.shape[0]),
+            use_cache=True,
+        )
     if logits:
         with add_hooks(model, hooks):
             return model.hf(**kwargs).logits

@@ -125,7 +125,7 @@ def test_capture_stops_early_and_keeps_no_batch_alive(tiny, monkeypatch):
     finally:
         for h in handles:
             h.remove()
-    assert ran == [0]
+    assert ran == [0, 0]  # the shared chat head once, then the batch: block 0 only, each time
     row = acts["blocks.0.hook_resid_post"]
     assert row.untyped_storage().nbytes() == row.numel() * row.element_size()
 
@@ -363,3 +363,38 @@ def test_smollm_capture_matches_a_plain_forward(smollm):
     head = smollm.hf.lm_head(smollm.hf.model.norm(acts["blocks.29.hook_resid_post"]))  # (B, vocab)
     _close(head, logits, 1e-5)
     assert out.last_hidden_state.shape[:2] == ids.shape
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma", "gemma3", "phi3", "gpt2", "gpt_neox"])
+def test_shared_chat_head_runs_once_and_changes_nothing(tiny_models, arch):
+    """The chat template's shared head runs once (its KV reused); every position still matches
+    the prompt run alone, for last/mean/all, in left-padded batches of mixed lengths."""
+    from oyster_steer.activations._capture import _shared_prefix
+
+    model = tiny_models(arch, "hf")
+    rows = model.token_rows(PROMPTS)
+    assert _shared_prefix(model, rows) >= 8  # the path under test is taken
+    sites = ["blocks.0.hook_resid_pre", "blocks.1.hook_mlp_out", "blocks.-1.hook_resid_post"]
+    got = {
+        p: capture(model, PROMPTS, sites, positions=p, batch_size=3, progress=False)
+        for p in ("last", "mean", "all")
+    }
+    for site in got["last"].sites:
+        for i, prompt in enumerate(PROMPTS):
+            alone = _alone(model, prompt, site)
+            torch.testing.assert_close(got["all"].prompt_acts(site, i), alone, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(got["mean"][site][i], alone.mean(0), atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(got["last"][site][i], alone[-1], atol=1e-5, rtol=1e-5)
+
+
+def test_shared_prefix_length():
+    from oyster_steer.activations._capture import _shared_prefix
+    from oyster_steer.testing import tiny_model
+
+    model = tiny_model("llama")
+    head = list(range(100, 110))
+    assert _shared_prefix(model, [head + [1, 2], head + [1, 3]]) == 11
+    assert _shared_prefix(model, [head, head + [5]]) == 9  # every row keeps a token of its own
+    assert _shared_prefix(model, [head[:5] + [1], head[:5] + [2]]) == 0  # too short to pay
+    assert _shared_prefix(model, [head + [1]]) == 0  # one prompt: nothing to share
+    assert _shared_prefix(model.with_backend("tl"), [head + [1], head + [2]]) == 0
