@@ -179,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=None, help="torch threads (default: torch's choice)"
     )
     p.add_argument("--write", action="store_true", help="update BENCHMARKS.md's Capture section")
+    p.add_argument(
+        "--methods",
+        default=None,
+        help="comma-separated method labels to run, e.g. a,b,c,c0 (default: all; (a) always runs)",
+    )
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -188,11 +193,16 @@ def main(argv: list[str] | None = None) -> int:
     prompts = load_starter().sample(args.prompts // 4 + 1, seed=0).texts[: args.prompts]
     models = {b: load(args.model, b) for b in ("hf", "tl", "nnsight")}
     ids, mask = models["hf"].encode(prompts)
-    times = measure(methods(models, prompts), args.repeats)
+    fns = methods(models, prompts)
+    if args.methods:
+        keep = {f"({m.strip()})" for m in args.methods.split(",")} | {"(a)"}
+        fns = {k: v for k, v in fns.items() if k.split()[0] in keep}
+    times = measure(fns, args.repeats)
     hf = models["hf"]
     command = "python benchmarks/capture.py" + (" --model tiny" if args.model == "tiny" else "")
     command += f" --prompts {args.prompts} --repeats {args.repeats}"
     command += f" --threads {args.threads}" if args.threads else ""
+    command += f" --methods {args.methods}" if args.methods else ""
     text = (
         f"{SECTION}\n\n"
         f"Capture of `resid_post` at every layer ({hf.n_layers} layers, d={hf.d_model}) of "

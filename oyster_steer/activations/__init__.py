@@ -6,5 +6,13 @@ from __future__ import annotations
 
 from ._cache import cached_capture
 from ._capture import Activations, ShardedActivations, capture
+from ._scoring import FrozenInputs, frozen_inputs
 
-__all__ = ["Activations", "ShardedActivations", "cached_capture", "capture"]
+__all__ = [
+    "Activations",
+    "FrozenInputs",
+    "ShardedActivations",
+    "cached_capture",
+    "capture",
+    "frozen_inputs",
+]

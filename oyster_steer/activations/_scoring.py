@@ -5,10 +5,17 @@ with several replies (e.g. constructive, refusal, compliance). Each prompt runs 
 cache that is then gathered for its replies, so a group of three replies costs about one prompt
 plus three replies instead of three full sequences; hooks (steering) apply to both passes, as in
 a single forward over prompt + reply. The LM head runs only where reply tokens are predicted.
+
+Loops that score the same groups many times under different steering (vector training,
+strength calibration, intervention training) can skip the blocks below the first steered one:
+:func:`frozen_inputs` runs them once, unsteered, and keeps each group's ``resid_pre`` of block
+``layer``; ``pack(..., hidden=...)`` carries those activations and :func:`reply_logprobs` then
+runs only blocks ``layer..n-1`` (:func:`oyster_steer.models.forward_from`), with the same result.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -22,9 +29,11 @@ if TYPE_CHECKING:
     from ..models._model import OysterModel
 
 __all__ = [
+    "FrozenInputs",
     "Group",
     "Packed",
     "chat_ids",
+    "frozen_inputs",
     "greedy_continuations",
     "kl_from",
     "pack",
@@ -60,6 +69,9 @@ class Packed:
     owner: torch.Tensor  # (R,)
     reply_of: torch.Tensor  # (N,)
     targets: torch.Tensor  # (N,)
+    layer: int = 0  # with the hidden states below: the first block still to run
+    prompt_hidden: torch.Tensor | None = None  # (P, Tp, d) resid_pre of block ``layer``
+    reply_hidden: torch.Tensor | None = None  # (R, Tr, d)
 
     @property
     def n_replies(self) -> int:
@@ -78,8 +90,27 @@ def reply_ids(model: OysterModel, reply: str, max_tokens: int | None = None) -> 
     return tuple(ids[:max_tokens] if max_tokens else ids)
 
 
-def pack(groups: Sequence[Group], pad_id: int, device: torch.device | str) -> Packed:
-    """Pad prompts (left) and replies (right) of ``groups`` into one :class:`Packed` batch."""
+@dataclass(frozen=True)
+class FrozenInputs:
+    """One group's unsteered ``resid_pre`` of block ``layer``: its prompt tokens (Tp, d) and each
+    reply's tokens (Tr_j, d). What every block below ``layer`` computes, done once."""
+
+    layer: int
+    prompt: torch.Tensor
+    replies: tuple[torch.Tensor, ...]
+
+
+def pack(
+    groups: Sequence[Group],
+    pad_id: int,
+    device: torch.device | str,
+    hidden: Sequence[FrozenInputs] | None = None,
+) -> Packed:
+    """Pad prompts (left) and replies (right) of ``groups`` into one :class:`Packed` batch.
+
+    With ``hidden`` (one :class:`FrozenInputs` per group, from :func:`frozen_inputs`), the
+    batch also carries them, and :func:`reply_logprobs` starts at their block.
+    """
     prompt_ids, prompt_mask = left_pad([list(g.prompt) for g in groups], pad_id, device)
     replies = [r for g in groups for r in g.replies]
     width = max(len(r) for r in replies)
@@ -92,9 +123,40 @@ def pack(groups: Sequence[Group], pad_id: int, device: torch.device | str) -> Pa
     rows = torch.arange(len(replies)).unsqueeze(1).expand(-1, width)[reply_mask.bool()]  # (N,)
     targets = reply_ids[reply_mask.bool()]  # (N,)
     to = lambda t: t.to(device)  # noqa: E731
+    extra: dict[str, object] = {}
+    if hidden is not None:
+        if len(hidden) != len(groups) or len({h.layer for h in hidden}) != 1:
+            raise ValueError(
+                f"pack got {len(hidden)} frozen inputs for {len(groups)} groups: pass one per "
+                "group, all from the same frozen_inputs layer"
+            )
+        extra = dict(
+            layer=hidden[0].layer,
+            prompt_hidden=_pad_hidden([h.prompt for h in hidden], prompt_ids.shape[1], "left"),
+            reply_hidden=_pad_hidden([r for h in hidden for r in h.replies], width, "right"),
+        )
+        extra = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in extra.items()}
     return Packed(
-        prompt_ids, prompt_mask, to(reply_ids), to(reply_mask), to(owner), to(rows), to(targets)
+        prompt_ids,
+        prompt_mask,
+        to(reply_ids),
+        to(reply_mask),
+        to(owner),
+        to(rows),
+        to(targets),
+        **extra,  # type: ignore[arg-type]
     )
+
+
+def _pad_hidden(rows: Sequence[torch.Tensor], width: int, side: str) -> torch.Tensor:
+    """(n, width, d) from (T_i, d) rows, zero-padded on ``side`` (padding is masked out)."""
+    out = rows[0].new_zeros(len(rows), width, rows[0].shape[-1])
+    for i, row in enumerate(rows):
+        if side == "left":
+            out[i, width - len(row) :] = row
+        else:
+            out[i, : len(row)] = row
+    return out
 
 
 def _head(model: OysterModel, hidden: torch.Tensor) -> torch.Tensor:
@@ -112,6 +174,29 @@ def reply_logprobs(model: OysterModel, packed: Packed, *, full: bool = False) ->
     Runs ``model.hf`` directly, so hooks installed on it apply (e.g. :func:`oyster_steer.patch`
     on the hf backend); differentiable when a hook adds a tensor that requires grad.
     """
+    pmask = packed.prompt_mask
+    mask = torch.cat([pmask[packed.owner], packed.reply_mask], dim=1)  # (R, Tp + Tr)
+    start = pmask.sum(1)[packed.owner].unsqueeze(1)  # (R, 1) each reply's first position
+    pos = start + torch.arange(packed.reply_ids.shape[1], device=start.device)  # (R, Tr)
+    if packed.prompt_hidden is None:
+        first_h, second_h = _two_passes(model, packed, mask, pos)
+    else:
+        first_h, second_h = _two_passes_from(model, packed, mask, pos)
+    hidden = torch.cat(
+        [first_h[packed.owner, -1:], second_h[:, :-1]], dim=1
+    )  # (R, Tr, d): position k predicts reply token k
+    logp = torch.log_softmax(
+        _head(model, hidden[packed.reply_mask.bool()]).float(), dim=-1
+    )  # (N, V)
+    if full:
+        return logp
+    return logp.gather(-1, packed.targets.unsqueeze(-1)).squeeze(-1)  # (N,)
+
+
+def _two_passes(
+    model: OysterModel, packed: Packed, mask: torch.Tensor, pos: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Final hidden states of the prompt pass (P, Tp, d) and of the reply pass on its cache."""
     base = model.hf.base_model
     pmask = packed.prompt_mask
     first = base(
@@ -122,9 +207,6 @@ def reply_logprobs(model: OysterModel, packed: Packed, *, full: bool = False) ->
     )
     cache = first.past_key_values
     cache.batch_select_indices(packed.owner)  # one cache row per reply
-    mask = torch.cat([pmask[packed.owner], packed.reply_mask], dim=1)  # (R, Tp + Tr)
-    start = pmask.sum(1)[packed.owner].unsqueeze(1)  # (R, 1) each reply's first position
-    pos = start + torch.arange(packed.reply_ids.shape[1], device=start.device)  # (R, Tr)
     second = base(
         input_ids=packed.reply_ids,
         attention_mask=mask,
@@ -132,15 +214,113 @@ def reply_logprobs(model: OysterModel, packed: Packed, *, full: bool = False) ->
         past_key_values=cache,
         use_cache=True,
     )
-    hidden = torch.cat(
-        [first.last_hidden_state[packed.owner, -1:], second.last_hidden_state[:, :-1]], dim=1
-    )  # (R, Tr, d): position k predicts reply token k
-    logp = torch.log_softmax(
-        _head(model, hidden[packed.reply_mask.bool()]).float(), dim=-1
-    )  # (N, V)
-    if full:
-        return logp
-    return logp.gather(-1, packed.targets.unsqueeze(-1)).squeeze(-1)  # (N,)
+    return first.last_hidden_state, second.last_hidden_state
+
+
+def _two_passes_from(
+    model: OysterModel, packed: Packed, mask: torch.Tensor, pos: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_two_passes` from the packed frozen inputs: only blocks ``packed.layer`` and up run."""
+    from transformers import DynamicCache
+
+    from ..models._forward import forward_from
+
+    assert packed.prompt_hidden is not None and packed.reply_hidden is not None
+    cache = DynamicCache(config=model.hf.config)  # blocks below the layer never write to it
+    pmask = packed.prompt_mask
+    first = forward_from(
+        model,
+        packed.layer,
+        packed.prompt_hidden.to(model.dtype),
+        pmask,
+        position_ids(pmask),
+        past_key_values=cache,
+    )
+    cache.batch_select_indices(packed.owner)
+    second = forward_from(
+        model,
+        packed.layer,
+        packed.reply_hidden.to(model.dtype),
+        mask,
+        pos,
+        past_key_values=cache,
+    )
+    return first, second
+
+
+class _Reached(Exception):
+    """Raised by the read hook of :func:`frozen_inputs` once block ``layer`` is reached."""
+
+
+@torch.no_grad()
+def frozen_inputs(
+    model: OysterModel, groups: Sequence[Group], layer: int, *, batch_size: int = 16
+) -> list[FrozenInputs]:
+    """Per group, ``resid_pre`` of block ``layer`` at its prompt and reply tokens, computed once.
+
+    Run it with no steering installed below ``layer`` (what it keeps must be what the unsteered
+    lower blocks compute); then ``pack(groups, ..., hidden=...)`` scores the groups under any
+    steering at ``layer`` or above with only the upper blocks. Same device as the model.
+    """
+    from transformers import DynamicCache
+
+    from ..models._forward import supports_forward_from
+
+    if not supports_forward_from(model):
+        raise ValueError(
+            f"frozen_inputs needs a family that forward_from runs; {model.model_type!r} is not one: "
+            "score with the full forward (pack without hidden=)"
+        )
+    if not 0 <= layer < model.n_layers:
+        raise ValueError(f"layer={layer} is out of range: pass 0 <= layer < {model.n_layers}")
+    block = model.hf.get_submodule(model.spec.layers)[layer]
+    seen: list[torch.Tensor] = []
+
+    def read(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        seen.append(args[0] if args else kwargs["hidden_states"])
+        raise _Reached
+
+    out: list[FrozenInputs | None] = [None] * len(groups)
+    base = model.hf.base_model
+    handle = block.register_forward_pre_hook(read, with_kwargs=True)
+    try:
+        for chunk in _length_batches(groups, batch_size):
+            packed = pack([groups[i] for i in chunk], model.pad_id, model.device)
+            pmask = packed.prompt_mask
+            cache = DynamicCache(config=model.hf.config)  # blocks below ``layer`` fill it
+            with contextlib.suppress(_Reached):
+                base(
+                    input_ids=packed.prompt_ids,
+                    attention_mask=pmask,
+                    position_ids=position_ids(pmask),
+                    past_key_values=cache,
+                    use_cache=True,
+                )
+            prompt_h = seen.pop()
+            cache.batch_select_indices(packed.owner)
+            mask = torch.cat([pmask[packed.owner], packed.reply_mask], dim=1)
+            start = pmask.sum(1)[packed.owner].unsqueeze(1)
+            pos = start + torch.arange(packed.reply_ids.shape[1], device=start.device)
+            with contextlib.suppress(_Reached):
+                base(  # at layer 0 nothing is cached: the reply's embeddings need no prompt
+                    input_ids=packed.reply_ids,
+                    attention_mask=mask if layer else packed.reply_mask,
+                    position_ids=pos,
+                    past_key_values=cache if layer else None,
+                    use_cache=bool(layer),
+                )
+            reply_h = seen.pop()
+            rows = iter(range(packed.n_replies))
+            for j, i in enumerate(chunk):
+                n_prompt = len(groups[i].prompt)
+                out[i] = FrozenInputs(
+                    layer,
+                    prompt_h[j, prompt_h.shape[1] - n_prompt :].clone(),
+                    tuple(reply_h[next(rows), : len(r)].clone() for r in groups[i].replies),
+                )
+    finally:
+        handle.remove()
+    return out  # type: ignore[return-value]
 
 
 def reply_means(values: torch.Tensor, packed: Packed) -> torch.Tensor:
@@ -160,13 +340,25 @@ def _length_batches(groups: Sequence[Group], batch_size: int) -> list[list[int]]
 
 @torch.no_grad()
 def score_groups(
-    model: OysterModel, groups: Sequence[Group], *, full: bool = False, batch_size: int = 16
+    model: OysterModel,
+    groups: Sequence[Group],
+    *,
+    full: bool = False,
+    batch_size: int = 16,
+    hidden: Sequence[FrozenInputs] | None = None,
 ) -> list[torch.Tensor]:
     """Per group, on the CPU: its replies' mean token log-probs (n_replies,), or when ``full``
-    the (total reply tokens, V) log-probabilities, replies concatenated in order."""
+    the (total reply tokens, V) log-probabilities, replies concatenated in order.
+
+    ``hidden``: the groups' :func:`frozen_inputs`, to run only the blocks above them."""
     out: list[torch.Tensor] = [torch.empty(0)] * len(groups)
     for chunk in _length_batches(groups, batch_size):
-        packed = pack([groups[i] for i in chunk], model.pad_id, model.device)
+        packed = pack(
+            [groups[i] for i in chunk],
+            model.pad_id,
+            model.device,
+            None if hidden is None else [hidden[i] for i in chunk],
+        )
         lp = reply_logprobs(model, packed, full=full)
         if full:
             tokens_of_group = packed.owner[packed.reply_of]  # (N,)
@@ -186,15 +378,21 @@ def kl_from(
     reference: Sequence[torch.Tensor],
     *,
     batch_size: int = 16,
+    hidden: Sequence[FrozenInputs] | None = None,
 ) -> torch.Tensor:
     """Per group, the mean over its reply tokens of KL(reference || model): (n_groups,), CPU.
 
     ``reference[i]`` holds group i's (tokens, V) log-probabilities from :func:`score_groups`
-    with ``full=True``, e.g. computed without steering.
+    with ``full=True``, e.g. computed without steering; ``hidden`` as in :func:`score_groups`.
     """
     out = torch.zeros(len(groups))
     for chunk in _length_batches(groups, batch_size):
-        packed = pack([groups[i] for i in chunk], model.pad_id, model.device)
+        packed = pack(
+            [groups[i] for i in chunk],
+            model.pad_id,
+            model.device,
+            None if hidden is None else [hidden[i] for i in chunk],
+        )
         lp = reply_logprobs(model, packed, full=True)  # (N, V)
         ref = torch.cat([reference[i] for i in chunk]).to(lp.device, torch.float32)  # (N, V)
         kl = (ref.exp() * (ref - lp)).sum(-1)  # (N,)

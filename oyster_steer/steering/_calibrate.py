@@ -23,15 +23,19 @@ import numpy as np
 import torch
 
 from ..activations._scoring import (
+    FrozenInputs,
     Group,
     chat_ids,
+    frozen_inputs,
     greedy_continuations,
     kl_from,
     reply_ids,
     score_groups,
 )
 from ..core._errors import EmptyInputError
+from ..core._sites import parse_site
 from ..data._contrast import BENIGN_INTENTS, TARGETS, contrasts_for, records_of, sample_records
+from ..models._forward import supports_forward_from
 from ..vectors._vector import SteeringVector
 from ._steer import patch
 
@@ -165,12 +169,19 @@ def _material(
 
 
 def _margins(
-    model: OysterModel, groups: dict[str, list[Group]], names: Sequence[str], batch_size: int
+    model: OysterModel,
+    groups: dict[str, list[Group]],
+    names: Sequence[str],
+    batch_size: int,
+    hidden: dict[str, list[FrozenInputs]] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Per intent and negative: mean (preferred - negative) per-token log-likelihood."""
     out = {}
     for intent, gs in groups.items():
-        scores = torch.stack(score_groups(model, gs, batch_size=batch_size))  # (n, 1 + n_neg)
+        frozen = None if hidden is None else hidden[intent]
+        scores = torch.stack(
+            score_groups(model, gs, batch_size=batch_size, hidden=frozen)
+        )  # (n, 1 + n_neg)
         diffs = scores[:, :1] - scores[:, 1:]  # (n, n_neg)
         out[intent] = {
             name: float(diffs[:, k].mean()) for k, name in enumerate(names[: diffs.shape[1]])
@@ -227,13 +238,26 @@ def calibrate_strength(
         hfm, heldout, target, n_per_intent, kl_tokens, max_prompt_tokens, max_reply_tokens, seed
     )
     reference = score_groups(hfm, kl_groups, full=True, batch_size=batch_size)
+    # blocks below the vector's first site are the same at every strength: run them once
+    # (not for prompt/generated positions: their tracker sits on the first block)
+    hidden, kl_hidden = None, None
+    if positions == "all" and supports_forward_from(hfm):
+        layer = min(parse_site(site).layer for site in vector.directions)
+        hidden = {
+            i: frozen_inputs(hfm, gs, layer, batch_size=batch_size) for i, gs in groups.items()
+        }
+        kl_hidden = frozen_inputs(hfm, kl_groups, layer, batch_size=batch_size)
     per_strength, kls = [], []
     for s in tqdm(grid, desc="calibrate", unit="strength", disable=not progress, leave=False):
         handle = patch(hfm, vector, strength=s, positions=positions) if s else None
         try:
-            per_strength.append(_margins(hfm, groups, NEGATIVE_NAMES[target], batch_size))
+            per_strength.append(_margins(hfm, groups, NEGATIVE_NAMES[target], batch_size, hidden))
             kls.append(
-                float(kl_from(hfm, kl_groups, reference, batch_size=batch_size).mean())
+                float(
+                    kl_from(
+                        hfm, kl_groups, reference, batch_size=batch_size, hidden=kl_hidden
+                    ).mean()
+                )
                 if s
                 else 0.0
             )

@@ -29,8 +29,10 @@ import torch
 import torch.nn.functional as F
 
 from ..activations._scoring import (
+    FrozenInputs,
     Group,
     chat_ids,
+    frozen_inputs,
     greedy_continuations,
     pack,
     reply_ids,
@@ -74,14 +76,22 @@ class _Material:
     ref: list[torch.Tensor]  # per contrast: (1 + n_neg,) unsteered mean token log-probs
     kl_groups: list[Group]  # benign prompt + the model's own greedy continuation
     kl_ref: list[torch.Tensor]  # per benign prompt: (G, V) unsteered log-probs, float16
+    hidden: list[FrozenInputs] | None = None  # per contrast: resid_pre of the first steered block
+    kl_hidden: list[FrozenInputs] | None = None  # the same per benign prompt
 
     def __len__(self) -> int:
         return len(self.groups)
 
 
 def _material(
-    model: OysterModel, contrasts: Sequence[Contrast], kl_prompts: Sequence[str], cfg: LearnConfig
+    model: OysterModel,
+    contrasts: Sequence[Contrast],
+    kl_prompts: Sequence[str],
+    cfg: LearnConfig,
+    layer: int | None = None,
 ) -> _Material:
+    """Tokenised groups and unsteered references; with ``layer``, also the groups' activations
+    entering that block (the first steered one), so that steps run only the blocks above."""
     groups = [
         Group(
             chat_ids(model, c.prompt),
@@ -93,7 +103,11 @@ def _material(
     conts = greedy_continuations(model, kl_prompt_ids, cfg.kl_tokens)
     kl_groups = [Group(p, (c,)) for p, c in zip(kl_prompt_ids, conts, strict=True)]
     kl_ref = [lp.half() for lp in score_groups(model, kl_groups, full=True)]
-    return _Material(groups, score_groups(model, groups), kl_groups, kl_ref)
+    mat = _Material(groups, score_groups(model, groups), kl_groups, kl_ref)
+    if layer is not None:
+        mat.hidden = frozen_inputs(model, groups, layer)
+        mat.kl_hidden = frozen_inputs(model, kl_groups, layer) if kl_groups else []
+    return mat
 
 
 def _terms(
@@ -101,10 +115,14 @@ def _terms(
 ) -> dict[str, torch.Tensor]:
     """Loss terms of one batch: preference, KL, and the steered margin (for logging)."""
     sizes = [len(mat.groups[i].replies) for i in idx]
+    hidden = None
+    if mat.hidden is not None and mat.kl_hidden is not None:
+        hidden = [mat.hidden[i] for i in idx] + [mat.kl_hidden[j] for j in kl_idx]
     packed = pack(
         [mat.groups[i] for i in idx] + [mat.kl_groups[j] for j in kl_idx],
         model.pad_id,
         model.device,
+        hidden,
     )
     logp = reply_logprobs(model, packed, full=True)  # (N, V)
     is_kl = packed.reply_of >= sum(sizes)  # (N,) tokens of the benign continuations
@@ -188,12 +206,15 @@ def learn_directions(
     key: str = "",
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Optimise one vector per site; returns ``({site: (d,) tensor}, summary)``."""
+    from ..models._forward import supports_forward_from
     from ._checkpoint import TrainState, load_state, save_state
 
     model = model.with_backend("hf")  # same weights; gradients flow through plain torch hooks
+    # nothing below the first steered block changes during training: run it once per example
+    layer = min(s.layer for s in sites) if supports_forward_from(model) else None
     with _Frozen(model.hf):
-        mat = _material(model, contrasts, kl_prompts, config)
-        val = _material(model, *validation, config)
+        mat = _material(model, contrasts, kl_prompts, config, layer)
+        val = _material(model, *validation, config, layer)
         scale = _activation_scale(model, sites, mat)
         params = {
             s.name: torch.zeros(model.d_model, device=model.device, requires_grad=True)

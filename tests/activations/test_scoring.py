@@ -78,3 +78,54 @@ def test_kl_is_zero_against_itself_and_positive_when_steered(model, groups):
     assert torch.allclose(kl_from(model, single, ref), torch.zeros(2), atol=1e-5)
     with steer(model, {"blocks.0.hook_resid_post": torch.ones(64)}):
         assert (kl_from(model, single, ref) > 1e-4).all()
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma2", "gpt_neox"])
+@pytest.mark.parametrize("layer", [0, 1, 2])
+def test_frozen_inputs_score_like_the_full_forward(tiny_models, arch, layer):
+    """Steered at block ``layer`` and above, scoring from the cached lower blocks is the full
+    forward's (means, full log-probs and KL), with differentiable steering."""
+    from oyster_steer.activations._scoring import frozen_inputs
+
+    model = tiny_models(arch, "hf")
+    prompts = ["I feel so alone lately.", "Hi", "How do I pick a lock on my own shed door?"]
+    replies = ["I'm really glad you reached out.", "I can't help with that.", "Sure."]
+    gs = [Group(chat_ids(model, p), tuple(reply_ids(model, r) for r in replies)) for p in prompts]
+    hidden = frozen_inputs(model, gs, layer)  # unsteered: nothing installed yet
+    assert [h.prompt.shape[0] for h in hidden] == [len(g.prompt) for g in gs]
+    vec = SteeringVector.from_tensors(
+        model, {f"blocks.{layer}.hook_resid_pre": torch.linspace(-2, 2, model.d_model)}
+    )
+    with torch.no_grad():
+        ref = score_groups(model, gs, full=True)
+    with steer(model, vec, strength=1.0), torch.no_grad():
+        want = score_groups(model, gs)
+        got = score_groups(model, gs, hidden=hidden)
+        want_kl = kl_from(model, gs, ref, batch_size=4)
+        got_kl = kl_from(model, gs, ref, batch_size=4, hidden=hidden)
+    for w, g in zip(want, got, strict=True):
+        torch.testing.assert_close(g, w, atol=1e-5, rtol=1e-5)
+    assert float(want_kl.abs().max()) > 1e-3  # the steering moves the model: the test can fail
+    torch.testing.assert_close(got_kl, want_kl, atol=1e-5, rtol=1e-5)
+    # gradients reach a vector added above the frozen blocks, equal to the full forward's
+    delta = torch.zeros(model.d_model, requires_grad=True)
+    from oyster_steer.backends import Hook
+    from oyster_steer.core._sites import parse_site
+
+    hook = Hook(parse_site(f"blocks.{layer}.hook_resid_post"), lambda h: h + delta, write=True)
+    grads = []
+    for use in (None, hidden):
+        with get_backend("hf").add_hooks(model, [hook]):
+            packed = pack(gs, model.pad_id, model.device, use)
+            reply_means(reply_logprobs(model, packed), packed).sum().backward()
+        grads.append(delta.grad.clone())
+        delta.grad = None
+    torch.testing.assert_close(grads[1], grads[0], atol=1e-5, rtol=1e-4)
+
+
+def test_pack_refuses_mismatched_frozen_inputs(model, groups):
+    from oyster_steer.activations._scoring import frozen_inputs
+
+    hidden = frozen_inputs(model, groups, 1)
+    with pytest.raises(ValueError, match="one per group"):
+        pack(groups, model.pad_id, model.device, hidden[:1])
