@@ -133,3 +133,24 @@ def _scaled_margins(c, factor):
     return {
         i: {n: [factor * m for m in ms] for n, ms in neg.items()} for i, neg in c.margins.items()
     }
+
+
+def test_cached_lower_blocks_give_the_same_curve(model, curve, monkeypatch):
+    """Calibration scores from the cached blocks below the vector's site: same curve as full
+    forwards at every strength (the tiny test curve is at layer 1 of 3)."""
+    import oyster_steer.steering._calibrate as cal
+
+    gen = torch.Generator().manual_seed(0)
+    v = SteeringVector.from_tensors(
+        model, {"blocks.1.hook_resid_post": torch.randn(64, generator=gen)}, method="mean_diff"
+    )
+    monkeypatch.setattr(cal, "supports_forward_from", lambda m: False)
+    full = calibrate_strength(
+        model, v, load_starter(), strengths=(4.0, 1.0), n_per_intent=3, kl_tokens=2, progress=False
+    )
+    np.testing.assert_allclose(curve.kl, full.kl, rtol=1e-5, atol=1e-6)
+    for intent in full.margins:
+        for name in full.margins[intent]:
+            np.testing.assert_allclose(
+                curve.margins[intent][name], full.margins[intent][name], rtol=1e-5, atol=1e-5
+            )
