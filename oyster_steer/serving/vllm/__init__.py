@@ -1,6 +1,6 @@
 """The probe-gated control plan inside vLLM: a ``vllm.general_plugins`` plugin.
 
-Installed with oyster_steer (entry point ``oyster_steer = oyster_steer.vllm_plugin:register``),
+Installed with oyster_steer (entry point ``oyster_steer = oyster_steer.serving.vllm:register``),
 vLLM loads it in every process. When the served model directory holds ``control.safetensors``
 (``oyster-steer export --plan ... --allow-conditional`` writes it beside the baked checkpoint),
 the plan runs inside the engine: the probe reads each request's last prompt token during

@@ -28,22 +28,23 @@ The only device-to-host copy is the decision log, taken after the forward pass.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["PlanState", "SUPPORTED_READS"]
+__all__ = ["LOGGER", "PlanState", "SUPPORTED_READS"]
+
+LOGGER = "vllm.oyster_steer"  # under vLLM's "vllm" logger: its handler and level apply
 
 SUPPORTED_READS = ("last",)
 
 
 def _decide():
-    try:  # the subpackage layout (oyster_steer.control)
-        from oyster_steer.control._policy import decide
-    except ImportError:  # the flat layout
-        from oyster_steer._policy import decide  # type: ignore[no-redef]
+    from ...control._policy import decide  # the library's hot-path policy, reused
+
     return decide
 
 
@@ -80,7 +81,7 @@ class PlanState:
         max_tokens: int,
         max_slots: int,
     ) -> None:
-        from oyster_steer import resolve_site
+        from ...core import resolve_site
 
         if plan.read not in SUPPORTED_READS:
             raise ValueError(
@@ -238,9 +239,7 @@ class PlanState:
             request_ids[i] for i in np.flatnonzero(deciding) if request_ids[i] in self.logged
         ]
         if restarted:  # only a preempted request prefills its prompt a second time
-            from ._runner import _logger
-
-            _logger().info(
+            logging.getLogger(LOGGER).info(
                 "oyster_steer: %s resumed after preemption; re-read, same decision kept",
                 ", ".join(restarted),
             )

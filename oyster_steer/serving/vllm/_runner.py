@@ -30,9 +30,11 @@ _PATCHED = False
 
 
 def _logger() -> Any:
-    from vllm.logger import init_logger
+    import logging
 
-    return init_logger("vllm.oyster_steer")
+    from ._state import LOGGER
+
+    return logging.getLogger(LOGGER)
 
 
 def plan_path(model_dir: str) -> Path | None:
@@ -52,8 +54,7 @@ def plan_path(model_dir: str) -> Path | None:
 def _install(runner: Any) -> None:
     import torch
 
-    from oyster_steer import load_plan
-
+    from ...control import load_plan
     from ._hooks import install_hooks
     from ._state import PlanState
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv-vllm"
 PROMPTS = (
     "What is the capital of France? Answer briefly.",
@@ -57,11 +57,11 @@ def env(**extra: str) -> dict[str, str]:
 def run_jobs(
     python: Path, jobs: list[dict[str, Any]], tmp: Path, **extra_env: str
 ) -> tuple[list[dict[str, Any]], str]:
-    """Run ``oyster_steer.vllm_plugin.run`` on ``jobs`` in the vLLM venv; (results, log)."""
+    """Run ``oyster_steer.serving.vllm.run`` on ``jobs`` in the vLLM venv; (results, log)."""
     spec, out = tmp / "spec.json", tmp / "out.json"
     spec.write_text(json.dumps(jobs))
     r = subprocess.run(
-        [str(python), "-m", "oyster_steer.vllm_plugin.run", str(spec), str(out)],
+        [str(python), "-m", "oyster_steer.serving.vllm.run", str(spec), str(out)],
         cwd=tmp,
         env=env(**extra_env),
         capture_output=True,
