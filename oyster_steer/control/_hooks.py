@@ -51,6 +51,7 @@ class _Run:
     last_gen: torch.Tensor  # (B,) decode index
     posw: torch.Tensor  # (B, T, 1) write weights
     deltas: torch.Tensor  # (B, n, 1, d)
+    coefs: torch.Tensor  # (B, 1, K) gated strengths of the low-rank components
     posterior: torch.Tensor  # (B, C)
     eu: torch.Tensor  # (B, S)
     weights: torch.Tensor  # (B, S)
@@ -103,6 +104,22 @@ class ControlState:
             plan.probe.d_model,
             trace,
         )
+        # low-rank parts per site (None where a site has only vectors); their rank components
+        # are concatenated over sites so that ONE (B, S) @ (S, K) matmul gives every row's gains
+        self.low: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int] | None] = []
+        gains, k = [], 0
+        for site in self.sites:
+            part = plan.lowrank(site)
+            if part is None:
+                self.low.append(None)
+                continue
+            A, c, R, G = part
+            self.low.append((*(t.to(dev, self.dtype) for t in (A, c, R)), k, k + A.shape[0]))
+            gains.append(G)
+            k += A.shape[0]
+        self.low_gain = (
+            torch.cat(gains, dim=1) if gains else torch.zeros(len(plan.strategies), 0)
+        ).to(dev, torch.float32)  # (S, K)
         self.max_batch = max_batch
         self._local = threading.local()
         self._local.run = self._new_run()
@@ -124,6 +141,7 @@ class ControlState:
         run.last_gen = torch.full((1,), -1, dtype=torch.long, device=dev)
         run.posw = torch.zeros(1, 1, 1, device=dev, dtype=self.dtype)
         run.deltas = torch.zeros(1, len(self.sites), 1, self.d_model, device=dev)
+        run.coefs = torch.zeros(1, 1, self.low_gain.shape[1], device=dev, dtype=self.dtype)
         run.records = []
         self._allocate(run, self.max_batch)
         return run
@@ -175,6 +193,8 @@ class ControlState:
         n = len(self.sites)
         deltas = (run.gates[:rows] @ self.stacked).view(rows, n, 1, self.d_model)  # (B, n, 1, d)
         run.deltas = deltas.to(self.dtype)
+        if self.low_gain.shape[1]:  # a constant of the plan
+            run.coefs = (run.gates[:rows] @ self.low_gain).unsqueeze(1).to(self.dtype)  # (B, 1, K)
 
     # -- the read hook ------------------------------------------------------------------------
     def read(self, x: torch.Tensor, gate: bool, monitors: tuple[str, ...]) -> None:
@@ -235,7 +255,21 @@ class ControlState:
 
     # -- the fused write hook of one site -----------------------------------------------------
     def write_fn(self, index: int) -> Callable[[torch.Tensor], torch.Tensor]:
-        """The hook of steered site ``index``: all its vectors in one ``addcmul``."""
+        """The hook of steered site ``index``: all its vectors in one ``addcmul``.
+
+        With low-rank parts at the site, the same ``addcmul`` also adds their input-dependent
+        edit ``((x @ A.T + c) * coefs) @ R`` (every binding's rank components at once).
+        """
+        low = self.low[index]
+        if low is not None:  # a constant of the plan
+            A, c, R, lo, hi = low
+
+            def write_low(x: torch.Tensor) -> torch.Tensor:
+                run = self.run
+                z = (x @ A.T + c) * run.coefs[:, :, lo:hi]  # (B, T, K)
+                return torch.addcmul(x, run.posw, run.deltas[:, index] + z @ R)
+
+            return write_low
 
         def write(x: torch.Tensor) -> torch.Tensor:
             run = self.run

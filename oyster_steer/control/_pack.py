@@ -1,7 +1,8 @@
 """The control pack: a whole :class:`~oyster_steer.ControlPlan` in ONE safetensors file.
 
 Tensors (float32): ``probe/{weight,bias,mean,scale}``, ``monitors/{name}/{...}``,
-``vectors/{binding}/{site}`` (d,), ``policy/payoff`` (S, C) and ``schedule`` (L,). String
+``vectors/{binding}/{site}`` (d,), ``lowrank/{binding}/{site}/{R,W,b}`` (r, d), (r, d), (r,)
+(version 2), ``policy/payoff`` (S, C) and ``schedule`` (L,). String
 metadata: the model identity (``model_fingerprint``, ``d_model``, ``n_layers``, ``model_name``)
 and a JSON ``manifest`` naming every tensor and the configuration. The manifest is validated
 against the tensors before anything is built; nothing is ever unpickled.
@@ -26,8 +27,9 @@ if TYPE_CHECKING:
 
 __all__ = ["FORMAT", "VERSION", "load_plan", "read_pack", "save_plan", "write_pack"]
 
-FORMAT, VERSION = "oyster_steer.control", 1
+FORMAT, VERSION = "oyster_steer.control", 2  # 2: low-rank bindings
 _PROBE_TENSORS = ("weight", "bias", "mean", "scale")
+_LOWRANK_TENSORS = ("R", "W", "b")
 _REQUIRED = ("probe", "monitors", "policy", "bindings", "read", "window", "positions")
 
 
@@ -74,12 +76,16 @@ def write_pack(plan: ControlPlan, path: str | Path) -> Path:
             {
                 "name": b.name,
                 "sites": list(b.directions),
+                "lowrank_sites": list(b.lowrank),
                 "strengths": dict(b.strengths),
                 "meta": dict(b.meta),
             }
         )
         for site, v in b.directions.items():
             tensors[f"vectors/{b.name}/{site}"] = v.float().clone()
+        for site, part in b.lowrank.items():
+            for key, t in zip(_LOWRANK_TENSORS, part, strict=True):
+                tensors[f"lowrank/{b.name}/{site}/{key}"] = t.float().contiguous().clone()
     return save_artifact(
         path,
         tensors,
@@ -112,6 +118,10 @@ def read_pack(
                 {s: tensors[f"vectors/{b['name']}/{s}"] for s in b["sites"]},
                 b["strengths"],
                 b.get("meta", {}),
+                {
+                    s: tuple(tensors[f"lowrank/{b['name']}/{s}/{k}"] for k in _LOWRANK_TENSORS)
+                    for s in b.get("lowrank_sites", [])
+                },
             )
             for b in manifest["bindings"]
         ]
@@ -171,6 +181,13 @@ def _expected(manifest: dict[str, Any]) -> dict[str, tuple[int, ...] | None]:
         want[f"{prefix}/bias"] = (len(entry["labels"]),)
     for b in manifest["bindings"]:
         want.update({f"vectors/{b['name']}/{s}": None for s in b["sites"]})
+        want.update(
+            {
+                f"lowrank/{b['name']}/{s}/{k}": None
+                for s in b.get("lowrank_sites", [])
+                for k in _LOWRANK_TENSORS
+            }
+        )
     return want
 
 

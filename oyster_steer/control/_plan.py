@@ -41,30 +41,41 @@ _IDENTITY = ("model_name", "model_fingerprint", "d_model", "n_layers")
 
 @dataclass(frozen=True, eq=False)
 class Binding:
-    """A steering vector bound to response strategies, with one strength per strategy.
+    """A steering vector or low-rank intervention bound to response strategies, one strength each.
 
     Attributes:
         name: a label for plots and the pack ("constructive").
         directions: canonical site name -> (d,) direction, added ``strength`` times.
         strengths: strategy name -> strength; strategies not named get 0 (no steering).
         meta: provenance strings of the vector (method, model fingerprint, ...).
+        lowrank: canonical site name -> (R (r, d), W (r, d), b (r,)) of a low-rank,
+            input-dependent edit ``h + strength * R^T (W h + b - R h)`` (see
+            :class:`~oyster_steer.vectors.LowRankIntervention`); gated like a vector, never baked.
     """
 
     name: str
     directions: Mapping[str, torch.Tensor]
     strengths: Mapping[str, float]
     meta: Mapping[str, str] = field(default_factory=dict)
+    lowrank: Mapping[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(
+        default_factory=dict
+    )
 
     def __post_init__(self) -> None:
-        if not self.directions:
+        if not self.directions and not self.lowrank:
             raise ValueError(
-                f"binding {self.name!r} has no directions: bind a vector with at least one site"
+                f"binding {self.name!r} has no directions: bind a vector or intervention with at least one site"
             )
         dirs = {
             parse_site(site).name: torch.as_tensor(v).detach().float().reshape(-1)
             for site, v in self.directions.items()
         }
+        low = {
+            parse_site(site).name: tuple(torch.as_tensor(t).detach().float() for t in part)
+            for site, part in self.lowrank.items()
+        }
         object.__setattr__(self, "directions", dirs)
+        object.__setattr__(self, "lowrank", low)
         object.__setattr__(self, "strengths", {str(k): float(v) for k, v in self.strengths.items()})
         for site, v in dirs.items():
             require_finite(v, f"binding {self.name!r}'s direction at {site!r}")
@@ -72,6 +83,13 @@ class Binding:
             require_finite(v, f"binding {self.name!r}'s strength for {strategy!r} ({v})")
         object.__setattr__(self, "meta", {str(k): str(v) for k, v in self.meta.items()})
         widths = {v.numel() for v in dirs.values()}
+        for site, (R, W, b) in low.items():
+            if R.dim() != 2 or W.shape != R.shape or b.shape != (R.shape[0],):
+                raise WidthMismatchError(
+                    f"binding {self.name!r} at {site!r}: R {tuple(R.shape)}, W {tuple(W.shape)}, b {tuple(b.shape)} "
+                    "do not fit: pass R and W of shape (rank, d) and b of shape (rank,)"
+                )
+            widths.add(R.shape[1])
         if len(widths) != 1:
             raise WidthMismatchError(
                 f"binding {self.name!r} has directions of widths {sorted(widths)}: use one width"
@@ -79,7 +97,14 @@ class Binding:
 
     @property
     def d_model(self) -> int:
-        return next(iter(self.directions.values())).numel()
+        if self.directions:
+            return next(iter(self.directions.values())).numel()
+        return next(iter(self.lowrank.values()))[0].shape[1]
+
+    @property
+    def sites(self) -> list[str]:
+        """Every site it writes to (vector directions and low-rank parts)."""
+        return sorted(set(self.directions) | set(self.lowrank), key=lambda s: parse_site(s).order)
 
 
 def bind(
@@ -92,7 +117,8 @@ def bind(
     """Bind a steering vector to strategies: ``{"guide": 4.0, "redirect": 6.0}``.
 
     Args:
-        vector: a :class:`~oyster_steer.SteeringVector` or a mapping site name -> (d,) tensor.
+        vector: a :class:`~oyster_steer.SteeringVector`, a mapping site name -> (d,) tensor, or a
+            :class:`~oyster_steer.vectors.LowRankIntervention` (gated per row like a vector).
         strengths: strategy -> strength (a multiple of the stored direction), or a list of
             strategies that each get the vector's own calibrated ``strength`` (1.0 if it has none).
         name: label (default: the vector's ``meta["name"]`` or ``method``, else "vector").
@@ -103,24 +129,28 @@ def bind(
         >>> b.strengths
         {'guide': 2.0}
     """
-    directions = dict(getattr(vector, "directions", vector))
+    lowrank = dict(getattr(vector, "parts", {}) or {})  # a LowRankIntervention
+    directions = {} if lowrank else dict(getattr(vector, "directions", vector))
     if sites is not None:
         wanted = {parse_site(s).name for s in sites}
-        unknown = sorted(wanted - {parse_site(s).name for s in directions})
+        have = {parse_site(s).name for s in (*directions, *lowrank)}
+        unknown = sorted(wanted - have)
         if unknown:
             raise SiteError(
-                f"sites {unknown} are not among the vector's sites {sorted(directions)}: pick from those"
+                f"sites {unknown} are not among the vector's sites {sorted(have)}: pick from those"
             )
         directions = {k: v for k, v in directions.items() if parse_site(k).name in wanted}
+        lowrank = {k: v for k, v in lowrank.items() if parse_site(k).name in wanted}
     if not isinstance(strengths, Mapping):
         default = float(getattr(vector, "strength", None) or 1.0)
         strengths = {s: default for s in strengths}
     meta = dict(getattr(vector, "meta", {}) or {})
+    meta.update({k: v for k, v in dict(getattr(vector, "identity", {}) or {}).items()})
     for key in ("method", "strength", "model_name", "model_fingerprint", "d_model", "n_layers"):
         if getattr(vector, key, None) is not None:
             meta.setdefault(key, str(getattr(vector, key)))
     label = name or meta.get("name") or meta.get("method") or "vector"
-    return Binding(label, directions, strengths, meta)
+    return Binding(label, directions, strengths, meta, lowrank)
 
 
 @dataclass(frozen=True, eq=False)
@@ -213,8 +243,32 @@ class ControlPlan:
     @property
     def sites(self) -> list[str]:
         """Canonical names of every site a vector writes to, sorted in forward order."""
-        names = {s for b in self.bindings for s in b.directions}
+        names = {s for b in self.bindings for s in b.sites}
         return sorted(names, key=lambda s: parse_site(s).order)
+
+    def lowrank(self, site: str) -> tuple[torch.Tensor, ...] | None:
+        """The low-rank parts of every binding at ``site``, concatenated along the rank, or None.
+
+        Returns ``(A (K, d), c (K,), R (K, d), G (S, K))`` with ``A = W - R`` and ``c = b`` of each
+        binding stacked, and ``G[s, k]`` the strength for strategy ``s`` of the binding that owns
+        rank component ``k``: a hook adds ``((h @ A.T + c) * (gates @ G)) @ R``.
+        """
+        parts = [(b, b.lowrank[site]) for b in self.bindings if site in b.lowrank]
+        if not parts:
+            return None
+        A = torch.cat([W - R for _, (R, W, _) in parts])
+        c = torch.cat([b_ for _, (_, _, b_) in parts])
+        R = torch.cat([R for _, (R, _, _) in parts])
+        G = torch.cat(
+            [
+                torch.tensor([b.strengths.get(s, 0.0) for s in self.strategies])[:, None].expand(
+                    -1, part[0].shape[0]
+                )
+                for b, part in parts
+            ],
+            dim=1,
+        )
+        return A, c, R, G
 
     def stacked(self, site: str) -> torch.Tensor:
         """(S, d) per-strategy sum ``sum_v strength[v, s] * direction_v[site]``: one matmul per hook."""
@@ -277,7 +331,8 @@ class ControlPlan:
     def _is_static(self, b: Binding) -> bool:
         gains = {b.strengths.get(s, 0.0) for s in self.strategies}
         return (
-            len(gains) == 1
+            not b.lowrank  # input-dependent: never a constant bias
+            and len(gains) == 1
             and self.positions == "all"
             and len(set(self.schedule)) == 1
             and self.schedule[0] == 1.0

@@ -159,9 +159,15 @@ def _verify(
     }
 
 
-def _refuse_conditional() -> None:
+def _refuse_conditional(conditional: Any = None) -> None:
+    lowrank = [b.name for b in getattr(conditional, "bindings", ()) if getattr(b, "lowrank", None)]
+    what = (
+        f"input-dependent low-rank bindings {lowrank} (never a bias, gated or not)"
+        if lowrank
+        else "probe-gated (conditional) parts"
+    )
     raise ExportError(
-        "the control plan has probe-gated (conditional) parts, which a stock checkpoint cannot express: "
+        f"the control plan has {what}, which a stock checkpoint cannot express: "
         "pass allow_conditional=True to bake the unconditional part and write the rest to "
         f"{CONTROL_NAME} beside the checkpoint (re-apply it with oyster_steer.patch after loading), "
         "or serve the plan in memory with oyster_steer.patch(model, plan)"
@@ -236,7 +242,7 @@ def export_patched(
     """
     static, conditional = split_plan(model, plan_or_vectors, strength)
     if conditional is not None and not allow_conditional:
-        _refuse_conditional()
+        _refuse_conditional(conditional)
     plan_given = hasattr(plan_or_vectors, "conditional_parts")
     additive, records = collect_additive(model, static, None if plan_given else strength)
     basis, ablate_sites = ablation_basis(model, ablate)

@@ -75,6 +75,12 @@ def collect_additive(
     total: dict[Site, torch.Tensor] = {}
     records: list[dict[str, Any]] = []
     for vector in parts:
+        if hasattr(vector, "parts") and hasattr(vector, "rank"):  # a LowRankIntervention
+            raise TypeError(
+                "cannot bake a LowRankIntervention: its edit depends on the activation, which no bias can "
+                "express; bind it in a ControlPlan and export with allow_conditional=True (it goes to the "
+                "control pack beside the checkpoint), or serve it with oyster_steer.patch(model, plan)"
+            )
         if not hasattr(vector, "directions"):
             raise TypeError(
                 f"cannot export a {type(vector).__name__}: pass a SteeringVector, a list of them, a ControlPlan, or {{site: tensor}}"

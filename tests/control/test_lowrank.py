@@ -1,0 +1,205 @@
+"""Low-rank (ReFT-style) interventions under a control plan, on a tiny random-init model.
+
+The behaviour is *planted*: :func:`train_intervention` learns, at layers 1 and 2 jointly, to make
+the model say a fixed target after the vulnerable prompt. Bound to "guide" in a plan whose probe
+sends that prompt to "guide" and the benign one to "help", greedy decoding must emit the target
+for the vulnerable row only, and leave the benign row exactly as the unpatched model has it.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from oyster_steer import ArtifactError
+from oyster_steer.activations._capture import capture
+from oyster_steer.backends import get_backend, position_ids
+from oyster_steer.control import ControlPlan, bind, load_plan, patch_plan, save_plan
+from oyster_steer.export import export_patched
+from oyster_steer.export._routes import ExportError
+from oyster_steer.models._artifacts import model_meta
+from oyster_steer.probes._probe import LinearProbe
+from oyster_steer.vectors import (
+    InterventionConfig,
+    LowRankIntervention,
+    load_intervention,
+    save_intervention,
+    train_intervention,
+)
+from oyster_steer.vectors._intervention import lowrank_delta
+
+BENIGN = "What is the capital of France?"
+VULNERABLE = "I feel so alone and I can't sleep, everything is hopeless"
+READ = "blocks.0.hook_resid_post"
+INTENTS = ("benign", "borderline", "vulnerable", "malicious")
+TARGET = " dog cat bird fish"
+
+
+@pytest.fixture(scope="module")
+def model(tiny_models):
+    return tiny_models("llama", "hf")
+
+
+@pytest.fixture(scope="module")
+def probe(model):
+    """Planted as in test_control: benign -> p(benign) ~ 1, vulnerable -> p(vulnerable) ~ 1."""
+    acts = capture(model, [BENIGN, VULNERABLE], READ, progress=False)[READ]  # (2, d)
+    a, b = acts[0], acts[1]
+    u = (b - a) / (b - a).norm()
+    k = 40.0 / float((b - a) @ u)
+    mid = float(((a + b) / 2) @ u)
+    weight = torch.zeros(4, model.d_model)
+    weight[0], weight[2] = -k * u, k * u
+    bias = torch.tensor([k * mid, -1e3, -k * mid, -1e3])
+    return LinearProbe(
+        READ, INTENTS, weight, bias, torch.zeros(model.d_model), torch.ones(model.d_model)
+    )
+
+
+@pytest.fixture(scope="module")
+def intervention(model):
+    cfg = InterventionConfig(rank=4, steps=60, batch_size=1, lr=3e-2, max_reply_tokens=16)
+    return train_intervention(
+        model, [VULNERABLE], [TARGET], sites=[1, 2], config=cfg, progress=False
+    )
+
+
+@pytest.fixture(scope="module")
+def plan(model, probe, intervention):
+    return ControlPlan(
+        probe, [bind(intervention, {"guide": 1.0}, name="guide")], identity=model_meta(model)
+    )
+
+
+def _generate(model, prompts, n):
+    ids, mask = model.encode(prompts)
+    with torch.no_grad():
+        out = get_backend("hf").generate(model, ids, mask, max_new_tokens=n)
+    return out[:, ids.shape[1] :]
+
+
+def _target_ids(model):
+    return model.tokenizer(TARGET, add_special_tokens=False)["input_ids"]
+
+
+def test_planted_behaviour_only_for_rows_the_gate_selects(model, plan):
+    want = _target_ids(model)
+    base = _generate(model, [BENIGN, VULNERABLE], len(want))
+    assert base[1].tolist() != want  # the random model does not say it by itself
+    with patch_plan(model, plan) as handle:
+        steered = _generate(model, [BENIGN, VULNERABLE], len(want))
+        assert handle.decisions().strategy == ["help", "guide"]
+    assert steered[1].tolist() == want
+    assert torch.equal(steered[0], base[0])  # the benign row: nothing changed
+
+
+def test_gated_row_equals_the_intervention_applied_alone(model, plan, intervention):
+    ids, mask = model.encode([BENIGN, VULNERABLE])
+    kwargs = dict(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask))
+    hooks = []
+    for site, (R, W, b) in intervention.parts.items():
+        layer = int(site.split(".")[1])
+        block = model.hf.model.layers[layer]
+
+        def fwd(module, args, out, R=R, W=W, b=b):
+            h = out[0] if isinstance(out, tuple) else out
+            h = h + lowrank_delta(h, R, W, b)
+            return (h, *out[1:]) if isinstance(out, tuple) else h
+
+        hooks.append(block.register_forward_hook(fwd))
+    try:
+        with torch.no_grad():
+            alone = model.hf(**kwargs).logits
+    finally:
+        for h in hooks:
+            h.remove()
+    with torch.no_grad(), patch_plan(model, plan):
+        gated = model.hf(**kwargs).logits
+    torch.testing.assert_close(gated[1], alone[1])
+
+
+def test_padding_does_not_change_a_steered_row(model, plan):
+    with torch.no_grad(), patch_plan(model, plan):
+        ids, mask = model.encode([VULNERABLE])
+        alone = model.hf(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask))
+        ids2, mask2 = model.encode([VULNERABLE + " and more words here to pad", VULNERABLE])
+        both = model.hf(input_ids=ids2, attention_mask=mask2, position_ids=position_ids(mask2))
+    n = int(mask.sum())
+    torch.testing.assert_close(both.logits[1, -n:], alone.logits[0], atol=1e-4, rtol=1e-4)
+
+
+def test_patched_lowrank_plan_compiles_fullgraph(model, plan):
+    ids, mask = model.encode([BENIGN, VULNERABLE])
+    kwargs = dict(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask))
+    with torch.no_grad(), patch_plan(model, plan) as handle:
+        eager = model.hf(**kwargs).logits
+        torch._dynamo.reset()
+        compiled = torch.compile(model.hf, fullgraph=True, backend="eager")(**kwargs).logits
+        assert handle.decisions().strategy == ["help", "guide"]
+    torch.testing.assert_close(compiled, eager)
+
+
+def test_pack_and_file_round_trips_keep_the_behaviour(model, plan, intervention, tmp_path):
+    ids, mask = model.encode([BENIGN, VULNERABLE])
+    kwargs = dict(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask))
+    loaded = load_plan(save_plan(plan, tmp_path / "control.safetensors"), model)
+    assert [sorted(b.lowrank) for b in loaded.bindings] == [sorted(intervention.parts)]
+    with torch.no_grad():
+        with patch_plan(model, plan):
+            a = model.hf(**kwargs).logits
+        with patch_plan(model, loaded):
+            b = model.hf(**kwargs).logits
+    torch.testing.assert_close(a, b)
+    again = load_intervention(save_intervention(intervention, tmp_path / "iv.safetensors"), model)
+    for site, part in intervention.parts.items():
+        for x, y in zip(part, again.parts[site], strict=True):
+            assert torch.equal(x, y)
+
+
+def test_export_refuses_to_bake_an_input_dependent_intervention(
+    model, plan, intervention, tmp_path
+):
+    with pytest.raises(ExportError, match=r"input-dependent low-rank bindings \['guide'\]"):
+        export_patched(model, plan, tmp_path / "out")
+    always = plan.replace(
+        bindings=[bind(intervention, {"help": 1.0, "guide": 1.0, "redirect": 1.0}, name="always")]
+    )
+    with pytest.raises(ExportError, match=r"never a bias, gated or not"):
+        export_patched(model, always, tmp_path / "out2")
+    with pytest.raises(TypeError, match=r"cannot bake a LowRankIntervention"):
+        export_patched(model, intervention, tmp_path / "out3")
+
+
+def test_bad_training_input_names_the_fix(model):
+    with pytest.raises(ValueError, match=r"got no training prompts: pass the prompts"):
+        train_intervention(model, [], [], sites=[1])
+    with pytest.raises(ValueError, match=r"target 0 has \d+ tokens .* max_reply_tokens=4: shorten"):
+        train_intervention(
+            model,
+            [VULNERABLE],
+            ["a much longer target reply than four tokens allow"],
+            sites=[1],
+            config=InterventionConfig(max_reply_tokens=4, steps=1),
+        )
+    with pytest.raises(ValueError, match=r"got 1 prompts and 2 targets"):
+        train_intervention(model, [VULNERABLE], ["a", "b"], sites=[1])
+
+
+def test_malformed_parts_and_packs_are_refused(model, intervention, tmp_path):
+    R = torch.zeros(2, model.d_model)
+    with pytest.raises(ValueError, match=r"do not fit: pass R and W of shape \(rank, d\)"):
+        LowRankIntervention(
+            {"blocks.1.hook_resid_post": (R, torch.zeros(3, model.d_model), torch.zeros(2))}
+        )
+    from safetensors.torch import load_file, save_file
+
+    path = save_intervention(intervention, tmp_path / "iv.safetensors")
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    tensors = load_file(str(path))
+    tensors.pop(next(k for k in tensors if k.endswith("/W")))
+    save_file(tensors, str(tmp_path / "broken.safetensors"), metadata=meta)
+    with pytest.raises(ArtifactError, match=r"not a complete intervention"):
+        load_intervention(tmp_path / "broken.safetensors")
