@@ -15,7 +15,16 @@ from collections.abc import Sequence
 __all__ = ["main"]
 
 # Modules are imported in this order; a missing one (work in progress) is skipped.
-_SUBCOMMANDS = ("_capture", "_probe", "_vector", "_plan", "_eval", "_export", "_demo")
+_SUBCOMMANDS = (
+    "_capture",
+    "_probe",
+    "_vector",
+    "_plan",
+    "_train_plan",
+    "_eval",
+    "_export",
+    "_demo",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

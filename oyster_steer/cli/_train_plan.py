@@ -1,0 +1,109 @@
+"""``oyster-steer train-plan``: the shipped control pack with learned low-rank actions.
+
+Trains one low-rank intervention per gated strategy ("redirect" on malicious training prompts,
+"guide" on vulnerable ones; targets distilled from the model's own openings under a
+constructive-safety system prompt plus varied exemplar continuations), picks each one's gain on
+its own validation population by judged outcome under a coherence limit, and writes
+``{redirect,guide}-lowrank.safetensors`` and the control pack ``control.safetensors`` in
+``vectors/<model>/`` (or beside ``--out``) (gate: the shipped intent probe; monitor: the risk probe;
+:data:`oyster_steer.DEFAULT_PAYOFF`, hard gates). See
+:mod:`oyster_steer.reproduce._plan_training` for the recipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import time
+from pathlib import Path
+
+from ._common import add_common, data_from_args, model_from_args
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from ..reproduce._plan_training import PlanTrainingConfig
+
+    d = PlanTrainingConfig()
+    p = subparsers.add_parser(
+        "train-plan",
+        help="train the control plan's actions (low-rank interventions) and write the control pack",
+        description=__doc__,
+    )
+    add_common(p, out=None)
+    p.add_argument(
+        "--n-prompts", type=int, default=d.n_prompts, help="training prompts per strategy"
+    )
+    p.add_argument("--samples", type=int, default=d.samples, help="sampled openings per prompt")
+    p.add_argument(
+        "--layers", type=int, nargs="+", default=list(d.layers), help="resid_post layers written"
+    )
+    p.add_argument("--rank", type=int, default=d.rank, help="rank of each site's intervention")
+    p.add_argument("--steps", type=int, default=d.steps, help="optimisation steps per strategy")
+    p.add_argument(
+        "--gains", type=float, nargs="+", default=list(d.gains), help="gains tried on validation"
+    )
+    p.add_argument(
+        "--n-validation", type=int, default=d.n_validation, help="validation prompts per strategy"
+    )
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument(
+        "--log", type=Path, default=None, help="also write targets and validation replies (JSON)"
+    )
+    p.add_argument(
+        "--targets-cache",
+        type=Path,
+        default=Path("runs/train-plan-targets.json"),
+        help="JSON file keeping the sampled targets for reruns (default: runs/train-plan-targets.json)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..control import ControlPlan, bind, save_plan
+    from ..probes._probe import load_probe
+    from ..reproduce._plan_training import PlanTrainingConfig, train_plan_actions
+    from ..vectors._intervention import save_intervention
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start = time.time()
+    model = model_from_args(args)
+    data = data_from_args(args)
+    probe_dir, vector_dir = Path("probes") / args.model, Path("vectors") / args.model
+    probe = load_probe(probe_dir / "intent.safetensors", model)
+    monitors = {"risk": load_probe(probe_dir / "risk.safetensors", model)}
+    cfg = PlanTrainingConfig(
+        n_prompts=args.n_prompts,
+        samples=args.samples,
+        layers=tuple(args.layers),
+        rank=args.rank,
+        steps=args.steps,
+        gains=tuple(args.gains),
+        n_validation=args.n_validation,
+    )
+    actions, report = train_plan_actions(
+        model, data, cfg, log=lambda s: print(s, flush=True), targets_cache=args.targets_cache
+    )
+    bindings = []
+    out_path = args.out or vector_dir / "control.safetensors"
+    for strategy, (iv, gain) in actions.items():
+        save_intervention(iv, out_path.parent / f"{strategy}-lowrank.safetensors")
+        bindings.append(bind(iv, {strategy: gain}, name=f"{strategy}-lowrank"))
+    command = " ".join(shlex.quote(a) for a in ["oyster-steer", *args.argv])
+    plan = ControlPlan(
+        probe,
+        bindings,
+        monitors=monitors,
+        meta={"command": command, "cpu_minutes": f"{(time.time() - start) / 60:.0f}"},
+    )
+    out = save_plan(plan, out_path)
+    if args.log is not None:
+        args.log.parent.mkdir(parents=True, exist_ok=True)
+        args.log.write_text(json.dumps(report, indent=1))
+    print(f"saved control pack to {out} ({(time.time() - start) / 60:.1f} min)")
+    for b in plan.bindings:
+        print(f"  {b.name}: {b.strengths} at {len(b.sites)} site(s), rank {b.meta.get('rank')}")
+    return 0

@@ -1,0 +1,43 @@
+"""The plan-action training pipeline: bad input, target caching and the coherence helpers."""
+
+from __future__ import annotations
+
+import pytest
+
+from oyster_steer.core._errors import EmptyInputError
+from oyster_steer.data import load_starter
+from oyster_steer.reproduce._plan_training import (
+    PlanTrainingConfig,
+    _cached_pairs,
+    repetition,
+    train_plan_actions,
+)
+
+
+def test_a_strategy_without_training_prompts_names_the_fix(tiny_models):
+    data = load_starter().filter(intent=("benign", "vulnerable"))
+    with pytest.raises(
+        EmptyInputError,
+        match=r"strategy 'redirect' has no training prompts: .* no malicious prompts",
+    ):
+        train_plan_actions(tiny_models("llama"), data, PlanTrainingConfig(strategies=("redirect",)))
+
+
+def test_targets_are_cached_per_key(tmp_path):
+    calls = []
+
+    def make():
+        calls.append(1)
+        return [("p", "t")]
+
+    cache = tmp_path / "targets.json"
+    assert _cached_pairs(cache, "a", make) == [("p", "t")]
+    assert _cached_pairs(cache, "a", make) == [("p", "t")]
+    assert len(calls) == 1
+    _cached_pairs(cache, "b", make)
+    assert len(calls) == 2
+
+
+def test_repetition_flags_loops_only():
+    assert repetition("I'm sorry you're going through this. A counsellor can help.") == 0.0
+    assert repetition("now now now now now now now now now now") > 0.3
