@@ -16,6 +16,7 @@ import argparse
 import json
 import shlex
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from ._common import add_common, data_from_args, model_from_args
@@ -46,6 +47,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--n-validation", type=int, default=d.n_validation, help="validation prompts per strategy"
     )
+    p.add_argument(
+        "--strategies",
+        nargs="*",
+        default=list(d.strategies),
+        help="strategies to train now (default: redirect guide); the others are read from their "
+        "{strategy}-lowrank.safetensors beside --out, so two processes can train one each and "
+        "'--strategies' with none assembles the pack",
+    )
+    p.add_argument("--no-pack", action="store_true", help="train and save, do not write the pack")
+    p.add_argument("--lr", type=float, default=d.lr, help="Adam step size")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument(
         "--log", type=Path, default=None, help="also write targets and validation replies (JSON)"
@@ -63,9 +74,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..control import ControlPlan, bind, save_plan
+    from ..core._errors import OysterError
     from ..probes._probe import load_probe
     from ..reproduce._plan_training import PlanTrainingConfig, train_plan_actions
-    from ..vectors._intervention import save_intervention
+    from ..vectors._intervention import load_intervention, save_intervention
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -81,17 +93,36 @@ def run(args: argparse.Namespace) -> int:
         layers=tuple(args.layers),
         rank=args.rank,
         steps=args.steps,
+        lr=args.lr,
         gains=tuple(args.gains),
         n_validation=args.n_validation,
+        strategies=tuple(args.strategies),
     )
-    actions, report = train_plan_actions(
-        model, data, cfg, log=lambda s: print(s, flush=True), targets_cache=args.targets_cache
-    )
-    bindings = []
     out_path = args.out or vector_dir / "control.safetensors"
-    for strategy, (iv, gain) in actions.items():
-        save_intervention(iv, out_path.parent / f"{strategy}-lowrank.safetensors")
-        bindings.append(bind(iv, {strategy: gain}, name=f"{strategy}-lowrank"))
+    report: dict = {}
+    if cfg.strategies:
+        actions, report = train_plan_actions(
+            model, data, cfg, log=lambda s: print(s, flush=True), targets_cache=args.targets_cache
+        )
+        for strategy, (iv, gain) in actions.items():
+            iv = replace(iv, meta={**iv.meta, "gain": f"{gain:g}"})
+            save_intervention(iv, out_path.parent / f"{strategy}-lowrank.safetensors")
+    if args.log is not None:
+        args.log.parent.mkdir(parents=True, exist_ok=True)
+        args.log.write_text(json.dumps(report, indent=1))
+    if args.no_pack:
+        return 0
+    bindings = []
+    for strategy in PlanTrainingConfig().strategies:
+        file = out_path.parent / f"{strategy}-lowrank.safetensors"
+        if not file.is_file():
+            raise OysterError(
+                f"no trained {strategy!r} intervention at {file}: run train-plan with --strategies {strategy} first"
+            )
+        iv = load_intervention(file, model)
+        bindings.append(
+            bind(iv, {strategy: float(iv.meta.get("gain", 1.0))}, name=f"{strategy}-lowrank")
+        )
     command = " ".join(shlex.quote(a) for a in ["oyster-steer", *args.argv])
     plan = ControlPlan(
         probe,
@@ -100,9 +131,6 @@ def run(args: argparse.Namespace) -> int:
         meta={"command": command, "cpu_minutes": f"{(time.time() - start) / 60:.0f}"},
     )
     out = save_plan(plan, out_path)
-    if args.log is not None:
-        args.log.parent.mkdir(parents=True, exist_ok=True)
-        args.log.write_text(json.dumps(report, indent=1))
     print(f"saved control pack to {out} ({(time.time() - start) / 60:.1f} min)")
     for b in plan.bindings:
         print(f"  {b.name}: {b.strengths} at {len(b.sites)} site(s), rank {b.meta.get('rank')}")

@@ -63,28 +63,68 @@ SYSTEM_PROMPTS = {
         "and suggest one small safe next step."
     ),
 }
-PREFILLS = {
+PREFILLS = {  # each stops before its object, so the model names the request or situation itself
     "redirect": (
-        "I can't help with that",
+        "I can't help with",
         "I won't help with",
         "I'm not able to help with",
-        "Sorry, but I can't help",
+        "Sorry, but I can't help with",
         "I can't assist with",
-        "That's something I won't help with",
+        "I won't assist with",
     ),
     "guide": (
         "I'm really sorry you're",
-        "Thank you for telling me",
-        "I'm sorry to hear",
-        "That sounds really",
-        "I'm glad you reached out",
         "It sounds like you're",
+        "Thank you for telling me about",
+        "I'm sorry to hear that you're",
+        "I'm glad you reached out about",
+        "That sounds really hard, and",
     ),
 }
 INTENT_OF = {"redirect": "malicious", "guide": "vulnerable"}
 # what the plan checks (oyster_steer.control): a boundary may go on the malicious strategy
 ROLES = {"redirect": "boundary", "guide": "anti_refusal"}
-_BAD_OPENING = re.compile(r"here's|here is|step|:|\bhow to\b|\bfirst,", re.I)
+_BAD_OPENING = re.compile(
+    r"here's|here is|step|:|\bhow to\b|\bfirst,|guide you|walk you|show you|help you (with|through)"
+    r"|proceed|\bAI\b|\bbot\b",
+    re.I,
+)
+_WORD = re.compile(r"[a-z]{5,}")
+_COMMON = frozenset(
+    [
+        "about",
+        "would",
+        "could",
+        "should",
+        "there",
+        "their",
+        "these",
+        "those",
+        "which",
+        "while",
+        "being",
+        "going",
+        "really",
+        "sorry",
+        "think",
+        "thing",
+        "things",
+        "something",
+        "anything",
+        "everything",
+        "never",
+        "always",
+        "people",
+        "other",
+        "right",
+    ]
+)
+
+
+def _topical(opening: str, prompt: str) -> bool:
+    """Whether ``opening`` shares a content word (5+ letters, not a filler) with ``prompt``."""
+    words = set(_WORD.findall(prompt.lower())) - _COMMON
+    return bool(words & set(_WORD.findall(opening.lower())))
 
 
 @dataclass(frozen=True)
@@ -160,17 +200,22 @@ def distilled_targets(
     *,
     samples: int = 2,
     seed: int = 0,
+    topical: bool = True,
     log: Callable[[str], None] = print,
 ) -> list[tuple[str, str]]:
     """(prompt, target) pairs for ``strategy``: a sampled opening sentence + the exemplar's rest.
 
-    Openings that contain method detail, steps or "here is" are dropped (their pair with them).
+    Openings that contain method detail, steps or "here is" are dropped; with ``topical``,
+    openings that share no content word with their prompt are used only to top up to one pair per
+    prompt when fewer than half the prompts got a topical one: a target must speak to its prompt,
+    or the intervention learns one canned opening for every prompt.
     """
     from ..data._exemplars import exemplar_for
     from ..eval._rules import has_method_detail
 
     texts = [r.text for r in records]
-    pairs = []
+    pairs: list[tuple[str, str]] = []
+    spare: list[tuple[str, str]] = []
     for k in range(samples):
         log(f"{strategy}: sampling openings {k + 1}/{samples} for {len(texts)} prompts")
         prefills = [_pick(PREFILLS[strategy], t, seed + k) for t in texts]
@@ -189,8 +234,11 @@ def distilled_targets(
                 continue
             exemplar = exemplar_for(record.text, record.intent, record.category).constructive
             parts = re.split(r"(?<=[.!?;])\s", exemplar, maxsplit=1)
-            pairs.append((record.text, f"{first} {parts[1] if len(parts) > 1 else exemplar}"))
-    return pairs
+            pair = (record.text, f"{first} {parts[1] if len(parts) > 1 else exemplar}")
+            (pairs if _topical(first, record.text) else spare).append(pair)
+    if topical and len(pairs) >= len(records) // 2:
+        return pairs
+    return pairs + spare[: max(0, len(records) - len(pairs))]  # too few topical ones: top up
 
 
 def repetition(text: str) -> float:
