@@ -84,6 +84,8 @@ class Binding:
         object.__setattr__(self, "meta", {str(k): str(v) for k, v in self.meta.items()})
         widths = {v.numel() for v in dirs.values()}
         for site, (R, W, b) in low.items():
+            for key, t in zip("RWb", (R, W, b), strict=True):
+                require_finite(t, f"binding {self.name!r}'s low-rank {key} at {site!r}")
             if R.dim() != 2 or W.shape != R.shape or b.shape != (R.shape[0],):
                 raise WidthMismatchError(
                     f"binding {self.name!r} at {site!r}: R {tuple(R.shape)}, W {tuple(W.shape)}, b {tuple(b.shape)} "

@@ -36,7 +36,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..core._errors import ArtifactError, EmptyInputError, SiteError, WidthMismatchError
+from ..core._errors import (
+    ArtifactError,
+    EmptyInputError,
+    SiteError,
+    WidthMismatchError,
+    require_finite,
+)
 from ..core._sites import Site, parse_site, resolve_site
 from ..models._artifacts import check_model, load_artifact, model_meta, save_artifact
 
@@ -86,6 +92,8 @@ class LowRankIntervention:
         widths = set()
         for site, part in sorted(self.parts.items(), key=lambda kv: parse_site(kv[0]).order):
             R, W, b = (torch.as_tensor(t).detach().float() for t in part)
+            for key, t in zip("RWb", (R, W, b), strict=True):
+                require_finite(t, f"the intervention's {key} at {site!r}")
             if R.dim() != 2 or W.shape != R.shape or b.shape != (R.shape[0],):
                 raise WidthMismatchError(
                     f"site {site!r}: R {tuple(R.shape)}, W {tuple(W.shape)} and b {tuple(b.shape)} do not fit: "

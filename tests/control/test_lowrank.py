@@ -191,6 +191,9 @@ def test_malformed_parts_and_packs_are_refused(model, intervention, tmp_path):
         LowRankIntervention(
             {"blocks.1.hook_resid_post": (R, torch.zeros(3, model.d_model), torch.zeros(2))}
         )
+    nan = torch.full((2, model.d_model), float("nan"))
+    with pytest.raises(ValueError, match=r"the intervention's R at .* holds NaN"):
+        LowRankIntervention({"blocks.1.hook_resid_post": (nan, R, torch.zeros(2))})
     from safetensors.torch import load_file, save_file
 
     path = save_intervention(intervention, tmp_path / "iv.safetensors")
