@@ -131,15 +131,15 @@ def _topical(opening: str, prompt: str) -> bool:
 class PlanTrainingConfig:
     """What :func:`train_plan_actions` does (defaults: the shipped SmolLM2 pack)."""
 
-    n_prompts: int = 96  # training prompts per strategy
+    n_prompts: int = 64  # training prompts per strategy
     samples: int = 2  # sampled openings per prompt
     max_prompt_tokens: int = 96
     layers: tuple[int, ...] = (12, 16, 20, 24)  # resid_post sites, from the read site on
     rank: int = 4
-    steps: int = 150
-    lr: float = 3e-3
-    gains: tuple[float, ...] = (0.75, 1.0, 1.5)
-    n_validation: int = 16
+    steps: int = 100
+    lr: float = 6e-3
+    gains: tuple[float, ...] = (1.0, 1.5)
+    n_validation: int = 12
     max_new_tokens: int = 48
     seed: int = 0
     strategies: tuple[str, ...] = ("redirect", "guide")
