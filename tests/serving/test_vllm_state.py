@@ -108,3 +108,14 @@ def test_hot_path_compiles_without_graph_breaks():
 def test_unsupported_read_is_refused():
     with pytest.raises(ValueError, match="read='running', which the vLLM plugin does not support"):
         _state(_plan(read="running"))
+
+
+def test_lowrank_bindings_are_refused_not_silently_dropped():
+    from oyster_steer.vectors import LowRankIntervention
+
+    part = (torch.eye(2, D), torch.eye(2, D), torch.ones(2))
+    iv = LowRankIntervention({"blocks.2.hook_resid_post": part})
+    plan = _plan()
+    plan = plan.replace(bindings=[*plan.bindings, bind(iv, {"redirect": 1.0}, name="lr")])
+    with pytest.raises(ValueError, match=r"low-rank interventions \['lr'\], which the vLLM plugin"):
+        _state(plan)

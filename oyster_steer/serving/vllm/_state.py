@@ -88,6 +88,13 @@ class PlanState:
                 f"the plan reads with read={plan.read!r}, which the vLLM plugin does not support: "
                 "rebuild the plan with read='last' or serve it with transformers (oyster_steer.patch)"
             )
+        lowrank = [b.name for b in plan.bindings if getattr(b, "lowrank", None)]
+        if lowrank:
+            raise ValueError(
+                f"the plan binds low-rank interventions {lowrank}, which the vLLM plugin does not "
+                "apply yet: serve the plan with transformers (oyster_steer.patch), or bind only "
+                "steering vectors for vLLM"
+            )
         if plan.probe.d_model != d_model:
             raise ValueError(
                 f"the plan's probe has width {plan.probe.d_model} but the served model has "
