@@ -27,6 +27,7 @@ from .core._errors import (
     OysterError,
     SiteError,
     UnknownModelError,
+    UnsafeBindingError,
     WidthMismatchError,
 )
 from .core._sites import SITE_KINDS, Site, parse_site, resolve_site
@@ -82,6 +83,7 @@ __all__ = [
     "Site",
     "SiteError",
     "UnknownModelError",
+    "UnsafeBindingError",
     "WidthMismatchError",
     "from_hf",
     "load_model",

@@ -337,7 +337,7 @@ else:  # what `oyster-steer build-plan` makes, from shipped parts or quick ones 
         vector = osteer.train_vector(
             model, data.split("train"), method="mean_diff", n_per_intent=8, progress=False
         ).with_strength(4.0)
-    strengths = {"guide": vector.strength, "redirect": vector.strength}
+    strengths = {"guide": vector.strength}  # never an anti-refusal vector on "redirect"
     plan = osteer.ControlPlan(probe, [osteer.bind(vector, strengths, name="constructive")])
 print(plan.probe.site.name, plan.probe.labels, [b.name for b in plan.bindings], plan.strategies)
 print(plan.policy)""",

@@ -72,7 +72,7 @@ def test_every_subcommand_runs_on_the_default_model(tmp_path: Path, capsys) -> N
     pack = tmp_path / "control.safetensors"
     argv = ["build-plan", "--probe", str(probes / "intent.safetensors")]
     argv += ["--monitor", f"risk={probes / 'risk.safetensors'}"]
-    argv += ["--vector", f"constructive={vector}:guide=1x,redirect=1x", "--out", str(pack)]
+    argv += ["--vector", f"constructive={vector}:guide=1x", "--out", str(pack)]
     assert main([*argv, *q]) == 0
     plan = load_plan(pack, model)
     assert [b.name for b in plan.bindings] == ["constructive"] and plan.probe.site == intent.site

@@ -5,8 +5,10 @@ Default for a model ``M`` (what ``vectors/M/control.safetensors`` is built from)
 * gate: ``probes/M/intent.safetensors`` (benign / borderline / vulnerable / malicious);
 * monitor: ``probes/M/risk.safetensors`` (recorded only);
 * policy: :data:`oyster_steer.DEFAULT_PAYOFF`, hard gates;
-* vectors: ``constructive`` -> guide and redirect, ``refusal`` -> redirect, each at its own
-  calibrated strength (``1x``); nothing for help;
+* vectors: ``constructive`` -> guide only, ``refusal`` -> redirect, each at its own
+  calibrated strength (``1x``); nothing for help. An anti-refusal (constructive) vector is never
+  bound to the strategy the policy picks for malicious users (it would steer them toward
+  compliance): such a ``--vector`` is refused unless ``--allow-compliance-steering`` is given;
 * read the last prompt token; write at all positions; constant schedule.
 """
 
@@ -21,7 +23,7 @@ from typing import Any
 from ._common import add_common, model_from_args
 
 _DEFAULT_VECTORS = (
-    "constructive=constructive.safetensors:guide=1x,redirect=1x",
+    "constructive=constructive.safetensors:guide=1x",
     "refusal=refusal.safetensors:redirect=1x",
 )
 
@@ -89,6 +91,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=[1.0],
         help="strength multiplier per decode step (last holds)",
     )
+    p.add_argument(
+        "--allow-compliance-steering",
+        action="store_true",
+        help="permit an anti-refusal (constructive) vector on the strategy chosen for malicious users "
+        "(refused by default: it steers attackers toward compliance); for deliberate experiments only",
+    )
     p.set_defaults(func=run)
 
 
@@ -145,6 +153,7 @@ def _command(args: argparse.Namespace) -> str:
     parts += ["--mode", args.mode, "--temperature", str(args.temperature), "--read", args.read]
     parts += ["--window", str(args.window), "--positions", args.positions]
     parts += ["--schedule", *map(str, args.schedule)]
+    parts += ["--allow-compliance-steering"] if args.allow_compliance_steering else []
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -173,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
         schedule=args.schedule,
         monitors=monitors,
         meta={"command": command},
+        allow_compliance_steering=args.allow_compliance_steering,
     )
     out = save_plan(plan, args.out or vector_dir / "control.safetensors")
     print(f"saved control pack to {out}")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..core._errors import ArtifactError
+from ..core._errors import ArtifactError, UnsafeBindingError
 from ..models._artifacts import check_model, load_artifact, save_artifact
 from ..probes._probe import LinearProbe
 from ._plan import Binding, ControlPlan
@@ -68,6 +68,7 @@ def write_pack(plan: ControlPlan, path: str | Path) -> Path:
         "window": plan.window,
         "positions": plan.positions,
         "meta": dict(plan.meta),
+        "allow_compliance_steering": plan.allow_compliance_steering,
     }
     tensors["policy/payoff"] = plan.policy.payoff.float().clone()  # type: ignore[union-attr]
     tensors["schedule"] = torch.tensor(plan.schedule, dtype=torch.float32)
@@ -96,9 +97,17 @@ def write_pack(plan: ControlPlan, path: str | Path) -> Path:
 
 
 def read_pack(
-    path: str | Path, model: OysterModel | None = None, *, device: Any = None
+    path: str | Path,
+    model: OysterModel | None = None,
+    *,
+    device: Any = None,
+    allow_compliance_steering: bool = False,
 ) -> ControlPlan:
-    """Load and validate a pack; with ``model``, check identity and move tensors to its device."""
+    """Load and validate a pack; with ``model``, check identity and move tensors to its device.
+
+    A pack whose bindings steer malicious users toward compliance is refused unless it was
+    saved with, or is loaded with, ``allow_compliance_steering`` (see ``_plan_check``).
+    """
 
     tensors, meta = load_artifact(path, format=FORMAT, max_version=VERSION)
     if model is not None:
@@ -141,7 +150,14 @@ def read_pack(
             monitors=monitors,
             identity=identity,
             meta=manifest.get("meta", {}),
+            allow_compliance_steering=allow_compliance_steering
+            or bool(manifest.get("allow_compliance_steering", False)),
         )
+    except UnsafeBindingError as err:
+        raise UnsafeBindingError(
+            f"control pack {str(path)!r}: {err}; a pack built by an older build-plan can be rebuilt with "
+            "`oyster-steer build-plan` (its defaults are safe)"
+        ) from None
     except (KeyError, TypeError, ValueError) as err:
         if isinstance(err, ArtifactError):
             raise
@@ -242,14 +258,22 @@ def save_plan(plan: ControlPlan, path: str | Path) -> Path:
 
 
 def load_plan(
-    path: str | Path, model: OysterModel | None = None, *, device: Any = None
+    path: str | Path,
+    model: OysterModel | None = None,
+    *,
+    device: Any = None,
+    allow_compliance_steering: bool = False,
 ) -> ControlPlan:
     """Read a control pack; with ``model``, refuse a pack made for another model.
 
     Raises:
-        ArtifactError: the file is not a valid control pack; ModelMismatchError: other model.
+        ArtifactError: the file is not a valid control pack; ModelMismatchError: other model;
+        UnsafeBindingError: its bindings steer malicious users toward compliance (pass
+        ``allow_compliance_steering=True`` to load it anyway, for experiments).
 
     Example:
         >>> plan = load_plan("vectors/smollm2-135m-instruct/control.safetensors", model)  # doctest: +SKIP
     """
-    return read_pack(path, model, device=device)
+    return read_pack(
+        path, model, device=device, allow_compliance_steering=allow_compliance_steering
+    )

@@ -178,6 +178,9 @@ class ControlPlan:
             latched at the prompt pass; only recorded in decisions (e.g. the risk probe).
         identity: model_name / model_fingerprint / d_model / n_layers of the model it is for
             (inferred from the probe's and vectors' metadata when not given).
+        allow_compliance_steering: permit an anti-refusal (constructive) vector on the strategy
+            the policy picks for malicious users (refused by default: it steers attackers toward
+            compliance; see :mod:`oyster_steer.control._plan_check`). For deliberate experiments.
     """
 
     probe: LinearProbe
@@ -190,6 +193,7 @@ class ControlPlan:
     monitors: Mapping[str, LinearProbe] = field(default_factory=dict)
     identity: Mapping[str, str] = field(default_factory=dict)
     meta: Mapping[str, str] = field(default_factory=dict)
+    allow_compliance_steering: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bindings", tuple(self.bindings))
@@ -201,6 +205,10 @@ class ControlPlan:
         object.__setattr__(self, "policy", policy)
         self._check_config()
         self._check_widths()
+        if not self.allow_compliance_steering:
+            from ._plan_check import check_bindings
+
+            check_bindings(self.bindings, self.policy)
         object.__setattr__(self, "identity", _infer_identity(self))
 
     def _check_config(self) -> None:

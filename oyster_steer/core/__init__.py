@@ -13,6 +13,7 @@ from ._errors import (
     OysterError,
     SiteError,
     UnknownModelError,
+    UnsafeBindingError,
     WidthMismatchError,
 )
 from ._optional import PIP_EXTRAS, require
@@ -30,6 +31,7 @@ __all__ = [
     "Site",
     "SiteError",
     "UnknownModelError",
+    "UnsafeBindingError",
     "WidthMismatchError",
     "__version__",
     "parse_site",

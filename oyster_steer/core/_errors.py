@@ -13,6 +13,7 @@ __all__ = [
     "OysterError",
     "SiteError",
     "UnknownModelError",
+    "UnsafeBindingError",
     "WidthMismatchError",
     "require_finite",
 ]
@@ -62,3 +63,7 @@ def require_finite(value: Any, what: str, error: type[Exception] = ValueError) -
         raise error(
             f"{what} holds NaN or an infinity: pass finite numbers (re-create or retrain it)"
         )
+
+
+class UnsafeBindingError(OysterError, ValueError):
+    """A control plan binds an anti-refusal vector to the strategy chosen for malicious users."""

@@ -99,8 +99,9 @@ def strength_curve(
 
 def plan(model: OysterModel, probes: dict[str, Any], vec: Any, cfg: DemoConfig) -> Any:
     """The shipped control pack, else a plan built here as ``oyster-steer build-plan`` would: the
-    intent probe gates the constructive vector for "guide" and "redirect" (the risk probe is a
-    monitor); it is saved next to the stand-in vector for ``oyster-steer eval --plan``."""
+    intent probe gates the constructive vector for "guide" only (an anti-refusal vector never
+    steers the malicious users' strategy; the risk probe is a monitor); it is saved next to the
+    stand-in vector for ``oyster-steer eval --plan``."""
     from ..control import ControlPlan, bind, load_plan
 
     path = shipped("vectors", model, "control")
@@ -112,7 +113,7 @@ def plan(model: OysterModel, probes: dict[str, Any], vec: Any, cfg: DemoConfig) 
         )
     from ..control import save_plan
 
-    binding = bind(vec, {"guide": vec.strength, "redirect": vec.strength}, name="constructive")
+    binding = bind(vec, {"guide": vec.strength}, name="constructive")
     monitors = {"risk": probes["risk"]} if "risk" in probes else {}
     built = ControlPlan(
         probes["intent"], [binding], monitors=monitors, meta={"origin": "built by the demo"}

@@ -58,7 +58,9 @@ def plan(model, probe, vector):
     identity = model_meta(model)
     return ControlPlan(
         probe,
-        [bind(vector, {"guide": 3.0, "redirect": 3.0}, name="constructive")],
+        [
+            bind(vector, {"guide": 3.0, "redirect": 3.0}, name="random")
+        ],  # a random direction, no role
         identity=identity,
     )
 
@@ -311,7 +313,7 @@ def test_static_and_conditional_parts_split_for_export(plan, vector):
     torch.testing.assert_close(
         static["blocks.1.hook_resid_post"], vector["blocks.1.hook_resid_post"]
     )
-    assert [b.name for b in mixed.conditional_parts().bindings] == ["constructive"]
+    assert [b.name for b in mixed.conditional_parts().bindings] == ["random"]
 
 
 def test_rule_plan_steers_only_above_threshold(model, probe, vector, batch):
@@ -444,18 +446,163 @@ def test_build_plan_cli_writes_a_pack_from_probe_and_vector_files(
         "--monitor",
         f"risk={probe_path}",
         "--vector",
-        f"constructive={vec_path}:guide=1x,redirect=4",
+        f"constructive={vec_path}:guide=1x,help=4",
     ]
     argv += ["--schedule", "1", "0.5", "--out", str(out)]
     assert main(argv) == 0
     assert "saved control pack" in capsys.readouterr().out
     plan = load_plan(out, model)
-    assert plan.bindings[0].strengths == {"guide": 2.5, "redirect": 4.0}
+    assert plan.bindings[0].strengths == {"guide": 2.5, "help": 4.0}
     assert plan.schedule == (1.0, 0.5) and list(plan.monitors) == ["risk"]
     assert (
         plan.meta["command"].startswith("oyster-steer build-plan --model")
         and "guide=1x" in plan.meta["command"]
     )
+
+
+# -- bindings that cannot backfire ----------------------------------------------------------------
+
+
+def _trained(model, vector, target: str, tmp_path=None):
+    """A vector whose metadata says what it was trained toward, as train_vector records it."""
+    from oyster_steer.vectors._vector import SteeringVector
+
+    return SteeringVector.from_tensors(
+        model, vector, method="learned", strength=2.0, meta={"target": target}
+    )
+
+
+def test_anti_refusal_vector_on_the_malicious_strategy_is_refused(model, probe, vector):
+    from oyster_steer import UnsafeBindingError
+    from oyster_steer.control._plan_check import malicious_strategies
+
+    constructive, refusal = (
+        _trained(model, vector, "constructive"),
+        _trained(model, vector, "refusal"),
+    )
+    assert malicious_strategies(osteer.Policy()) == ("redirect",)
+    with pytest.raises(
+        UnsafeBindingError,
+        match=r"binding 'constructive' is an anti-refusal vector bound to 'redirect' \(strength 2\), "
+        r"the strategy the policy picks for malicious users, so it would steer them toward compliance: "
+        r"bind it to 'guide' only .*allow_compliance_steering=True",
+    ):
+        ControlPlan(probe, [bind(constructive, ["guide", "redirect"], name="constructive")])
+    with pytest.raises(UnsafeBindingError, match=r"binding 'anti' is a negated boundary vector"):
+        ControlPlan(probe, [bind(refusal, {"redirect": -1.0}, name="anti")])
+    with pytest.raises(UnsafeBindingError, match=r"binding 'guide' is an anti-refusal"):
+        ControlPlan(probe, [bind(vector, {"redirect": 1.0}, name="guide")])  # role from the name
+    safe = ControlPlan(
+        probe, [bind(constructive, ["guide"], name="constructive"), bind(refusal, ["redirect"])]
+    )
+    assert [b.strengths for b in safe.bindings] == [{"guide": 2.0}, {"redirect": 2.0}]
+    # a policy that picks "guide" for malicious users makes "guide" the guarded strategy
+    payoff = osteer.Policy().payoff.clone()
+    payoff[1, 3] = 2.0
+    with pytest.raises(UnsafeBindingError, match=r"bound to 'guide'"):
+        ControlPlan(probe, [bind(constructive, ["guide"])], osteer.Policy(payoff))
+    deliberate = ControlPlan(
+        probe, [bind(constructive, ["redirect"])], allow_compliance_steering=True
+    )
+    assert deliberate.bindings[0].strengths == {"redirect": 2.0}
+
+
+def test_unsafe_pack_is_refused_at_load_unless_saved_as_deliberate(model, probe, vector, tmp_path):
+    from oyster_steer import UnsafeBindingError
+
+    constructive = _trained(model, vector, "constructive")
+    identity = model_meta(model)
+    plan = ControlPlan(
+        probe,
+        [bind(constructive, ["guide", "redirect"])],
+        identity=identity,
+        allow_compliance_steering=True,
+    )
+    path = save_plan(plan, tmp_path / "deliberate.safetensors")
+    assert load_plan(path, model).allow_compliance_steering  # the choice travels with the pack
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+    manifest = json.loads(meta["manifest"])
+    del manifest["allow_compliance_steering"]  # a pack written before the check existed
+    save_file(
+        load_file(str(path)),
+        str(tmp_path / "old.safetensors"),
+        {**meta, "manifest": json.dumps(manifest)},
+    )
+    with pytest.raises(
+        UnsafeBindingError, match=r"old.safetensors'.*rebuilt with `oyster-steer build-plan`"
+    ):
+        load_plan(tmp_path / "old.safetensors", model)
+    assert load_plan(tmp_path / "old.safetensors", model, allow_compliance_steering=True).bindings
+
+
+def test_build_plan_defaults_bind_constructive_to_guide_and_refusal_to_redirect(
+    model, probe, vector, tmp_path, capsys
+):
+    from oyster_steer.cli import _plan, main
+    from oyster_steer.probes._probe import save_probe
+    from oyster_steer.testing import default_tokenizer, tiny_hf_model
+    from oyster_steer.vectors._vector import save_vector
+
+    assert _plan._DEFAULT_VECTORS == (
+        "constructive=constructive.safetensors:guide=1x",
+        "refusal=refusal.safetensors:redirect=1x",
+    )
+    tiny_hf_model("llama").save_pretrained(tmp_path / "m")
+    default_tokenizer().save_pretrained(tmp_path / "m")
+    probe_path = save_probe(probe, tmp_path / "intent.safetensors", model)
+    for target in ("constructive", "refusal"):
+        save_vector(_trained(model, vector, target), tmp_path / f"{target}.safetensors")
+    base = ["build-plan", "--model", str(tmp_path / "m"), "--probe", str(probe_path)]
+    base += ["--monitor", f"risk={probe_path}"]
+    specs = [v.replace("=", f"={tmp_path}/", 1) for v in _plan._DEFAULT_VECTORS]
+    argv = (
+        base
+        + [x for v in specs for x in ("--vector", v)]
+        + ["--out", str(tmp_path / "p.safetensors")]
+    )
+    assert main(argv) == 0
+    plan = load_plan(tmp_path / "p.safetensors", model)
+    assert {b.name: b.strengths for b in plan.bindings} == {
+        "constructive": {"guide": 2.0},
+        "refusal": {"redirect": 2.0},
+    }
+    unsafe = base + [
+        "--vector",
+        f"constructive={tmp_path}/constructive.safetensors:guide=1x,redirect=1x",
+    ]
+    capsys.readouterr()
+    assert main([*unsafe, "--out", str(tmp_path / "u.safetensors")]) == 1
+    err = capsys.readouterr().err
+    assert "would steer them toward compliance" in err and "--allow-compliance-steering" in err
+    assert not (tmp_path / "u.safetensors").exists()
+    assert (
+        main([*unsafe, "--allow-compliance-steering", "--out", str(tmp_path / "u.safetensors")])
+        == 0
+    )
+    assert (
+        "--allow-compliance-steering"
+        in load_plan(tmp_path / "u.safetensors", model).meta["command"]
+    )
+
+
+def test_demo_plan_never_binds_the_constructive_vector_to_redirect(model, probe, vector, tmp_path):
+    from oyster_steer.report import _steering
+    from oyster_steer.report._demo import DemoConfig
+
+    assert _steering.shipped("vectors", model, "control") is None  # the demo builds its own
+    built = _steering.plan(
+        model,
+        {"intent": probe},
+        _trained(model, vector, "constructive"),
+        DemoConfig(work_dir=tmp_path),
+    )
+    assert [(b.name, b.strengths) for b in built.bindings] == [("constructive", {"guide": 2.0})]
 
 
 # -- the real default model with the shipped control pack (slow) ---------------------------------
