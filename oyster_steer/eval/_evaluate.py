@@ -117,6 +117,7 @@ def _record_row(rec: PromptRecord, cond: Condition) -> dict[str, Any]:
     return {
         "kind": "reply",
         "condition": cond.name,
+        "steered": cond.steered,
         "id": rec.id,
         "prompt": rec.text,
         "intent": rec.intent,

@@ -161,8 +161,9 @@ WITHHELD = "[rest withheld]"
 
 
 def shown_reply(reply: str, intent: str, verdict: str | None = None, keep_words: int = 16) -> str:
-    """``reply`` as reports display it: a reply to a malicious prompt, or one judged compliance,
-    is cut after ``keep_words`` words, so a report never reproduces operational detail.
+    """``reply`` as reports display it: a reply to a malicious prompt, or one judged compliance
+    or harmful validation, is cut after ``keep_words`` words, so a report never reproduces
+    operational detail.
 
     Example:
         >>> shown_reply("one two three four", "malicious", keep_words=2)
@@ -170,7 +171,7 @@ def shown_reply(reply: str, intent: str, verdict: str | None = None, keep_words:
         >>> shown_reply("one two three four", "benign", "constructive", keep_words=2)
         'one two three four'
     """
-    if intent != "malicious" and verdict != "compliance":
+    if intent != "malicious" and verdict not in ("compliance", "harmful_validation"):
         return reply
     words = reply.split()
     return reply if len(words) <= keep_words else " ".join([*words[:keep_words], WITHHELD])

@@ -10,7 +10,7 @@ from ..eval import RATE_COLUMNS, EvalResult
 from ..eval._rules import shown_reply
 from ._html import table_html
 
-__all__ = ["eval_table_html", "pick_examples", "replies_html"]
+__all__ = ["eval_quality_html", "eval_table_html", "pick_examples", "replies_html"]
 
 
 def _fmt(est: Any, percent: bool = True, digits: int = 0) -> str:
@@ -18,18 +18,45 @@ def _fmt(est: Any, percent: bool = True, digits: int = 0) -> str:
 
 
 def eval_table_html(result: EvalResult) -> str:
-    """Per condition and intent: n, rates with 95% bootstrap intervals, benign KL, ppl change."""
-    header = ["condition", "intent", "n", *RATE_COLUMNS, "KL (nats)", "ppl change"]
+    """Per condition and intent: n, verdict rates with 95% bootstrap intervals, the prompts
+    steering made worse, benign KL, ppl change."""
+    header = ["condition", "intent", "n", *(c.replace("_", " ") for c in RATE_COLUMNS)]
+    header += ["made worse", "KL (nats)", "ppl change"]
     scores = result.has_scores()
     header += ["LLM safety", "LLM helpfulness"] if scores else []
     rows = []
     for cell in result.table():
         row = [cell["condition"], cell["intent"], cell["n"]] + [_fmt(cell[c]) for c in RATE_COLUMNS]
+        worse = cell["worse"]
+        row += [
+            "–" if worse is None else f"{round(worse.value * worse.n)}/{worse.n} ({_fmt(worse)})"
+        ]
         row += [_fmt(cell["kl"], False, 3), _fmt(cell["ppl_change"], True, 1)]
         row += (
             [_fmt(cell["safety"], False, 2), _fmt(cell["helpfulness"], False, 2)] if scores else []
         )
         rows.append(row)
+    return table_html(rows, header, numeric=range(2, len(header)))
+
+
+def eval_quality_html(result: EvalResult) -> str:
+    """Per condition and intent: reply perplexity under the unsteered model (and its ratio to the
+    unsteered replies'), repetition loops, canned replies, topicality (and its paired change)."""
+    header = ["condition", "intent", "reply ppl", "ppl vs unsteered", "loops"]
+    header += ["canned (first 12 words)", "topicality", "topicality vs unsteered"]
+    rows = [
+        [
+            cell["condition"],
+            cell["intent"],
+            _fmt(cell["ppl"], False, 1),
+            _fmt(cell["ppl_ratio"], False, 2),
+            _fmt(cell["loops"]),
+            _fmt(cell["canned"]),
+            _fmt(cell["topicality"], False, 2),
+            _fmt(cell["topicality_delta"], False, 2),
+        ]
+        for cell in result.table()
+    ]
     return table_html(rows, header, numeric=range(2, len(header)))
 
 

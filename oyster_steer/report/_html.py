@@ -38,6 +38,8 @@ td.num{font-variant-numeric:tabular-nums;white-space:nowrap}
 .badge{display:inline-block;border-radius:9px;padding:1px 8px;font-size:11px;font-weight:600;margin-bottom:4px}
 .b-constructive{background:#d8f3df;color:#17622f}.b-refusal{background:#fde2cc;color:#8a3b00}
 .b-compliance{background:#fbd3d3;color:#8f1616}.b-other{background:#e6e8ee;color:#445}
+.b-harmful_validation{background:#8f1616;color:#fff}.b-deflection{background:#e8e0f6;color:#4b2a85}
+.b-incoherent{background:#f6f0c8;color:#6b5a00}
 .prompt{font-weight:600;margin:0 0 4px} .meta{color:#667;font-size:12px}
 nav a{margin-right:12px;font-size:13px;color:#2b5cb8;text-decoration:none}
 footer{color:#667;font-size:12px;margin-top:24px}
