@@ -32,13 +32,22 @@ Example:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from ..core._errors import UnsafeBindingError
 
 if TYPE_CHECKING:
-    from ._plan import Binding
     from ._policy import Policy
+
+
+class Binding(Protocol):
+    """What the check reads of a :class:`~oyster_steer.control._plan.Binding` (no import cycle)."""
+
+    name: str
+    strengths: Mapping[str, float]
+    meta: Mapping[str, str]
+
 
 __all__ = [
     "MALICIOUS",
@@ -88,7 +97,7 @@ def malicious_strategies(policy: Policy) -> tuple[str, ...]:
     return tuple(s for s, u in zip(policy.strategies, column, strict=True) if u == best)
 
 
-def check_bindings(bindings: tuple[Binding, ...], policy: Policy) -> None:
+def check_bindings(bindings: Sequence[Binding], policy: Policy) -> None:
     """Raise :class:`UnsafeBindingError` if a binding pushes the malicious strategy toward compliance."""
     for strategy in malicious_strategies(policy):
         for b in bindings:
