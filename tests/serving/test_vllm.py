@@ -143,7 +143,7 @@ def plan_export(tmp_path_factory):
     plan = ControlPlan(
         probe,
         [
-            bind(v1, {"guide": 1.0, "redirect": 2.0}, name="constructive"),
+            bind(v1, {"guide": 1.0, "redirect": 2.0}, name="first"),
             bind(v2, {"help": 0.5, "redirect": -1.0}, name="second"),
             bind(v3, {"help": 1.0, "guide": 1.0, "redirect": 1.0}, name="static"),
         ],
