@@ -56,6 +56,9 @@ _LAZY: dict[str, str] = {
     "save_vector": ".vectors._vector",
     "load_vector": ".vectors._vector",
     "train_vector": ".vectors._train",
+    "save_control_vector": ".vectors._interop",
+    "load_control_vector": ".vectors._interop",
+    "load_steering_vectors": ".vectors._interop",
     "calibrate_strength": ".steering._calibrate",
     "steer": ".steering._steer",
     "patch": ".steering._steer",
@@ -119,6 +122,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at runtime these load lazily (s
     from .probes._train import calibrate_probe, threshold_for_fpr, train_probe
     from .steering._calibrate import calibrate_strength
     from .steering._steer import patch, steer
+    from .vectors._interop import load_control_vector, load_steering_vectors, save_control_vector
     from .vectors._learn import LearnConfig
     from .vectors._train import train_vector
     from .vectors._vector import SteeringVector, load_vector, save_vector

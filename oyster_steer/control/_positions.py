@@ -34,6 +34,8 @@ Example:
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -43,7 +45,7 @@ from ..backends import HookHandle
 if TYPE_CHECKING:
     from ..models._model import OysterModel
 
-__all__ = ["WHICH", "PositionTracker"]
+__all__ = ["WHICH", "PositionTracker", "TokenSelection", "token_selection"]
 
 WHICH = ("all", "prompt", "generated")
 
@@ -119,3 +121,104 @@ class PositionTracker:
     def reset(self) -> None:
         """Forget the latched prompt ends (a new prefill sets them again anyway)."""
         self._local.__dict__.clear()
+
+
+@dataclass(frozen=True)
+class TokenSelection:
+    """Which tokens a steering hook edits, by position (0 = a row's first real token).
+
+    Built once at patch time by :func:`token_selection`; :meth:`weights` is tensor code on the
+    tracker's positions, so it selects the same tokens with and without a KV cache (a decode step
+    knows its absolute position) and never synchronises with the host.
+    """
+
+    which: str = "all"
+    index: torch.Tensor | None = None  # (K,) long positions
+    span: tuple[int, int | None, int] | None = None  # slice start, stop, step
+    mask: torch.Tensor | None = None  # (B, W) bool, column j = position j
+    min_index: int | None = None
+
+    @property
+    def trivial(self) -> bool:
+        return (
+            self.which == "all"
+            and self.index is None
+            and self.span is None
+            and self.mask is None
+            and self.min_index is None
+        )
+
+    def weights(self, tracker: PositionTracker, dtype: torch.dtype) -> torch.Tensor:
+        """(B, T, 1) ones on the selected tokens of this pass, zeros elsewhere."""
+        pos = tracker.positions  # (B, T)
+        if pos is None:
+            raise RuntimeError(
+                "the PositionTracker has seen no forward pass: attach it to the model before running it"
+            )
+        sel = torch.ones_like(pos, dtype=torch.bool)
+        if self.which != "all":
+            gen = tracker.generated[..., 0]  # type: ignore[index]
+            sel = sel & (gen if self.which == "generated" else ~gen)
+        if self.index is not None:
+            sel = sel & (pos.unsqueeze(-1) == self.index).any(-1)
+        if self.span is not None:
+            start, stop, step = self.span
+            sel = sel & (pos >= start) & ((pos - start) % step == 0)
+            if stop is not None:
+                sel = sel & (pos < stop)
+        if self.mask is not None:
+            width = self.mask.shape[1]
+            sel = sel & self.mask.gather(1, pos.clamp(max=width - 1)) & (pos < width)
+        if self.min_index is not None:
+            sel = sel & (pos >= self.min_index)
+        return sel.unsqueeze(-1).to(dtype)
+
+
+def token_selection(
+    positions: str | Sequence[int] | slice | torch.Tensor,
+    min_token_index: int | None,
+    device: torch.device,
+) -> TokenSelection:
+    """A :class:`TokenSelection` from ``positions`` and ``min_token_index`` (checked at patch time).
+
+    Args:
+        positions: ``"all"``, ``"prompt"``, ``"generated"``; a list of token positions; a slice
+            of positions; or a (B, W) bool mask whose column j is position j of row b (positions
+            count real tokens from 0, so left padding does not shift them). Positions are
+            non-negative: the length of a sequence being generated is not known in advance.
+        min_token_index: only positions >= this (steering-vectors' ``min_token_index``).
+
+    Example:
+        >>> token_selection(slice(2, None), None, torch.device("cpu")).span
+        (2, None, 1)
+    """
+    if min_token_index is not None and (
+        not isinstance(min_token_index, int) or min_token_index < 0
+    ):
+        raise ValueError(f"min_token_index={min_token_index!r} must be a non-negative int")
+    if isinstance(positions, str):
+        if positions not in WHICH:
+            raise ValueError(
+                f"positions={positions!r} is not supported: use one of {', '.join(WHICH)}, a list of "
+                "positions, a slice or a (batch, tokens) bool mask"
+            )
+        return TokenSelection(which=positions, min_index=min_token_index)
+    if isinstance(positions, slice):
+        start, stop, step = positions.start or 0, positions.stop, positions.step or 1
+        if start < 0 or (stop is not None and stop < 0) or step < 1:
+            raise ValueError(
+                f"positions={positions!r}: use a slice of non-negative positions with a positive step"
+            )
+        return TokenSelection(span=(start, stop, step), min_index=min_token_index)
+    if isinstance(positions, torch.Tensor) and positions.dtype == torch.bool:
+        if positions.dim() != 2:
+            raise ValueError(
+                f"a positions mask must be (batch, tokens) bool, got shape {tuple(positions.shape)}"
+            )
+        return TokenSelection(mask=positions.to(device), min_index=min_token_index)
+    index = torch.as_tensor(positions).reshape(-1)
+    if index.numel() == 0 or index.is_floating_point() or bool((index < 0).any()):
+        raise ValueError(
+            f"positions={positions!r}: pass a non-empty list of non-negative int token positions"
+        )
+    return TokenSelection(index=index.long().to(device), min_index=min_token_index)

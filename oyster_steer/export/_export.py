@@ -21,6 +21,7 @@ import torch
 
 from ..core._errors import EmptyInputError
 from ..core._sites import Site
+from ..models._compat import write_legacy_fields
 from ._bake import Baked, bake
 from ._inputs import ablation_basis, collect_additive, retarget_plan, split_plan
 from ._routes import ExportError, export_route
@@ -258,6 +259,7 @@ def export_patched(
     out = _prepare_out(out_dir)
     baked.model.save_pretrained(out)
     model.tokenizer.save_pretrained(out)
+    write_legacy_fields(out)  # rope_theta, tokenizer class: what transformers 4.x reads
     manifest = _manifest(model, baked, out, records, additive, ablate_sites)
     if conditional is not None:
         manifest = replace(manifest, control_pack=_write_control(model, conditional, out, baked))

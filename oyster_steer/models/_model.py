@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import hashlib
 import importlib.metadata
+import json
 import os
 import shutil
 import tempfile
@@ -22,6 +23,7 @@ import torch
 
 from ..core._errors import EmptyInputError, UnknownModelError
 from ._arch import ArchSpec, resolve_spec
+from ._compat import write_legacy_fields
 from ._registry import BackendName, backend_spec
 
 __all__ = [
@@ -121,6 +123,7 @@ def converted_dir(name: str) -> Path:
     source = KNOWN_MODELS[name]
     out = cache_dir() / "models" / name
     if (out / "config.json").exists():
+        _upgrade(out)
         return out
     with _file_lock(cache_dir() / "locks" / f"{name}.lock"):
         if (out / "config.json").exists():  # another process converted it while we waited
@@ -140,10 +143,19 @@ def converted_dir(name: str) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
         hf.save_pretrained(tmp)
         tok.save_pretrained(tmp)
+        write_legacy_fields(tmp)  # rope_theta, tokenizer class: what transformers 4.x reads
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
     return out
+
+
+def _upgrade(out: Path) -> None:
+    """Add the legacy config fields to a cache converted before they were written (once)."""
+    if "rope_theta" in json.loads((out / "config.json").read_text()):
+        return
+    with _file_lock(cache_dir() / "locks" / f"{out.name}.lock"):
+        write_legacy_fields(out)
 
 
 def model_fingerprint(hf_model: torch.nn.Module) -> str:

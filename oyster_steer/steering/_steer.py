@@ -14,19 +14,21 @@ Example:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
 from ..backends import Hook, HookHandle, get_backend
+from ..control._operators import CustomFn, Edit, Operator, as_operator, make_edit
 from ..control._plan import ControlPlan
-from ..control._positions import WHICH, PositionTracker
+from ..control._positions import PositionTracker, TokenSelection, token_selection
 from ..control._runtime import patch_plan
 from ..core._sites import parse_site
 from ..vectors._vector import SteeringVector
 
 H = TypeVar("H", bound=HookHandle)
+Positions = str | Sequence[int] | slice | torch.Tensor
 
 if TYPE_CHECKING:
     from ..models._model import OysterModel
@@ -51,21 +53,41 @@ def _add(delta: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
     return hook
 
 
-def _add_masked(
-    delta: torch.Tensor, tracker: PositionTracker, which: str
+def _add_selected(
+    delta: torch.Tensor, tracker: PositionTracker, selection: TokenSelection
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     def hook(h: torch.Tensor) -> torch.Tensor:  # (B, T, d) + (B, T, 1) * (d,)
-        return torch.addcmul(h, tracker.mask(which, h.dtype), delta)
+        return torch.addcmul(h, selection.weights(tracker, h.dtype), delta)
 
     return hook
+
+
+def _operate(
+    edit: Edit, tracker: PositionTracker | None, selection: TokenSelection
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Hook of a projection or custom operator: ``x + w * delta(x)``."""
+    if tracker is None:
+
+        def hook(h: torch.Tensor) -> torch.Tensor:
+            return h + edit.delta(h)
+
+        return hook
+
+    def selected(h: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(h, selection.weights(tracker, h.dtype), edit.delta(h))
+
+    return selected
 
 
 def patch(
     model: OysterModel,
     target: SteeringVector | Mapping[str, torch.Tensor] | Any,
     strength: float | None = None,
-    positions: str = "all",
+    positions: Positions = "all",
     *,
+    op: str | Operator | CustomFn = "add",
+    value: float | None = None,
+    min_token_index: int | None = None,
     persistent: bool = True,
     **kwargs: Any,
 ) -> HookHandle:
@@ -76,9 +98,18 @@ def patch(
         target: a :class:`SteeringVector`, ``{site: (d,) tensor}``, or a
             :class:`~oyster_steer.ControlPlan` (handed to ``oyster_steer.control._plan.patch_plan``
             with ``strength``, ``positions`` and ``kwargs``).
-        strength: multiplier of the directions; default: the vector's recommended strength.
-        positions: ``"all"`` tokens, only ``"prompt"`` tokens, or only ``"generated"`` tokens
-            (tokens fed back during KV-cache decoding; see :mod:`oyster_steer.control._positions`).
+        strength: multiplier of the directions; default: the vector's recommended strength
+            (the added part of ``add``/``ablate_add``, the direction given to a custom op).
+        positions: ``"all"`` tokens, only ``"prompt"`` tokens, only ``"generated"`` tokens
+            (tokens fed back during KV-cache decoding; see :mod:`oyster_steer.control._positions`),
+            a list of token positions, a slice of positions, or a (B, W) bool mask over positions
+            (0 = a row's first real token; the same tokens with and without a KV cache).
+        op: ``"add"`` (default), ``"ablate"`` (project the direction out), ``"ablate_add"``
+            (project out, then add), ``"clamp"`` (set the projection on the unit direction to
+            ``value``), or a callable ``(x (B, T, d), direction (d,)) -> delta`` (see
+            :mod:`oyster_steer.control._operators`).
+        value: the projection ``op="clamp"`` sets.
+        min_token_index: only tokens at positions >= this.
         persistent: ``True`` (the default, for serving): the hooks live on the model's own
             modules until ``handle.remove()``, even when the handle itself is dropped, so the
             patched ``model.hf`` can be handed to a pipeline or server. ``False``: the hooks are
@@ -92,19 +123,29 @@ def patch(
         >>> logits = get_backend(model.backend).forward(model, ids, mask)  # doctest: +SKIP
         >>> handle.remove()                                  # doctest: +SKIP
     """
-    if positions not in WHICH:
-        raise ValueError(f"positions={positions!r} is not supported: use one of {', '.join(WHICH)}")
+    selection = token_selection(positions, min_token_index, model.device)
+    operator = as_operator(op, value)
     vector = _as_vector(model, target)
     if vector is None:
+        if not isinstance(positions, str) or min_token_index is not None:
+            raise ValueError(
+                "a ControlPlan selects tokens with positions='all', 'prompt' or 'generated': "
+                "pass one of those and no min_token_index"
+            )
+        if operator.kind != "add":
+            raise ValueError(
+                f"op={operator.kind!r} applies to a steering vector; a ControlPlan takes its "
+                "operators from its bindings (bind(vector, strengths, op=...))"
+            )
         return _scoped(_patch_plan(model, target, strength, positions, kwargs), persistent)
     if kwargs:
         raise TypeError(f"patch() got unexpected arguments {sorted(kwargs)} for a steering vector")
     scale = vector.strength if strength is None else float(strength)
-    deltas = {
-        name: (scale * t.to(model.device, torch.float32)).to(model.dtype)  # (d,) ready for the hook
+    edits = {
+        name: make_edit(operator, t, scale, model.device, model.dtype)  # ready for the hook
         for name, t in vector.directions.items()
     }
-    return _scoped(_install(model, deltas, positions), persistent)
+    return _scoped(_install(model, edits, selection), persistent)
 
 
 def _scoped(handle: H, persistent: bool) -> H:
@@ -114,21 +155,27 @@ def _scoped(handle: H, persistent: bool) -> H:
     return handle
 
 
-def _install(model: OysterModel, deltas: Mapping[str, torch.Tensor], positions: str) -> HookHandle:
+def _hook(
+    edit: Edit, tracker: PositionTracker | None, selection: TokenSelection
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    if edit.unit is None and edit.fn is None and edit.add is not None:  # add: one aten op
+        return _add(edit.add) if tracker is None else _add_selected(edit.add, tracker, selection)
+    return _operate(edit, tracker, selection)
+
+
+def _install(
+    model: OysterModel, edits: Mapping[str, Edit], selection: TokenSelection
+) -> HookHandle:
     """Install one write hook per site (and the tracker they share), all or nothing."""
     handle = HookHandle()
     try:
         tracker = None
-        if positions != "all":
+        if not selection.trivial:
             tracker = PositionTracker()
             handle.add(tracker.attach(model).remove)
         hooks = [
-            Hook(
-                parse_site(name),
-                _add(delta) if tracker is None else _add_masked(delta, tracker, positions),
-                write=True,
-            )
-            for name, delta in deltas.items()
+            Hook(parse_site(name), _hook(edit, tracker, selection), write=True)
+            for name, edit in edits.items()
         ]
         handle.add(get_backend(model.backend).add_hooks(model, hooks).remove)
     except BaseException:
@@ -156,7 +203,7 @@ def steer(
     model: OysterModel,
     target: SteeringVector | Mapping[str, torch.Tensor] | Any,
     strength: float | None = None,
-    positions: str = "all",
+    positions: Positions = "all",
     **kwargs: Any,
 ) -> Iterator[HookHandle]:
     """Context-manager form of :func:`patch`: the hooks are removed when the block exits.
@@ -164,6 +211,7 @@ def steer(
     Example:
         >>> with steer(model, v, strength=2.0, positions="generated"):        # doctest: +SKIP
         ...     out = get_backend(model.backend).generate(model, ids, mask, max_new_tokens=40)
+        >>> with steer(model, v, op="ablate", min_token_index=3): ...        # doctest: +SKIP
     """
     handle = patch(model, target, strength, positions, **kwargs)
     try:

@@ -1,9 +1,11 @@
-"""Steering vectors: the ``SteeringVector`` artifact, contrast sets, and training (mean
-difference, PCA, or learned by gradient descent with resumable checkpoints).
+"""Steering vectors: the ``SteeringVector`` artifact, training from your own pairs or the Oyster
+contrasts (mean difference, PCA, logistic, learned by gradient descent with resumable
+checkpoints, or your own aggregator), and interop with repeng / llama.cpp / steering-vectors.
 """
 
 from __future__ import annotations
 
+from ._interop import load_control_vector, load_steering_vectors, save_control_vector
 from ._intervention import (
     InterventionConfig,
     LowRankIntervention,
@@ -20,8 +22,11 @@ __all__ = [
     "LearnConfig",
     "LowRankIntervention",
     "SteeringVector",
+    "load_control_vector",
     "load_intervention",
+    "load_steering_vectors",
     "load_vector",
+    "save_control_vector",
     "save_intervention",
     "save_vector",
     "train_intervention",
