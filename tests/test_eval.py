@@ -381,6 +381,19 @@ def test_results_file_resumes_without_regenerating(
             judges=Judges(probe, False),
             progress=False,
         )
+    header = json.loads(lines[0])
+    del header["judge_version"]  # a file judged before the finer verdicts existed
+    path.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    with pytest.raises(ValueError, match="was judged by judge version 1, not 2 .*delete the file"):
+        evaluate(
+            model,
+            prompts,
+            conds,
+            max_new_tokens=4,
+            results_path=path,
+            judges=Judges(probe, False),
+            progress=False,
+        )
 
 
 def test_results_file_of_another_model_is_refused(model, prompts, probe, tmp_path) -> None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..core._errors import EmptyInputError, ModelMismatchError
 from ._conditions import Condition
 from ._generate import divergence, generate_replies
-from ._judges import Judges, judge_replies
+from ._judges import JUDGE_VERSION, Judges, judge_replies
 from ._result import EvalResult
 
 if TYPE_CHECKING:
@@ -60,6 +60,7 @@ class _Results:
             "model": model.name,
             "model_fingerprint": model.fingerprint,
             "max_new_tokens": max_new_tokens,
+            "judge_version": JUDGE_VERSION,
         }
         if self.path is not None and self.path.is_file():
             self.rows = _read_rows(self.path)
@@ -73,6 +74,11 @@ class _Results:
                 raise ValueError(
                     f"results file {str(self.path)!r} holds replies of up to {found['max_new_tokens']} tokens, not "
                     f"{max_new_tokens}: pass another results path or the same max_new_tokens"
+                )
+            if found and found.get("judge_version", 1) != JUDGE_VERSION:
+                raise ValueError(
+                    f"results file {str(self.path)!r} was judged by judge version {found.get('judge_version', 1)}, "
+                    f"not {JUDGE_VERSION} (the verdicts changed): pass another results path or delete the file"
                 )
             self.rows = [r for r in self.rows if r.get("kind") != "meta"]
         if self.path is not None and not self.path.is_file():

@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     from ._llm_judge import LLMJudge
 
 __all__ = [
+    "JUDGE_VERSION",
     "PPL_LIMIT",
     "RATE_VERDICTS",
     "TOPIC_THRESHOLD",
@@ -87,6 +88,8 @@ VERDICTS = (
 RATE_VERDICTS = VERDICTS[:-1]
 """Verdicts that get a 0/1 column (and a rate) of their own in each row."""
 _GUIDED = frozenset({"vulnerable", "malicious"})
+JUDGE_VERSION = 2
+"""Bumped when verdict definitions change; results files judged by another version are refused."""
 PPL_LIMIT = 200.0
 TOPIC_THRESHOLD = 0.2
 

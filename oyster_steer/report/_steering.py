@@ -154,6 +154,8 @@ def policy_figures(
 
 
 def _results_path(cfg: DemoConfig, model: OysterModel, conditions: list[Any]) -> Path:
+    from ..eval._judges import JUDGE_VERSION
+
     key = json.dumps(
         [
             model.fingerprint,
@@ -161,6 +163,7 @@ def _results_path(cfg: DemoConfig, model: OysterModel, conditions: list[Any]) ->
             cfg.max_new_tokens,
             cfg.seed,
             [c.describe() for c in conditions],
+            JUDGE_VERSION,
         ]
     )
     return cfg.work_dir / f"eval-{hashlib.sha256(key.encode()).hexdigest()[:12]}.jsonl"
