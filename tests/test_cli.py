@@ -152,13 +152,13 @@ def test_eval_errors_are_one_sentence(tiny_dir, tmp_path, capsys) -> None:
         "--refusal-probe",
         str(probe),
     ]
-    assert main([*base, "--judge-url", "http://127.0.0.1:9/v1"]) == 1
+    assert main([*base, "--judge-url", "http://127.0.0.1:9/v1"]) == 2
     err = capsys.readouterr().err.strip()
     assert (
         err
         == "oyster-steer eval: error: --judge-url and --judge-model go together: pass both to use an LLM judge, or neither"
     )
-    assert main([*base, "--vector", str(tmp_path / "missing.safetensors")]) == 1
+    assert main([*base, "--vector", str(tmp_path / "missing.safetensors")]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]  # after the model's loading bar
     assert (
         err.startswith("oyster-steer eval: error: no artifact at") and "missing.safetensors" in err

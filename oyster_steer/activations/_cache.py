@@ -1,6 +1,7 @@
 """A content-addressed cache of captures, so sweeps and probe training capture each prompt once.
 
-Rows are keyed by prompt text under ``root/{fingerprint}/{positions}-{chat}-{sites hash}/`` and
+Rows are keyed by prompt text under ``root/{weights id}/{positions}-{chat}-{sites hash}/`` (the
+hash of every weight, so a fine-tune never reads its base model's rows) and
 stored as ordinary :class:`~oyster_steer.Activations` shards. Asking for prompts that are
 partly cached captures only the missing ones, in length-sorted chunks, writing a shard after each
 chunk so an interrupted run loses at most one chunk.
@@ -9,13 +10,16 @@ chunk so an interrupted run loses at most one chunk.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
 
 import torch
 
+from ..core._errors import ArtifactError
 from ..core._sites import Site, resolve_sites
 from ..models._model import OysterModel
 from ._capture import Activations, capture
@@ -30,14 +34,27 @@ def _cache_dir(
 ) -> Path:
     names = ",".join(s.name for s in sites)
     tag = hashlib.sha256(names.encode()).hexdigest()[:10]
-    return root / model.fingerprint / f"{positions}-chat{int(chat)}-{tag}"
+    return root / model.weights_id / f"{positions}-chat{int(chat)}-{tag}"
 
 
 def _load_index(directory: Path, sites: Sequence[Site]) -> dict[str, torch.Tensor]:
-    """text -> (n_sites, d) row from every shard in ``directory``."""
+    """text -> (n_sites, d) row from every shard in ``directory``.
+
+    A shard that does not read back (truncated by a kill or a full disk) is deleted with a
+    warning; its prompts are simply captured again.
+    """
     index: dict[str, torch.Tensor] = {}
     for path in sorted(directory.glob("shard-*.safetensors")):
-        part = Activations.load(path)
+        try:
+            part = Activations.load(path)
+        except ArtifactError as err:
+            warnings.warn(
+                f"capture cache: shard {str(path)!r} is unreadable ({err}); deleted, its prompts are captured again",
+                UserWarning,
+                stacklevel=3,
+            )
+            path.unlink(missing_ok=True)
+            continue
         stacked = part.stack([s.name for s in sites])  # (N, S, d)
         index.update(zip(part.prompts, stacked, strict=True))
     return index
@@ -94,7 +111,7 @@ def cached_capture(
                     progress=False,
                 ),
             )
-            part.save(directory / f"shard-{time.time_ns()}.safetensors")
+            _save_shard(part, directory / f"shard-{time.time_ns()}.safetensors")
             index.update(zip(part.prompts, part.stack([s.name for s in resolved]), strict=True))
             bar.update(len(part))
     rows = (
@@ -116,3 +133,10 @@ def cached_capture(
         positions=positions,
         meta=meta,
     )
+
+
+def _save_shard(part: Activations, path: Path) -> None:
+    """Write a shard under a temporary name, then rename it: readers never see half a shard."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    part.save(tmp)
+    os.replace(tmp, path)

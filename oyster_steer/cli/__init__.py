@@ -11,6 +11,9 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
+
+from ..core._errors import OysterError
 
 __all__ = ["main"]
 
@@ -27,8 +30,15 @@ _SUBCOMMANDS = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``oyster-steer CMD: error: ... (see --help)``, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="oyster-steer",
         description="Probe-gated steering toward constructive safety: capture, train probes and vectors, build a control plan, evaluate, export.",
     )
@@ -46,8 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``oyster-steer``; errors from oyster_steer print as one sentence."""
-    from ..core._errors import OysterError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for reports that cite their command
@@ -56,9 +64,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (OysterError, FileNotFoundError) as err:
-        print(f"oyster-steer {args.command}: error: {err}", file=sys.stderr)
-        return 1
+    except _USER_ERRORS as err:  # what a user's input or files cause: one line, no traceback
+        print(f"oyster-steer {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"oyster-steer {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+# OysterError covers artifacts, models, sites and widths; OSError paths and permissions;
+# ValueError bad values (NaN, ranges, JSON); AssertionError/RuntimeError what torch raises for an
+# unusable --device. Anything else is a bug and keeps its traceback.
+_USER_ERRORS: tuple[type[BaseException], ...] = (OysterError, OSError, ValueError, LookupError)
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, OSError) and err.filename is not None and str(err.filename) not in text:
+        text = f"{text}: {err.filename}"
+    return text
 
 
 if __name__ == "__main__":

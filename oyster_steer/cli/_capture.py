@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_common, data_from_args, model_from_args
+from ._common import (
+    add_common,
+    add_force,
+    data_from_args,
+    model_from_args,
+    positive_int,
+    refuse_overwrite,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "capture",
         help="capture residual activations of a prompt set",
-        description="Capture residual-stream activations of every prompt (shared data + starter set, or --prompts FILE) at the given sites and save them as safetensors.",
+        description="Capture residual-stream activations of every prompt (the shared data sets under --data plus the starter set) at the given sites and save them as safetensors.",
     )
     add_common(p, out="runs/activations.safetensors")
     p.add_argument(
@@ -24,13 +31,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--split", default=None, choices=("train", "validation", "test"), help="only this split"
     )
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    add_force(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..activations._capture import capture
 
+    refuse_overwrite(args.out, args)
     model = model_from_args(args)
     prompts = data_from_args(args)
     if args.split:

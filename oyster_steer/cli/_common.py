@@ -9,7 +9,44 @@ from typing import Any
 from ..models._model import DEFAULT_MODEL
 from ..models._registry import BACKEND_NAMES
 
-__all__ = ["add_common", "data_from_args", "model_from_args"]
+__all__ = [
+    "add_common",
+    "add_force",
+    "data_from_args",
+    "model_from_args",
+    "positive_int",
+    "refuse_overwrite",
+]
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def add_force(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--force", action="store_true", help="overwrite an existing output artifact"
+    )
+
+
+def refuse_overwrite(path: Path, args: argparse.Namespace) -> Path:
+    """``path``, unless it exists and ``--force`` was not given (then a one-line error)."""
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"the output {str(path)!r} is a directory: pass a file path with --out"
+        )
+    if path.exists() and not getattr(args, "force", False):
+        raise FileExistsError(
+            f"{str(path)!r} already exists: pass --force to overwrite it, or choose another --out"
+        )
+    return path
 
 
 def add_common(parser: argparse.ArgumentParser, *, out: str | None = None) -> None:
@@ -42,11 +79,41 @@ def add_common(parser: argparse.ArgumentParser, *, out: str | None = None) -> No
 def model_from_args(args: argparse.Namespace) -> Any:
     from ..models._model import load_model
 
-    return load_model(args.model, backend=args.backend, device=args.device)
+    return load_model(args.model, backend=args.backend, device=_device(args.device))
+
+
+def _device(name: str | None) -> str | None:
+    """``--device`` checked before any model is loaded: parseable and present on this machine."""
+    import torch
+
+    if name is None:
+        return None
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(
+            f"--device {name!r} is not a torch device: use cpu, cuda, cuda:1 or mps"
+        ) from None
+    present = {
+        "cpu": lambda: True,
+        "cuda": lambda: (
+            torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()
+        ),
+        "mps": lambda: torch.backends.mps.is_available(),
+    }.get(device.type, lambda: False)
+    if not present():
+        raise ValueError(
+            f"--device {name!r} is not available on this machine: use --device cpu (or omit --device)"
+        )
+    return name
 
 
 def data_from_args(args: argparse.Namespace, **kwargs: Any) -> Any:
     """Every available prompt set (shared data when found, plus the starter set), de-duplicated."""
     from ..data import load_all
 
+    if args.data is not None and not Path(args.data).is_dir():
+        raise FileNotFoundError(
+            f"--data {str(args.data)!r} is not a directory: pass the folder that holds the data sets"
+        )
     return load_all(data_dir=args.data, **kwargs)

@@ -20,7 +20,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from ._common import add_common, model_from_args
+from ._common import add_common, add_force, model_from_args, positive_int, refuse_overwrite
 
 _DEFAULT_VECTORS = (
     "constructive=constructive.safetensors:guide=1x",
@@ -77,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="last",
         help="where the probe reads (default last)",
     )
-    p.add_argument("--window", type=int, default=4, help="tokens of a window read")
+    p.add_argument("--window", type=positive_int, default=4, help="tokens of a window read")
     p.add_argument(
         "--positions",
         choices=("all", "prompt", "generated"),
@@ -97,6 +97,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="permit an anti-refusal (constructive) vector on the strategy chosen for malicious users "
         "(refused by default: it steers attackers toward compliance); for deliberate experiments only",
     )
+    add_force(p)
     p.set_defaults(func=run)
 
 
@@ -116,6 +117,8 @@ def _binding(spec: str, vector_dir: Path, model: Any) -> Any:
         name, rest = spec.split("=", 1)
         path, strategies = rest.split(":", 1)
         pairs = [item.split("=", 1) for item in strategies.split(",") if item]
+        if not name or not path or not pairs or any(len(p) != 2 for p in pairs):
+            raise ValueError
     except ValueError:
         raise ValueError(
             f"--vector {spec!r} is not NAME=PATH:STRATEGY=STRENGTH,...: e.g. constructive=c.safetensors:guide=1x"
@@ -132,14 +135,17 @@ def _policy(args: argparse.Namespace) -> Any:
 
     if args.payoff is None:
         return Policy(mode=args.mode, temperature=args.temperature)
-    spec = json.loads(Path(args.payoff).read_text())
-    return Policy(
-        torch.tensor(spec["payoff"]),
-        tuple(spec["strategies"]),
-        tuple(spec["intents"]),
-        args.mode,
-        args.temperature,
-    )
+    try:
+        spec = json.loads(Path(args.payoff).read_text())
+        payoff, strategies, intents = spec["payoff"], spec["strategies"], spec["intents"]
+        return Policy(
+            torch.tensor(payoff), tuple(strategies), tuple(intents), args.mode, args.temperature
+        )
+    except (KeyError, TypeError, ValueError) as err:  # JSONDecodeError is a ValueError
+        raise ValueError(
+            f"--payoff {str(args.payoff)!r} is not a payoff file ({type(err).__name__}: {err}): "
+            'write JSON {"strategies": [...], "intents": [...], "payoff": [[...], ...]}'
+        ) from None
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -161,14 +167,19 @@ def run(args: argparse.Namespace) -> int:
     from ..control import ControlPlan, save_plan
     from ..probes._probe import load_probe
 
-    model = model_from_args(args)
     probe_dir, vector_dir = Path("probes") / args.model, Path("vectors") / args.model
+    out = refuse_overwrite(args.out or vector_dir / "control.safetensors", args)
+    model = model_from_args(args)
     probe = load_probe(args.probe or probe_dir / "intent.safetensors", model)
     monitors = {}
     for spec in (
         args.monitor if args.monitor is not None else [f"risk={probe_dir / 'risk.safetensors'}"]
     ):
-        name, path = spec.split("=", 1)
+        name, sep, path = spec.partition("=")
+        if not (sep and name and path):
+            raise ValueError(
+                f"--monitor {spec!r} is not NAME=PATH: e.g. risk=probes/m/risk.safetensors"
+            )
         monitors[name] = load_probe(path, model)
     bindings = [_binding(spec, vector_dir, model) for spec in args.vector or _DEFAULT_VECTORS]
     command = _command(args)
@@ -184,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
         meta={"command": command},
         allow_compliance_steering=args.allow_compliance_steering,
     )
-    out = save_plan(plan, args.out or vector_dir / "control.safetensors")
+    out = save_plan(plan, out)
     print(f"saved control pack to {out}")
     print(f"  gate: {probe.site.name} {list(probe.labels)}; monitors: {sorted(monitors)}")
     print(f"  policy: {plan.policy}")

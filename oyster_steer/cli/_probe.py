@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ._common import add_common, data_from_args, model_from_args
+from ._common import add_common, data_from_args, model_from_args, positive_int
 
 # task -> metric the layer is chosen by (on validation)
 _SELECT = {"risk": "auroc", "intent": "macro_f1"}
@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=Path("runs/capture-cache"),
         help="capture cache directory (default runs/capture-cache)",
     )
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument(
         "--report",
         type=Path,

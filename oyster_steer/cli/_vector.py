@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._common import add_common, data_from_args, model_from_args
+from ._common import add_common, data_from_args, model_from_args, positive_int
 
 # The recipe of the shipped vectors; `train-vector --shipped` follows it exactly.
 SHIPPED: dict[str, Any] = {
@@ -51,9 +51,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="hook sites (default: the block at 40%% depth, resid_post)",
     )
-    p.add_argument("--n-per-intent", type=int, default=64, help="training prompts per intent")
     p.add_argument(
-        "--steps", type=int, default=SHIPPED["learn"]["steps"], help="learned: optimisation steps"
+        "--n-per-intent", type=positive_int, default=64, help="training prompts per intent"
+    )
+    p.add_argument(
+        "--steps",
+        type=positive_int,
+        default=SHIPPED["learn"]["steps"],
+        help="learned: optimisation steps",
     )
     p.add_argument("--max-minutes", type=float, default=None, help="learned: wall-clock bound")
     p.add_argument("--checkpoint", type=Path, default=None, help="learned: state file for --resume")
@@ -79,7 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         default=None,
         help="torch CPU threads (1 is fastest on a busy machine)",
     )
@@ -90,8 +95,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_common(r, out="RESULTS.md")
     r.add_argument("--vectors-dir", type=Path, default=None, help="default: vectors/<model>")
-    r.add_argument("--n-per-intent", type=int, default=24, help="test prompts per intent")
-    r.add_argument("--threads", type=int, default=None)
+    r.add_argument("--n-per-intent", type=positive_int, default=24, help="test prompts per intent")
+    r.add_argument("--threads", type=positive_int, default=None)
     r.set_defaults(func=run_results)
 
 

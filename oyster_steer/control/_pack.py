@@ -10,14 +10,16 @@ against the tensors before anything is built; nothing is ever unpickled.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..core._errors import ArtifactError, UnsafeBindingError
-from ..models._artifacts import check_model, load_artifact, save_artifact
+from ..models._artifacts import check_model, load_artifact, model_meta, save_artifact
 from ..probes._probe import LinearProbe
 from ._plan import Binding, ControlPlan
 from ._policy import Policy
@@ -25,7 +27,15 @@ from ._policy import Policy
 if TYPE_CHECKING:
     from ..models._model import OysterModel
 
-__all__ = ["FORMAT", "VERSION", "load_plan", "read_pack", "save_plan", "write_pack"]
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "load_plan",
+    "read_pack",
+    "retarget_plan",
+    "save_plan",
+    "write_pack",
+]
 
 FORMAT, VERSION = "oyster_steer.control", 2  # 2: low-rank bindings
 _PROBE_TENSORS = ("weight", "bias", "mean", "scale")
@@ -102,16 +112,19 @@ def read_pack(
     *,
     device: Any = None,
     allow_compliance_steering: bool = False,
+    transfer: bool = False,
 ) -> ControlPlan:
     """Load and validate a pack; with ``model``, check identity and move tensors to its device.
 
     A pack whose bindings steer malicious users toward compliance is refused unless it was
     saved with, or is loaded with, ``allow_compliance_steering`` (see ``_plan_check``).
+    ``transfer=True``: a deliberate transfer to a related model (warns what it skips; the plan
+    comes back recorded as made for ``model``).
     """
 
     tensors, meta = load_artifact(path, format=FORMAT, max_version=VERSION)
     if model is not None:
-        check_model(meta, model, what="control pack")
+        check_model(meta, model, what="control pack", transfer=transfer)
     manifest = _manifest(path, meta)
     _check_tensors(path, manifest, tensors)
     try:
@@ -136,7 +149,7 @@ def read_pack(
         ]
         identity = {
             k: meta[k]
-            for k in ("model_name", "model_fingerprint", "d_model", "n_layers")
+            for k in ("model_name", "model_fingerprint", "model_weights", "d_model", "n_layers")
             if k in meta
         }
         plan = ControlPlan(
@@ -164,6 +177,8 @@ def read_pack(
         raise ArtifactError(
             f"{str(path)!r} has an invalid control manifest ({err}): rebuild it with save_plan"
         ) from err
+    if transfer and model is not None:
+        plan = retarget_plan(plan, model_meta(model))
     target = device if device is not None else (model.device if model is not None else None)
     return _moved(plan, target) if target is not None else plan
 
@@ -263,8 +278,12 @@ def load_plan(
     *,
     device: Any = None,
     allow_compliance_steering: bool = False,
+    transfer: bool = False,
 ) -> ControlPlan:
     """Read a control pack; with ``model``, refuse a pack made for another model.
+
+    ``transfer=True`` applies a pack made for a related model deliberately (base -> fine-tune):
+    the fingerprint and weights checks are skipped with a warning naming them.
 
     Raises:
         ArtifactError: the file is not a valid control pack; ModelMismatchError: other model;
@@ -275,5 +294,25 @@ def load_plan(
         >>> plan = load_plan("vectors/smollm2-135m-instruct/control.safetensors", model)  # doctest: +SKIP
     """
     return read_pack(
-        path, model, device=device, allow_compliance_steering=allow_compliance_steering
+        path,
+        model,
+        device=device,
+        allow_compliance_steering=allow_compliance_steering,
+        transfer=transfer,
+    )
+
+
+def retarget_plan(plan: Any, identity: Mapping[str, str]) -> Any:
+    """``plan`` with every part's recorded model fingerprint (and weights id) set to ``identity``'s."""
+
+    def meta(part: Any) -> dict[str, str]:
+        old = dict(part.meta)
+        keys = [k for k in ("model_fingerprint", "model_weights") if k in old and k in identity]
+        return {**old, **{k: identity[k] for k in keys}}
+
+    return plan.replace(
+        probe=dataclasses.replace(plan.probe, meta=meta(plan.probe)),
+        bindings=[dataclasses.replace(b, meta=meta(b)) for b in plan.bindings],
+        monitors={k: dataclasses.replace(p, meta=meta(p)) for k, p in plan.monitors.items()},
+        identity={**plan.identity, **identity},
     )

@@ -36,7 +36,8 @@ __all__ = ["POSITIONS", "READS", "Binding", "ControlPlan", "bind", "exec_order"]
 
 READS = ("last", "window", "running")
 POSITIONS = ("all", "prompt", "generated")
-_IDENTITY = ("model_name", "model_fingerprint", "d_model", "n_layers")
+_IDENTITY = ("model_name", "model_fingerprint", "model_weights", "d_model", "n_layers")
+_VECTOR_KEYS = ("method", "strength", *_IDENTITY)
 
 
 @dataclass(frozen=True, eq=False)
@@ -148,7 +149,7 @@ def bind(
         strengths = {s: default for s in strengths}
     meta = dict(getattr(vector, "meta", {}) or {})
     meta.update({k: v for k, v in dict(getattr(vector, "identity", {}) or {}).items()})
-    for key in ("method", "strength", "model_name", "model_fingerprint", "d_model", "n_layers"):
+    for key in _VECTOR_KEYS:
         if getattr(vector, key, None) is not None:
             meta.setdefault(key, str(getattr(vector, key)))
     label = name or meta.get("name") or meta.get("method") or "vector"

@@ -20,6 +20,12 @@ logits choose the first new token) is a prompt token; every token fed back by de
 generated token. A teacher-forced forward over prompt + reply is one prefill, so all of it counts
 as prompt. Chunked prefill (a prompt split over passes) is not detected.
 
+Without a KV cache (``generate(use_cache=False)``) every step re-runs the whole sequence from
+position 0. A second pre-hook, on the top-level module, keeps the pass's ``input_ids``; a pass
+that is exactly the previous full pass plus one token (same ids, per row: a tensor compare,
+no host sync) continues that sequence and keeps its latched prompt end, so its new tokens count
+as generated, as they do with a cache.
+
 Threads: what a tracker latches is kept per thread (a ``threading.local``), so concurrent
 requests through one patched model (a web server's worker threads) each see their own prompt
 ends; a thread that has run no pass yet sees none.
@@ -83,7 +89,14 @@ class PositionTracker:
         """Start tracking ``model`` (any backend); the handle's ``remove()`` stops it."""
         block = model.hf.get_submodule(f"{model.spec.layers}.0")
         handle = block.register_forward_pre_hook(self._observe, with_kwargs=True)
-        return HookHandle([handle.remove])
+        top = model.hf.register_forward_pre_hook(self._grab_ids, with_kwargs=True)
+        return HookHandle([handle.remove, top.remove])
+
+    def _grab_ids(
+        self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        self._local.ids = ids if isinstance(ids, torch.Tensor) and ids.dim() == 2 else None
 
     def _observe(
         self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -97,12 +110,33 @@ class PositionTracker:
         end = self.prompt_end
         if end is None or end.shape[0] != batch or end.device != pos.device:
             end = torch.zeros(batch, dtype=torch.long, device=pos.device)
-        starts = pos.amin(dim=-1) == 0  # (B,) this pass begins the row's sequence
-        end = torch.where(starts, pos.amax(dim=-1) + 1, end)  # (B,)
         local = self._local
+        starts = pos.amin(dim=-1) == 0  # (B,) this pass begins the row's sequence
+        cont = self._continues(local, batch, width)
+        if cont is not None:
+            starts = starts & ~cont
+        end = torch.where(starts, pos.amax(dim=-1) + 1, end)  # (B,)
         local.positions, local.prompt_end = pos, end
+        local.prev_full = pos.amin(dim=-1) == 0  # (B,) a pass from position 0 (what continues)
         local.gen_index = (pos - end.unsqueeze(-1)).unsqueeze(-1)  # (B, T, 1)
         local.generated = local.gen_index >= 0  # (B, T, 1)
+
+    @staticmethod
+    def _continues(local: threading.local, batch: int, width: int) -> torch.Tensor | None:
+        """(B,) rows whose pass re-runs the previous full pass plus one token (no KV cache)."""
+        ids, prev, prev_full = (getattr(local, k, None) for k in ("ids", "prev_ids", "prev_full"))
+        local.prev_ids, local.ids = ids, None
+        cont = None
+        if (
+            ids is not None
+            and prev is not None
+            and ids.shape == (batch, width)
+            and prev.shape == (batch, width - 1)
+            and prev.device == ids.device
+            and prev_full is not None
+        ):  # shapes only: known on the host
+            cont = (ids[:, :-1] == prev).all(dim=-1) & prev_full  # (B,)
+        return cont
 
     def mask(self, which: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """(B, T, 1) ones where ``which`` (``"prompt"`` or ``"generated"``) tokens are, zeros elsewhere."""

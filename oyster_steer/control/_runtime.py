@@ -16,7 +16,7 @@ import torch
 
 from ..backends import HookHandle, get_backend, guard_hooks_in_compiled_code
 from ..core._errors import WidthMismatchError
-from ..models._artifacts import check_model
+from ..models._artifacts import check_model, check_not_baked
 from ._hooks import ControlState, build_hooks
 from ._plan import POSITIONS, ControlPlan
 
@@ -198,7 +198,8 @@ def install(
 
 
 def _validate(model: OysterModel, plan: ControlPlan, max_batch: int, positions: str | None) -> None:
-
+    for binding in plan.bindings:
+        check_not_baked(binding.directions, model, f"plan's vector {binding.name!r}")
     check_model(plan.identity, model, what="control plan")
     if plan.probe.d_model != model.d_model:
         raise WidthMismatchError(

@@ -89,6 +89,8 @@ def sample_records(
     keep: Callable[[Any], bool] | None = None,
 ) -> list[Any]:
     """Up to ``n_per_intent`` records of each intent, chosen by a seeded hash (order-independent)."""
+    if n_per_intent is not None and n_per_intent < 0:
+        raise ValueError(f"n_per_intent={n_per_intent} is negative: pass 0 or more (None for all)")
     out: list[Any] = []
     pool = [r for r in records if keep is None or keep(r)]
     for intent in intents:

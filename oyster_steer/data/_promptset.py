@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -292,6 +293,11 @@ class PromptSet(Sequence[PromptRecord]):
         whose intent is in ``near_intents`` are also merged when their token sets have Jaccard >=
         the threshold. The kept copy is the one whose source comes first in ``priority`` (then the
         earliest); its ``meta["also_in"]`` lists the other sources that held the prompt.
+
+        Copies with conflicting labels resolve toward risk: the kept copy is the one of riskiest
+        intent (``INTENTS`` is ordered benign < borderline < vulnerable < malicious) and gets the
+        riskiest ``risk`` of the group (safe < sensitive < harmful); ``meta["conflict"]`` records
+        the labels seen, and one warning gives the number of such prompts.
         """
         records = self.records
         groups = UnionFind(len(records))
@@ -308,18 +314,36 @@ class PromptSet(Sequence[PromptRecord]):
             members.setdefault(groups.find(i), []).append(i)
         rank = {s: k for k, s in enumerate(priority)}
         order = {s: k for k, s in enumerate(dict.fromkeys(r.source for r in records))}
-        kept = []
+        kept, conflicts = [], 0
         for group in members.values():
+            intents = {records[i].intent for i in group}
+            risks = {records[i].risk for i in group}
             best = min(
                 group,
-                key=lambda i: (rank.get(records[i].source, len(rank)), order[records[i].source], i),
+                key=lambda i: (
+                    -INTENTS.index(records[i].intent),  # conflicting copies: the riskiest first
+                    rank.get(records[i].source, len(rank)),
+                    order[records[i].source],
+                    i,
+                ),
             )
             others = sorted({records[i].source for i in group} - {records[best].source})
             r = records[best]
+            if len(intents) > 1 or len(risks) > 1:
+                conflicts += 1
+                seen = f"intent {'|'.join(sorted(intents, key=INTENTS.index))}; risk {'|'.join(sorted(risks, key=RISKS.index))}"
+                r = replace(r, risk=max(risks, key=RISKS.index), meta={**r.meta, "conflict": seen})
             if others:
                 also = sorted(set(r.meta.get("also_in", "").split(",")) - {""} | set(others))
                 r = replace(r, meta={**r.meta, "also_in": ",".join(also)})
             kept.append((best, r))
+        if conflicts:
+            warnings.warn(
+                f"deduplicate: {conflicts} duplicate prompts had conflicting labels; each kept the riskier "
+                "label (meta['conflict'] lists what the copies said)",
+                UserWarning,
+                stacklevel=2,
+            )
         return PromptSet(r for _, r in sorted(kept, key=lambda t: t[0]))
 
     # -- files and reports -------------------------------------------------------------------

@@ -12,6 +12,9 @@ checkpoint as ``control.safetensors`` to re-apply with :func:`oyster_steer.patch
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -19,11 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..core._errors import EmptyInputError
+from ..control._pack import retarget_plan
+from ..core._errors import EmptyInputError, require_finite
 from ..core._sites import Site
 from ..models._compat import write_legacy_fields
 from ._bake import Baked, bake
-from ._inputs import ablation_basis, collect_additive, retarget_plan, split_plan
+from ._inputs import ablation_basis, collect_additive, split_plan
 from ._routes import ExportError, export_route
 
 if TYPE_CHECKING:
@@ -51,6 +55,8 @@ class ExportManifest:
         ablated: how directions were removed (route, rank, writers, exact), or None.
         config_changes: config fields the export switched; control_pack: file of conditional parts.
         verification: max logit difference between the reloaded export and the hooked source.
+        baked_artifacts: content ids of the vectors baked in; a model loaded from this directory
+            refuses to apply them again (that would double them).
     """
 
     out_dir: str
@@ -66,13 +72,15 @@ class ExportManifest:
     control_pack: str | None = None
     verification: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    baked_artifacts: list[str] = field(default_factory=list)
     oyster_steer_version: str = ""
     transformers_version: str = ""
     format: str = _FORMAT
     format_version: int = 1
 
-    def save(self) -> Path:
-        path = Path(self.out_dir) / MANIFEST_NAME
+    def save(self, directory: str | Path | None = None) -> Path:
+        """Write the manifest into ``directory`` (default: ``out_dir``)."""
+        path = Path(directory or self.out_dir) / MANIFEST_NAME
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")
         return path
 
@@ -150,7 +158,7 @@ def _verify(
     if not diff <= tol:
         raise ExportError(
             f"the exported checkpoint in {str(out_dir)!r} differs from the hooked model by {diff:.3g} in logits "
-            f"(tolerance {tol:.3g}): please report this with the model's config; the files are left for inspection"
+            f"(tolerance {tol:.3g}): please report this with the model's config; nothing was written"
         )
     return {
         "max_abs_logit_diff": diff,
@@ -176,12 +184,17 @@ def _refuse_conditional(conditional: Any = None) -> None:
 
 
 def _prepare_out(out_dir: str | Path) -> Path:
+    """``out_dir`` checked to be new or empty, with its parent created (nothing written yet)."""
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ExportError(
+            f"out_dir {str(out)!r} is a file: an export is a directory; choose a new directory"
+        )
     if out.exists() and any(out.iterdir()):
         raise ExportError(
             f"out_dir {str(out)!r} is not empty: choose a new directory or delete its contents"
         )
-    out.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     return out
 
 
@@ -241,6 +254,8 @@ def export_patched(
         >>> manifest = export_patched(model, vector, "exported/constructive")   # doctest: +SKIP
         >>> AutoModelForCausalLM.from_pretrained("exported/constructive")       # doctest: +SKIP
     """
+    if strength is not None:
+        require_finite(strength, f"strength={strength}")
     static, conditional = split_plan(model, plan_or_vectors, strength)
     if conditional is not None and not allow_conditional:
         _refuse_conditional(conditional)
@@ -251,21 +266,35 @@ def export_patched(
         raise EmptyInputError(
             "nothing to export: pass steering vectors, a control plan, or ablate="
         )
+    for site, vec in additive.items():
+        require_finite(vec, f"the vector to bake at {site.name!r}")
     if basis is not None:  # the removed directions stay removed, also from the added vectors
         additive = {
             site: vec - basis.to(vec) @ (basis.to(vec).T @ vec) for site, vec in additive.items()
         }
     baked = bake(model, additive, basis)
     out = _prepare_out(out_dir)
-    baked.model.save_pretrained(out)
-    model.tokenizer.save_pretrained(out)
-    write_legacy_fields(out)  # rope_theta, tokenizer class: what transformers 4.x reads
-    manifest = _manifest(model, baked, out, records, additive, ablate_sites)
-    if conditional is not None:
-        manifest = replace(manifest, control_pack=_write_control(model, conditional, out, baked))
-    if verify and (basis is None or baked.ablation["exact"]):
-        manifest = replace(manifest, verification=_verify(model, out, additive, basis))
-    manifest.save()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:  # everything is written and verified in a hidden sibling, then renamed into place
+        baked.model.save_pretrained(tmp)
+        model.tokenizer.save_pretrained(tmp)
+        write_legacy_fields(tmp)  # rope_theta, tokenizer class: what transformers 4.x reads
+        manifest = _manifest(model, baked, out, records, additive, ablate_sites)
+        manifest = replace(manifest, baked_artifacts=_baked_ids(model, plan_or_vectors))
+        if conditional is not None:
+            manifest = replace(
+                manifest, control_pack=_write_control(model, conditional, tmp, baked)
+            )
+        if verify and (basis is None or baked.ablation["exact"]):
+            manifest = replace(manifest, verification=_verify(model, tmp, additive, basis))
+        manifest.save(tmp)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; an export is meant to be shared
+        if out.exists():  # empty (checked above): the rename replaces it
+            out.rmdir()
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():  # failed or interrupted: never leave a loadable, unverified checkpoint
+            shutil.rmtree(tmp, ignore_errors=True)
     return manifest
 
 
@@ -324,11 +353,12 @@ def _write_control(model: OysterModel, conditional: Any, out: Path, baked: Baked
     edits change its rows), and ``load_plan(path, exported_model)`` checks it.
     """
     from ..control import save_plan
-    from ..models._model import model_fingerprint
+    from ..models._model import model_fingerprint, weights_digest
 
     identity = {
         "model_name": f"{model.name} (exported)",
         "model_fingerprint": model_fingerprint(baked.model),
+        "model_weights": weights_digest(baked.model),
         "d_model": str(model.d_model),
         "n_layers": str(model.n_layers),
     }
@@ -358,3 +388,20 @@ def _index_single_shard(out: Path) -> None:
         )
         + "\n"
     )
+
+
+def _baked_ids(model: OysterModel, source: Any) -> list[str]:
+    """Content ids of the unconditional vectors in ``source`` (what a reload must not re-apply)."""
+    from ..core._sites import resolve_site
+    from ..models._artifacts import content_id
+
+    if source is None:
+        return []
+    if hasattr(source, "conditional_parts"):  # a plan: its unconditional bindings
+        static = getattr(source, "_is_static", lambda b: False)
+        return sorted({content_id(b.directions) for b in source.bindings if static(b)})
+    if isinstance(source, Mapping):
+        canonical = {resolve_site(k, model.n_layers).name: v for k, v in source.items()}
+        return [content_id(canonical)]
+    parts = source if isinstance(source, (list, tuple)) else [source]
+    return sorted({content_id(v.directions) for v in parts if hasattr(v, "directions")})

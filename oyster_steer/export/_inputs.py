@@ -18,11 +18,11 @@ from ._routes import ExportError
 if TYPE_CHECKING:
     from ..models._model import OysterModel
 
-__all__ = ["ablation_basis", "collect_additive", "retarget_plan", "split_plan"]
+__all__ = ["ablation_basis", "collect_additive", "split_plan"]
 
 
 def _vector_meta(vector: Any) -> dict[str, str]:
-    keys = ("model_name", "model_fingerprint", "d_model", "n_layers")
+    keys = ("model_name", "model_fingerprint", "model_weights", "d_model", "n_layers")
     return {k: str(getattr(vector, k)) for k in keys if getattr(vector, k, None) is not None}
 
 
@@ -138,22 +138,3 @@ def _scaled(plan: Any, factor: float) -> Any:
         for b in plan.bindings
     ]
     return plan.replace(bindings=bindings)
-
-
-def retarget_plan(plan: Any, identity: Mapping[str, str]) -> Any:
-    """``plan`` with every part's recorded model fingerprint set to ``identity``'s."""
-
-    def meta(part: Any) -> dict[str, str]:
-        old = dict(part.meta)
-        return (
-            {**old, "model_fingerprint": identity["model_fingerprint"]}
-            if "model_fingerprint" in old
-            else old
-        )
-
-    return plan.replace(
-        probe=dataclasses.replace(plan.probe, meta=meta(plan.probe)),
-        bindings=[dataclasses.replace(b, meta=meta(b)) for b in plan.bindings],
-        monitors={k: dataclasses.replace(p, meta=meta(p)) for k, p in plan.monitors.items()},
-        identity={**plan.identity, **identity},
-    )

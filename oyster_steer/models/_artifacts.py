@@ -7,8 +7,10 @@ validated before any tensor is read; nothing is ever unpickled.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +22,15 @@ from ..core._errors import ArtifactError, ModelMismatchError, require_finite
 if TYPE_CHECKING:
     from ._model import OysterModel
 
-__all__ = ["check_model", "load_artifact", "meta_field", "model_meta", "save_artifact"]
+__all__ = [
+    "check_model",
+    "check_not_baked",
+    "content_id",
+    "load_artifact",
+    "meta_field",
+    "model_meta",
+    "save_artifact",
+]
 
 _MISSING: Any = object()
 
@@ -30,6 +40,7 @@ def model_meta(model: OysterModel) -> dict[str, str]:
     return {
         "model_name": model.name,
         "model_fingerprint": model.fingerprint,
+        "model_weights": model.weights_id,
         "d_model": str(model.d_model),
         "n_layers": str(model.n_layers),
     }
@@ -44,19 +55,37 @@ def save_artifact(
     version: int,
 ) -> Path:
     """Write tensors and metadata; non-string metadata values are stored as JSON."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     for name, tensor in tensors.items():
         require_finite(tensor, f"tensor {name!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    strings = {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
+    strings = {
+        k: v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in meta.items()
+    }
     strings.update(format=format, format_version=str(version))
-    save_file(
-        {k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path), metadata=strings
-    )
-    path.chmod(0o644)  # safetensors writes 0600; artifacts are meant to be shared and shipped
+    blob = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=strings)
+    path.write_bytes(_canonical(blob))
+    path.chmod(0o644)  # artifacts are meant to be shared and shipped
     return path
+
+
+def _canonical(blob: bytes) -> bytes:
+    """The safetensors bytes with the header's keys sorted: same content -> same file.
+
+    safetensors writes its header from a hash map, so metadata order (and thus the bytes)
+    changes from call to call; the data section and its offsets are unchanged by re-ordering.
+    """
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + n])
+    meta = header.pop("__metadata__", None)
+    ordered = ({"__metadata__": dict(sorted(meta.items()))} if meta else {}) | dict(
+        sorted(header.items())
+    )
+    text = json.dumps(ordered, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # safetensors aligns the data section to 8 bytes
+    return len(text).to_bytes(8, "little") + text + blob[8 + n :]
 
 
 def load_artifact(
@@ -99,19 +128,65 @@ def _check_format(path: Path, meta: Mapping[str, str], format: str, max_version:
         )
 
 
-def check_model(meta: Mapping[str, str], model: OysterModel, *, what: str) -> None:
-    """Refuse an artifact made for another model; the error says which field differs."""
-    for key, have in (
-        ("d_model", str(model.d_model)),
-        ("n_layers", str(model.n_layers)),
-        ("model_fingerprint", model.fingerprint),
-    ):
+def check_model(
+    meta: Mapping[str, str], model: OysterModel, *, what: str, transfer: bool = False
+) -> None:
+    """Refuse an artifact made for another model; the error says which field differs.
+
+    ``model_weights`` (a hash of every weight) is compared when the artifact records it (files
+    written before it existed are checked on the coarse ``model_fingerprint`` only).
+    ``transfer=True`` is the deliberate override for applying an artifact to a related model
+    (base -> fine-tune): it skips the fingerprint and weights checks, keeps the width and depth
+    checks, and warns, naming what it skipped.
+    """
+    identity = (
+        ("d_model", lambda: str(model.d_model)),
+        ("n_layers", lambda: str(model.n_layers)),
+        ("model_fingerprint", lambda: model.fingerprint),
+        ("model_weights", lambda: model.weights_id),
+    )
+    skipped = []
+    for key, have in identity:
         want = meta.get(key)
-        if want is not None and want != have:
-            raise ModelMismatchError(
-                f"this {what} was made for model {meta.get('model_name', '?')!r} ({key}={want}), but the loaded model "
-                f"{model.name!r} has {key}={have}: load the model it was trained on, or retrain it for this one"
-            )
+        if want is None or want == have():
+            continue
+        if transfer and key in _TRANSFERABLE:
+            skipped.append(f"{key}={want} vs {have()}")
+            continue
+        raise ModelMismatchError(
+            f"this {what} was made for model {meta.get('model_name', '?')!r} ({key}={want}), but the loaded model "
+            f"{model.name!r} has {key}={have()}: load the model it was trained on, or retrain it for this one "
+            "(or pass transfer=True to apply it to a related model, base -> fine-tune, deliberately)"
+        )
+    if skipped:
+        warnings.warn(
+            f"transfer=True skips the model_fingerprint and model_weights checks for this {what} "
+            f"({'; '.join(skipped)}): it was made for {meta.get('model_name', '?')!r} and is applied to "
+            f"{model.name!r} unverified (width and depth still match)",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+_TRANSFERABLE = ("model_fingerprint", "model_weights")
+
+
+def content_id(directions: Mapping[str, torch.Tensor]) -> str:
+    """A hash of a vector's sites and float32 directions: which artifact was baked where."""
+    h = hashlib.sha256()
+    for site in sorted(directions):
+        h.update(site.encode())
+        h.update(directions[site].detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def check_not_baked(directions: Mapping[str, torch.Tensor], model: OysterModel, what: str) -> None:
+    """Refuse re-applying a vector that ``export_patched`` already baked into ``model``."""
+    if model.baked and content_id(directions) in model.baked:
+        raise ModelMismatchError(
+            f"this {what} is already baked into model {model.name!r} (its export manifest lists it): "
+            "applying it again would double it; patch the source model instead, or bake another strength"
+        )
 
 
 def meta_json(meta: Mapping[str, str], key: str, default: Any = None) -> Any:

@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ __all__ = [
     "cache_dir",
     "load_model",
     "model_fingerprint",
+    "weights_digest",
 ]
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -172,6 +173,59 @@ def model_fingerprint(hf_model: torch.nn.Module) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def weights_digest(hf_model: torch.nn.Module) -> str:
+    """A hash of every weight: sha256 over each state-dict tensor's name, shape and bf16 bits.
+
+    Streaming (one tensor at a time). Floating tensors are hashed as bf16, so fp32 and bf16
+    copies of the same checkpoint, on any device, get the same digest; any fine-tune that moves
+    a weight by more than bf16's resolution gets another. Costs one pass over the weights (about
+    a second for a 135M model on a CPU): :func:`load_model` caches it by checkpoint file identity.
+    """
+    h = hashlib.sha256()
+    for name, tensor in sorted(hf_model.state_dict().items()):
+        t = tensor.detach()
+        if t.is_floating_point():
+            t = t.to(torch.bfloat16).view(torch.int16)
+        h.update(f"{name}|{tuple(t.shape)}|".encode())
+        h.update(t.cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _file_identity(directory: str | Path) -> str | None:
+    """A key for the checkpoint files of ``directory`` (name, size, mtime, inode), or None."""
+    root = Path(directory)
+    files = sorted(
+        p for p in root.glob("*") if p.suffix in (".safetensors", ".bin", ".pt", ".gguf")
+    )
+    if not root.is_dir() or not files:
+        return None
+    parts = []
+    for p in files:
+        st = p.stat()
+        parts.append(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _cached_digest(hf_model: torch.nn.Module, file_key: str | None) -> str:
+    """:func:`weights_digest`, read from / written to ``cache_dir()/weights`` by file identity."""
+    if file_key is None:
+        return weights_digest(hf_model)
+    entry = cache_dir() / "weights" / f"{file_key[:32]}.txt"
+    try:
+        cached = entry.read_text().strip()
+        if len(cached) == 16:
+            return cached
+    except OSError:
+        pass
+    digest = weights_digest(hf_model)
+    with contextlib.suppress(OSError):  # a read-only cache only costs the recomputation
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = entry.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(digest + "\n")
+        os.replace(tmp, entry)
+    return digest
+
+
 @dataclass
 class OysterModel:
     """A language model with everything oyster_steer needs, on one backend.
@@ -181,6 +235,9 @@ class OysterModel:
         native: the backend's own object (``PreTrainedModel``, ``TransformerBridge`` or
             ``nnsight.TransformersModel``); hf: the underlying Hugging Face model in every case.
         n_layers, d_model: block count and residual width; fingerprint: see :func:`model_fingerprint`.
+        weights_id: a hash of every weight (:func:`weights_digest`), computed on first use.
+        baked: content ids of the steering vectors baked into this checkpoint by
+            ``export_patched`` (from its manifest); applying one of them again is refused.
     """
 
     name: str
@@ -194,6 +251,16 @@ class OysterModel:
     fingerprint: str
     model_type: str
     parallel_residual: bool = False
+    baked: tuple[str, ...] = ()
+    _weights_id: str | None = field(default=None, repr=False, compare=False)
+    _file_key: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def weights_id(self) -> str:
+        """:func:`weights_digest` of the weights (once per object; cached on disk by file)."""
+        if self._weights_id is None:
+            self._weights_id = _cached_digest(self.hf, self._file_key)
+        return self._weights_id
 
     @property
     def device(self) -> torch.device:
@@ -248,6 +315,11 @@ class OysterModel:
         ids = [
             list(row) for row in self.tokenizer(texts, add_special_tokens=add_special)["input_ids"]
         ]
+        if chat and self.chat_template:  # user text never becomes the template's special tokens
+            markers = self._special_markers()
+            for i, p in enumerate(prompts):
+                if any(m in p for m in markers):
+                    ids[i] = self._chat_ids_split(p)
         limit = max_length or getattr(self.hf.config, "max_position_embeddings", None) or 1 << 30
         too_long = [i for i, row in enumerate(ids) if len(row) > limit]
         if too_long:
@@ -256,6 +328,27 @@ class OysterModel:
                 "shorten it or pass a larger max_length (prompts are never silently truncated)"
             )
         return ids
+
+    def _special_markers(self) -> tuple[str, ...]:
+        tok = self.tokenizer
+        added = [t.content for t in getattr(tok, "added_tokens_decoder", {}).values() if t.special]
+        return tuple(m for m in {*tok.all_special_tokens, *added} if m)
+
+    def _chat_ids_split(self, prompt: str) -> list[int]:
+        """Chat-template ids of ``prompt`` with special-token text inside it tokenized as text.
+
+        The template is rendered around a placeholder; its own parts are tokenized normally and
+        the user's text with ``split_special_tokens=True``, so a typed ``<|im_start|>system``
+        stays plain text and cannot open a forged turn.
+        """
+        slot = "\x00oyster-user-content\x00"
+        before, _, after = self.format_chat(slot).partition(slot)
+        tok = self.tokenizer
+        return (
+            tok(before, add_special_tokens=False)["input_ids"]
+            + tok(prompt, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+            + tok(after, add_special_tokens=False)["input_ids"]
+        )
 
     @property
     def pad_id(self) -> int:
@@ -267,8 +360,9 @@ class OysterModel:
         """The same weights on another backend (no reload; the HF module is shared)."""
         if backend == self.backend:
             return self
+        weights_id = self.weights_id  # hashed before a wrapper renames the modules
         native = backend_spec(backend).wrap(self.hf, self.tokenizer, self.name)
-        return replace(self, backend=backend, native=native)
+        return replace(self, backend=backend, native=native, _weights_id=weights_id)
 
 
 def left_pad(
@@ -292,12 +386,14 @@ def from_hf(
     backend: BackendName = "hf",
     name: str | None = None,
     layers: str | None = None,
+    file_key: str | None = None,
 ) -> OysterModel:
     """Wrap an already-loaded Hugging Face causal LM and tokenizer (e.g. a random-init test model).
 
     ``layers``: the path of the ModuleList of decoder blocks, for a family that is not in the
     architecture registry and whose blocks module discovery cannot find (see
-    :func:`~oyster_steer.models._arch.resolve_spec`).
+    :func:`~oyster_steer.models._arch.resolve_spec`). ``file_key``: identity of the checkpoint
+    files it was loaded from (caches its weights id on disk).
     """
     hf.eval()
     cfg = hf.config
@@ -306,6 +402,8 @@ def from_hf(
     tokenizer.padding_side = "left"
     name = name or getattr(cfg, "_name_or_path", None) or cfg.model_type
     spec = resolve_spec(hf, layers)
+    # TransformerLens rewires the HF modules it wraps (state-dict names change): hash them first
+    weights_id = None if backend == "hf" else _cached_digest(hf, file_key)
     return OysterModel(
         name=str(name),
         backend=backend,
@@ -318,6 +416,8 @@ def from_hf(
         fingerprint=model_fingerprint(hf),
         model_type=cfg.model_type,
         parallel_residual=bool(getattr(cfg, "use_parallel_residual", False)),
+        _weights_id=weights_id,
+        _file_key=file_key,
     )
 
 
@@ -325,7 +425,13 @@ def _resolve_path(name_or_path: str) -> str:
     if name_or_path in KNOWN_MODELS:
         return str(converted_dir(name_or_path))
     if Path(name_or_path).expanduser().is_dir():
-        return str(Path(name_or_path).expanduser())
+        local = Path(name_or_path).expanduser()
+        if not (local / "config.json").is_file():
+            raise UnknownModelError(
+                f"{name_or_path!r} is a directory without config.json, so not a Hugging Face model: "
+                "pass the directory that save_pretrained wrote"
+            )
+        return str(local)
     offline = (
         os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
     )
@@ -368,4 +474,21 @@ def load_model(
     dtype = getattr(torch, dtype) if isinstance(dtype, str) else (dtype or torch.float32)
     tok = AutoTokenizer.from_pretrained(path)
     hf = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
-    return from_hf(hf, tok, backend=backend, name=name_or_path, layers=layers)
+    model = from_hf(
+        hf, tok, backend=backend, name=name_or_path, layers=layers, file_key=_file_identity(path)
+    )
+    return replace(model, baked=_baked_ids(path))
+
+
+def _baked_ids(path: str) -> tuple[str, ...]:
+    """Content ids of the vectors an export baked into the checkpoint at ``path`` (manifest)."""
+    import json
+
+    manifest = Path(path) / "oyster_steer_manifest.json"
+    if not manifest.is_file():
+        return ()
+    try:
+        ids = json.loads(manifest.read_text()).get("baked_artifacts", [])
+    except (OSError, ValueError, AttributeError):
+        return ()
+    return tuple(str(i) for i in ids) if isinstance(ids, list) else ()

@@ -157,11 +157,20 @@ class LinearProbe:
 
 
 def save_probe(probe: LinearProbe, path: str | Path, model: OysterModel | None = None) -> Path:
-    """Write ``probe`` to safetensors; with ``model``, record which model it reads.
+    """Write ``probe`` to safetensors with the identity of the model it reads.
+
+    ``model`` is required unless ``probe.meta`` already records a ``model_fingerprint`` (a probe
+    loaded from a file): a probe file that does not say which model it reads would be accepted
+    by any model of its width.
 
     Example:
         >>> save_probe(probe, "probes/smollm2-135m-instruct/risk.safetensors", model)  # doctest: +SKIP
     """
+    if model is None and "model_fingerprint" not in probe.meta:
+        raise ArtifactError(
+            "save_probe needs the model the probe reads: pass save_probe(probe, path, model) so the "
+            "file records its fingerprint"
+        )
     if model is not None and model.d_model != probe.d_model:
         raise ModelMismatchError(
             f"the probe has width {probe.d_model} but model {model.name!r} has d_model={model.d_model}: save it with the model it was trained on"
@@ -185,9 +194,17 @@ def save_probe(probe: LinearProbe, path: str | Path, model: OysterModel | None =
 
 
 def load_probe(
-    path: str | Path, model: OysterModel | None = None, *, device: str | torch.device | None = None
+    path: str | Path,
+    model: OysterModel | None = None,
+    *,
+    device: str | torch.device | None = None,
+    transfer: bool = False,
 ) -> LinearProbe:
     """Read a probe; with ``model``, refuse one made for another model and move it to its device.
+
+    ``transfer=True`` applies a probe of a related model deliberately (see
+    :func:`oyster_steer.load_vector`): the identity checks it skips are named in a warning, and
+    the probe comes back recorded as reading ``model``.
 
     Raises:
         ModelMismatchError: the probe records another model's fingerprint, width or depth.
@@ -197,7 +214,9 @@ def load_probe(
     """
     tensors, meta = load_artifact(path, format=_FORMAT, max_version=_VERSION)
     if model is not None:
-        check_model(meta, model, what="probe")
+        check_model(meta, model, what="probe", transfer=transfer)
+        if transfer:
+            meta.update(model_meta(model), transferred_from=meta.get("model_weights", "?"))
     missing = [k for k in ("weight", "bias", "mean", "scale") if k not in tensors]
     if missing:
         raise ArtifactError(f"{str(path)!r} lacks the probe tensors {missing}: re-create the file")

@@ -48,6 +48,8 @@ def _label_ids(
             )
         return x.labels[labels].long(), tuple(names or x.label_names[labels])
     if isinstance(labels, torch.Tensor):
+        if labels.numel() == 0:
+            raise EmptyInputError("no labels to train on: pass one label per activation")
         ids = labels.long()
         default = (
             ("negative", "positive")
@@ -64,6 +66,23 @@ def _label_ids(
             )
         return torch.tensor([vocab.index(v) for v in labels]), vocab
     return _label_ids(torch.as_tensor(list(labels), dtype=torch.long), x, names)
+
+
+def _check_labels(y: torch.Tensor, names: Sequence[str]) -> None:
+    """Label ids in range and at least two classes present (else a constant classifier)."""
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= len(names):
+        bad = low if low < 0 else high
+        raise ValueError(
+            f"label id {bad} is out of range for {len(names)} classes {tuple(names)}: "
+            f"use ids 0..{len(names) - 1} or pass label_names for every class"
+        )
+    present = torch.unique(y)
+    if len(present) < 2:
+        raise ValueError(
+            f"every label is {names[int(present[0])]!r}: a probe needs examples of at least two classes, "
+            "but only one class is present"
+        )
 
 
 def train_probe(
@@ -120,6 +139,7 @@ def train_probe(
         raise ValueError(
             f"got {len(x)} activations and {len(y)} labels: pass one label per activation"
         )
+    _check_labels(y, names)
     device = torch.device(device) if device is not None else x.device
     if val is not None:
         xv, _ = _features(val[0], found)
@@ -128,6 +148,11 @@ def train_probe(
         perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
         cut = max(1, int(len(x) * val_fraction))
         (xv, yv), (x, y) = (x[perm[:cut]], y[perm[:cut]]), (x[perm[cut:]], y[perm[cut:]])
+    if len(torch.unique(y)) < 2:
+        raise ValueError(
+            f"the training part holds {len(y)} example(s) of {len(torch.unique(y))} class(es): a probe needs "
+            "at least one example of two classes to train on; pass more data (or val= to keep it all)"
+        )
     x, y, xv, yv = x.to(device), y.to(device), xv.float().to(device), yv.to(device)
     fit = fit_logreg(
         x,

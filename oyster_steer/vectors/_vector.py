@@ -31,7 +31,13 @@ from ..core._errors import (
     require_finite,
 )
 from ..core._sites import Site, parse_site, resolve_site
-from ..models._artifacts import check_model, load_artifact, meta_field, save_artifact
+from ..models._artifacts import (
+    check_model,
+    check_not_baked,
+    load_artifact,
+    meta_field,
+    save_artifact,
+)
 
 if TYPE_CHECKING:
     from ..models._model import OysterModel
@@ -52,6 +58,8 @@ class SteeringVector:
         strength: the recommended multiplier; :func:`oyster_steer.steer` adds
             ``strength * direction`` unless told otherwise.
         meta: free-form string metadata (training data, calibration, ...).
+        model_weights: hash of every weight of that model (``OysterModel.weights_id``); None
+            for vectors written before it was recorded (checked on the fingerprint only).
 
     Example:
         >>> v = SteeringVector.from_tensors(model, {"blocks.-1.hook_resid_post": d})  # doctest: +SKIP
@@ -67,6 +75,7 @@ class SteeringVector:
     method: str = "custom"
     strength: float = 1.0
     meta: Mapping[str, str] = field(default_factory=dict)
+    model_weights: str | None = None
 
     def __post_init__(self) -> None:
         if not self.directions:
@@ -223,8 +232,14 @@ class SteeringVector:
         )
 
     def check_model(self, model: OysterModel) -> None:
-        """Raise ModelMismatchError unless this vector was made for ``model``."""
+        """Raise ModelMismatchError unless this vector was made for ``model`` (and not baked in)."""
+        check_not_baked(self.directions, model, "steering vector")  # the more specific error first
         check_model(_identity_meta(self), model, what="steering vector")
+
+    def retarget(self, model: OysterModel) -> SteeringVector:
+        """The same directions recorded as made for ``model`` (a deliberate transfer)."""
+        meta = {**self.meta, "transferred_from": self.model_weights or self.model_fingerprint}
+        return replace(self, **_identity(model), meta=meta)
 
 
 def _check_direction(name: str, tensor: Any, d_model: int) -> torch.Tensor:
@@ -251,16 +266,18 @@ def _identity(model: OysterModel) -> dict[str, Any]:
         "model_fingerprint": model.fingerprint,
         "d_model": model.d_model,
         "n_layers": model.n_layers,
+        "model_weights": model.weights_id,
     }
 
 
 def _identity_meta(vector: SteeringVector) -> dict[str, str]:
+    weights = vector.model_weights
     return {
         "model_name": vector.model_name,
         "model_fingerprint": vector.model_fingerprint,
         "d_model": str(vector.d_model),
         "n_layers": str(vector.n_layers),
-    }
+    } | ({"model_weights": weights} if weights else {})
 
 
 def save_vector(vector: SteeringVector, path: str | Path) -> Path:
@@ -279,7 +296,7 @@ def save_vector(vector: SteeringVector, path: str | Path) -> Path:
         "method": vector.method,
         "strength": repr(vector.strength),
         "sites": json.dumps(list(vector.directions)),
-        "meta": json.dumps(dict(vector.meta)),
+        "meta": json.dumps(dict(vector.meta), sort_keys=True),
         "oyster_steer_version": __version__,
     }
     tensors = {name: t.float() for name, t in vector.directions.items()}
@@ -287,16 +304,25 @@ def save_vector(vector: SteeringVector, path: str | Path) -> Path:
 
 
 def load_vector(
-    path: str | Path, model: OysterModel | None = None, *, device: str | torch.device = "cpu"
+    path: str | Path,
+    model: OysterModel | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    transfer: bool = False,
 ) -> SteeringVector:
     """Read a vector written by :func:`save_vector`; with ``model``, refuse one made for another model.
+
+    ``transfer=True`` (with ``model``) applies a vector made for a related model deliberately
+    (base -> fine-tune): the fingerprint and weights checks are skipped with a warning that
+    says so, and the vector comes back recorded as made for ``model``
+    (``meta["transferred_from"]`` keeps the original).
 
     Example:
         >>> v = load_vector("vectors/smollm2-135m-instruct/constructive.safetensors", model)  # doctest: +SKIP
     """
     tensors, meta = load_artifact(path, format=_FORMAT, max_version=_VERSION, device=device)
     if model is not None:
-        check_model(meta, model, what="steering vector")
+        check_model(meta, model, what="steering vector", transfer=transfer)
     sites = meta_field(path, meta, "sites", json.loads, list(tensors))
     extra = meta_field(path, meta, "meta", json.loads, {})
     if not isinstance(sites, list) or not all(isinstance(s, str) for s in sites):
@@ -313,7 +339,7 @@ def load_vector(
             f"{str(path)!r} lists sites {missing} but holds no tensor for them: re-create the file"
         )
     try:
-        return SteeringVector(
+        vector = SteeringVector(
             directions={s: tensors[s] for s in sites},
             model_name=meta.get("model_name", "?"),
             model_fingerprint=meta.get("model_fingerprint", "?"),
@@ -322,8 +348,10 @@ def load_vector(
             method=meta.get("method", "custom"),
             strength=meta_field(path, meta, "strength", float, "1.0"),
             meta=extra,
+            model_weights=meta.get("model_weights"),
         )
     except ArtifactError:
         raise
     except (TypeError, ValueError) as err:
         raise ArtifactError(f"{str(path)!r} holds an invalid steering vector: {err}") from err
+    return vector.retarget(model) if transfer and model is not None else vector

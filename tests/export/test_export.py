@@ -580,7 +580,7 @@ def test_cli_export_bakes_vector_and_ablation(tiny_models, tmp_path, capsys):
         model, ids, mask, _reference(model, {s: 0.5 * v for s, v in vectors.items()}, r)
     )
     assert _max_diff(_logits(_load(tmp_path / "out"), ids, mask).logits, want, mask) <= 1e-4
-    assert main(argv[:-2]) == 1 and "--out DIR is required" in capsys.readouterr().err
+    assert main(argv[:-2]) == 2 and "--out DIR is required" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("backend", ["tl", "nnsight"])

@@ -148,6 +148,7 @@ def test_model_meta_is_all_strings(tiny):
     assert meta == {
         "model_name": "tiny-llama-0",
         "model_fingerprint": tiny.fingerprint,
+        "model_weights": tiny.weights_id,
         "d_model": "64",
         "n_layers": "3",
     }
