@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import threading
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -66,8 +68,15 @@ def save_artifact(
     }
     strings.update(format=format, format_version=str(version))
     blob = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=strings)
-    path.write_bytes(_canonical(blob))
-    path.chmod(0o644)  # artifacts are meant to be shared and shipped
+    # A new file renamed into place, never rewritten in place: a reader (or a tensor loaded
+    # from the old file, which safetensors may memory-map) never sees a half-written file.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_bytes(_canonical(blob))
+        tmp.chmod(0o644)  # artifacts are meant to be shared and shipped
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
