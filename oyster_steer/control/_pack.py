@@ -121,13 +121,12 @@ def read_pack(
     ``transfer=True``: a deliberate transfer to a related model (warns what it skips; the plan
     comes back recorded as made for ``model``).
     """
-
     tensors, meta = load_artifact(path, format=FORMAT, max_version=VERSION)
     if model is not None:
         check_model(meta, model, what="control pack", transfer=transfer)
     manifest = _manifest(path, meta)
-    _check_tensors(path, manifest, tensors)
-    try:
+    try:  # any malformed part of the manifest (a wrong type, a missing key) is the file's fault
+        _check_tensors(path, manifest, tensors)
         probe = _probe(manifest["probe"], "probe", tensors)
         monitors = {
             name: _probe(entry, f"monitors/{name}", tensors)
@@ -171,11 +170,11 @@ def read_pack(
             f"control pack {str(path)!r}: {err}; a pack built by an older build-plan can be rebuilt with "
             "`oyster-steer build-plan` (its defaults are safe)"
         ) from None
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
         if isinstance(err, ArtifactError):
             raise
         raise ArtifactError(
-            f"{str(path)!r} has an invalid control manifest ({err}): rebuild it with save_plan"
+            f"{str(path)!r} has an invalid control manifest ({type(err).__name__}: {err}): rebuild it with save_plan"
         ) from err
     if transfer and model is not None:
         plan = retarget_plan(plan, model_meta(model))
@@ -190,6 +189,10 @@ def _manifest(path: str | Path, meta: dict[str, str]) -> dict[str, Any]:
         raise ArtifactError(
             f"{str(path)!r} has no readable 'manifest' metadata: rebuild it with save_plan"
         ) from err
+    if not isinstance(manifest, dict):
+        raise ArtifactError(
+            f"{str(path)!r}: the control manifest is a {type(manifest).__name__}, not a JSON object: rebuild it with save_plan"
+        )
     missing = [k for k in _REQUIRED if k not in manifest]
     if missing:
         raise ArtifactError(
