@@ -577,7 +577,7 @@ def test_build_plan_defaults_bind_constructive_to_guide_and_refusal_to_redirect(
         f"constructive={tmp_path}/constructive.safetensors:guide=1x,redirect=1x",
     ]
     capsys.readouterr()
-    assert main([*unsafe, "--out", str(tmp_path / "u.safetensors")]) == 1
+    assert main([*unsafe, "--out", str(tmp_path / "u.safetensors")]) == 2
     err = capsys.readouterr().err
     assert "would steer them toward compliance" in err and "--allow-compliance-steering" in err
     assert not (tmp_path / "u.safetensors").exists()
