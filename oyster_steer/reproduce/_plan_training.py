@@ -134,6 +134,7 @@ class PlanTrainingConfig:
     n_prompts: int = 64  # training prompts per strategy
     samples: int = 2  # sampled openings per prompt
     max_prompt_tokens: int = 96
+    max_reply_tokens: int = 128  # targets are an opening sentence + a 1-3 sentence exemplar tail
     layers: tuple[int, ...] = (12, 16, 20, 24)  # resid_post sites, from the read site on
     rank: int = 4
     steps: int = 100
@@ -402,7 +403,13 @@ def train_plan_actions(
             [p for p, _ in pairs],
             [t for _, t in pairs],
             sites=list(cfg.layers),
-            config=InterventionConfig(rank=cfg.rank, steps=cfg.steps, lr=cfg.lr, seed=cfg.seed),
+            config=InterventionConfig(
+                rank=cfg.rank,
+                steps=cfg.steps,
+                lr=cfg.lr,
+                seed=cfg.seed,
+                max_reply_tokens=cfg.max_reply_tokens,
+            ),
             log=log,
             meta={
                 "strategy": strategy,
