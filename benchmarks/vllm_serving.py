@@ -6,10 +6,9 @@ four-intent starter prompts submitted at once:
 
 1. the library: ``patch(exported, load_plan(<export>/control.safetensors))``; decisions of the
    left-padded batch (``handle.decisions()``) and greedy tokens of each prompt alone;
-2. vLLM (``.venv-vllm``, one subprocess, three engines one after the other):
-   (a) whole-prompt prefill and no prefix caching (the library's semantics exactly),
-   (b) vLLM's defaults with the plan, (c) vLLM's defaults without it (``OYSTER_STEER_PLAN=off``);
-   (b) and (c) generate ``--repeat`` times: tokens/s of each, and their ratio.
+2. vLLM (``.venv-vllm``, one subprocess, two engines one after the other, both with whole-prompt
+   prefill and no prefix caching, the library's semantics exactly): (a) with the plan, (b) without
+   it (``OYSTER_STEER_PLAN=off``); each generates ``--repeat`` times: tokens/s, and their ratio.
 
 Run from the repository root with the main venv: ``python benchmarks/vllm_serving.py``.
 """
@@ -37,17 +36,20 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=32, help="greedy tokens per prompt")
     ap.add_argument("--repeat", type=int, default=3, help="generate rounds per engine (b, c)")
     ap.add_argument("--out", type=Path, default=None, help="write the results JSON here")
+    ap.add_argument("--work", type=Path, default=None, help="work dir (an export there is reused)")
     args = ap.parse_args()
 
     import oyster_steer as osteer
     from oyster_steer.backends import get_backend
     from oyster_steer.data import load_starter
 
-    work = Path(tempfile.mkdtemp(prefix="osteer-vllm-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="osteer-vllm-"))
+    work.mkdir(parents=True, exist_ok=True)
     model = osteer.load_model()
     plan = osteer.load_plan(ROOT / "vectors" / model.name / "control.safetensors", model)
     export = work / "export"
-    osteer.export_patched(model, plan, export, allow_conditional=True)
+    if not (export / "oyster_steer_manifest.json").is_file():
+        osteer.export_patched(model, plan, export, allow_conditional=True)
     exported = osteer.load_model(str(export), device="cpu")
     pack = osteer.load_plan(export / "control.safetensors", exported)
 
@@ -81,10 +83,14 @@ def main() -> None:
         "enable_prefix_caching": False,
         "max_num_batched_tokens": 4096,
     }
-    jobs = [
-        {**base, "engine": exact, "env": {"OYSTER_STEER_DECISIONS": str(work / "a.jsonl")}},
-        {**base, "repeat": args.repeat, "env": {"OYSTER_STEER_DECISIONS": str(work / "b.jsonl")}},
-        {**base, "repeat": args.repeat, "env": {"OYSTER_STEER_PLAN": "off"}},
+    jobs = [  # plan on, then off: the same engine settings, one process
+        {
+            **base,
+            "engine": exact,
+            "repeat": args.repeat,
+            "env": {"OYSTER_STEER_DECISIONS": str(work / "a.jsonl")},
+        },
+        {**base, "engine": exact, "repeat": args.repeat, "env": {"OYSTER_STEER_PLAN": "off"}},
     ]
     (work / "spec.json").write_text(json.dumps(jobs))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -110,7 +116,7 @@ def main() -> None:
         return t[: t.index(eos) + 1] if eos in t else t
 
     report = {"prompts": len(ids), "new_tokens": args.new_tokens}
-    for key, res, log in (("exact", results[0], "a.jsonl"), ("default", results[1], "b.jsonl")):
+    for key, res, log in (("plan", results[0], "a.jsonl"),):
         dec = {}
         for line in (work / log).read_text().splitlines():
             r = json.loads(line)
@@ -134,8 +140,8 @@ def main() -> None:
             "same_tokens": same_tok,
             "strategies": [g["strategy"] for g in got],
         }
-    on = [r["tokens_per_s"] for r in results[1]["runs"]]
-    off = [r["tokens_per_s"] for r in results[2]["runs"]]
+    on = [r["tokens_per_s"] for r in results[0]["runs"]]
+    off = [r["tokens_per_s"] for r in results[1]["runs"]]
     report["throughput"] = {
         "plan_tok_s": on,
         "no_plan_tok_s": off,
