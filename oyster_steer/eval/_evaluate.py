@@ -146,6 +146,16 @@ def _decision_reader(handle: Any, out: dict[int, dict[str, Any]]) -> Any:
     return read
 
 
+def _by_length(model: OysterModel, records: list[PromptRecord]) -> list[PromptRecord]:
+    """``records`` in order of chat-formatted token length (stable): batches of similar lengths
+    pad little and finish together (rows are stored by id, so the order is not visible)."""
+    if len(records) < 2:
+        return records
+    rows = model.token_rows([r.text for r in records])
+    order = sorted(range(len(records)), key=lambda i: len(rows[i]))
+    return [records[i] for i in order]
+
+
 def _answer(
     model: OysterModel,
     store: _Results,
@@ -155,7 +165,7 @@ def _answer(
     opts: dict[str, Any],
     bar: Any,
 ) -> None:
-    todo = [r for r in records if ("reply", cond.name, r.id) not in store.done]
+    todo = _by_length(model, [r for r in records if ("reply", cond.name, r.id) not in store.done])
     step = opts["batch_size"]
     for start in range(0, len(todo), step):
         chunk = todo[start : start + step]
@@ -215,6 +225,7 @@ def _diverge(
     todo = [r for r in records if ("divergence", cond.name, r.id) not in store.done]
     if not todo:
         return
+    todo = _by_length(model, todo)
     scores = divergence(
         model,
         [r.text for r in todo],

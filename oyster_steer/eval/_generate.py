@@ -29,12 +29,14 @@ def generate_replies(
     max_new_tokens: int = 48,
     batch_size: int = 8,
     after_batch: Callable[[list[int]], None] | None = None,
+    generate_kwargs: dict[str, Any] | None = None,
 ) -> list[str]:
     """Greedy replies to ``prompts`` (chat-formatted), with whatever hooks are installed on ``model``.
 
     Prompts are batched in length order (little padding) and replies returned in input order;
     ``after_batch(indices)`` runs after each batch with the prompts' indices in batch-row order
-    (e.g. to read a control handle's per-row decisions).
+    (e.g. to read a control handle's per-row decisions). ``generate_kwargs`` go to the
+    backend's ``generate`` (e.g. ``cache_implementation="static"`` on the hf backend).
     """
     if not prompts:
         raise EmptyInputError("no prompts to answer: pass at least one prompt")
@@ -45,7 +47,9 @@ def generate_replies(
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
         ids, mask = left_pad([rows[i] for i in batch], model.pad_id, model.device)  # (B, T)
-        out = backend.generate(model, ids, mask, max_new_tokens=max_new_tokens)  # (B, T + new)
+        out = backend.generate(
+            model, ids, mask, max_new_tokens=max_new_tokens, **(generate_kwargs or {})
+        )  # (B, T + new)
         for i, new in zip(batch, out[:, ids.shape[1] :], strict=True):
             replies[i] = _decode(model, new)
         if after_batch is not None:

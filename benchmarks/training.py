@@ -1,0 +1,154 @@
+"""Learned-vector training and strength calibration, from cached lower blocks vs full forwards.
+
+Both runs compute the same thing (the tests prove equal vectors and curves); the fast one runs
+the blocks below the first steered site once per example (:func:`oyster_steer.activations.frozen_inputs`)
+and only the blocks above it on each step and strength. Variants run interleaved, round after
+round; the table reports median CPU and wall seconds, the speed-up, and the largest difference
+between the two runs' outputs. ``--where`` instead profiles one fast run of each and prints
+where its time goes.
+
+    python benchmarks/training.py                  # SmolLM2-135M-Instruct, site blocks.12.hook_resid_post
+    python benchmarks/training.py --model tiny     # tiny random llama (seconds)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import os
+import pstats
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from capture import load, machine  # noqa: E402
+
+
+@contextlib.contextmanager
+def full_forwards() -> Iterator[None]:
+    """Switch the cached-lower-blocks path off (what training and calibration did before)."""
+    import oyster_steer.models._forward as fwd
+    import oyster_steer.steering._calibrate as cal
+
+    saved = fwd.supports_forward_from, cal.supports_forward_from
+    fwd.supports_forward_from = cal.supports_forward_from = lambda m: False
+    try:
+        yield
+    finally:
+        fwd.supports_forward_from, cal.supports_forward_from = saved
+
+
+def jobs(model: Any, args: argparse.Namespace) -> dict[str, Callable[[], Any]]:
+    from oyster_steer.data import load_starter
+    from oyster_steer.steering._calibrate import calibrate_strength
+    from oyster_steer.vectors._learn import LearnConfig
+    from oyster_steer.vectors._train import train_vector
+    from oyster_steer.vectors._vector import SteeringVector
+
+    data = load_starter()
+    site = args.site if args.model != "tiny" else "blocks.1.hook_resid_post"
+    gen = torch.Generator().manual_seed(0)
+    vec = SteeringVector.from_tensors(
+        model, {site: torch.randn(model.d_model, generator=gen)}, method="mean_diff"
+    )
+    cfg = LearnConfig(steps=args.steps, eval_every=args.steps, max_reply_tokens=24, seed=0)
+
+    def train() -> Any:
+        v = train_vector(
+            model,
+            data,
+            method="learned",
+            sites=site,
+            n_per_intent=args.n,
+            config=cfg,
+            progress=False,
+        )
+        return v.directions[site]
+
+    def calibrate() -> Any:
+        c = calibrate_strength(
+            model, vec, data, (0.5, 1.0, 2.0), n_per_intent=args.n, kl_tokens=4, progress=False
+        )
+        return torch.tensor([*c.kl, *c.margin()])
+
+    return {"train-vector (learned)": train, "calibrate_strength": calibrate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="smollm2", choices=("smollm2", "tiny"))
+    p.add_argument("--site", default="blocks.12.hook_resid_post")
+    p.add_argument("--n", type=int, default=8, help="prompts per intent")
+    p.add_argument("--steps", type=int, default=10, help="learned-vector optimisation steps")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--where", action="store_true", help="profile one fast run of each instead")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load(args.model, "hf")
+    todo = jobs(model, args)
+    if args.where:
+        for name, fn in todo.items():
+            prof = cProfile.Profile()
+            prof.runcall(fn)
+            print(f"== {name}")
+            pstats.Stats(prof).sort_stats("cumulative").print_stats(
+                r"_scoring|_learn|_calibrate|_capture|_generate|_forward|generate\b", 25
+            )
+        return 0
+    times: dict[str, list[tuple[float, float]]] = {}
+    outs: dict[str, Any] = {}
+    for round_ in range(args.repeats):
+        for name, fn in todo.items():
+            for mode in ("full forwards", "cached lower blocks"):
+                ctx = full_forwards() if mode == "full forwards" else contextlib.nullcontext()
+                wall, cpu = time.perf_counter(), time.process_time()
+                with ctx:
+                    outs[name, mode] = fn()
+                times.setdefault(f"{name}|{mode}", []).append(
+                    (time.perf_counter() - wall, time.process_time() - cpu)
+                )
+        print(f"round {round_ + 1}/{args.repeats} done", file=sys.stderr)
+    med = lambda k, i: statistics.median(t[i] for t in times[k])  # noqa: E731
+    rows = [
+        "| job | run | CPU s (median) | speed-up, CPU | wall s (median) | speed-up, wall | max abs diff of outputs |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in todo:
+        base = f"{name}|full forwards"
+        diff = float((outs[name, "full forwards"] - outs[name, "cached lower blocks"]).abs().max())
+        for mode in ("full forwards", "cached lower blocks"):
+            k = f"{name}|{mode}"
+            rows.append(
+                f"| {name} | {mode} | {med(k, 1):.1f} | {med(base, 1) / med(k, 1):.2f}x | "
+                f"{med(k, 0):.1f} | {med(base, 0) / med(k, 0):.2f}x | "
+                + (f"{diff:.1e} |" if mode != "full forwards" else "|")
+            )
+    site = args.site if args.model != "tiny" else "blocks.1.hook_resid_post"
+    command = (
+        f"python benchmarks/training.py --n {args.n} --steps {args.steps} --repeats {args.repeats}"
+    )
+    command += f" --threads {args.threads}" if args.threads else ""
+    command += " --model tiny" if args.model == "tiny" else ""
+    print(
+        f"{model.name}, steered site `{site}`; train-vector: learned, {args.n} prompts per intent, "
+        f"{args.steps} steps (+ material and one validation); calibrate_strength: 3 strengths + 0, "
+        f"{args.n} prompts per intent. Median of {args.repeats} interleaved rounds.\n\n"
+        f"Machine: {machine()}.\n\nCommand: `{command}`\n\n" + "\n".join(rows)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
