@@ -30,16 +30,16 @@ ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Capture"
 
 
-def load(name: str, backend: str) -> Any:
+def load(name: str, backend: str, device: str = "cpu") -> Any:
     """A fresh model per backend: booting TransformerLens rewires the HF model it wraps."""
     import oyster_steer as osteer
     from oyster_steer.testing import tiny_model
 
-    return (
-        tiny_model("llama", backend)
-        if name == "tiny"
-        else osteer.load_model(backend=backend, device="cpu")
-    )
+    if name == "tiny":
+        model = tiny_model("llama", "hf")
+        model.hf.to(device)
+        return model.with_backend(backend) if backend != "hf" else model
+    return osteer.load_model(backend=backend, device=device)
 
 
 def methods(models: dict[str, Any], prompts: list[str]) -> dict[str, Callable[[], Any]]:
@@ -107,14 +107,21 @@ def measure(
     with torch.inference_mode():
         for round_ in range(repeats + 1):
             for name, fn in fns.items():
+                _sync()
                 wall, cpu = time.perf_counter(), time.process_time()
                 out = fn()
+                _sync()
                 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
                 del out
                 if round_:
                     times[name].append((wall, cpu))
             print(f"round {round_}/{repeats} done", file=sys.stderr)
     return times
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def table(times: dict[str, list[tuple[float, float]]]) -> str:
@@ -135,6 +142,11 @@ def table(times: dict[str, list[tuple[float, float]]]) -> str:
 
 
 def machine() -> str:
+    if torch.cuda.is_available():
+        load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+        return (
+            f"{torch.cuda.get_device_name()}, torch {torch.__version__}, host load average {load}"
+        )
     cpu = platform.processor() or platform.machine()
     try:
         text = Path("/proc/cpuinfo").read_text()
@@ -178,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's choice)"
     )
+    p.add_argument("--device", default="cpu", help="cpu or cuda (a GPU run: --device cuda)")
     p.add_argument("--write", action="store_true", help="update BENCHMARKS.md's Capture section")
     p.add_argument(
         "--methods",
@@ -191,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     from oyster_steer.data import load_starter
 
     prompts = load_starter().sample(args.prompts // 4 + 1, seed=0).texts[: args.prompts]
-    models = {b: load(args.model, b) for b in ("hf", "tl", "nnsight")}
+    models = {b: load(args.model, b, args.device) for b in ("hf", "tl", "nnsight")}
     ids, mask = models["hf"].encode(prompts)
     fns = methods(models, prompts)
     if args.methods:
@@ -203,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     command += f" --prompts {args.prompts} --repeats {args.repeats}"
     command += f" --threads {args.threads}" if args.threads else ""
     command += f" --methods {args.methods}" if args.methods else ""
+    command += f" --device {args.device}" if args.device != "cpu" else ""
     text = (
         f"{SECTION}\n\n"
         f"Capture of `resid_post` at every layer ({hf.n_layers} layers, d={hf.d_model}) of "

@@ -92,11 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=10, help="learned-vector optimisation steps")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--where", action="store_true", help="profile one fast run of each instead")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load(args.model, "hf")
+    model = load(args.model, "hf", args.device)
     todo = jobs(model, args)
     if args.where:
         for name, fn in todo.items():
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                 ctx = full_forwards() if mode == "full forwards" else contextlib.nullcontext()
                 wall, cpu = time.perf_counter(), time.process_time()
                 with ctx:
-                    outs[name, mode] = fn()
+                    outs[name, mode] = fn().cpu()
                 times.setdefault(f"{name}|{mode}", []).append(
                     (time.perf_counter() - wall, time.process_time() - cpu)
                 )
@@ -141,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     command += f" --threads {args.threads}" if args.threads else ""
     command += " --model tiny" if args.model == "tiny" else ""
+    command += f" --device {args.device}" if args.device != "cpu" else ""
     print(
         f"{model.name}, steered site `{site}`; train-vector: learned, {args.n} prompts per intent, "
         f"{args.steps} steps (+ material and one validation); calibrate_strength: 3 strengths + 0, "
