@@ -207,8 +207,16 @@ def train_intervention(
         EmptyInputError: no prompts. ValueError: lengths differ, or a target longer than
             ``config.max_reply_tokens``.
     """
-    from ..activations._scoring import Group, chat_ids, pack, reply_logprobs, reply_means
+    from ..activations._scoring import (
+        Group,
+        chat_ids,
+        frozen_inputs,
+        pack,
+        reply_logprobs,
+        reply_means,
+    )
     from ..backends import Hook, get_backend
+    from ..models._forward import supports_forward_from
     from ._learn import _Frozen
 
     cfg = config or InterventionConfig()
@@ -247,13 +255,20 @@ def train_intervention(
     per_epoch = max(1, len(order) // cfg.batch_size)
     started, history = time.monotonic(), []
     hooks = [Hook(s, module.hook(i), write=True) for i, s in enumerate(resolved)]
+    # nothing below the first site changes while training: run those blocks once per example
+    hidden = frozen_inputs(hf, groups, resolved[0].layer) if supports_forward_from(hf) else None
     with _Frozen(hf.hf), get_backend("hf").add_hooks(hf, hooks):
         for step in range(cfg.steps):
             if step % per_epoch == 0:
                 rng.shuffle(order)
             k = (step % per_epoch) * cfg.batch_size
-            batch = [groups[i] for i in order[k : k + cfg.batch_size]]
-            packed = pack(batch, model.pad_id, model.device)
+            rows = order[k : k + cfg.batch_size]
+            packed = pack(
+                [groups[i] for i in rows],
+                model.pad_id,
+                model.device,
+                None if hidden is None else [hidden[i] for i in rows],
+            )
             loss = -reply_means(reply_logprobs(hf, packed), packed).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()

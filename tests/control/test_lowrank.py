@@ -206,3 +206,21 @@ def test_malformed_parts_and_packs_are_refused(model, intervention, tmp_path):
     save_file(tensors, str(tmp_path / "broken.safetensors"), metadata=meta)
     with pytest.raises(ArtifactError, match=r"not a complete intervention"):
         load_intervention(tmp_path / "broken.safetensors")
+
+
+def test_training_from_cached_lower_blocks_equals_full_forwards(model, monkeypatch):
+    """The trainer runs the blocks below its first site once per example (frozen_inputs); the
+    learned parts equal those of full forwards on every step."""
+    import oyster_steer.models._forward as fwd
+
+    cfg = InterventionConfig(rank=2, steps=12, batch_size=2, lr=3e-2, max_reply_tokens=16)
+    prompts = [VULNERABLE, BENIGN, "How do I bake bread?"]
+    targets = [TARGET, " a b c", " bread is easy"]
+    fast = train_intervention(model, prompts, targets, sites=[1, 2], config=cfg, progress=False)
+    monkeypatch.setattr(fwd, "supports_forward_from", lambda m: False)
+    full = train_intervention(model, prompts, targets, sites=[1, 2], config=cfg, progress=False)
+    assert fast.sites == full.sites
+    for site in full.sites:
+        for a, b in zip(fast.parts[site], full.parts[site], strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert fast.meta["final_loss"] == full.meta["final_loss"]
