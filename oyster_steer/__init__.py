@@ -68,6 +68,7 @@ _LAZY: dict[str, str] = {
     "save_plan": ".control._pack",
     "load_plan": ".control._pack",
     "bind": ".control._plan",
+    "ThinkMarkers": ".control._spans",
     "LearnConfig": ".vectors._learn",
     "export_patched": ".export._export",
     "ExportManifest": ".export._export",
@@ -113,6 +114,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at runtime these load lazily (s
     from .control._pack import load_plan, save_plan
     from .control._plan import ControlPlan, bind
     from .control._policy import DEFAULT_PAYOFF, Policy
+    from .control._spans import ThinkMarkers
     from .export._export import ExportManifest, export_patched
     from .export._routes import ExportError
     from .probes._boundary import category_separability, most_borderline, twin_margins

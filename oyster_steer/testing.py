@@ -20,9 +20,11 @@ from .models._model import DEFAULT_MODEL, KNOWN_MODELS, OysterModel, _file_lock,
 from .models._registry import BackendName
 
 __all__ = [
+    "REASONING_TEMPLATE",
     "TINY_ARCHITECTURES",
     "TINY_UNREGISTERED",
     "default_tokenizer",
+    "reasoning_tokenizer",
     "tiny_hf_model",
     "tiny_model",
 ]
@@ -74,6 +76,9 @@ TINY_ARCHITECTURES: dict[str, Callable[[int], Any]] = {
     "gemma2": _llama_like("Gemma2Config", head_dim=16, sliding_window=64),
     "gemma3": _llama_like("Gemma3TextConfig", head_dim=16, sliding_window=64),
     "phi3": _llama_like("Phi3Config", pad_token_id=0),
+    # reasoning families (<think> ... </think>): Qwen3 (q/k norms) and SmolLM3 (NoPE layers)
+    "qwen3": _llama_like("Qwen3Config", head_dim=16),
+    "smollm3": _llama_like("SmolLM3Config", pad_token_id=0, bos_token_id=1, eos_token_id=2),
     "gpt2": _gpt2,
     "gpt_neox": _neox(parallel=True),
     "gpt_neox_sequential": _neox(parallel=False),
@@ -104,6 +109,31 @@ def default_tokenizer() -> Any:
     return AutoTokenizer.from_pretrained(str(target))
 
 
+# Qwen3's chat format: ChatML turns; the model thinks in <think> ... </think> before it answers,
+# and enable_thinking=False pre-fills an empty, closed think block (the reply is then an answer).
+REASONING_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n"
+    "{% endif %}{% endif %}"
+)
+
+
+def reasoning_tokenizer() -> Any:
+    """The default tokenizer plus ``<think>``/``</think>`` tokens and a Qwen3-style chat template.
+
+    A fresh copy each call (the markers get the two ids after the default vocabulary), for tiny
+    reasoning-format models: ``tiny_model("qwen3", reasoning=True)``.
+    """
+    from transformers import AutoTokenizer
+
+    base = default_tokenizer()
+    tok = AutoTokenizer.from_pretrained(base.name_or_path)
+    tok.add_tokens(["<think>", "</think>"], special_tokens=True)
+    tok.chat_template = REASONING_TEMPLATE
+    return tok
+
+
 def tiny_hf_model(arch: str = "llama", *, seed: int = 0, vocab_size: int | None = None) -> Any:
     """A random-init ``*ForCausalLM`` of family ``arch`` (3 layers, width 64), in eval mode, fp32."""
     from transformers import AutoModelForCausalLM
@@ -119,11 +149,17 @@ def tiny_hf_model(arch: str = "llama", *, seed: int = 0, vocab_size: int | None 
         return AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
 
 
-def tiny_model(arch: str = "llama", backend: BackendName = "hf", *, seed: int = 0) -> OysterModel:
-    """A tiny random model with the default model's tokenizer and chat template, on ``backend``."""
+def tiny_model(
+    arch: str = "llama", backend: BackendName = "hf", *, seed: int = 0, reasoning: bool = False
+) -> OysterModel:
+    """A tiny random model with the default model's tokenizer and chat template, on ``backend``.
+
+    ``reasoning=True``: the tokenizer of :func:`reasoning_tokenizer` (think markers, Qwen3 template).
+    """
+    tok = reasoning_tokenizer() if reasoning else default_tokenizer()
     return from_hf(
-        tiny_hf_model(arch, seed=seed),
-        default_tokenizer(),
+        tiny_hf_model(arch, seed=seed, vocab_size=len(tok)),
+        tok,
         backend=backend,
-        name=f"tiny-{arch}-{seed}",
+        name=f"tiny-{arch}-{seed}" + ("-reasoning" if reasoning else ""),
     )

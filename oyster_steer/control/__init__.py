@@ -8,11 +8,14 @@ from ._pack import load_plan, save_plan
 from ._plan import ControlPlan, bind
 from ._policy import DEFAULT_PAYOFF, Policy
 from ._runtime import patch_plan
+from ._spans import SPANS, ThinkMarkers
 
 __all__ = [
     "DEFAULT_PAYOFF",
     "ControlPlan",
     "Policy",
+    "SPANS",
+    "ThinkMarkers",
     "bind",
     "load_plan",
     "patch_plan",

@@ -34,6 +34,7 @@ from ..core._sites import Site, resolve_site
 from ._plan import ControlPlan, exec_order
 from ._policy import decide
 from ._positions import PositionTracker
+from ._spans import SpanTracker, ThinkMarkers, uses_spans
 
 if TYPE_CHECKING:
     from ..models._model import OysterModel
@@ -58,8 +59,10 @@ class _Run:
     gates: torch.Tensor  # (B, S)
     fault: torch.Tensor  # (B, 1) 1.0 where the posterior was not finite (fallback applied)
     acc: torch.Tensor  # (B, d) running-mean accumulator
+    last_feat: torch.Tensor  # (B, d) the read site's last token of the previous pass (after_thinking)
     monitor_post: dict[str, torch.Tensor]
     records: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    span_records: list[torch.Tensor]  # (B, T) span codes per traced pass (with span tracking)
 
 
 class ControlState:
@@ -81,9 +84,15 @@ class ControlState:
         trace: bool,
         positions: str,
         gain: float,
+        markers: ThinkMarkers | None = None,
     ) -> None:
         dev, policy = model.device, plan.policy
         self.tracker = PositionTracker()
+        # reasoning spans (control._spans): only when the plan names a span, reads after the
+        # thinking, or traces a model with think markers -- otherwise no hooks, no cost
+        self.in_span = uses_spans(positions)  # schedules count steps within each token's span
+        wants_spans = self.in_span or plan.read == "after_thinking" or (trace and markers is not None)
+        self.spans = SpanTracker(markers, self.tracker) if wants_spans else None
         self.read_mode, self.window, self.positions = plan.read, plan.window, positions
         self.mode, self.temperature = policy.mode, float(policy.temperature)  # type: ignore[union-attr]
         self.w, self.b = (t.to(dev, torch.float32) for t in plan.probe.folded())  # (C, d), (C,)
@@ -142,7 +151,7 @@ class ControlState:
         run.posw = torch.zeros(1, 1, 1, device=dev, dtype=self.dtype)
         run.deltas = torch.zeros(1, len(self.sites), 1, self.d_model, device=dev)
         run.coefs = torch.zeros(1, 1, self.low_gain.shape[1], device=dev, dtype=self.dtype)
-        run.records = []
+        run.records, run.span_records = [], []
         self._allocate(run, self.max_batch)
         return run
 
@@ -165,6 +174,7 @@ class ControlState:
         )
         run.fault = new(rows, 1)
         run.acc = new(rows, self.d_model)
+        run.last_feat = new(rows, self.d_model)
         run.monitor_post = {k: new(rows, w.shape[0]) for k, (w, _) in self.monitor_wb.items()}
 
     # -- start of a pass: pre-hook on the first block, right after the position tracker --------
@@ -179,14 +189,25 @@ class ControlState:
         run.last_gen = gen[:, -1, 0]  # (B,)
         run.starts = run.last_gen < 0  # (B,) a prompt pass: this row starts a new sequence
         run.gates[:rows].mul_((~run.starts).unsqueeze(-1).float())  # undecided before the read
+        spans = self.spans
+        if spans is not None and self.read_mode == "after_thinking":
+            # rows whose first answer token opens this pass decide now, from the read site's
+            # activation of the token before it (the close marker), before any site writes
+            now = spans.first_answer[:, 0] & ~run.starts  # (B,)
+            self._latch(run, run.last_feat[:rows], now)
         self._refresh(run, rows)
-        step = (gen + 1).clamp(0, self.schedule.shape[0] - 1)  # (B, T, 1): 0 prompt, i-th step
-        posw = self.schedule[step]  # (B, T, 1)
-        if self.positions != "all":
+        if spans is not None and self.in_span:  # the i-th token of its span: schedule[i + 1]
+            step = (spans.index + 1).unsqueeze(-1)  # (B, T, 1): 0 on prompt tokens
+        else:
+            step = gen + 1  # (B, T, 1): 0 prompt, i-th generated token
+        posw = self.schedule[step.clamp(0, self.schedule.shape[0] - 1)]  # (B, T, 1)
+        if spans is not None and self.in_span:
+            posw = posw * spans.mask(self.positions)
+        elif self.positions != "all":
             posw = posw * self.tracker.mask(self.positions)
         run.posw = posw.to(self.dtype)
         if self.trace and tokens > 1:
-            run.records = []
+            run.records, run.span_records = [], []
 
     def _refresh(self, run: _Run, rows: int) -> None:
         """Every site's delta from the current gates: one (B, S) @ (S, n * d) matmul."""
@@ -205,6 +226,9 @@ class ControlState:
         """
         run = self.run
         rows, running = x.shape[0], gate and self.read_mode == "running"
+        if gate and self.read_mode == "after_thinking":
+            self._read_after_thinking(run, x, monitors)
+            return
         feature = self._feature(run, x, running)  # (B, d)
         new = [(run.monitor_post[k], _posterior(feature, *self.monitor_wb[k])) for k in monitors]
         if gate:
@@ -229,6 +253,50 @@ class ControlState:
             if self.trace:
                 self._record(run, x, rows)
 
+    def _decide(
+        self, run: _Run, feature: torch.Tensor
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(buffer, new value) pairs of the gate's decision from ``feature`` (B, d)."""
+        posterior = _posterior(feature, self.w, self.b)  # (B, C)
+        eu, weights, gates = decide(posterior, self.payoff, self.mode, self.temperature, self.fallback)
+        fault = (~torch.isfinite(posterior).all(-1, keepdim=True)).float()  # (B, 1)
+        return [
+            (run.fault, fault),
+            (run.posterior, posterior),
+            (run.eu, eu),
+            (run.weights, weights),
+            (run.gates, gates),
+        ]
+
+    def _latch(self, run: _Run, feature: torch.Tensor, rows_now: torch.Tensor) -> None:
+        """Copy the decision from ``feature`` (B, d) into the buffers of rows ``rows_now`` (B,)."""
+        rows, now = feature.shape[0], rows_now.unsqueeze(-1)
+        for buf, value in self._decide(run, feature):
+            buf[:rows].copy_(torch.where(now, value, buf[:rows]))
+
+    def _read_after_thinking(self, run: _Run, x: torch.Tensor, monitors: tuple[str, ...]) -> None:
+        """``read="after_thinking"``: decide at the token before each row's first answer token.
+
+        A decode step's first answer token was latched in :meth:`begin` from ``last_feat``; a
+        pass that holds the first answer token after its first token (KV cache off, a
+        teacher-forced reply) latches here from the activation of the token before it.
+        """
+        rows = x.shape[0]
+        start = run.starts.unsqueeze(-1)  # monitors latch at the prompt pass, as with "last"
+        for k in monitors:
+            buf = run.monitor_post[k][:rows]
+            buf.copy_(torch.where(start, _posterior(x[:, -1].float(), *self.monitor_wb[k]), buf))
+        first = self.spans.first_answer  # type: ignore[union-attr]  # (B, T)
+        if x.shape[1] > 1:  # a shape: only passes of several tokens can hold it past index 0
+            at = first.long().argmax(-1)  # (B,) 0 when absent
+            before = (at - 1).clamp(min=0).view(rows, 1, 1).expand(rows, 1, x.shape[2])
+            feature = x.gather(1, before)[:, 0].float()  # (B, d)
+            self._latch(run, feature, first[:, 1:].any(-1))
+        run.last_feat[:rows].copy_(x[:, -1].float())
+        self._refresh(run, rows)
+        if self.trace:
+            self._record(run, x, rows)
+
     def _feature(self, run: _Run, x: torch.Tensor, running: bool) -> torch.Tensor:
         """(B, T, d) -> (B, d) what a probe reads in this pass."""
         last = x[:, -1].float()  # (B, d): the last prompt token under left padding
@@ -252,6 +320,8 @@ class ControlState:
         eu = posterior @ self.payoff.T  # (B, T, S)
         applied = run.gates[:rows].unsqueeze(1) * run.posw.float()  # (B, T, S)
         run.records.append((posterior.detach(), eu.detach(), applied.detach()))
+        if self.spans is not None:
+            run.span_records.append(self.spans.span.detach())  # type: ignore[union-attr]
 
     # -- the fused write hook of one site -----------------------------------------------------
     def write_fn(self, index: int) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -28,14 +28,15 @@ import torch
 from ..core._errors import ModelMismatchError, SiteError, WidthMismatchError, require_finite
 from ..core._sites import Site, parse_site, resolve_site
 from ._policy import Policy
+from ._spans import parse_positions
 
 if TYPE_CHECKING:
     from ..probes._probe import LinearProbe
 
 __all__ = ["POSITIONS", "READS", "Binding", "ControlPlan", "bind", "exec_order"]
 
-READS = ("last", "window", "running")
-POSITIONS = ("all", "prompt", "generated")
+READS = ("last", "window", "running", "after_thinking")
+POSITIONS = ("all", "prompt", "generated", "thinking", "answer")  # or several joined by "+"
 _IDENTITY = ("model_name", "model_fingerprint", "model_weights", "d_model", "n_layers")
 _VECTOR_KEYS = ("method", "strength", *_IDENTITY)
 
@@ -167,14 +168,21 @@ class ControlPlan:
             columns reordered to the probe's labels).
         read: where the probe reads: ``"last"`` prompt token (default), ``"window"`` (mean over
             the last ``window`` real prompt tokens), or ``"running"`` (mean over the last prompt
-            token and every generated token so far; the decision is re-made each step).
+            token and every generated token so far; the decision is re-made each step), or
+            ``"after_thinking"`` (at the end of a reasoning model's thinking: the token before
+            each row's first answer token -- its ``</think>``, or the last prompt token of a row
+            that did not think; gates are zero until then, so the answer is what is steered).
         window: tokens of a ``"window"`` read.
         positions: where vectors write: ``"all"`` tokens (default), only ``"prompt"`` tokens
             (the first pass), or only ``"generated"`` tokens (fed back while decoding); the same
-            token sets as :func:`oyster_steer.patch`'s ``positions``. During the prompt pass,
+            token sets as :func:`oyster_steer.patch`'s ``positions``. Reasoning spans:
+            ``"thinking"`` (generated tokens inside ``<think> ... </think>``, markers included)
+            and ``"answer"`` (the other generated tokens); names combine with ``+``
+            (``"prompt+answer"``); see ``oyster_steer.control._spans``. During the prompt pass,
             sites before the probe's site write nothing: the decision does not exist yet.
         schedule: strength multiplier per token: index 0 for prompt tokens, index i for the
-            i-th generated token fed back; the last value holds for later tokens.
+            i-th generated token fed back; the last value holds for later tokens. With span
+            positions the count restarts in each span (index i: the i-th thinking or answer token).
         monitors: extra probes (name -> probe, at any site), read like the gating probe and
             latched at the prompt pass; only recorded in decisions (e.g. the risk probe).
         identity: model_name / model_fingerprint / d_model / n_layers of the model it is for
@@ -217,10 +225,7 @@ class ControlPlan:
             raise ValueError(
                 f"read={self.read!r} is not a read mode: use one of {', '.join(READS)}"
             )
-        if self.positions not in POSITIONS:
-            raise ValueError(
-                f"positions={self.positions!r} is not supported: use one of {', '.join(POSITIONS)}"
-            )
+        parse_positions(self.positions)  # raises for an unknown selection
         if self.window < 1:
             raise ValueError(f"window={self.window} must be >= 1 token")
         if not self.schedule or not all(torch.isfinite(torch.tensor(self.schedule))):

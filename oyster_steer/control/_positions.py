@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..backends import HookHandle
+from ._spans import parse_positions, uses_spans
 
 if TYPE_CHECKING:
     from ..models._model import OysterModel
@@ -190,7 +191,9 @@ class TokenSelection:
                 "the PositionTracker has seen no forward pass: attach it to the model before running it"
             )
         sel = torch.ones_like(pos, dtype=torch.bool)
-        if self.which != "all":
+        if self.which != "all" and uses_spans(self.which):  # tracker: a control._spans.SpanTracker
+            sel = sel & tracker.mask(self.which, torch.bool)[..., 0]
+        elif self.which != "all":
             gen = tracker.generated[..., 0]  # type: ignore[index]
             sel = sel & (gen if self.which == "generated" else ~gen)
         if self.index is not None:
@@ -206,6 +209,15 @@ class TokenSelection:
         if self.min_index is not None:
             sel = sel & (pos >= self.min_index)
         return sel.unsqueeze(-1).to(dtype)
+
+
+def _span_selection(positions: str) -> bool:
+    """Whether ``positions`` is a valid reasoning-span selection (control._spans)."""
+    try:
+        parse_positions(positions)
+    except ValueError:
+        return False
+    return uses_spans(positions)
 
 
 def token_selection(
@@ -231,10 +243,11 @@ def token_selection(
     ):
         raise ValueError(f"min_token_index={min_token_index!r} must be a non-negative int")
     if isinstance(positions, str):
-        if positions not in WHICH:
+        if positions not in WHICH and not _span_selection(positions):
             raise ValueError(
-                f"positions={positions!r} is not supported: use one of {', '.join(WHICH)}, a list of "
-                "positions, a slice or a (batch, tokens) bool mask"
+                f"positions={positions!r} is not supported: use one of {', '.join(WHICH)}, "
+                "thinking, answer (or names joined by '+'), a list of positions, a slice or a "
+                "(batch, tokens) bool mask"
             )
         return TokenSelection(which=positions, min_index=min_token_index)
     if isinstance(positions, slice):

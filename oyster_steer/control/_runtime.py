@@ -18,7 +18,8 @@ from ..backends import HookHandle, get_backend, guard_hooks_in_compiled_code
 from ..core._errors import WidthMismatchError
 from ..models._artifacts import check_model, check_not_baked
 from ._hooks import ControlState, build_hooks
-from ._plan import POSITIONS, ControlPlan
+from ._plan import ControlPlan
+from ._spans import SPANS, ThinkMarkers, parse_positions, resolve_markers
 
 if TYPE_CHECKING:
     from ..models._model import OysterModel
@@ -89,6 +90,8 @@ class ControlTrace:
         expected_utility: (B, N, S) the policy's utilities for those readings;
         applied: (B, N, S) gate x position weight x schedule actually applied at each token
             (at sites after the read site).
+        spans: (B, N) span code of each token (0 prompt, 1 thinking, 2 answer; names in
+            ``span_names``) when the plan tracked reasoning spans, else None.
     """
 
     posterior: torch.Tensor
@@ -96,6 +99,8 @@ class ControlTrace:
     applied: torch.Tensor
     intents: tuple[str, ...]
     strategies: tuple[str, ...]
+    spans: torch.Tensor | None = None
+    span_names: tuple[str, ...] = SPANS
 
 
 class ControlHandle(HookHandle):
@@ -155,8 +160,14 @@ class ControlHandle(HookHandle):
         posterior, eu, applied = (
             torch.cat([r[i] for r in s.records], dim=1).cpu() for i in range(3)
         )
+        spans = torch.cat(s.span_records, dim=1).cpu() if s.span_records else None
         return ControlTrace(
-            posterior, eu, applied, tuple(self.plan.probe.labels), tuple(self.plan.strategies)
+            posterior,
+            eu,
+            applied,
+            tuple(self.plan.probe.labels),
+            tuple(self.plan.strategies),
+            spans=spans,
         )
 
 
@@ -168,6 +179,7 @@ def install(
     max_batch: int = 64,
     positions: str | None = None,
     strength: float | None = None,
+    think_markers: ThinkMarkers | tuple[Any, Any] | None = None,
 ) -> ControlHandle:
     """Validate ``plan`` against ``model`` and register its hooks (all or nothing)."""
     _validate(model, plan, max_batch, positions)
@@ -178,12 +190,15 @@ def install(
         trace=trace,
         positions=positions or plan.positions,
         gain=1.0 if strength is None else float(strength),
+        markers=resolve_markers(model, think_markers),
     )
     handle = ControlHandle(plan, model, state, [])
     try:
         # compiled code recompiles when hooks change, instead of running without (or with) them
         handle.add(guard_hooks_in_compiled_code())
         handle.add(state.tracker.attach(model).remove)
+        if state.spans is not None:  # after the position tracker, before the pass start
+            handle.add(state.spans.attach(model).remove)
         block = model.hf.get_submodule(f"{model.spec.layers}.0")
         handle.add(block.register_forward_pre_hook(state.begin, with_kwargs=True).remove)
         handle.add(
@@ -208,10 +223,8 @@ def _validate(model: OysterModel, plan: ControlPlan, max_batch: int, positions: 
         )
     if max_batch < 1:
         raise ValueError(f"max_batch={max_batch} must be >= 1")
-    if positions is not None and positions not in POSITIONS:
-        raise ValueError(
-            f"positions={positions!r} is not supported: use one of {', '.join(POSITIONS)}"
-        )
+    if positions is not None:
+        parse_positions(positions)  # raises for an unknown selection
 
 
 def patch_plan(
@@ -222,6 +235,7 @@ def patch_plan(
     max_batch: int = 64,
     positions: str | None = None,
     strength: float | None = None,
+    think_markers: ThinkMarkers | tuple[Any, Any] | None = None,
 ) -> ControlHandle:
     """Install ``plan`` on ``model`` as fused hooks; returns a handle (``remove()``, ``decisions()``).
 
@@ -243,5 +257,11 @@ def patch_plan(
         >>> handle.decisions().strategy, handle.remove()  # doctest: +SKIP
     """
     return install(
-        model, plan, trace=trace, max_batch=max_batch, positions=positions, strength=strength
+        model,
+        plan,
+        trace=trace,
+        max_batch=max_batch,
+        positions=positions,
+        strength=strength,
+        think_markers=think_markers,
     )

@@ -141,6 +141,8 @@ ROUTES: dict[str, Route] = {
     "qwen2": Route(mlp_bias="mlp_bias", attn_bias="attention_bias", relabel=relabel_llama),
     "phi3": Route(mlp_bias="mlp_bias", attn_bias="attention_bias", relabel=_relabel_phi3),
     "qwen3": Route(mlp_bias=None, attn_bias="attention_bias", note=_VLLM_NO_O_BIAS.format("Qwen3")),
+    # SmolLM3's NoPE layers have no Llama equivalent, but it has Llama's bias switches itself
+    "smollm3": Route(mlp_bias="mlp_bias", attn_bias="attention_bias"),
     "gemma": Route(mlp_bias=None, attn_bias="attention_bias", note=_VLLM_NO_O_BIAS.format("Gemma")),
     "gemma2": Route(mlp_bias=None, attn_bias=None, post_norms=_GEMMA_NORMS, norm_offset=1.0),
     "gemma3_text": Route(mlp_bias=None, attn_bias=None, post_norms=_GEMMA_NORMS, norm_offset=1.0),

@@ -83,6 +83,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     "mistral": _LLAMA,
     "qwen2": _LLAMA,
     "qwen3": _LLAMA,
+    "smollm3": _LLAMA,  # Llama blocks, some without rotary embeddings (NoPE)
     "gemma": _LLAMA,
     "gemma2": _GEMMA2,
     "gemma3_text": _GEMMA2,

@@ -23,6 +23,7 @@ from ..backends import Hook, HookHandle, get_backend
 from ..control._operators import CustomFn, Edit, Operator, as_operator, make_edit
 from ..control._plan import ControlPlan
 from ..control._positions import PositionTracker, TokenSelection, token_selection
+from ..control._spans import SpanTracker, resolve_markers, uses_spans
 from ..control._runtime import patch_plan
 from ..core._sites import parse_site
 from ..vectors._vector import SteeringVector
@@ -54,7 +55,7 @@ def _add(delta: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def _add_selected(
-    delta: torch.Tensor, tracker: PositionTracker, selection: TokenSelection
+    delta: torch.Tensor, tracker: PositionTracker | SpanTracker, selection: TokenSelection
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     def hook(h: torch.Tensor) -> torch.Tensor:  # (B, T, d) + (B, T, 1) * (d,)
         return torch.addcmul(h, selection.weights(tracker, h.dtype), delta)
@@ -63,7 +64,7 @@ def _add_selected(
 
 
 def _operate(
-    edit: Edit, tracker: PositionTracker | None, selection: TokenSelection
+    edit: Edit, tracker: PositionTracker | SpanTracker | None, selection: TokenSelection
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """Hook of a projection or custom operator: ``x + w * delta(x)``."""
     if tracker is None:
@@ -103,7 +104,10 @@ def patch(
         positions: ``"all"`` tokens, only ``"prompt"`` tokens, only ``"generated"`` tokens
             (tokens fed back during KV-cache decoding; see :mod:`oyster_steer.control._positions`),
             a list of token positions, a slice of positions, or a (B, W) bool mask over positions
-            (0 = a row's first real token; the same tokens with and without a KV cache).
+            (0 = a row's first real token; the same tokens with and without a KV cache). For
+            reasoning models ``"thinking"`` (inside ``<think> ... </think>``) or ``"answer"``
+            (generated tokens outside it); names combine with ``+`` (``"prompt+answer"``); the
+            think markers come from the tokenizer, or ``think_markers=(open_ids, close_ids)``.
         op: ``"add"`` (default), ``"ablate"`` (project the direction out), ``"ablate_add"``
             (project out, then add), ``"clamp"`` (set the projection on the unit direction to
             ``value``), or a callable ``(x (B, T, d), direction (d,)) -> delta`` (see
@@ -138,6 +142,7 @@ def patch(
                 "operators from its bindings (bind(vector, strengths, op=...))"
             )
         return _scoped(_patch_plan(model, target, strength, positions, kwargs), persistent)
+    markers = kwargs.pop("think_markers", None)
     if kwargs:
         raise TypeError(f"patch() got unexpected arguments {sorted(kwargs)} for a steering vector")
     scale = vector.strength if strength is None else float(strength)
@@ -145,7 +150,7 @@ def patch(
         name: make_edit(operator, t, scale, model.device, model.dtype)  # ready for the hook
         for name, t in vector.directions.items()
     }
-    return _scoped(_install(model, edits, selection), persistent)
+    return _scoped(_install(model, edits, selection, markers), persistent)
 
 
 def _scoped(handle: H, persistent: bool) -> H:
@@ -156,7 +161,7 @@ def _scoped(handle: H, persistent: bool) -> H:
 
 
 def _hook(
-    edit: Edit, tracker: PositionTracker | None, selection: TokenSelection
+    edit: Edit, tracker: PositionTracker | SpanTracker | None, selection: TokenSelection
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     if edit.unit is None and edit.fn is None and edit.add is not None:  # add: one aten op
         return _add(edit.add) if tracker is None else _add_selected(edit.add, tracker, selection)
@@ -164,15 +169,18 @@ def _hook(
 
 
 def _install(
-    model: OysterModel, edits: Mapping[str, Edit], selection: TokenSelection
+    model: OysterModel, edits: Mapping[str, Edit], selection: TokenSelection, markers: Any = None
 ) -> HookHandle:
     """Install one write hook per site (and the tracker they share), all or nothing."""
     handle = HookHandle()
     try:
-        tracker = None
+        tracker: PositionTracker | SpanTracker | None = None
         if not selection.trivial:
             tracker = PositionTracker()
             handle.add(tracker.attach(model).remove)
+            if uses_spans(selection.which):
+                tracker = SpanTracker(resolve_markers(model, markers), tracker)
+                handle.add(tracker.attach(model).remove)
         hooks = [
             Hook(parse_site(name), _hook(edit, tracker, selection), write=True)
             for name, edit in edits.items()

@@ -1,0 +1,302 @@
+"""Reasoning spans on the device: prompt, thinking (``<think> ... </think>``) and answer tokens.
+
+Reasoning models (Qwen3, DeepSeek-R1 distills, SmolLM3) think inside a marked block before they
+answer. A :class:`SpanTracker` follows each row's span from its token ids, without synchronising
+with the host, so hooks can steer only the reasoning, only the answer, or decide at the end of the
+thinking:
+
+* an ``input_ids`` pre-hook on the token embedding keeps the pass's ids (B, T); a pre-hook on the
+  first decoder block, after the :class:`~oyster_steer.control._positions.PositionTracker`, runs
+  a small state machine over them with tensor ops (``cummax`` finds each token's last marker);
+* every token of the first pass is a **prompt** token; a generated token is **thinking** when it
+  is a marker or the last marker before it opened a block, else **answer** -- so a model that
+  never thinks answers from its first generated token, a prompt that ends in ``<think>``
+  (DeepSeek-R1's template) makes the first generated tokens thinking, and a closed block in the
+  prompt (chat history, Qwen3's ``enable_thinking=False``) leaves the reply an answer;
+* per row it carries across decode steps the marker state and how many thinking and answer
+  tokens it has seen, so :attr:`index` counts tokens within their span (schedules use it), and
+  :attr:`first_answer` marks the first answer token (``read="after_thinking"`` decides at the
+  token just before it: the close marker, or the last prompt token of a model that did not think).
+
+KV cache off (every step re-feeds the whole sequence from position 0): a pass that re-feeds the
+previous pass's ids plus exactly one token continues that sequence, so its prompt end is kept and
+the state machine reruns over the whole sequence. Markers are single token ids (see
+:class:`ThinkMarkers`); an ``inputs_embeds`` pass without ids sees no markers.
+
+Threads: like the position tracker, the state is kept per thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..backends import HookHandle
+
+if TYPE_CHECKING:
+    from ..models._model import OysterModel
+    from ._positions import PositionTracker
+
+__all__ = [
+    "ANSWER",
+    "PROMPT",
+    "SPANS",
+    "THINKING",
+    "SpanTracker",
+    "ThinkMarkers",
+    "host_spans",
+    "parse_positions",
+    "uses_spans",
+]
+
+SPANS = ("prompt", "thinking", "answer")
+PROMPT, THINKING, ANSWER = 0, 1, 2
+_NAMED = {
+    "all": frozenset(SPANS),
+    "generated": frozenset({"thinking", "answer"}),
+    "prompt": frozenset({"prompt"}),
+    "thinking": frozenset({"thinking"}),
+    "answer": frozenset({"answer"}),
+}
+
+
+def parse_positions(positions: str) -> frozenset[str]:
+    """The spans a ``positions`` string selects: a name or names joined by ``+``.
+
+    Names: ``all``, ``prompt``, ``generated`` (= ``thinking+answer``), ``thinking``, ``answer``.
+
+    Example:
+        >>> sorted(parse_positions("prompt+answer"))
+        ['answer', 'prompt']
+    """
+    parts = [p.strip() for p in str(positions).split("+")]
+    unknown = [p for p in parts if p not in _NAMED]
+    if unknown or not parts:
+        raise ValueError(
+            f"positions={positions!r} is not a token selection: use one of {', '.join(_NAMED)} "
+            "or several joined by '+' (e.g. 'prompt+answer')"
+        )
+    return frozenset().union(*(_NAMED[p] for p in parts))
+
+
+def uses_spans(positions: str) -> bool:
+    """Whether ``positions`` needs the span tracker: it names ``thinking`` or ``answer``, or combines names."""
+    parts = [p.strip() for p in str(positions).split("+")]
+    return len(parts) > 1 or any(p in ("thinking", "answer") for p in parts)
+
+
+@dataclass(frozen=True)
+class ThinkMarkers:
+    """Token ids that open and close a thinking block (each a single token).
+
+    Attributes:
+        open: ids of ``<think>``-like tokens; close: ids of ``</think>``-like tokens.
+
+    Example:
+        >>> ThinkMarkers(open=(151667,), close=(151668,))  # Qwen3
+        ThinkMarkers(open=(151667,), close=(151668,))
+    """
+
+    open: tuple[int, ...]
+    close: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "open", tuple(int(i) for i in _ids(self.open)))
+        object.__setattr__(self, "close", tuple(int(i) for i in _ids(self.close)))
+        if not self.open or not self.close or set(self.open) & set(self.close):
+            raise ValueError(
+                f"think markers open={self.open} close={self.close} must each name at least one "
+                "token id and share none: pass the ids of '<think>' and '</think>'"
+            )
+
+    @classmethod
+    def from_tokenizer(
+        cls, tokenizer: Any, open: str = "<think>", close: str = "</think>"
+    ) -> ThinkMarkers | None:
+        """The markers of ``tokenizer`` when both are single tokens of its vocabulary, else None.
+
+        Qwen3, DeepSeek-R1 distills and SmolLM3 have ``<think>`` and ``</think>`` as added tokens.
+        """
+        vocab = tokenizer.get_vocab()
+        if open in vocab and close in vocab:
+            return cls((vocab[open],), (vocab[close],))
+        return None
+
+
+def _ids(value: int | Iterable[int]) -> tuple[int, ...]:
+    return (value,) if isinstance(value, int) else tuple(value)
+
+
+def resolve_markers(
+    model: OysterModel, markers: ThinkMarkers | Sequence[Any] | None
+) -> ThinkMarkers | None:
+    """``markers`` as :class:`ThinkMarkers`; None: from the model's tokenizer (None if it has none)."""
+    if markers is None:
+        tok = getattr(model, "tokenizer", None)
+        return ThinkMarkers.from_tokenizer(tok) if tok is not None else None
+    if isinstance(markers, ThinkMarkers):
+        return markers
+    try:
+        open_ids, close_ids = markers
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"think_markers={markers!r} is not a marker pair: pass ThinkMarkers or (open_ids, close_ids)"
+        ) from None
+    return ThinkMarkers(open_ids, close_ids)
+
+
+class SpanTracker:
+    """Device-side span of every token, per row; read it from hooks of the same pass.
+
+    Attributes (valid inside a forward pass, after the first block started):
+        span: (B, T) long, :data:`PROMPT`, :data:`THINKING` or :data:`ANSWER` per token.
+        index: (B, T) long, the token's index within its span over the whole generated
+            sequence (0 = first thinking / first answer token; -1 on prompt tokens).
+        first_answer: (B, T) bool, the row's first answer token.
+    """
+
+    def __init__(self, markers: ThinkMarkers | None, positions: PositionTracker) -> None:
+        self.markers, self.tracker = markers, positions
+        self._open: torch.Tensor | None = None
+        self._close: torch.Tensor | None = None
+        self._local = threading.local()
+
+    @property
+    def positions(self) -> torch.Tensor | None:
+        """(B, T) positions of the pass, from the position tracker (what token selections read)."""
+        return self.tracker.positions
+
+    @property
+    def span(self) -> torch.Tensor | None:
+        return getattr(self._local, "span", None)
+
+    @property
+    def index(self) -> torch.Tensor | None:
+        return getattr(self._local, "index", None)
+
+    @property
+    def first_answer(self) -> torch.Tensor | None:
+        return getattr(self._local, "first_answer", None)
+
+    def attach(self, model: OysterModel) -> HookHandle:
+        """Start tracking ``model`` (any backend); attach the position tracker first."""
+        if self.markers is not None:
+            self._open = torch.tensor(self.markers.open, dtype=torch.long, device=model.device)
+            self._close = torch.tensor(self.markers.close, dtype=torch.long, device=model.device)
+        embed = model.hf.get_submodule(model.spec.embed)
+        block = model.hf.get_submodule(f"{model.spec.layers}.0")
+        handles = [
+            embed.register_forward_pre_hook(self._grab_ids),
+            block.register_forward_pre_hook(self._observe, with_kwargs=True),
+        ]
+        return HookHandle([h.remove for h in handles])
+
+    def _grab_ids(self, module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+        ids = args[0] if args else None
+        self._local.ids = ids if isinstance(ids, torch.Tensor) and ids.dim() == 2 else None
+
+    def _observe(
+        self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        local = self._local
+        pos = self.tracker.positions  # (B, T), set by the position tracker's pre-hook
+        batch, width = pos.shape
+        dev = pos.device
+        ids = getattr(local, "ids", None)
+        if ids is not None and tuple(ids.shape) != (batch, width):
+            ids = None  # a pass embedded elsewhere (inputs_embeds): no markers seen
+        local.ids = None
+        starts = pos.amin(dim=-1) == 0  # (B,) the pass runs from the sequence's start
+        prev = getattr(local, "prev_ids", None)
+        if ids is not None and prev is not None and tuple(prev.shape) == (batch, width - 1):
+            cont = (ids[:, : width - 1] == prev).all(-1)  # (B,) cache-off step: same sequence
+        else:
+            cont = torch.zeros(batch, dtype=torch.bool, device=dev)
+        local.prev_ids = ids if width > 1 else None
+        end = getattr(local, "end", None)
+        zero = torch.zeros(batch, dtype=torch.long, device=dev)
+        if end is None or end.shape[0] != batch or end.device != dev:
+            end, state, n_think, n_answer = zero, zero, zero, zero
+        else:
+            state, n_think, n_answer = local.state, local.n_think, local.n_answer
+        end = torch.where(starts & ~cont, pos.amax(dim=-1) + 1, end)  # (B,)
+        # a pass from position 0 re-reads the whole sequence: its carried state starts afresh
+        state, n_think, n_answer = (torch.where(starts, zero, t) for t in (state, n_think, n_answer))
+        gen = pos >= end.unsqueeze(-1)  # (B, T)
+        if ids is None or self._open is None or self._close is None:
+            thinking = gen & (state == THINKING).unsqueeze(-1)
+            after_last = state
+        else:
+            code = torch.where(
+                (ids.unsqueeze(-1) == self._open).any(-1),
+                THINKING,
+                torch.where((ids.unsqueeze(-1) == self._close).any(-1), ANSWER, PROMPT),
+            )  # (B, T): 1 opens a block, 2 closes it, 0 no marker
+            ar = torch.arange(width, device=dev).expand(batch, width)
+            last = torch.where(code > 0, ar, -1).cummax(dim=-1).values  # (B, T) last marker <= t
+            after = torch.where(
+                last >= 0, code.gather(-1, last.clamp(min=0)), state.unsqueeze(-1)
+            )  # (B, T) the marker state after token t
+            before = torch.cat([state.unsqueeze(-1), after[:, :-1]], dim=-1)
+            thinking = gen & ((before == THINKING) | (code > 0))
+            after_last = after[:, -1]
+        answer = gen & ~thinking
+        c_think, c_answer = thinking.long().cumsum(-1), answer.long().cumsum(-1)  # (B, T)
+        local.span = torch.where(thinking, THINKING, torch.where(answer, ANSWER, PROMPT))
+        local.index = torch.where(
+            thinking,
+            n_think.unsqueeze(-1) + c_think - 1,
+            torch.where(answer, n_answer.unsqueeze(-1) + c_answer - 1, -1),
+        )
+        local.first_answer = answer & (local.index == 0)
+        local.end, local.state = end, after_last
+        local.n_think, local.n_answer = n_think + c_think[:, -1], n_answer + c_answer[:, -1]
+
+    def mask(self, positions: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """(B, T, 1) ones on the tokens ``positions`` selects (see :func:`parse_positions`)."""
+        if self.span is None:
+            raise RuntimeError(
+                "the SpanTracker has seen no forward pass: attach it to the model before running it"
+            )
+        chosen = parse_positions(positions)
+        if chosen == frozenset(SPANS):
+            return torch.ones_like(self.span, dtype=dtype).unsqueeze(-1)
+        keep = torch.zeros_like(self.span, dtype=torch.bool)
+        for name in sorted(chosen):
+            keep = keep | (self.span == SPANS.index(name))
+        return keep.unsqueeze(-1).to(dtype)
+
+    def reset(self) -> None:
+        """Forget every row's state (a new prefill sets it again anyway)."""
+        self._local.__dict__.clear()
+
+
+def host_spans(
+    ids: Sequence[int], n_prompt: int, markers: ThinkMarkers | None
+) -> list[int]:
+    """The span code of each token of one sequence, on the host (for traces and figures).
+
+    ``ids``: prompt then generated ids; ``n_prompt``: how many are the prompt.
+
+    Example:
+        >>> host_spans([5, 1, 7, 2, 9], 1, ThinkMarkers(1, 2))
+        [0, 1, 1, 1, 2]
+    """
+    opens = set(markers.open) if markers else set()
+    closes = set(markers.close) if markers else set()
+    state, out = PROMPT, []
+    for i, t in enumerate(ids):
+        marker = t in opens or t in closes
+        if i < n_prompt:
+            out.append(PROMPT)
+        else:
+            out.append(THINKING if marker or state == THINKING else ANSWER)
+        if t in opens:
+            state = THINKING
+        elif t in closes:
+            state = ANSWER
+    return out
