@@ -5,6 +5,9 @@
   resid_post (one fused hook per layer, decisions latched on the device).
 * naive: the same decisions written the usual way: one hook per vector per layer that asks the
   host (``.item()``) whether any row is gated before adding its vector.
+* spans (``--variants``): the plan with reasoning-span tracking on (``positions="thinking+answer"``,
+  think markers given as two token ids, so the state machine runs every pass); ``after_thinking``:
+  the same plus ``read="after_thinking"`` (the decision is latched at the end of the thinking).
 
 Two measurements, variants interleaved (A/B/C, A/B/C, ...), median of the repeats:
 
@@ -19,6 +22,7 @@ compiled code for one never sees another's hooks.
 Usage:
     python benchmarks/overhead.py                          # CPU, default model, batch 1 and 32
     python benchmarks/overhead.py --gpu --shape llama-1b   # random-init bf16 Llama shapes, CUDA
+    python benchmarks/overhead.py --batch 1 --variants unpatched plan spans after_thinking
 """
 
 from __future__ import annotations
@@ -138,10 +142,16 @@ def naive_hooks(model: Any, plan: ControlPlan) -> list[Hook]:
     return hooks
 
 
-def variants(model: Any, plan: ControlPlan) -> dict[str, Any]:
+VARIANTS = ("unpatched", "plan", "naive", "spans", "after_thinking")
+MARKERS = (49150, 49151)  # any two ids: the tracker's cost does not depend on which
+
+
+def variants(
+    model: Any, plan: ControlPlan, names: tuple[str, ...] = ("unpatched", "plan", "naive")
+) -> dict[str, Any]:
     """name -> an OysterModel on its own module copy (weights shared), patched as named."""
     out = {}
-    for name in ("unpatched", "plan", "naive"):
+    for name in names:
         hf = (
             model.hf
             if name == "unpatched"
@@ -152,6 +162,10 @@ def variants(model: Any, plan: ControlPlan) -> dict[str, Any]:
             patch_plan(m, plan)
         elif name == "naive":
             get_backend("hf").add_hooks(m, naive_hooks(m, plan))
+        elif name in ("spans", "after_thinking"):
+            read = "after_thinking" if name == "after_thinking" else plan.read
+            spanned = plan.replace(positions="thinking+answer", read=read)
+            patch_plan(m, spanned, think_markers=MARKERS)
         out[name] = m
     return out
 
@@ -273,6 +287,9 @@ def summarize(times: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, f
             row[f"{clock}_median_ms"] = round(1e3 * statistics.median(ts), 3)
             row[f"{clock}_iqr_ms"] = round(1e3 * (q[2] - q[0]), 3)
             row[f"{clock}_overhead_pct"] = round(100 * (statistics.median(ts) / base - 1), 2)
+            if "plan" in times and name not in ("unpatched", "plan"):  # e.g. span tracking's cost
+                plan = statistics.median(times["plan"][clock])
+                row[f"{clock}_over_plan_pct"] = round(100 * (statistics.median(ts) / plan - 1), 2)
         out[name] = row
     return out
 
@@ -285,8 +302,11 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for label, rows in report["results"].items():
         for name, r in rows.items():
+            vs_plan = (
+                f" ({r['cpu_over_plan_pct']:+.2f}% over plan)" if "cpu_over_plan_pct" in r else ""
+            )
             lines.append(
-                f"| {label} | {name} | {r['cpu_median_ms']:.1f} | {r['cpu_iqr_ms']:.1f} | {r['cpu_overhead_pct']:+.1f}% "
+                f"| {label} | {name} | {r['cpu_median_ms']:.1f} | {r['cpu_iqr_ms']:.1f} | {r['cpu_overhead_pct']:+.1f}%{vs_plan} "
                 f"| {r['wall_median_ms']:.1f} | {r['wall_overhead_pct']:+.1f}% | {r['n']} |"
             )
     return "\n".join(lines)
@@ -344,6 +364,13 @@ def main() -> None:
         default=1,
         help="torch CPU threads (default 1: CPU time is then clean)",
     )
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        choices=VARIANTS,
+        default=["unpatched", "plan", "naive"],
+        help="what to compare (unpatched is the baseline and always runs)",
+    )
     p.add_argument("--out", default=None, help="also write the results as JSON here")
     p.add_argument(
         "--table", default=None, help="print the markdown table of a saved JSON report and exit"
@@ -359,7 +386,8 @@ def main() -> None:
     torch._dynamo.config.cache_size_limit = 64
     model = load(args)
     plan = load_plan(args.pack, model) if args.pack else synthetic_plan(model)
-    models = variants(model, plan)
+    names = tuple(dict.fromkeys(["unpatched", *args.variants]))
+    models = variants(model, plan, names)
     report: dict[str, Any] = {
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
         + (f", {torch.cuda.get_device_name()}" if args.gpu else ""),
@@ -381,6 +409,7 @@ def main() -> None:
         res = summarize(generate_calls(models, batch, args.gen_repeats, args.new_tokens))
         report["results"][f"generate {args.new_tokens} tokens, eager, batch {batch}"] = res
         print(f"generate, batch {batch}:", json.dumps(res))
+    report["load_average_end"] = os.getloadavg()
     print(json.dumps(report, indent=1))
     if args.out:
         with open(args.out, "w") as f:

@@ -59,7 +59,9 @@ class _Run:
     gates: torch.Tensor  # (B, S)
     fault: torch.Tensor  # (B, 1) 1.0 where the posterior was not finite (fallback applied)
     acc: torch.Tensor  # (B, d) running-mean accumulator
-    last_feat: torch.Tensor  # (B, d) the read site's last token of the previous pass (after_thinking)
+    last_feat: (
+        torch.Tensor
+    )  # (B, d) the read site's last token of the previous pass (after_thinking)
     monitor_post: dict[str, torch.Tensor]
     records: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
     span_records: list[torch.Tensor]  # (B, T) span codes per traced pass (with span tracking)
@@ -91,7 +93,9 @@ class ControlState:
         # reasoning spans (control._spans): only when the plan names a span, reads after the
         # thinking, or traces a model with think markers -- otherwise no hooks, no cost
         self.in_span = uses_spans(positions)  # schedules count steps within each token's span
-        wants_spans = self.in_span or plan.read == "after_thinking" or (trace and markers is not None)
+        wants_spans = (
+            self.in_span or plan.read == "after_thinking" or (trace and markers is not None)
+        )
         self.spans = SpanTracker(markers, self.tracker) if wants_spans else None
         self.read_mode, self.window, self.positions = plan.read, plan.window, positions
         self.mode, self.temperature = policy.mode, float(policy.temperature)  # type: ignore[union-attr]
@@ -196,13 +200,13 @@ class ControlState:
             now = spans.first_answer[:, 0] & ~run.starts  # (B,)
             self._latch(run, run.last_feat[:rows], now)
         self._refresh(run, rows)
-        if spans is not None and self.in_span:  # the i-th token of its span: schedule[i + 1]
-            step = (spans.index + 1).unsqueeze(-1)  # (B, T, 1): 0 on prompt tokens
-        else:
-            step = gen + 1  # (B, T, 1): 0 prompt, i-th generated token
+        # (B, T, 1): 0 on prompt tokens; i for the i-th token of its span (span positions) or
+        # the i-th generated token (otherwise)
+        in_span = spans is not None and self.in_span
+        step = (spans.index + 1).unsqueeze(-1) if in_span else gen + 1  # type: ignore[union-attr]
         posw = self.schedule[step.clamp(0, self.schedule.shape[0] - 1)]  # (B, T, 1)
-        if spans is not None and self.in_span:
-            posw = posw * spans.mask(self.positions)
+        if in_span:
+            posw = posw * spans.mask(self.positions)  # type: ignore[union-attr]
         elif self.positions != "all":
             posw = posw * self.tracker.mask(self.positions)
         run.posw = posw.to(self.dtype)
@@ -253,12 +257,12 @@ class ControlState:
             if self.trace:
                 self._record(run, x, rows)
 
-    def _decide(
-        self, run: _Run, feature: torch.Tensor
-    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def _decide(self, run: _Run, feature: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(buffer, new value) pairs of the gate's decision from ``feature`` (B, d)."""
         posterior = _posterior(feature, self.w, self.b)  # (B, C)
-        eu, weights, gates = decide(posterior, self.payoff, self.mode, self.temperature, self.fallback)
+        eu, weights, gates = decide(
+            posterior, self.payoff, self.mode, self.temperature, self.fallback
+        )
         fault = (~torch.isfinite(posterior).all(-1, keepdim=True)).float()  # (B, 1)
         return [
             (run.fault, fault),

@@ -29,13 +29,13 @@ Threads: like the position tracker, the state is kept per thread.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..backends import HookHandle
+from ..core._think import ANSWER, PROMPT, SPANS, THINKING, ThinkMarkers, host_spans
 
 if TYPE_CHECKING:
     from ..models._model import OysterModel
@@ -53,8 +53,6 @@ __all__ = [
     "uses_spans",
 ]
 
-SPANS = ("prompt", "thinking", "answer")
-PROMPT, THINKING, ANSWER = 0, 1, 2
 _NAMED = {
     "all": frozenset(SPANS),
     "generated": frozenset({"thinking", "answer"}),
@@ -87,48 +85,6 @@ def uses_spans(positions: str) -> bool:
     """Whether ``positions`` needs the span tracker: it names ``thinking`` or ``answer``, or combines names."""
     parts = [p.strip() for p in str(positions).split("+")]
     return len(parts) > 1 or any(p in ("thinking", "answer") for p in parts)
-
-
-@dataclass(frozen=True)
-class ThinkMarkers:
-    """Token ids that open and close a thinking block (each a single token).
-
-    Attributes:
-        open: ids of ``<think>``-like tokens; close: ids of ``</think>``-like tokens.
-
-    Example:
-        >>> ThinkMarkers(open=(151667,), close=(151668,))  # Qwen3
-        ThinkMarkers(open=(151667,), close=(151668,))
-    """
-
-    open: tuple[int, ...]
-    close: tuple[int, ...]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "open", tuple(int(i) for i in _ids(self.open)))
-        object.__setattr__(self, "close", tuple(int(i) for i in _ids(self.close)))
-        if not self.open or not self.close or set(self.open) & set(self.close):
-            raise ValueError(
-                f"think markers open={self.open} close={self.close} must each name at least one "
-                "token id and share none: pass the ids of '<think>' and '</think>'"
-            )
-
-    @classmethod
-    def from_tokenizer(
-        cls, tokenizer: Any, open: str = "<think>", close: str = "</think>"
-    ) -> ThinkMarkers | None:
-        """The markers of ``tokenizer`` when both are single tokens of its vocabulary, else None.
-
-        Qwen3, DeepSeek-R1 distills and SmolLM3 have ``<think>`` and ``</think>`` as added tokens.
-        """
-        vocab = tokenizer.get_vocab()
-        if open in vocab and close in vocab:
-            return cls((vocab[open],), (vocab[close],))
-        return None
-
-
-def _ids(value: int | Iterable[int]) -> tuple[int, ...]:
-    return (value,) if isinstance(value, int) else tuple(value)
 
 
 def resolve_markers(
@@ -225,7 +181,9 @@ class SpanTracker:
             state, n_think, n_answer = local.state, local.n_think, local.n_answer
         end = torch.where(starts & ~cont, pos.amax(dim=-1) + 1, end)  # (B,)
         # a pass from position 0 re-reads the whole sequence: its carried state starts afresh
-        state, n_think, n_answer = (torch.where(starts, zero, t) for t in (state, n_think, n_answer))
+        state, n_think, n_answer = (
+            torch.where(starts, zero, t) for t in (state, n_think, n_answer)
+        )
         gen = pos >= end.unsqueeze(-1)  # (B, T)
         if ids is None or self._open is None or self._close is None:
             thinking = gen & (state == THINKING).unsqueeze(-1)
@@ -273,30 +231,3 @@ class SpanTracker:
     def reset(self) -> None:
         """Forget every row's state (a new prefill sets it again anyway)."""
         self._local.__dict__.clear()
-
-
-def host_spans(
-    ids: Sequence[int], n_prompt: int, markers: ThinkMarkers | None
-) -> list[int]:
-    """The span code of each token of one sequence, on the host (for traces and figures).
-
-    ``ids``: prompt then generated ids; ``n_prompt``: how many are the prompt.
-
-    Example:
-        >>> host_spans([5, 1, 7, 2, 9], 1, ThinkMarkers(1, 2))
-        [0, 1, 1, 1, 2]
-    """
-    opens = set(markers.open) if markers else set()
-    closes = set(markers.close) if markers else set()
-    state, out = PROMPT, []
-    for i, t in enumerate(ids):
-        marker = t in opens or t in closes
-        if i < n_prompt:
-            out.append(PROMPT)
-        else:
-            out.append(THINKING if marker or state == THINKING else ANSWER)
-        if t in opens:
-            state = THINKING
-        elif t in closes:
-            state = ANSWER
-    return out

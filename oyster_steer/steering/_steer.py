@@ -23,8 +23,8 @@ from ..backends import Hook, HookHandle, get_backend
 from ..control._operators import CustomFn, Edit, Operator, as_operator, make_edit
 from ..control._plan import ControlPlan
 from ..control._positions import PositionTracker, TokenSelection, token_selection
-from ..control._spans import SpanTracker, resolve_markers, uses_spans
 from ..control._runtime import patch_plan
+from ..control._spans import SpanTracker, resolve_markers, uses_spans
 from ..core._sites import parse_site
 from ..vectors._vector import SteeringVector
 

@@ -59,7 +59,10 @@ def rows(model):
         (_ids(chat(user)), [o, a, b, c, d, e, f]),  # thinks, then answers
         (_ids(chat(user, enable_thinking=False)), [a, b, d, e, f, g, a]),  # closed block: answers
         (_ids(chat(history)), [a, o, b, c, d, e, f]),  # history's block is closed; thinks late
-        (tok(r1, add_special_tokens=False)["input_ids"], [a, b, d, e, c, f, g]),  # R1: opens in prompt
+        (
+            tok(r1, add_special_tokens=False)["input_ids"],
+            [a, b, d, e, c, f, g],
+        ),  # R1: opens in prompt
     ]
 
 
@@ -106,12 +109,17 @@ def feed(model, rows, *, cache=True):
                 )
                 past = out.past_key_values
         else:
-            model.hf(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), use_cache=False)
+            model.hf(
+                input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), use_cache=False
+            )
             for k in range(stream.shape[1]):
                 ids = torch.cat([ids, stream[:, k : k + 1]], 1)
                 mask = torch.cat([mask, torch.ones(len(rows), 1, dtype=mask.dtype)], 1)
                 model.hf(
-                    input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), use_cache=False
+                    input_ids=ids,
+                    attention_mask=mask,
+                    position_ids=position_ids(mask),
+                    use_cache=False,
                 )
     return width, stream.shape[1]
 
@@ -243,10 +251,10 @@ def test_after_thinking_latches_the_probe_at_the_close_marker_and_steers_the_ans
     first = (spans == 2).long().argmax(-1)  # (B,) first answer token (every row answers)
     assert bool((spans == 2).any(-1).all())
     at = first - 1  # the decision token: </think>, or the last prompt token of a non-thinker
-    o, c = markers.open[0], markers.close[0]
+    close = markers.close[0]
     ids = [[0] * (width - len(p)) + p + s for p, s in rows]
-    assert [ids[b][int(at[b])] for b in range(4)][0] == c  # row 0 decides at its </think>
-    assert int(at[1]) == width - 1  # row 1 never thinks: its last prompt token
+    assert ids[0][int(at[0])] == close and ids[3][int(at[3])] == close  # decided at </think>
+    assert int(at[1]) == int(at[2]) == width - 1  # rows 1, 2 answer at once: last prompt token
     feat = x[torch.arange(4), at]  # (B, d)
     want_post = probe.probs(feat)
     # decisions are read back from a second identical run (the handle above is removed)
@@ -307,7 +315,9 @@ def test_span_plan_compiles_fullgraph_and_static_cache_generation_matches_eager(
 ):
     from transformers import CompileConfig
 
-    plan = _plan(probe, vector, read="after_thinking", positions="thinking+answer", schedule=(0, 1, 0.5))
+    plan = _plan(
+        probe, vector, read="after_thinking", positions="thinking+answer", schedule=(0, 1, 0.5)
+    )
     ids, mask = _pad([p for p, _ in rows], model.pad_id)
     kwargs = dict(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask))
     with torch.no_grad(), patch_plan(model, plan):
@@ -330,3 +340,29 @@ def test_span_plan_compiles_fullgraph_and_static_cache_generation_matches_eager(
     assert hasattr(model.hf, "_compiled_call")  # decode steps ran through the compiled forward
     assert torch.equal(compiled, eager)
     torch.testing.assert_close(d_comp.gates, d_eager.gates)
+
+
+@pytest.mark.parametrize("arch", ["qwen3", "smollm3"])
+@pytest.mark.parametrize("backend", ["tl", "nnsight"])
+def test_span_steering_agrees_across_backends(arch, backend):
+    """Reasoning families on every backend: span-steered greedy generation equals the HF backend's."""
+    from oyster_steer.backends import get_backend
+
+    ref, other = tiny_model(arch, reasoning=True), tiny_model(arch, backend, reasoning=True)
+    tok = ref.tokenizer
+    user = [{"role": "user", "content": "How do I bake bread?"}]
+    r1 = tok.apply_chat_template(user, add_generation_prompt=True, tokenize=False) + "<think>\n"
+    closed = tok.apply_chat_template(
+        user, add_generation_prompt=True, tokenize=False, enable_thinking=False
+    )
+    ids, mask = ref.encode([r1, closed], chat=False)
+    v = {WRITE: 4.0 * torch.randn(ref.d_model, generator=torch.Generator().manual_seed(5))}
+    out = {}
+    for name, m in (("hf", ref), (backend, other)):
+        with torch.no_grad(), patch(m, v, 1.0, "thinking"):
+            out[name] = get_backend(m.backend).generate(m, ids, mask, max_new_tokens=6)
+    with torch.no_grad():
+        plain = get_backend("hf").generate(ref, ids, mask, max_new_tokens=6)
+    assert torch.equal(out[backend], out["hf"])
+    assert not torch.equal(out["hf"][0], plain[0])  # row 0 thinks: steered
+    assert torch.equal(out["hf"][1], plain[1])  # row 1 answers: untouched by "thinking"

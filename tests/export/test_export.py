@@ -48,6 +48,8 @@ EXPECTED = {
     "qwen2": (ALL, "llama"),
     "mistral": (ALL, "llama"),
     "phi3": (ALL, "llama"),
+    "qwen3": (ATTN_ONLY, "qwen3"),
+    "smollm3": (ALL, "smollm3"),
     "gemma": (ATTN_ONLY, "gemma"),
     "gemma2": (EMBED_ONLY, "gemma2"),
     "gemma3": (EMBED_ONLY, "gemma3_text"),
