@@ -359,6 +359,11 @@ def main() -> None:
     p.add_argument("--shape", choices=sorted(SHAPES), default="llama-1b")
     p.add_argument("--skip-eager-step", action="store_true")
     p.add_argument(
+        "--skip-compiled-step",
+        action="store_true",
+        help="no compiled decode step (inductor compiles each variant: minutes on a loaded CPU)",
+    )
+    p.add_argument(
         "--threads",
         type=int,
         default=1,
@@ -398,7 +403,7 @@ def main() -> None:
         "results": {},
     }
     for batch in args.batch:
-        modes = [("decode step, compiled", True)] + (
+        modes = ([] if args.skip_compiled_step else [("decode step, compiled", True)]) + (
             [] if args.skip_eager_step else [("decode step, eager", False)]
         )
         for label, compiled in modes:

@@ -8,7 +8,7 @@ from ._pack import load_plan, save_plan
 from ._plan import ControlPlan, bind
 from ._policy import DEFAULT_PAYOFF, Policy
 from ._runtime import patch_plan
-from ._spans import SPANS, ThinkMarkers
+from ._spans import SPANS, ThinkingBudget, ThinkMarkers
 
 __all__ = [
     "DEFAULT_PAYOFF",
@@ -16,6 +16,7 @@ __all__ = [
     "Policy",
     "SPANS",
     "ThinkMarkers",
+    "ThinkingBudget",
     "bind",
     "load_plan",
     "patch_plan",

@@ -48,6 +48,7 @@ __all__ = [
     "THINKING",
     "SpanTracker",
     "ThinkMarkers",
+    "ThinkingBudget",
     "host_spans",
     "parse_positions",
     "uses_spans",
@@ -231,3 +232,42 @@ class SpanTracker:
     def reset(self) -> None:
         """Forget every row's state (a new prefill sets it again anyway)."""
         self._local.__dict__.clear()
+
+
+class ThinkingBudget:
+    """A ``transformers`` logits processor: a row that has thought ``budget`` tokens closes its block.
+
+    Budget forcing: once a row is inside ``<think>`` and has generated ``budget`` thinking tokens,
+    its next token is forced to the close marker, so the answer (and an ``after_thinking``
+    decision) comes in bounded time. Tensor ops over the ids, no host synchronisation.
+
+    Example:
+        >>> budget = ThinkingBudget(ThinkMarkers.from_tokenizer(model.tokenizer), 64, ids.shape[1])  # doctest: +SKIP
+        >>> model.hf.generate(ids, attention_mask=mask, logits_processor=[budget])  # doctest: +SKIP
+    """
+
+    def __init__(self, markers: ThinkMarkers, budget: int, n_prompt: int) -> None:
+        if budget < 0:
+            raise ValueError(f"budget={budget} must be >= 0 thinking tokens")
+        self.markers, self.budget, self.n_prompt = markers, int(budget), int(n_prompt)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        batch, width = input_ids.shape
+        dev = input_ids.device
+        opens = torch.tensor(self.markers.open, device=dev)
+        closes = torch.tensor(self.markers.close, device=dev)
+        code = torch.where(
+            (input_ids.unsqueeze(-1) == opens).any(-1),
+            THINKING,
+            torch.where((input_ids.unsqueeze(-1) == closes).any(-1), ANSWER, PROMPT),
+        )  # (B, T)
+        ar = torch.arange(width, device=dev).expand(batch, width)
+        last = torch.where(code > 0, ar, -1).cummax(-1).values
+        after = torch.where(last >= 0, code.gather(-1, last.clamp(min=0)), PROMPT)  # (B, T)
+        before = torch.cat([torch.zeros_like(after[:, :1]), after[:, :-1]], -1)
+        generated = ar >= self.n_prompt
+        thought = (generated & ((before == THINKING) | (code == THINKING))).sum(-1)  # (B,)
+        force = (after[:, -1] == THINKING) & (thought >= self.budget)  # (B,)
+        forced = torch.full_like(scores, float("-inf"))
+        forced[:, self.markers.close[0]] = 0.0
+        return torch.where(force.unsqueeze(-1), forced, scores)

@@ -116,8 +116,14 @@ def plot_boundary(
     return fig
 
 
+SPAN_COLORS = {"prompt": "#bdbdbd", "thinking": "#9575cd", "answer": "#66bb6a"}
+
+
 def plot_token_trace(trace: Any, probe: str | None = None) -> go.Figure:
     """Heatmap of class probabilities (rows) over tokens (columns); a line marks where the reply starts.
+
+    A coloured band above the heatmap marks each token's span (prompt, thinking, answer) when
+    the trace has spans (:func:`~oyster_steer.token_trace` of a reasoning model).
 
     Example:
         >>> plot_token_trace(token_trace(model, probes, "I feel hopeless", generate=20)).show()  # doctest: +SKIP
@@ -134,10 +140,33 @@ def plot_token_trace(trace: Any, probe: str | None = None) -> go.Figure:
     )
     if trace.n_prompt < len(trace.tokens):
         fig.add_vline(x=trace.n_prompt - 0.5, line_color="white", line_dash="dash")
+    _span_bands(fig, list(getattr(trace, "spans", ()) or ()))
     fig.update_layout(
         title="probe readings per token", xaxis={"tickangle": -60}, template="plotly_white"
     )
     return fig
+
+
+def _span_bands(fig: go.Figure, spans: Sequence[str]) -> None:
+    """One coloured band per run of tokens in the same span, above the plot, labelled once."""
+    start, labelled = 0, set()
+    for i in range(1, len(spans) + 1):
+        if i < len(spans) and spans[i] == spans[start]:
+            continue
+        name = spans[start]
+        color = SPAN_COLORS.get(name, "#ffffff")
+        fig.add_shape(
+            type="rect", xref="x", yref="paper", x0=start - 0.5, x1=i - 0.5, y0=1.01, y1=1.06,
+            fillcolor=color, line={"width": 0},
+        )  # fmt: skip
+        if start:
+            fig.add_vline(x=start - 0.5, line_color=color, line_width=2)
+        fig.add_annotation(
+            x=(start + i - 1) / 2, y=1.085, xref="x", yref="paper", showarrow=False,
+            text=name if name not in labelled else "", font={"color": color},
+        )  # fmt: skip
+        labelled.add(name)
+        start = i
 
 
 def plot_confusion(

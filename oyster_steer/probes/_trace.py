@@ -15,6 +15,7 @@ import torch
 
 from ..backends import Hook, get_backend
 from ..core._sites import resolve_site
+from ..core._think import SPANS, ThinkMarkers, host_spans
 from ..models._model import OysterModel
 from ._probe import LinearProbe
 
@@ -31,6 +32,8 @@ class TokenTrace:
         probs: probe name -> (T, C) probabilities. The reading at token t is the residual after
             reading token t; the last generated token is never fed back, so its row is NaN.
         labels: probe name -> class names.
+        spans: the span of each token: ``"prompt"``, ``"thinking"`` (generated inside
+            ``<think> ... </think>``, markers included) or ``"answer"`` (other generated tokens).
     """
 
     tokens: list[str]
@@ -38,6 +41,14 @@ class TokenTrace:
     n_prompt: int
     probs: dict[str, torch.Tensor]
     labels: dict[str, tuple[str, ...]]
+    spans: tuple[str, ...] = ()
+
+    def span_probs(self, probe: str, span: str) -> torch.Tensor:
+        """(N, C) readings of ``probe`` at the tokens of ``span`` (e.g. every thinking token)."""
+        if span not in SPANS:
+            raise ValueError(f"span={span!r} is not a span: use one of {', '.join(SPANS)}")
+        keep = torch.tensor([s == span for s in self.spans], dtype=torch.bool)
+        return self.probs[probe][keep]
 
     @property
     def reply(self) -> str:
@@ -69,6 +80,8 @@ def token_trace(
     *,
     generate: int = 0,
     chat: bool = True,
+    think_markers: ThinkMarkers | None = None,
+    **generate_kwargs: Any,
 ) -> TokenTrace:
     """Read probes at every token of ``prompt`` and, with ``generate=n``, of an n-token greedy reply.
 
@@ -76,6 +89,9 @@ def token_trace(
         model: any backend.
         probes: one probe, several (named by ``meta["task"]``), or a name -> probe dict.
         generate: new tokens to generate and trace (0: prompt only).
+        think_markers: what opens and closes a reasoning block (default: the tokenizer's
+            ``<think>``/``</think>``, if any); each token's span is in ``trace.spans``.
+        generate_kwargs: passed to the backend's ``generate`` (e.g. ``logits_processor=``).
 
     Example:
         >>> trace = token_trace(model, [risk_probe, intent_probe], "How do I pick a lock?", generate=16)  # doctest: +SKIP
@@ -91,15 +107,20 @@ def token_trace(
     backend = get_backend(model.backend)
     with torch.inference_mode():
         if generate > 0:
-            ids = backend.generate(model, ids, mask, hooks, max_new_tokens=generate)
+            ids = backend.generate(
+                model, ids, mask, hooks, max_new_tokens=generate, **generate_kwargs
+            )
         else:
             backend.forward(model, ids, mask, hooks, logits=False)
     ids = ids[0].cpu()
     total = len(ids)
     probs = {k: _pad_rows(torch.cat(v).float().cpu(), total) for k, v in reads.items()}
     tokens = [model.tokenizer.decode([t]) for t in ids.tolist()]
+    markers = think_markers or ThinkMarkers.from_tokenizer(model.tokenizer)
+    n_prompt = int(mask.shape[1])
+    spans = tuple(SPANS[c] for c in host_spans(ids.tolist(), n_prompt, markers))
     return TokenTrace(
-        tokens, ids, int(mask.shape[1]), probs, {k: p.labels for k, p in named.items()}
+        tokens, ids, n_prompt, probs, {k: p.labels for k, p in named.items()}, spans
     )
 
 

@@ -366,3 +366,26 @@ def test_span_steering_agrees_across_backends(arch, backend):
     assert torch.equal(out[backend], out["hf"])
     assert not torch.equal(out["hf"][0], plain[0])  # row 0 thinks: steered
     assert torch.equal(out["hf"][1], plain[1])  # row 1 answers: untouched by "thinking"
+
+
+def test_token_trace_and_its_figure_mark_the_spans(model, probe):
+    from oyster_steer.plotting import plot_token_trace
+    from oyster_steer.probes import token_trace
+
+    tok = model.tokenizer
+    user = [{"role": "user", "content": "How do I bake bread?"}]
+    r1 = tok.apply_chat_template(user, add_generation_prompt=True, tokenize=False) + "<think>\n"
+    closed = tok.apply_chat_template(
+        user, add_generation_prompt=True, tokenize=False, enable_thinking=False
+    )
+    thinking = token_trace(model, {"intent": probe}, r1, generate=4, chat=False)
+    answering = token_trace(model, {"intent": probe}, closed, generate=4, chat=False)
+    n = thinking.n_prompt
+    assert thinking.spans == ("prompt",) * n + ("thinking",) * 4
+    assert answering.spans == ("prompt",) * answering.n_prompt + ("answer",) * 4
+    over_thinking = thinking.span_probs("intent", "thinking")  # readings over the reasoning
+    torch.testing.assert_close(over_thinking, thinking.probs["intent"][n:], equal_nan=True)
+    fig = plot_token_trace(thinking)
+    bands = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert [(b.x0, b.x1) for b in bands] == [(-0.5, n - 0.5), (n - 0.5, n + 3.5)]
+    assert {a.text for a in fig.layout.annotations} >= {"prompt", "thinking"}
