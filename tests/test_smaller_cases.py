@@ -109,3 +109,33 @@ def test_a_truncated_capture_cache_shard_is_detected_and_rebuilt(model, tmp_path
     torch.testing.assert_close(got, capture(model, texts, SITE, progress=False)[SITE])
     again = cached_capture(model, texts, SITE, root=tmp_path, progress=False)  # no warning now
     assert again.meta["captured_now"] == "0"
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_model_cast_after_patch_follows_its_new_dtype(dtype):
+    """Casting ``model.hf`` after ``patch`` used to fail with a dtype mismatch deep in torch."""
+    from oyster_steer.control import ControlPlan, bind
+    from oyster_steer.models._artifacts import model_meta
+    from oyster_steer.probes._probe import LinearProbe
+    from oyster_steer.testing import tiny_model
+
+    model = tiny_model("llama", seed=9)
+    d = model.d_model
+    g = torch.Generator().manual_seed(2)
+    vector = {SITE: torch.randn(d, generator=g)}
+    probe = LinearProbe(
+        "blocks.0.hook_resid_post", ("benign", "borderline", "vulnerable", "malicious"),
+        torch.zeros(4, d), torch.tensor([0.0, -9, 5, -9]), torch.zeros(d), torch.ones(d),
+    )  # fmt: skip
+    plan = ControlPlan(probe, [bind(vector, {"guide": 1.0})], identity=model_meta(model))
+    ids, mask = model.encode(["Hi there"])
+    for target, kwargs in ((vector, {}), (vector, {"positions": "generated"}), (plan, {})):
+        handle = patch(model, target, **kwargs)
+        try:
+            model.hf.to(dtype)
+            with torch.no_grad():
+                out = model.hf(input_ids=ids, attention_mask=mask).logits
+            assert out.dtype == dtype and torch.isfinite(out).all()
+        finally:
+            handle.remove()
+            model.hf.to(torch.float32)

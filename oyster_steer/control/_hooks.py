@@ -340,15 +340,17 @@ class ControlState:
 
             def write_low(x: torch.Tensor) -> torch.Tensor:
                 run = self.run
-                z = (x @ A.T + c) * run.coefs[:, :, lo:hi]  # (B, T, K)
-                return torch.addcmul(x, run.posw, run.deltas[:, index] + z @ R)
+                z = (x @ A.T.to(x.dtype) + c.to(x.dtype)) * run.coefs[:, :, lo:hi].to(x.dtype)
+                delta = run.deltas[:, index].to(x.dtype) + z @ R.to(x.dtype)  # (B, T, d)
+                return torch.addcmul(x, run.posw.to(x.dtype), delta)
 
             return write_low
 
         def write(x: torch.Tensor) -> torch.Tensor:
             run = self.run
+            # .to(x.dtype): a no-op unless the model was cast after patch (then a device-side cast)
             return torch.addcmul(
-                x, run.posw, run.deltas[:, index]
+                x, run.posw.to(x.dtype), run.deltas[:, index].to(x.dtype)
             )  # (B, T, d) + (B, T, 1) * (B, 1, d)
 
         return write

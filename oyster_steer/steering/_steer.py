@@ -49,7 +49,7 @@ def _as_vector(model: OysterModel, target: Any) -> SteeringVector | None:
 
 def _add(delta: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
     def hook(h: torch.Tensor) -> torch.Tensor:  # (B, T, d) + (d,)
-        return torch.add(h, delta)
+        return torch.add(h, delta.to(h.dtype))  # follows a cast made after patch
 
     return hook
 
@@ -58,7 +58,7 @@ def _add_selected(
     delta: torch.Tensor, tracker: PositionTracker | SpanTracker, selection: TokenSelection
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     def hook(h: torch.Tensor) -> torch.Tensor:  # (B, T, d) + (B, T, 1) * (d,)
-        return torch.addcmul(h, selection.weights(tracker, h.dtype), delta)
+        return torch.addcmul(h, selection.weights(tracker, h.dtype), delta.to(h.dtype))
 
     return hook
 
