@@ -60,6 +60,11 @@ class LinearProbe:
     _b: torch.Tensor = field(init=False, repr=False)  # (C,) folded bias
 
     def __post_init__(self) -> None:
+        for name in ("weight", "bias", "mean", "scale"):
+            if not getattr(self, name).is_floating_point():
+                raise TypeError(
+                    f"the probe's {name} has dtype {getattr(self, name).dtype}: pass floating-point tensors"
+                )
         c, d = self.weight.shape if self.weight.dim() == 2 else (-1, -1)
         if c < 2 or self.bias.shape != (c,) or self.mean.shape != (d,) or self.scale.shape != (d,):
             raise ValueError(
