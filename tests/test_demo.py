@@ -69,7 +69,8 @@ def test_demo_writes_a_complete_offline_report(smollm, tmp_path: Path) -> None:
         assert f'id="{div_id}"' in html
         data = _figure_data(html, div_id)
         assert data and any(_has_numbers(t) for t in data), div_id
-    table = html[html.index('id="evaluation"') : html.index('id="evaluation-rates"')]
+    section = html[html.index('id="evaluation"') : html.index('id="evaluation-rates"')]
+    table = section[: section.index("</table>")]  # the verdict table (a coherence table follows)
     for cond in ("unsteered", "constructive vector", "control plan"):
         assert table.count(f"<td>{cond}</td>") == 4  # one row per intent
     replies = html[html.index('id="side-by-side-replies"') :]
