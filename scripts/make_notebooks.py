@@ -505,12 +505,148 @@ fig.show()""",
     ("code", "import shutil\n\nshutil.rmtree(out_dir.parent)  # the exported checkpoint (~540 MB)"),
 ]
 
+NB06 = [
+    (
+        "md",
+        """\
+# 06 · Reasoning control: steer and read inside `<think> ... </think>`
+
+Reasoning models (Qwen3, DeepSeek-R1 distills, SmolLM3) think in a marked block, then answer. A
+control plan follows each row's **span** on the device, from the token ids it is fed:
+
+| span | tokens | `positions=` |
+|---|---|---|
+| prompt | every token of the first pass (chat history included) | `"prompt"` |
+| thinking | generated tokens from `<think>` to `</think>`, markers included | `"thinking"` |
+| answer | the other generated tokens (all of them for a model that does not think) | `"answer"` |
+
+Names combine with `+` (`"prompt+answer"`). With `read="after_thinking"` the gate does not decide
+at the prompt: it reads the model's own reasoning at `</think>` (the token before the first answer
+token), latches per row, and steers the answer. This notebook runs on a **tiny random-init model in
+Qwen3's chat format** (seconds, no download): the probe reads noise, so it shows *where* things
+are read and written, not what a trained probe decides (see notebook 04 for that).""",
+    ),
+    (
+        "code",
+        """\
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import plotly.graph_objects as go
+import plotly.io as pio
+import torch
+
+import oyster_steer as osteer
+from oyster_steer import plotting
+from oyster_steer.control import ControlPlan, ThinkingBudget, ThinkMarkers, bind
+from oyster_steer.probes import LinearProbe
+from oyster_steer.testing import tiny_model
+
+pio.renderers.default = "plotly_mimetype"  # figures are stored as plotly JSON in the notebook
+torch.manual_seed(0)
+model = tiny_model("qwen3", reasoning=True)  # random weights; <think>, </think> and Qwen3's template
+markers = ThinkMarkers.from_tokenizer(model.tokenizer)
+print(model.name, model.n_layers, model.d_model, markers)""",
+    ),
+    (
+        "md",
+        """\
+Two rows in one left-padded batch: one whose prompt ends in `<think>` (DeepSeek-R1's template: it
+thinks first) and one with Qwen3's `enable_thinking=False` (an empty, closed think block: it
+answers at once). A random model never closes its thinking by itself, so a `ThinkingBudget`
+logits processor forces `</think>` after 8 thinking tokens (budget forcing).""",
+    ),
+    (
+        "code",
+        """\
+tok = model.tokenizer
+user = [{"role": "user", "content": "I feel so alone lately and I can't sleep."}]
+thinks = tok.apply_chat_template(user, add_generation_prompt=True, tokenize=False) + "<think>\\n"
+answers = tok.apply_chat_template(
+    user, add_generation_prompt=True, tokenize=False, enable_thinking=False
+)
+ids, mask = model.encode([thinks, answers], chat=False)
+budget = ThinkingBudget(markers, budget=8, n_prompt=ids.shape[1])
+
+g = torch.Generator().manual_seed(0)
+d, intents = model.d_model, ("benign", "borderline", "vulnerable", "malicious")
+probe = LinearProbe(
+    "blocks.1.hook_resid_post", intents, torch.randn(4, d, generator=g), torch.zeros(4),
+    torch.zeros(d), torch.ones(d),
+)  # fmt: skip
+guide, refusal = ({"blocks.2.hook_resid_post": torch.randn(d, generator=g)} for _ in range(2))
+plan = ControlPlan(
+    probe,
+    [bind(guide, {"guide": 4.0}, name="constructive"), bind(refusal, {"redirect": 4.0}, name="refusal")],
+    read="after_thinking",  # decide at </think>, from the model's own reasoning
+    positions="answer",  # steer only the answer
+)
+with osteer.steer(model, plan, trace=True) as handle:
+    out = model.hf.generate(
+        ids, attention_mask=mask, max_new_tokens=16, do_sample=False,
+        pad_token_id=model.pad_id, logits_processor=[budget],
+    )  # fmt: skip
+    decisions, trace = handle.decisions(), handle.trace()
+for row, name in enumerate(("thinks first", "answers at once")):
+    spans = [trace.span_names[c] for c in trace.spans[row].tolist()]
+    steered = sorted({s for s, a in zip(spans, trace.applied[row].abs().sum(-1), strict=True) if a > 0})
+    print(f"{name}: {dict((s, spans.count(s)) for s in trace.span_names)}, steered spans {steered}")
+    print("   decision:", decisions.rows()[row])
+    print("   reply:", repr(tok.decode(out[row, ids.shape[1] :])))""",
+    ),
+    (
+        "md",
+        """\
+What the plan applied per token (gate × position weight, summed over strategies), coloured by
+span: nothing on the prompt or the thinking, the latched decision on every answer token.""",
+    ),
+    (
+        "code",
+        """\
+colors = {"prompt": "#bdbdbd", "thinking": "#9575cd", "answer": "#66bb6a"}
+fig = go.Figure()
+for row, name in enumerate(("thinks first", "answers at once")):
+    spans = [trace.span_names[c] for c in trace.spans[row].tolist()]
+    fig.add_trace(
+        go.Scatter(
+            y=trace.applied[row].sum(-1).tolist(), mode="markers+lines", name=name,
+            marker={"color": [colors[s] for s in spans], "size": 9}, text=spans,
+        )
+    )  # fmt: skip
+fig.update_layout(
+    title="steering applied per token (colour: span)", xaxis_title="token",
+    yaxis_title="applied gate", template="plotly_white",
+)  # fmt: skip
+fig.show()""",
+    ),
+    (
+        "md",
+        """\
+A token trace reads the probe at every prompt, thinking and answer token during generation; the
+figure marks the spans with coloured bands, and `span_probs` gives the readings over the
+reasoning alone (what a monitor watching the thinking would see).""",
+    ),
+    (
+        "code",
+        """\
+n_prompt = len(model.token_rows([thinks], chat=False)[0])
+tt = osteer.token_trace(
+    model, {"intent": probe}, thinks, generate=16, chat=False,
+    logits_processor=[ThinkingBudget(markers, budget=8, n_prompt=n_prompt)],
+)  # fmt: skip
+print("spans:", {s: tt.spans.count(s) for s in ("prompt", "thinking", "answer")})
+print("mean intent posterior over the thinking:", tt.span_probs("intent", "thinking").mean(0))
+plotting.plot_token_trace(tt).show()""",
+    ),
+]
+
 NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
     "01_capture_and_layer_sweep.ipynb": NB01,
     "02_risk_boundary.ipynb": NB02,
     "03_steering_vectors.ipynb": NB03,
     "04_control_plan.ipynb": NB04,
     "05_patch_for_serving.ipynb": NB05,
+    "06_reasoning_control.ipynb": NB06,
 }
 
 

@@ -170,12 +170,33 @@ def _check_05(figs: list[dict[str, Any]]) -> None:
     assert min(effect) > 100 * max(gap), "steering moves the logits far more than export error does"
 
 
+def _check_06(figs: list[dict[str, Any]]) -> None:
+    applied, token_fig = figs
+    colors = {"prompt": "#bdbdbd", "thinking": "#9575cd", "answer": "#66bb6a"}
+    thinks, answers = applied["data"]
+    for t in (thinks, answers):
+        spans, ys = _values(t["text"]), _values(t["y"])
+        assert len(spans) == len(ys) and _values(t["marker"]["color"]) == [colors[s] for s in spans]
+        assert all(y == 0 for s, y in zip(spans, ys, strict=True) if s != "answer"), (
+            "only the answer is steered"
+        )
+        assert any(y > 0 for s, y in zip(spans, ys, strict=True) if s == "answer"), (
+            "the latched gate steers it"
+        )
+    assert "thinking" in _values(thinks["text"]) and "thinking" not in _values(answers["text"])
+    (heat,) = [t for t in token_fig["data"] if t["type"] == "heatmap"]
+    assert len(_values(heat["z"])) == 4, "one row per intent class"
+    bands = [s["fillcolor"] for s in token_fig["layout"]["shapes"] if s["type"] == "rect"]
+    assert bands == [colors["prompt"], colors["thinking"], colors["answer"]], "span bands in order"
+
+
 CHECKS: dict[str, Callable[[list[dict[str, Any]]], None]] = {
     "01_capture_and_layer_sweep": _check_01,
     "02_risk_boundary": _check_02,
     "03_steering_vectors": _check_03,
     "04_control_plan": _check_04,
     "05_patch_for_serving": _check_05,
+    "06_reasoning_control": _check_06,
 }
 
 

@@ -119,9 +119,7 @@ def token_trace(
     markers = think_markers or ThinkMarkers.from_tokenizer(model.tokenizer)
     n_prompt = int(mask.shape[1])
     spans = tuple(SPANS[c] for c in host_spans(ids.tolist(), n_prompt, markers))
-    return TokenTrace(
-        tokens, ids, n_prompt, probs, {k: p.labels for k, p in named.items()}, spans
-    )
+    return TokenTrace(tokens, ids, n_prompt, probs, {k: p.labels for k, p in named.items()}, spans)
 
 
 def _pad_rows(rows: torch.Tensor, total: int) -> torch.Tensor:
