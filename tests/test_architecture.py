@@ -18,6 +18,8 @@ neither each other):
     core
 
 ``oyster_steer/__init__.py`` (the public facade) may import any layer; no module imports it.
+Imports of the package's own modules inside functions are kept only for modules that import an
+optional heavy dependency when loaded (``DEFERRED``), with a comment saying so.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 
 
+# Own modules that import an optional dependency at load time (plotly), so they load on use.
+DEFERRED = ("oyster_steer.plotting",)
+
+
 def _modules() -> dict[str, Path]:
     out = {}
     for path in sorted(PACKAGE.rglob("*.py")):
@@ -55,11 +61,13 @@ def _modules() -> dict[str, Path]:
     return out
 
 
-def _imports(name: str, path: Path) -> Iterator[tuple[str, int]]:
-    """(imported module of this package, line) for every import in ``path``."""
+def _imports(
+    name: str, path: Path, nodes: Iterator[ast.AST] | None = None
+) -> Iterator[tuple[str, int]]:
+    """(imported module of this package, line) for every import in ``path`` (or in ``nodes``)."""
     is_pkg = path.name == "__init__.py"
     package = name if is_pkg else name.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in nodes if nodes is not None else ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.split(".")[0] == "oyster_steer":
@@ -123,6 +131,26 @@ def test_imports_only_go_down_the_layers():
     assert not bad, "imports against the layer order:\n" + "\n".join(bad)
 
 
+def test_own_modules_are_imported_inside_functions_only_for_optional_dependencies():
+    bad = []
+    for name, path in _modules().items():
+        source = path.read_text()
+        functions = [
+            node
+            for node in ast.walk(ast.parse(source, str(path)))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        ]
+        inner = (n for f in functions for stmt in f.body for n in ast.walk(stmt))
+        for target, line in _imports(name, path, inner):
+            why = "#" in source.splitlines()[line - 1]
+            if not (target.startswith(DEFERRED) and why):
+                bad.append(f"{name}:{line} imports {target} inside a function")
+    assert not bad, (
+        "move these imports to the top of the module (or, for a module that loads an optional "
+        "dependency, add it to DEFERRED and say why in a comment):\n" + "\n".join(sorted(set(bad)))
+    )
+
+
 def test_no_module_cycles():
     graph: dict[str, set[str]] = {}
     for src, dst, _ in _edges():
@@ -146,19 +174,27 @@ def test_no_module_cycles():
 
 
 @pytest.mark.parametrize(
-    ("source", "expect"),
+    ("source", "check", "expect"),
     [
-        ("from ..cli import main\n", "layer 'core' may not import 'cli'"),
-        ("from .. import load_model\n", "imports the public facade"),
+        ("from ..cli import main\n", "layers", "layer 'core' may not import 'cli'"),
+        ("from .. import load_model\n", "layers", "imports the public facade"),
+        ("def f():\n    from ._sites import Site\n", "deferred", "inside a function"),
+        ("from ._planted_b import x\n", "cycles", "core._planted -> oyster_steer.core._planted_b"),
     ],
 )
-def test_contract_catches_an_upward_import(source, expect, tmp_path, monkeypatch):
-    """The checker itself: a planted upward import in a copy of the package fails it."""
+def test_contract_catches_a_planted_violation(source, check, expect, tmp_path, monkeypatch):
+    """The checker itself: a violation planted in a copy of the package fails it."""
     import shutil
 
     copy = tmp_path / "oyster_steer"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__", "starter"))
     (copy / "core" / "_planted.py").write_text(source)
+    (copy / "core" / "_planted_b.py").write_text("from ._planted import y\n")
     monkeypatch.setattr(__import__(__name__), "PACKAGE", copy)
+    test = {
+        "layers": test_imports_only_go_down_the_layers,
+        "deferred": test_own_modules_are_imported_inside_functions_only_for_optional_dependencies,
+        "cycles": test_no_module_cycles,
+    }[check]
     with pytest.raises(AssertionError, match=expect):
-        test_imports_only_go_down_the_layers()
+        test()

@@ -105,7 +105,7 @@ def cached_capture(
                     model,
                     batch,
                     resolved,
-                    positions=positions,
+                    pool=positions,
                     chat=chat,
                     batch_size=batch_size,
                     progress=False,

@@ -1,7 +1,7 @@
 """Residual-stream capture: batched, left-padded, padding-correct, on any backend.
 
 ``capture(model, prompts, sites)`` runs the prompts through the model once and keeps, per site,
-the activation at the last prompt token (``positions="last"``), the mean over the prompt's real
+the activation at the last prompt token (``pool="last"``), the mean over the prompt's real
 tokens (``"mean"``) or every real token (``"all"``). The pass stops after the last hooked block.
 """
 
@@ -9,21 +9,27 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
+from tqdm.auto import tqdm
 
 from ..backends import Hook, get_backend
 from ..core._errors import EmptyInputError, OysterError
 from ..core._sites import Site, resolve_sites
-from ..models._model import OysterModel
+from ..data import INTENTS, RISKS
+from ..models._artifacts import load_artifact, save_artifact
+from ..models._model import OysterModel, left_pad
 
-__all__ = ["POSITIONS", "Activations", "ShardedActivations", "capture"]
+__all__ = ["POOLS", "Activations", "Pool", "ShardedActivations", "capture"]
 
-POSITIONS = ("last", "mean", "all")
+Pool = Literal["last", "mean", "all"]
+"""How a prompt's tokens become rows: the last token, the mean of its real tokens, or all of them."""
+POOLS: tuple[Pool, ...] = ("last", "mean", "all")
 _FORMAT, _VERSION = "oyster_steer.activations", 1
 
 
@@ -37,6 +43,7 @@ class Activations:
         prompts: the N prompt texts; token_ids: the real (unpadded) token ids of all prompts,
             flattened, split by ``token_offsets`` (N + 1,).
         labels: field name -> (N,) class ids; label_names: field name -> class names.
+        positions: the :data:`Pool` used (the file format's name for it).
         meta: model name, fingerprint, positions, backend, chat flag.
     """
 
@@ -82,7 +89,6 @@ class Activations:
 
     def save(self, path: str | Path) -> Path:
         """Save to one safetensors file (prompts stored as UTF-8 bytes, never pickled)."""
-        from ..models._artifacts import save_artifact
 
         blob, offs = _encode_strings(self.prompts)
         tensors = {f"acts/{k}": v for k, v in self.acts.items()}
@@ -103,7 +109,6 @@ class Activations:
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Activations:
         """Load what :meth:`save` wrote."""
-        from ..models._artifacts import load_artifact
 
         t, meta = load_artifact(path, format=_FORMAT, max_version=_VERSION, device=device)
         label_names = json.loads(meta.pop("label_names", "{}"))
@@ -183,12 +188,12 @@ class ShardedActivations:
         return Activations.concat(parts)
 
 
-def _pool(x: torch.Tensor, mask: torch.Tensor, positions: str) -> torch.Tensor:
+def _pool(x: torch.Tensor, mask: torch.Tensor, pool: Pool) -> torch.Tensor:
     """(B, T, d) -> (B, d) for last/mean, (real_tokens, d) for all. Left padding: last is -1."""
-    if positions == "last":
+    if pool == "last":
         return x[:, -1]
     m = mask.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
-    if positions == "mean":
+    if pool == "mean":
         return (x * m).sum(1) / m.sum(1).clamp(min=1)
     return x[mask.bool()]
 
@@ -212,8 +217,6 @@ def _prompt_texts(prompts: Any) -> tuple[list[str], dict[str, torch.Tensor], dic
         )
     if all(isinstance(p, str) for p in items):
         return items, {}, {}
-    from ..data import INTENTS, RISKS
-
     fixed = {"intent": list(INTENTS), "risk": list(RISKS)}
     fields = [_fields_of(p) for p in items]
     common = [k for k in fields[0] if all(k in f for f in fields[1:])]
@@ -247,12 +250,59 @@ def _fields_of(record: Any) -> dict[str, str]:
     }
 
 
+@dataclass(frozen=True)
+class _Spec:
+    """What every chunk of one capture shares."""
+
+    sites: tuple[Site, ...]
+    pool: Pool
+    batch_size: int
+    label_names: dict[str, list[str]]
+    meta: dict[str, str]
+    dtype: torch.dtype
+    progress: bool
+
+
+@overload
+def capture(
+    model: OysterModel,
+    prompts: Sequence[str] | Any,
+    sites: str | Site | Sequence[str | Site] = ...,
+    *,
+    pool: Pool | None = ...,
+    batch_size: int = ...,
+    chat: bool = ...,
+    labels: Mapping[str, torch.Tensor] | None = ...,
+    label_names: Mapping[str, Sequence[str]] | None = ...,
+    out_dir: None = ...,
+    shard_size: int = ...,
+    dtype: torch.dtype = ...,
+    progress: bool = ...,
+    positions: Pool | None = ...,
+) -> Activations: ...
+@overload
+def capture(
+    model: OysterModel,
+    prompts: Sequence[str] | Any,
+    sites: str | Site | Sequence[str | Site] = ...,
+    *,
+    pool: Pool | None = ...,
+    batch_size: int = ...,
+    chat: bool = ...,
+    labels: Mapping[str, torch.Tensor] | None = ...,
+    label_names: Mapping[str, Sequence[str]] | None = ...,
+    out_dir: str | Path,
+    shard_size: int = ...,
+    dtype: torch.dtype = ...,
+    progress: bool = ...,
+    positions: Pool | None = ...,
+) -> ShardedActivations: ...
 def capture(
     model: OysterModel,
     prompts: Sequence[str] | Any,
     sites: str | Site | Sequence[str | Site] = "resid_post",
     *,
-    positions: str = "last",
+    pool: Pool | None = None,
     batch_size: int = 16,
     chat: bool = True,
     labels: Mapping[str, torch.Tensor] | None = None,
@@ -261,6 +311,7 @@ def capture(
     shard_size: int = 1024,
     dtype: torch.dtype = torch.float32,
     progress: bool = True,
+    positions: Pool | None = None,
 ) -> Activations | ShardedActivations:
     """Capture residual activations of ``prompts`` at ``sites``.
 
@@ -270,28 +321,25 @@ def capture(
             ``text``): every string field they all have (intent, risk, category, your own) comes
             along as a label.
         sites: site names, or a bare kind (``"resid_post"``) for every layer.
-        positions: ``"last"`` token, ``"mean"`` over real tokens, or ``"all"`` real tokens.
+        pool: ``"last"`` token (default), ``"mean"`` over real tokens, or ``"all"`` real tokens.
         batch_size: prompts per forward pass; prompts are length-sorted to waste little padding.
         chat: wrap each prompt in the model's chat template first.
         out_dir: stream shards of ``shard_size`` prompts to this directory and return a
             :class:`ShardedActivations` (bounded memory for large prompt sets).
+        positions: deprecated name of ``pool`` (removed in the next release).
 
     Example:
         >>> acts = capture(model, ["Hello!", "How do I kill a python process?"], "blocks.-1.hook_resid_post")  # doctest: +SKIP
         >>> acts["blocks.29.hook_resid_post"].shape  # doctest: +SKIP
         torch.Size([2, 576])
     """
-    if positions not in POSITIONS:
-        raise ValueError(
-            f"positions={positions!r} is not supported: use one of {', '.join(POSITIONS)}"
-        )
+    chosen = _pool_argument(pool, positions)
     texts, found_labels, found_names = _prompt_texts(prompts)
     if not texts:
         raise EmptyInputError("the prompt list is empty: pass at least one prompt")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     labels = dict(labels) if labels is not None else found_labels
-    names = {k: list(v) for k, v in (label_names or found_names).items()}
     for key, value in labels.items():
         if len(value) != len(texts):
             raise ValueError(
@@ -301,109 +349,101 @@ def capture(
         resolve_sites(sites if not isinstance(sites, (str, Site)) else [sites], model.n_layers),
         key=lambda s: s.order,
     )
-    meta = {
-        "model_name": model.name,
-        "model_fingerprint": model.fingerprint,
-        "backend": model.backend,
-        "chat": str(chat),
-    }
+    spec = _Spec(
+        sites=tuple(resolved),
+        pool=chosen,
+        batch_size=batch_size,
+        label_names={k: list(v) for k, v in (label_names or found_names).items()},
+        meta={
+            "model_name": model.name,
+            "model_fingerprint": model.fingerprint,
+            "backend": model.backend,
+            "chat": str(chat),
+        },
+        dtype=dtype,
+        progress=progress,
+    )
     rows = model.token_rows(texts, chat=chat)  # one tokenizer call for all prompts
     empty = [i for i, row in enumerate(rows) if not row]
     if empty:
         raise EmptyInputError(f"prompt {empty[0]} has no tokens: pass non-empty text, or chat=True")
     if out_dir is None:
-        return _capture_chunk(
-            model,
-            texts,
-            rows,
-            resolved,
-            positions,
-            batch_size,
-            labels,
-            names,
-            meta,
-            dtype,
-            progress,
-        )
+        return _capture_chunk(model, texts, rows, labels, spec)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for n, start in enumerate(range(0, len(texts), shard_size)):
         chunk = slice(start, start + shard_size)
         part_labels = {k: v[chunk] for k, v in labels.items()}
-        part = _capture_chunk(
-            model,
-            texts[chunk],
-            rows[chunk],
-            resolved,
-            positions,
-            batch_size,
-            part_labels,
-            names,
-            meta,
-            dtype,
-            progress,
-        )
+        part = _capture_chunk(model, texts[chunk], rows[chunk], part_labels, spec)
         part.save(out / f"shard-{n:05d}.safetensors")
     return ShardedActivations(out)
+
+
+def _pool_argument(pool: Pool | None, positions: Pool | None) -> Pool:
+    """``pool``, or the deprecated ``positions`` with a DeprecationWarning; checked."""
+    if positions is not None:
+        if pool is not None:
+            raise TypeError("pass pool= only: positions= is its deprecated name")
+        warnings.warn(
+            "capture(positions=...) is deprecated: use capture(pool=...); positions= goes in the next release",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        pool = positions
+    chosen = "last" if pool is None else pool
+    if chosen not in POOLS:
+        raise ValueError(f"pool={chosen!r} is not supported: use one of {', '.join(POOLS)}")
+    return chosen
 
 
 def _capture_chunk(
     model: OysterModel,
     texts: list[str],
     token_rows: list[list[int]],
-    sites: list[Site],
-    positions: str,
-    batch_size: int,
     labels: Mapping[str, torch.Tensor],
-    label_names: dict[str, list[str]],
-    meta: dict[str, str],
-    dtype: torch.dtype,
-    progress: bool,
+    spec: _Spec,
 ) -> Activations:
-    from tqdm.auto import tqdm
-
     order = sorted(range(len(texts)), key=lambda i: len(token_rows[i]))  # length-sorted batches
     backend = get_backend(model.backend)
-    pooled: dict[str, list[torch.Tensor]] = {s.name: [] for s in sites}
+    pooled: dict[str, list[torch.Tensor]] = {s.name: [] for s in spec.sites}
     with (
         torch.inference_mode(),
         tqdm(
-            total=len(texts), desc="capture", unit="prompt", disable=not progress, leave=False
+            total=len(texts), desc="capture", unit="prompt", disable=not spec.progress, leave=False
         ) as bar,
     ):
         shared = _shared_prefix(model, token_rows)
         prefix, head = None, {}
         if shared:  # the chat template's fixed head: computed once, its KV reused by every batch
-            hooks = [Hook(site, _keep(head, site.name)) for site in sites]
+            hooks = [Hook(site, _keep(head, site.name)) for site in spec.sites]
             prefix_ids = torch.tensor([token_rows[0][:shared]], device=model.device)
             prefix = backend.prefix_kv(model, prefix_ids, hooks)
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
+        for start in range(0, len(order), spec.batch_size):
+            batch = order[start : start + spec.batch_size]
             ids, mask = _left_pad_rows([token_rows[i][shared:] for i in batch], model)
             sizes = [len(token_rows[i]) - shared for i in batch]
             found: dict[str, torch.Tensor] = {}
             hooks = [
-                Hook(site, _store(found, site.name, mask, positions, head.get(site.name), sizes))
-                for site in sites
+                Hook(site, _store(found, site.name, mask, spec.pool, head.get(site.name), sizes))
+                for site in spec.sites
             ]
             if prefix is None:
                 backend.forward(model, ids, mask, hooks, logits=False)
             else:
                 backend.forward(model, ids, mask, hooks, logits=False, prefix=prefix)
-            missing = [s.name for s in sites if s.name not in found]
+            missing = [s.name for s in spec.sites if s.name not in found]
             if missing:
                 raise OysterError(
                     f"the {model.backend} backend never reached sites {missing}: report this as a bug"
                 )
             for name, value in found.items():
                 # copy: a "last" row is a view that would keep the whole (B, T, d) batch alive
-                pooled[name].append(value.to("cpu", dtype, copy=True))
+                pooled[name].append(value.to("cpu", spec.dtype, copy=True))
             bar.update(len(batch))
-    return _assemble(texts, token_rows, order, pooled, positions, labels, label_names, meta)
+    return _assemble(texts, token_rows, order, pooled, labels, spec)
 
 
 def _left_pad_rows(rows: list[list[int]], model: OysterModel) -> tuple[torch.Tensor, torch.Tensor]:
-    from ..models._model import left_pad
 
     return left_pad(rows, model.pad_id, model.device)
 
@@ -433,7 +473,7 @@ def _store(
     found: dict[str, torch.Tensor],
     name: str,
     mask: torch.Tensor,
-    positions: str,
+    positions: Pool,
     head: torch.Tensor | None = None,
     sizes: list[int] | None = None,
 ) -> Any:
@@ -464,17 +504,15 @@ def _assemble(
     token_rows: list[list[int]],
     order: list[int],
     pooled: dict[str, list[torch.Tensor]],
-    positions: str,
     labels: Mapping[str, torch.Tensor],
-    label_names: dict[str, list[str]],
-    meta: dict[str, str],
+    spec: _Spec,
 ) -> Activations:
     """Undo the length sort so row i belongs to prompt i."""
     lengths = torch.tensor([len(token_rows[i]) for i in order])
     acts = {}
     for name, chunks in pooled.items():
         flat = torch.cat(chunks)
-        if positions == "all":
+        if spec.pool == "all":
             per_prompt = list(torch.split(flat, lengths.tolist()))
             inverse = sorted(range(len(order)), key=lambda j: order[j])
             flat = torch.cat([per_prompt[j] for j in inverse])
@@ -488,8 +526,8 @@ def _assemble(
         prompts=texts,
         token_ids=token_ids,
         token_offsets=offsets,
-        positions=positions,
+        positions=spec.pool,
         labels={k: torch.as_tensor(v, dtype=torch.long) for k, v in labels.items()},
-        label_names=label_names,
-        meta=meta,
+        label_names=spec.label_names,
+        meta=dict(spec.meta),
     )

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..backends import position_ids
+from ..backends import get_backend, position_ids
+from ..models._forward import forward_from, supports_forward_from
 from ..models._model import left_pad
 
 if TYPE_CHECKING:
@@ -223,8 +224,6 @@ def _two_passes_from(
     """:func:`_two_passes` from the packed frozen inputs: only blocks ``packed.layer`` and up run."""
     from transformers import DynamicCache
 
-    from ..models._forward import forward_from
-
     assert packed.prompt_hidden is not None and packed.reply_hidden is not None
     cache = DynamicCache(config=model.hf.config)  # blocks below the layer never write to it
     pmask = packed.prompt_mask
@@ -263,8 +262,6 @@ def frozen_inputs(
     steering at ``layer`` or above with only the upper blocks. Same device as the model.
     """
     from transformers import DynamicCache
-
-    from ..models._forward import supports_forward_from
 
     if not supports_forward_from(model):
         raise ValueError(
@@ -408,7 +405,6 @@ def greedy_continuations(
     model: OysterModel, prompts: Sequence[Ids], n_tokens: int, batch_size: int = 16
 ) -> list[Ids]:
     """The model's own greedy first ``n_tokens`` after each prompt (cut after an end token)."""
-    from ..backends import get_backend
 
     stops = {model.tokenizer.eos_token_id, model.pad_id}
     out: list[Ids] = []

@@ -17,7 +17,7 @@ from ..core._errors import OysterError
 
 __all__ = ["main"]
 
-# Modules are imported in this order; a missing one (work in progress) is skipped.
+# Each module registers its subcommand, in this order.
 _SUBCOMMANDS = (
     "_capture",
     "_probe",
@@ -44,13 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as err:
-            if err.name == f"{__name__}.{name}":
-                continue
-            raise
-        module.register(subparsers)
+        importlib.import_module(f"{__name__}.{name}").register(subparsers)
     return parser
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..activations._capture import capture
 from ._common import (
     add_common,
     add_force,
@@ -37,7 +38,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..activations._capture import capture
 
     refuse_overwrite(args.out, args)
     model = model_from_args(args)
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         model,
         prompts,
         args.sites,
-        positions=args.positions,
+        pool=args.positions,
         batch_size=args.batch_size,
         progress=not args.quiet,
     )

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..models._model import DEFAULT_MODEL
+from ..data import load_all
+from ..models._model import DEFAULT_MODEL, load_model
 from ..models._registry import BACKEND_NAMES
 
 __all__ = [
@@ -77,7 +78,6 @@ def add_common(parser: argparse.ArgumentParser, *, out: str | None = None) -> No
 
 
 def model_from_args(args: argparse.Namespace) -> Any:
-    from ..models._model import load_model
 
     return load_model(args.model, backend=args.backend, device=_device(args.device))
 
@@ -110,7 +110,6 @@ def _device(name: str | None) -> str | None:
 
 def data_from_args(args: argparse.Namespace, **kwargs: Any) -> Any:
     """Every available prompt set (shared data when found, plus the starter set), de-duplicated."""
-    from ..data import load_all
 
     if args.data is not None and not Path(args.data).is_dir():
         raise FileNotFoundError(

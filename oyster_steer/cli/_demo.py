@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..models._model import DEFAULT_MODEL
 from ..models._registry import BACKEND_NAMES
+from ..report import DemoConfig, run_demo
 from ._eval import positive_int
 
 
@@ -100,7 +101,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..report import DemoConfig, run_demo
 
     _set_threads(args.threads)
     cfg = DemoConfig(

@@ -8,6 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from ..core._errors import OysterError
+from ..data import load_starter, load_table
+from ..eval import Condition, Judges, LLMJudge, evaluate
+from ..eval import _judges as eval_judges
+from ..report._artifacts import shipped
+from ..reproduce._markdown import write_section
 from ._common import add_common, data_from_args, model_from_args
 
 
@@ -165,14 +170,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _prompts(args: argparse.Namespace) -> Any:
-    from ..data import load_starter
 
     if args.prompts is None:
         data = load_starter() if args.starter else data_from_args(args)
         data = data if args.split == "all" else data.split(args.split)
     else:
-        from ..data import load_table
-
         data = load_table(
             args.prompts,
             args.text_column,
@@ -185,8 +187,6 @@ def _prompts(args: argparse.Namespace) -> Any:
 
 
 def _conditions(args: argparse.Namespace, model: Any) -> list[Any]:
-    from ..eval import Condition
-    from ..report._artifacts import shipped
 
     vectors, plans = list(args.vector), list(args.plan)
     if not vectors and not plans:
@@ -204,7 +204,6 @@ def _conditions(args: argparse.Namespace, model: Any) -> list[Any]:
 
 
 def _judges(args: argparse.Namespace) -> Any:
-    from ..eval import Judges, LLMJudge
 
     if bool(args.judge_url) != bool(args.judge_model):
         raise OysterError(
@@ -220,7 +219,6 @@ def _judges(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..eval import evaluate
 
     start = time.time()
     judges = _judges(args)  # argument errors before the model loads
@@ -241,8 +239,6 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         print(f"saved the table to {result.save(args.out)}")
     if args.report is not None:
-        from ..reproduce._markdown import write_section
-
         heading = f"## Evaluation: {Path(model.name).name}"
         body = report_section(heading, result, prompts, args.argv, time.time() - start)
         write_section(args.report, body, heading)
@@ -251,9 +247,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _judges_module() -> Any:
-    from ..eval import _judges
-
-    return _judges
+    return eval_judges
 
 
 def report_section(heading: str, result: Any, prompts: Any, argv: list[str], seconds: float) -> str:

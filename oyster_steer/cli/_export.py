@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..control import load_plan
+from ..export._export import ExportError, export_patched
+from ..vectors._vector import load_vector
 from ._common import add_common, model_from_args
 
 
@@ -56,15 +59,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _sources(args: argparse.Namespace, model: Any) -> tuple[Any, Any]:
     """(what to bake, what to ablate) from the files named on the command line."""
-    from ..export._export import ExportError
-    from ..vectors._vector import load_vector
 
     vectors = [load_vector(path, model) for path in args.vector]
     ablate = [load_vector(path, model) for path in args.ablate]
     if args.plan:
         if vectors:
             raise ExportError("pass --plan or --vector, not both: a plan carries its own vectors")
-        from ..control import load_plan
 
         return load_plan(args.plan, model), _merge_ablations(ablate)
     return (vectors or None), _merge_ablations(ablate)
@@ -80,7 +80,6 @@ def _merge_ablations(vectors: list[Any]) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export._export import ExportError, export_patched
 
     if args.out is None:
         raise ExportError("--out DIR is required: name a new or empty directory for the checkpoint")

@@ -20,6 +20,11 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from ..control import ControlPlan, save_plan
+from ..control._plan import bind
+from ..control._policy import Policy
+from ..probes._probe import load_probe
+from ..vectors._vector import load_vector
 from ._common import add_common, add_force, model_from_args, positive_int, refuse_overwrite
 
 _DEFAULT_VECTORS = (
@@ -110,8 +115,6 @@ def _strength(spec: str, vector: Any) -> float:
 
 def _binding(spec: str, vector_dir: Path, model: Any) -> Any:
     """``NAME=PATH:STRATEGY=STRENGTH,...`` -> a Binding."""
-    from ..control._plan import bind
-    from ..vectors._vector import load_vector
 
     try:
         name, rest = spec.split("=", 1)
@@ -130,8 +133,6 @@ def _binding(spec: str, vector_dir: Path, model: Any) -> Any:
 
 def _policy(args: argparse.Namespace) -> Any:
     import torch
-
-    from ..control._policy import Policy
 
     if args.payoff is None:
         return Policy(mode=args.mode, temperature=args.temperature)
@@ -164,8 +165,6 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..control import ControlPlan, save_plan
-    from ..probes._probe import load_probe
 
     probe_dir, vector_dir = Path("probes") / args.model, Path("vectors") / args.model
     out = refuse_overwrite(args.out or vector_dir / "control.safetensors", args)

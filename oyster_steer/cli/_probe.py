@@ -15,6 +15,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ..activations._cache import cached_capture
+from ..probes._data import probe_splits
+from ..probes._probe import save_probe
+from ..probes._sweep import sweep_activations, task_labels
+from ..reproduce._probe_report import write_section
+from ..reproduce._probe_results import build_report
 from ._common import add_common, data_from_args, model_from_args, positive_int
 
 # task -> metric the layer is chosen by (on validation)
@@ -73,10 +79,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..activations._cache import cached_capture
-    from ..probes._data import probe_splits
-    from ..probes._probe import save_probe
-    from ..probes._sweep import sweep_activations, task_labels
 
     start = time.time()
     model = model_from_args(args)
@@ -129,9 +131,6 @@ def run(args: argparse.Namespace) -> int:
         results["tasks"][task_name] = {"probe": probe, "sweep": sweep, "labels": labels}
     results["timing"]["train_s"] = time.time() - captured
     if args.report:
-        from ..reproduce._probe_report import write_section
-        from ..reproduce._probe_results import build_report
-
         body = build_report(
             model,
             splits,

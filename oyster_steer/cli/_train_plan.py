@@ -19,11 +19,15 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from ..control import ControlPlan, bind, save_plan
+from ..core._errors import OysterError
+from ..probes._probe import load_probe
+from ..reproduce._plan_training import PlanTrainingConfig, train_plan_actions
+from ..vectors._intervention import load_intervention, save_intervention
 from ._common import add_common, data_from_args, model_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ..reproduce._plan_training import PlanTrainingConfig
 
     d = PlanTrainingConfig()
     p = subparsers.add_parser(
@@ -72,12 +76,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import torch
-
-    from ..control import ControlPlan, bind, save_plan
-    from ..core._errors import OysterError
-    from ..probes._probe import load_probe
-    from ..reproduce._plan_training import PlanTrainingConfig, train_plan_actions
-    from ..vectors._intervention import load_intervention, save_intervention
 
     if args.threads:
         torch.set_num_threads(args.threads)

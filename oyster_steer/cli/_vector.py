@@ -13,6 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..reproduce._vector_results import results_markdown, write_section
+from ..steering._calibrate import calibrate_strength
+from ..vectors._learn import LearnConfig
+from ..vectors._train import train_vector
+from ..vectors._vector import load_vector, save_vector
 from ._common import add_common, data_from_args, model_from_args, positive_int
 
 # The recipe of the shipped vectors; `train-vector --shipped` follows it exactly.
@@ -115,7 +120,6 @@ def run(args: argparse.Namespace) -> int:
     vec = _train(model, data, args.method, args.target, args.sites, args.n_per_intent, args)
     if args.calibrate:
         vec = _calibrated(model, vec, data.split("validation"), args.kl_budget, None, args)[0]
-    from ..vectors._vector import save_vector
 
     print(f"saved {vec} to {save_vector(vec, args.out)}")
     return 0
@@ -124,8 +128,6 @@ def run(args: argparse.Namespace) -> int:
 def _train(
     model: Any, data: Any, method: str, target: str, sites: Any, n: int, args: argparse.Namespace
 ) -> Any:
-    from ..vectors._learn import LearnConfig
-    from ..vectors._train import train_vector
 
     recipe = {
         **SHIPPED["learn"],
@@ -153,7 +155,6 @@ def _train(
 def _calibrated(
     model: Any, vec: Any, heldout: Any, budget: float, grid: Any, args: argparse.Namespace
 ) -> Any:
-    from ..steering._calibrate import calibrate_strength
 
     curve = calibrate_strength(
         model,
@@ -177,7 +178,6 @@ def _calibrated(
 
 def ship(model: Any, data: Any, out_dir: Path, args: argparse.Namespace) -> int:
     """Train and calibrate every shipped vector; about 10-15 min on two idle CPU cores."""
-    from ..vectors._vector import save_vector
 
     started = time.monotonic()
     args.steps, n = SHIPPED["learn"]["steps"], SHIPPED["n_per_intent"]
@@ -206,8 +206,6 @@ def ship(model: Any, data: Any, out_dir: Path, args: argparse.Namespace) -> int:
 
 
 def run_results(args: argparse.Namespace) -> int:
-    from ..reproduce._vector_results import results_markdown, write_section
-    from ..vectors._vector import load_vector
 
     _threads(args)
     model, data = model_from_args(args), data_from_args(args)

@@ -27,6 +27,7 @@ import torch
 
 from ..core._errors import ModelMismatchError, SiteError, WidthMismatchError, require_finite
 from ..core._sites import Site, parse_site, resolve_site
+from ._plan_check import check_bindings
 from ._policy import Policy
 from ._spans import parse_positions
 
@@ -215,8 +216,6 @@ class ControlPlan:
         self._check_config()
         self._check_widths()
         if not self.allow_compliance_steering:
-            from ._plan_check import check_bindings
-
             check_bindings(self.bindings, self.policy)
         object.__setattr__(self, "identity", _infer_identity(self))
 

@@ -39,7 +39,6 @@ from ..core._think import ANSWER, PROMPT, SPANS, THINKING, ThinkMarkers, host_sp
 
 if TYPE_CHECKING:
     from ..models._model import OysterModel
-    from ._positions import PositionTracker
 
 __all__ = [
     "ANSWER",
@@ -116,7 +115,7 @@ class SpanTracker:
         first_answer: (B, T) bool, the row's first answer token.
     """
 
-    def __init__(self, markers: ThinkMarkers | None, positions: PositionTracker) -> None:
+    def __init__(self, markers: ThinkMarkers | None, positions: Any) -> None:  # a PositionTracker
         self.markers, self.tracker = markers, positions
         self._open: torch.Tensor | None = None
         self._close: torch.Tensor | None = None

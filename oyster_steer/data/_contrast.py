@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core._errors import EmptyInputError
+from ._exemplars import exemplar_for
 
 __all__ = [
     "BENIGN_INTENTS",
@@ -110,7 +111,6 @@ def contrasts_for(
         >>> cs[0].negatives[1].endswith("[details withheld]")
         True
     """
-    from ._exemplars import exemplar_for
 
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}: use one of {', '.join(TARGETS)}")

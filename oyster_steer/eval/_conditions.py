@@ -14,6 +14,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..backends import get_backend
+from ..control import load_plan, patch_plan
+from ..steering._steer import patch
+from ..vectors._vector import load_vector
+
 if TYPE_CHECKING:
     from ..models._model import OysterModel
 
@@ -61,12 +66,8 @@ class Condition:
         if not isinstance(self.obj, (str, Path)):
             return self
         if self.kind == "vector":
-            from ..vectors._vector import load_vector
-
             return replace(self, obj=load_vector(self.obj, model))
         if self.kind == "plan":
-            from ..control import load_plan
-
             return replace(self, obj=load_plan(self.obj, model))
         raise ValueError(
             f"Condition {self.name!r}: kind {self.kind!r} cannot load a path; pass the object"
@@ -88,16 +89,10 @@ class Condition:
         if self.positions is not None:
             kwargs["positions"] = self.positions
         if self.kind == "hooks":
-            from ..backends import get_backend
-
             handle = get_backend(model.backend).add_hooks(model, list(obj))
         elif self.kind == "plan":
-            from ..control import patch_plan
-
             handle = patch_plan(model, obj, **kwargs)
         else:
-            from ..steering._steer import patch
-
             handle = patch(model, obj, **kwargs)
         try:
             yield handle

@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core._errors import EmptyInputError, ModelMismatchError
+from ..data import PromptRecord
 from ._conditions import Condition
 from ._generate import divergence, generate_replies
 from ._judges import JUDGE_VERSION, Judges, judge_replies
 from ._result import EvalResult
 
 if TYPE_CHECKING:
-    from ..data import PromptRecord
     from ..models._model import OysterModel
 
 __all__ = ["evaluate"]
@@ -106,7 +106,6 @@ class _Results:
 
 
 def _records(prompts: Any) -> list[PromptRecord]:
-    from ..data import PromptRecord
 
     records = list(prompts)
     if not records:

@@ -55,9 +55,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..core._errors import BackendUnavailableError
+from ..data import load_starter
+from ..data._exemplars import exemplars_for
+from ..models._model import cache_dir
+from ..probes._baseline import embed_texts
 from . import _rules
-from ._coherence import repetition_loop
+from ._coherence import repetition_loop, reply_nll
 from ._harm import danger_theme, validates_harm
+from ._reply_probe import refusal_probe, reply_activations
 
 if TYPE_CHECKING:
     from ..data import PromptRecord
@@ -179,8 +185,6 @@ class Judges:
     def probe_for(self, model: OysterModel) -> LinearProbe | None:
         """The refusal probe, loaded or trained on first use."""
         if self._probe is None and self.refusal_probe is not False:
-            from ._reply_probe import refusal_probe
-
             given = self.refusal_probe
             if isinstance(given, (str, Path)):
                 self._probe = refusal_probe(model, given)
@@ -193,14 +197,9 @@ class Judges:
     def pool(self, intent: str) -> torch.Tensor:
         """(M, 384) embeddings of the starter set's distinct constructive exemplars for ``intent``."""
         if intent not in self._pools:
-            from ..data import load_starter
-            from ..data._exemplars import exemplars_for
-            from ..probes._baseline import embed_texts
-
             texts = sorted(
                 {e.constructive for e in exemplars_for(load_starter().filter(intent=intent))}
             )
-            from ..models._model import cache_dir
 
             self._pools[intent] = embed_texts(
                 texts, device="cpu", cache=cache_dir() / "eval" / "minilm"
@@ -213,8 +212,6 @@ def _embeddings(
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(N, 384) MiniLM embeddings of the replies and of the prompts, one batched pass; None when
     neither MiniLM judge runs, or MiniLM is missing and only topicality wanted it."""
-    from ..core._errors import BackendUnavailableError
-    from ..probes._baseline import embed_texts
 
     guided = judges.similarity and any(r.intent in _GUIDED for r in records)
     if not (guided or judges.topicality):
@@ -261,7 +258,6 @@ def _nlls(
 ) -> list[float | None]:
     if not judges.coherence or model is None:
         return [None] * len(replies)
-    from ._coherence import reply_nll
 
     return reply_nll(model, [r.text for r in records], list(replies))
 
@@ -275,7 +271,6 @@ def _probe_scores(
     probe = judges.probe_for(model) if model is not None else None
     if probe is None:
         return [None] * len(replies)
-    from ._reply_probe import reply_activations
 
     x = reply_activations(model, [r.text for r in records], list(replies), probe.site)  # (N, d)
     return probe.to(x.device).probs(x)[:, 1].tolist()

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core._errors import OysterError
+from ..data import RISK_CATEGORIES, risk_rule
 
 __all__ = ["HELPFULNESS_ASPECTS", "SAFETY_LEVELS", "LLMJudge", "LLMJudgeError", "judge_prompt"]
 
@@ -70,8 +71,6 @@ def judge_prompt(
 ) -> str:
     """The rubric text sent to the judge for one reply (the category's rule, or a generic one)."""
     if rule is None and category != "unknown":
-        from ..data import RISK_CATEGORIES, risk_rule
-
         rule = risk_rule(category) if category in RISK_CATEGORIES else None
     return _RUBRIC.format(category=category, rule=rule or _GENERIC_RULE, prompt=prompt, reply=reply)
 

@@ -25,7 +25,11 @@ import torch
 from ..backends import Hook, get_backend
 from ..core._errors import EmptyInputError
 from ..core._sites import Site, parse_site
+from ..data import load_starter
+from ..data._exemplars import exemplar_for
 from ..models._model import cache_dir, left_pad
+from ..probes._probe import load_probe, save_probe
+from ..probes._train import train_probe
 
 if TYPE_CHECKING:
     from ..models._model import OysterModel
@@ -127,8 +131,6 @@ def _prefix(text: str, words: int = 7) -> str:
 
 def _training_pairs(n_per_intent: int, seed: int) -> tuple[list[str], list[str], list[bool]]:
     """Exemplar replies (and their openings) labelled refusal / other, plus extra phrasings."""
-    from ..data import load_starter
-    from ..data._exemplars import exemplar_for
 
     records = load_starter().split("train").sample(n_per_intent, seed=seed)
     prompts: list[str] = []
@@ -160,7 +162,6 @@ def train_refusal_probe(
     Example:
         >>> probe = train_refusal_probe(model, n_per_intent=4)   # doctest: +SKIP
     """
-    from ..probes._train import train_probe
 
     site = parse_site(site) if site is not None else default_reply_site(model)
     prompts, replies, labels = _training_pairs(n_per_intent, seed)
@@ -190,7 +191,6 @@ def refusal_probe(
     Example:
         >>> probe = refusal_probe(model)   # trains once (~a minute on CPU), then loads  # doctest: +SKIP
     """
-    from ..probes._probe import load_probe, save_probe
 
     if path is not None:
         return load_probe(path, model)

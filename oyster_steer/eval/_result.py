@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..data import INTENTS
 from ._coherence import canned_prefix
 from ._compare import canned_rate, log_ratio_estimate, made_worse, paired_estimate
 from ._stats import Estimate, estimate
@@ -77,7 +78,6 @@ class EvalResult:
 
     @property
     def intents(self) -> list[str]:
-        from ..data import INTENTS
 
         present = {r["intent"] for r in self.replies()}
         return [i for i in INTENTS if i in present]

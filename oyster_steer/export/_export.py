@@ -22,10 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..backends import Hook, get_backend, position_ids
+from ..control import save_plan
 from ..control._pack import retarget_plan
 from ..core._errors import EmptyInputError, require_finite
-from ..core._sites import Site
+from ..core._sites import Site, resolve_site
+from ..core._version import __version__
+from ..models._artifacts import content_id
 from ..models._compat import write_legacy_fields
+from ..models._model import model_fingerprint, weights_digest
 from ._bake import Baked, bake
 from ._inputs import ablation_basis, collect_additive, split_plan
 from ._routes import ExportError, export_route
@@ -104,7 +109,6 @@ def reference_hooks(
     out of every write to the residual stream (embeddings and each attention and MLP output),
     which keeps the residual free of it at every layer.
     """
-    from ..backends import Hook
 
     hooks = [
         Hook(site, _adder(vec.to(model.device, model.dtype)), write=True)
@@ -135,8 +139,6 @@ def _verify(
 ) -> dict[str, Any]:
     """Reload the export from disk and compare its logits with the hooked source model."""
     from transformers import AutoModelForCausalLM
-
-    from ..backends import get_backend, position_ids
 
     ids, mask = model.encode(list(_VERIFY_PROMPTS))
     with torch.no_grad():
@@ -308,8 +310,6 @@ def _manifest(
 ) -> ExportManifest:
     import transformers
 
-    from ..core._version import __version__
-
     return ExportManifest(
         out_dir=str(out),
         model_name=model.name,
@@ -352,8 +352,6 @@ def _write_control(model: OysterModel, conditional: Any, out: Path, baked: Baked
     The export may change the model's fingerprint (a relabel changes ``model_type``, embedding
     edits change its rows), and ``load_plan(path, exported_model)`` checks it.
     """
-    from ..control import save_plan
-    from ..models._model import model_fingerprint, weights_digest
 
     identity = {
         "model_name": f"{model.name} (exported)",
@@ -392,8 +390,6 @@ def _index_single_shard(out: Path) -> None:
 
 def _baked_ids(model: OysterModel, source: Any) -> list[str]:
     """Content ids of the unconditional vectors in ``source`` (what a reload must not re-apply)."""
-    from ..core._sites import resolve_site
-    from ..models._artifacts import content_id
 
     if source is None:
         return []

@@ -8,6 +8,8 @@ from typing import Any
 import plotly.graph_objects as go
 import torch
 
+from ..core._metrics import confusion
+
 __all__ = ["plot_boundary", "plot_confusion", "plot_layer_sweep", "plot_token_trace"]
 
 
@@ -181,7 +183,6 @@ def plot_confusion(
     Example:
         >>> plot_confusion(probe.probs(x), y, probe.labels).show()  # doctest: +SKIP
     """
-    from ..core._metrics import confusion
 
     pred = pred.argmax(-1) if pred.dim() == 2 else pred
     cm = confusion(pred.cpu(), labels.cpu(), len(label_names)).double()  # (C, C)

@@ -14,12 +14,14 @@ from typing import Any, cast
 
 import torch
 
+from ..activations._cache import cached_capture
 from ..activations._capture import Activations, capture
 from ..core._errors import EmptyInputError
 from ..core._metrics import auroc, auroc_ovr
 from ..core._sites import resolve_site
 from ..models._model import OysterModel
 from ._probe import LinearProbe
+from ._sweep import task_labels
 
 __all__ = [
     "BorderlinePrompt",
@@ -38,8 +40,6 @@ def _scores(
     """(N, C) logits of the probe at the last prompt token; ``cache``: reuse an all-layer capture cache."""
     site = resolve_site(probe.site, model.n_layers)
     if cache is not None:
-        from ..activations._cache import cached_capture
-
         x = cached_capture(model, list(texts), site.kind, root=cache, progress=False)[site]
     else:
         x = cast(Activations, capture(model, list(texts), site, progress=False))[site]
@@ -212,7 +212,6 @@ def category_separability(
     Example:
         >>> category_separability(model, risk_probe, data.test)[:3]  # doctest: +SKIP
     """
-    from ._sweep import task_labels
 
     y, task = task_labels(task or probe.meta.get("task", "intent"), prompts)
     probs = _scores(model, probe, [r.text for r in prompts], cache).softmax(-1)  # (N, C)

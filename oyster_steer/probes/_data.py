@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..data import PromptRecord, PromptSet
+from ..data import WRAPPER_TEMPLATES, PromptRecord, PromptSet, load_all, wrap_prompt
+from ..data._records import unit_hash
 
 __all__ = ["DEFAULT_CAPS", "ProbeData", "is_wrapped", "probe_splits"]
 
@@ -43,7 +44,6 @@ def is_wrapped(record: PromptRecord) -> bool:
 
 
 def _cap(records: PromptSet, caps: Mapping[str, int], seed: int) -> PromptSet:
-    from ..data._records import unit_hash
 
     kept: list[PromptRecord] = []
     by_source: dict[str, list[PromptRecord]] = {}
@@ -59,8 +59,6 @@ def _cap(records: PromptSet, caps: Mapping[str, int], seed: int) -> PromptSet:
 
 
 def _wrapped(records: PromptSet, fraction: float, max_chars: int, seed: int) -> PromptSet:
-    from ..data import WRAPPER_TEMPLATES, wrap_prompt
-    from ..data._records import unit_hash
 
     out = []
     for r in records:
@@ -95,7 +93,6 @@ def probe_splits(
         >>> sum(is_wrapped(r) for r in data.test) > 0        # doctest: +SKIP
         True
     """
-    from ..data import load_all
 
     pool = load_all() if prompts is None else prompts
     caps = DEFAULT_CAPS if caps is None else caps

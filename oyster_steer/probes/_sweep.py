@@ -15,8 +15,11 @@ from typing import Any, cast
 
 import torch
 
+from ..activations._cache import cached_capture
 from ..activations._capture import Activations, capture
+from ..core._metrics import summary
 from ..core._sites import Site, parse_site
+from ..data import INTENTS, RISKS
 from ..models._model import OysterModel
 from ._probe import LinearProbe
 from ._train import train_probe
@@ -44,13 +47,11 @@ class Task:
 
 
 def _intent_id(r: Any) -> int:
-    from ..data import INTENTS
 
     return INTENTS.index(r.intent)
 
 
 def _risk_level_id(r: Any) -> int:
-    from ..data import RISKS
 
     return RISKS.index(r.risk)
 
@@ -141,8 +142,6 @@ def sweep_activations(
     score every split given. ``train_kwargs`` go to :func:`~oyster_steer.train_probe`."""
     from tqdm.auto import tqdm
 
-    from ..core._metrics import summary
-
     for needed in ("train", "validation"):
         if needed not in activations:
             raise KeyError(
@@ -231,8 +230,6 @@ def _capture(
 ) -> Activations:
     texts = [r.text for r in prompts]
     if cache is not None:
-        from ..activations._cache import cached_capture
-
         return cached_capture(
             model,
             texts,
@@ -244,5 +241,5 @@ def _capture(
         )
     return cast(
         Activations,
-        capture(model, texts, sites, positions=positions, batch_size=batch_size, progress=progress),
+        capture(model, texts, sites, pool=positions, batch_size=batch_size, progress=progress),
     )

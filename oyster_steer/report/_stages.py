@@ -10,6 +10,13 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..activations._cache import cached_capture
+from ..core._errors import ArtifactError
+from ..data import default_data_dir, load_all, load_starter
+from ..models._model import load_model
+from ..probes._probe import load_probe
+from ..probes._sweep import sweep_layers
+from ..probes._trace import token_trace
 from ._artifacts import model_dirname, shipped
 from ._html import Report, table_html
 
@@ -19,14 +26,12 @@ if TYPE_CHECKING:
 
 
 def load(cfg: DemoConfig) -> OysterModel:
-    from ..models._model import load_model
 
     return load_model(cfg.model, backend=cfg.backend, device=cfg.device)
 
 
 def starter_splits() -> dict[str, Any]:
     """The starter set's hash splits (always available, no ../shared needed)."""
-    from ..data import load_starter
 
     return load_starter().splits()
 
@@ -42,7 +47,6 @@ def _sweep_sites(model: OysterModel, cfg: DemoConfig) -> list[str]:
 
 def _acts_at(model: OysterModel, texts: list[str], site: str, cfg: DemoConfig) -> Any:
     """(N, d) last-token activations at ``site``, from the sweep's capture cache when it has them."""
-    from ..activations._cache import cached_capture
 
     swept = _sweep_sites(model, cfg)
     sites = swept if site in swept else [site]
@@ -51,7 +55,6 @@ def _acts_at(model: OysterModel, texts: list[str], site: str, cfg: DemoConfig) -
 
 def layer_sweeps(model: OysterModel, data: dict[str, Any], cfg: DemoConfig) -> dict[str, Any]:
     """Risk and intent probes at every ``sweep_stride``-th layer, on the starter splits."""
-    from ..probes._sweep import sweep_layers
 
     sites = _sweep_sites(model, cfg)
     common = dict(sites=sites, cache=_cache(cfg), progress=cfg.progress)
@@ -64,7 +67,7 @@ def layer_sweeps(model: OysterModel, data: dict[str, Any], cfg: DemoConfig) -> d
 
 
 def add_sweep_figure(report: Report, task: str, sweep: Any) -> None:
-    from ..plotting import plot_layer_sweep
+    from ..plotting import plot_layer_sweep  # plotly: optional, loaded on use
 
     metrics = ("auroc",) if task == "risk" else ("macro_f1", "auroc")
     note = (
@@ -78,8 +81,6 @@ def add_sweep_figure(report: Report, task: str, sweep: Any) -> None:
 
 def _probe_for(task: str, model: OysterModel, sweeps: dict[str, Any]) -> tuple[Any, str] | None:
     """The shipped probe for ``task`` if it loads for this model, else the sweep's best one."""
-    from ..core._errors import ArtifactError
-    from ..probes._probe import load_probe
 
     path, problem = shipped("probes", model, task), ""
     if path is not None:
@@ -122,7 +123,7 @@ def probes(model: OysterModel, sweeps: dict[str, Any], report: Report) -> dict[s
 def boundary(
     report: Report, model: OysterModel, probe: Any, data: dict[str, Any], cfg: DemoConfig
 ) -> None:
-    from ..plotting import plot_boundary
+    from ..plotting import plot_boundary  # plotly: optional, loaded on use
 
     held_out = data["validation"] + data["test"]
     acts = _acts_at(model, held_out.texts, probe.site.name, cfg)
@@ -163,8 +164,7 @@ def traces(
     data: dict[str, Any],
     cfg: DemoConfig,
 ) -> None:
-    from ..plotting import plot_token_trace
-    from ..probes._trace import token_trace
+    from ..plotting import plot_token_trace  # plotly: optional, loaded on use
 
     for intent in ("borderline", "vulnerable", "malicious"):
         rec = _pick(data["test"], intent)
@@ -183,12 +183,10 @@ def shared_extras(
     report: Report, model: OysterModel, probes: dict[str, Any], cfg: DemoConfig
 ) -> None:
     """With ../shared/data present: the risk boundary on held-out public prompts."""
-    from ..data import default_data_dir, load_all
 
     if default_data_dir() is None or "risk" not in probes:
         return
-    from ..activations._cache import cached_capture
-    from ..plotting import plot_boundary
+    from ..plotting import plot_boundary  # plotly: optional, loaded on use
 
     probe = probes["risk"]
     public = load_all(include_starter=False).split("test").sample(25, seed=cfg.seed)

@@ -10,7 +10,21 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..backends import get_backend
+from ..control import ControlPlan, bind, load_plan, patch_plan, save_plan
+from ..eval import Condition, Judges, evaluate
+from ..eval._judges import JUDGE_VERSION
+from ..steering._calibrate import StrengthCurve, calibrate_strength
+from ..vectors._train import train_vector
+from ..vectors._vector import load_vector, save_vector
 from ._artifacts import model_dirname, shipped
+from ._eval_html import (
+    decisions_html,
+    eval_quality_html,
+    eval_table_html,
+    pick_examples,
+    replies_html,
+)
 from ._html import Report
 
 if TYPE_CHECKING:
@@ -32,7 +46,6 @@ def _digest(vec: Any) -> str:
 
 def _curve(model: OysterModel, vec: Any, data: dict[str, Any], cfg: DemoConfig) -> Any:
     """The vector's strength curve on the starter validation split (cached per vector)."""
-    from ..steering._calibrate import StrengthCurve, calibrate_strength
 
     path = (
         cfg.work_dir
@@ -58,7 +71,6 @@ def _curve(model: OysterModel, vec: Any, data: dict[str, Any], cfg: DemoConfig) 
 def vector(model: OysterModel, data: dict[str, Any], cfg: DemoConfig) -> Any:
     """The shipped constructive vector, else one trained (mean difference) on the starter train
     split with a strength chosen on validation for a benign KL budget; cached in ``work_dir``."""
-    from ..vectors._vector import load_vector, save_vector
 
     path = shipped("vectors", model, "constructive")
     if path is not None:
@@ -66,7 +78,6 @@ def vector(model: OysterModel, data: dict[str, Any], cfg: DemoConfig) -> Any:
     cached = cfg.work_dir / "artifacts" / model.fingerprint / "constructive.safetensors"
     if cached.is_file():
         return load_vector(cached, model)
-    from ..vectors._train import train_vector
 
     vec = train_vector(
         model,
@@ -86,7 +97,7 @@ def vector(model: OysterModel, data: dict[str, Any], cfg: DemoConfig) -> Any:
 def strength_curve(
     report: Report, model: OysterModel, vec: Any, data: dict[str, Any], cfg: DemoConfig
 ) -> None:
-    from ..plotting import plot_strength_curve
+    from ..plotting import plot_strength_curve  # plotly: optional, loaded on use
 
     curve = _curve(model, vec, data, cfg)
     note = (
@@ -102,7 +113,6 @@ def plan(model: OysterModel, probes: dict[str, Any], vec: Any, cfg: DemoConfig) 
     intent probe gates the constructive vector for "guide" only (an anti-refusal vector never
     steers the malicious users' strategy; the risk probe is a monitor); it is saved next to the
     stand-in vector for ``oyster-steer eval --plan``."""
-    from ..control import ControlPlan, bind, load_plan
 
     path = shipped("vectors", model, "control")
     if path is not None:
@@ -111,7 +121,6 @@ def plan(model: OysterModel, probes: dict[str, Any], vec: Any, cfg: DemoConfig) 
         raise FileNotFoundError(
             f"no control pack vectors/{model_dirname(model)}/control.safetensors, and no intent probe and vector to build one"
         )
-    from ..control import save_plan
 
     binding = bind(vec, {"guide": vec.strength}, name="constructive")
     monitors = {"risk": probes["risk"]} if "risk" in probes else {}
@@ -128,9 +137,7 @@ def policy_figures(
     """The policy's payoffs and its decisions on a few held-out starter prompts per intent."""
     import torch
 
-    from ..backends import get_backend
-    from ..control import patch_plan
-    from ..plotting import plot_decisions, plot_payoffs
+    from ..plotting import plot_decisions, plot_payoffs  # plotly: optional, loaded on use
 
     origin = plan_obj.meta.get("origin", "shipped control pack")
     report.add_figure(
@@ -154,7 +161,6 @@ def policy_figures(
 
 
 def _results_path(cfg: DemoConfig, model: OysterModel, conditions: list[Any]) -> Path:
-    from ..eval._judges import JUDGE_VERSION
 
     key = json.dumps(
         [
@@ -177,15 +183,7 @@ def evaluation(
     plan_obj: Any,
     cfg: DemoConfig,
 ) -> EvalResult:
-    from ..eval import Condition, Judges, evaluate
-    from ..plotting._eval import plot_eval_rates
-    from ._eval_html import (
-        decisions_html,
-        eval_quality_html,
-        eval_table_html,
-        pick_examples,
-        replies_html,
-    )
+    from ..plotting._eval import plot_eval_rates  # plotly: optional, loaded on use
 
     conditions = [Condition("unsteered")]
     if vec is not None:

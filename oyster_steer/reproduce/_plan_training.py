@@ -35,6 +35,16 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..activations._scoring import Group, chat_ids, reply_ids, score_groups
+from ..backends import Hook, get_backend
+from ..core._errors import EmptyInputError
+from ..core._sites import resolve_site
+from ..data._exemplars import exemplar_for
+from ..eval import generate_replies, judge_replies
+from ..eval._rules import has_method_detail
+from ..models._model import left_pad
+from ..vectors._intervention import InterventionConfig, lowrank_delta, train_intervention
+
 if TYPE_CHECKING:
     from ..models._model import OysterModel
     from ..vectors._intervention import LowRankIntervention
@@ -163,7 +173,6 @@ def _sample_openings(
     seed: int,
     batch_size: int = 8,
 ) -> list[str]:
-    from ..models._model import left_pad
 
     rows = [
         model.tokenizer(model.format_chat(p, system=system) + f, add_special_tokens=False)[
@@ -211,8 +220,6 @@ def distilled_targets(
     prompt when fewer than half the prompts got a topical one: a target must speak to its prompt,
     or the intervention learns one canned opening for every prompt.
     """
-    from ..data._exemplars import exemplar_for
-    from ..eval._rules import has_method_detail
 
     texts = [r.text for r in records]
     pairs: list[tuple[str, str]] = []
@@ -251,7 +258,6 @@ def repetition(text: str) -> float:
 
 def coherence(model: OysterModel, prompts: Sequence[str], replies: Sequence[str]) -> list[float]:
     """Perplexity of each reply after its prompt under ``model`` as it is (unpatched: unsteered)."""
-    from ..activations._scoring import Group, chat_ids, reply_ids, score_groups
 
     groups = [
         Group(chat_ids(model, p), (reply_ids(model, r, 64) or (model.pad_id,),))
@@ -261,9 +267,6 @@ def coherence(model: OysterModel, prompts: Sequence[str], replies: Sequence[str]
 
 
 def _hooks(model: OysterModel, intervention: LowRankIntervention, gain: float) -> list[Any]:
-    from ..backends import Hook
-    from ..core._sites import resolve_site
-    from ..vectors._intervention import lowrank_delta
 
     def make(R: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> Callable[..., torch.Tensor]:
         R, W, b = (t.to(model.device, model.dtype) for t in (R, W, b))
@@ -290,8 +293,6 @@ def select_gain(
     replies' median, and no reply in a repetition loop (:func:`repetition` > 0.3). Returns the
     gain and one row per gain tried (unsteered first) with rates and replies.
     """
-    from ..backends import get_backend
-    from ..eval import generate_replies, judge_replies
 
     prompts = [r.text for r in records]
     rows = []
@@ -365,8 +366,6 @@ def train_plan_actions(
     ``targets_cache``: a JSON file that keeps the sampled targets (keyed by strategy, sampling
     settings and model fingerprint), so a rerun with other training settings reuses them.
     """
-    from ..core._errors import EmptyInputError
-    from ..vectors._intervention import InterventionConfig, train_intervention
 
     cfg = config or PlanTrainingConfig()
     train, val = data.split("train"), data.split("validation")

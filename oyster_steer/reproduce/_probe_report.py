@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ..core._metrics import auroc, flag_rate, macro_f1, per_class_recall
+from ._markdown import write_section as replace
 
 __all__ = ["intent_metrics", "risk_metrics", "write_section"]
 
@@ -86,6 +87,5 @@ def intent_metrics(
 
 def write_section(path: str | Path, body: str, heading: str = "## Probes") -> Path:
     """Replace the ``heading`` section of a markdown file with ``body`` (append it if absent)."""
-    from ._markdown import write_section as replace
 
     return replace(path, f"{heading}\n\n{body.strip()}\n", heading)

@@ -13,6 +13,9 @@ from typing import Any
 import torch
 
 from ..core._metrics import ece
+from ..probes._baseline import embed_texts, train_baseline, truncated_count
+from ..probes._boundary import category_separability, twin_margins, twin_pairs
+from ..probes._train import train_probe
 from ._probe_report import intent_metrics, risk_metrics
 
 __all__ = ["build_report"]
@@ -30,7 +33,6 @@ def _baselines(
     splits: dict[str, Any], tasks: dict[str, Any], cache: Any, progress: bool
 ) -> dict[str, torch.Tensor]:
     """Test probabilities of the MiniLM baseline, trained per task on the same splits."""
-    from ..probes._baseline import embed_texts, train_baseline, truncated_count
 
     out: dict[str, Any] = {"truncated": truncated_count(splits["test"].texts)}
     test_x = embed_texts(splits["test"].texts, cache=cache)
@@ -211,7 +213,6 @@ def _sweep_table(tasks: dict[str, Any]) -> str:
 
 
 def _boundary(model: Any, probe: Any, splits: dict[str, Any], cache: Any) -> str:
-    from ..probes._boundary import category_separability, twin_margins, twin_pairs
 
     held_out = list(splits["validation"]) + list(splits["test"])
     pairs = twin_pairs(held_out)
@@ -237,7 +238,6 @@ MULTI_LAYERS = (12, 16, 20, 24, 28)
 
 def _multi_layer(acts: dict[str, Any], splits: dict[str, Any], tasks: dict[str, Any]) -> str:
     """Measured, not shipped: one probe over several layers' features concatenated."""
-    from ..probes._train import train_probe
 
     n_layers = len(next(iter(tasks.values()))["sweep"].sites)
     layers = [layer for layer in MULTI_LAYERS if layer < n_layers]

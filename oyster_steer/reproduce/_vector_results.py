@@ -15,8 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..backends import get_backend
 from ..data._contrast import sample_records
+from ..eval._rules import shown_reply
 from ..steering._calibrate import StrengthCurve, calibrate_strength
+from ..steering._steer import steer
 from ..vectors._vector import SteeringVector
 from ._markdown import write_section as _write_section
 
@@ -104,8 +107,6 @@ def generations(
     max_new_tokens: int = 40,
 ) -> dict[str, list[str]]:
     """Greedy replies of ``records`` unsteered and with each vector at its stored strength."""
-    from ..backends import get_backend
-    from ..steering._steer import steer
 
     ids, mask = model.encode([r.text for r in records])
     backend = get_backend(model.backend)
@@ -122,7 +123,6 @@ def generations(
 
 
 def _cell(text: str, intent: str) -> str:
-    from ..eval._rules import shown_reply
 
     return shown_reply(" ".join(text.replace("|", "/").split()), intent)
 

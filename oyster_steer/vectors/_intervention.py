@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..activations._scoring import Group, chat_ids, frozen_inputs, pack, reply_logprobs, reply_means
+from ..backends import Hook, get_backend
 from ..core._errors import (
     ArtifactError,
     EmptyInputError,
@@ -45,6 +47,8 @@ from ..core._errors import (
 )
 from ..core._sites import Site, parse_site, resolve_site
 from ..models._artifacts import check_model, load_artifact, model_meta, save_artifact
+from ..models._forward import supports_forward_from
+from ._learn import _Frozen
 
 if TYPE_CHECKING:
     from ..models._model import OysterModel
@@ -207,17 +211,6 @@ def train_intervention(
         EmptyInputError: no prompts. ValueError: lengths differ, or a target longer than
             ``config.max_reply_tokens``.
     """
-    from ..activations._scoring import (
-        Group,
-        chat_ids,
-        frozen_inputs,
-        pack,
-        reply_logprobs,
-        reply_means,
-    )
-    from ..backends import Hook, get_backend
-    from ..models._forward import supports_forward_from
-    from ._learn import _Frozen
 
     cfg = config or InterventionConfig()
     if not prompts:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from ..activations._capture import capture
 from ..activations._scoring import (
     FrozenInputs,
     Group,
@@ -41,6 +42,8 @@ from ..activations._scoring import (
     score_groups,
 )
 from ..backends import Hook, get_backend
+from ..models._forward import supports_forward_from
+from ._checkpoint import TrainState, load_state, save_state
 
 if TYPE_CHECKING:
     from ..core._sites import Site
@@ -168,10 +171,9 @@ def _evaluate(model: OysterModel, mat: _Material, cfg: LearnConfig) -> dict[str,
 
 def _activation_scale(model: OysterModel, sites: Sequence[Site], mat: _Material) -> float:
     """Median per-token activation norm at the sites / sqrt(d): the unit of ``lr``."""
-    from ..activations._capture import capture
 
     texts = [model.tokenizer.decode(list(g.prompt) + list(g.replies[0])) for g in mat.groups[:8]]
-    acts = capture(model, texts, list(sites), positions="all", chat=False, progress=False)
+    acts = capture(model, texts, list(sites), pool="all", chat=False, progress=False)
     norms = torch.cat([acts[s.name].norm(dim=-1) for s in sites])
     return float(norms.median()) / model.d_model**0.5
 
@@ -206,8 +208,6 @@ def learn_directions(
     key: str = "",
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Optimise one vector per site; returns ``({site: (d,) tensor}, summary)``."""
-    from ..models._forward import supports_forward_from
-    from ._checkpoint import TrainState, load_state, save_state
 
     model = model.with_backend("hf")  # same weights; gradients flow through plain torch hooks
     # nothing below the first steered block changes during training: run it once per example

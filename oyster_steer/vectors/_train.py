@@ -38,18 +38,21 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..activations._capture import capture
+from ..activations._capture import Activations, capture
 from ..core._errors import EmptyInputError
+from ..core._logreg import fit_logreg
 from ..core._sites import Site, resolve_sites
+from ..data import load_starter, split_of
 from ..data._contrast import (
     BENIGN_INTENTS,
     TARGETS,
+    Contrast,
     contrast_triples,
     contrasts_for,
     records_of,
     sample_records,
 )
-from ._learn import LearnConfig
+from ._learn import LearnConfig, learn_directions
 from ._vector import SteeringVector
 
 if TYPE_CHECKING:
@@ -123,7 +126,6 @@ def logistic_direction(
     to agree with ``reference`` (default: the mean difference) and scaled to its length, so a
     strength means the same as for ``mean_diff``.
     """
-    from ..core._logreg import fit_logreg
 
     reference = mean_difference(positive, negative) if reference is None else reference.float()
     x = torch.cat([positive.float(), negative.float()])  # (N + M, d)
@@ -222,7 +224,7 @@ def text_activations(
         model,
         uniq,
         list(sites),
-        positions=positions,
+        pool=positions,
         chat=chat,
         batch_size=batch_size,
         progress=progress,
@@ -295,7 +297,6 @@ Pairs = Sequence[tuple[str, str]] | Sequence[tuple[str, str, str]]
 
 def _kind(data: Any) -> str:
     """``"acts"`` (two Activations), ``"triples"``, ``"pairs"`` or ``"records"``."""
-    from ..activations._capture import Activations
 
     if (
         isinstance(data, (tuple, list))
@@ -533,12 +534,7 @@ def _learned_triples(model, triples, sites, kl_prompts, cfg, checkpoint, resume,
     """``learned`` on user triples: one contrast per triple, 15% held out by a hash of the prompt."""
     import hashlib
 
-    from ..data import split_of
-    from ..data._contrast import Contrast
-
     if kl_prompts is None:
-        from ..data import load_starter
-
         kl_prompts = [r.text for r in load_starter() if r.intent in BENIGN_INTENTS]
     contrasts = [Contrast(p, "custom", pos, (neg,)) for p, pos, neg in triples]
     held = [split_of(c.prompt, (0.85, 0.15, 0.0)) == "validation" for c in contrasts]
@@ -552,7 +548,6 @@ def _learned_triples(model, triples, sites, kl_prompts, cfg, checkpoint, resume,
     key = hashlib.sha256("\x00".join(c.prompt + c.positive for c in train).encode()).hexdigest()[
         :16
     ]
-    from ._learn import learn_directions
 
     return learn_directions(
         model,
@@ -582,9 +577,6 @@ def _learned(
 ):  # noqa: ANN001
     """Split train/validation contrasts and benign KL prompts, then run the optimiser."""
     import hashlib
-
-    from ..data import split_of
-    from ._learn import learn_directions
 
     n_kl = max(8, len(records) // 4)
     benign = sample_records(records_of(data), BENIGN_INTENTS, n_kl, cfg.seed, keep)

@@ -31,6 +31,7 @@ from ..core._errors import (
     require_finite,
 )
 from ..core._sites import Site, parse_site, resolve_site
+from ..core._version import __version__
 from ..models._artifacts import (
     check_model,
     check_not_baked,
@@ -289,7 +290,6 @@ def save_vector(vector: SteeringVector, path: str | Path) -> Path:
     Example:
         >>> save_vector(v, "vectors/my-model/constructive.safetensors")  # doctest: +SKIP
     """
-    from ..core._version import __version__
 
     meta = {
         **_identity_meta(vector),

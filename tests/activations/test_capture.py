@@ -42,7 +42,7 @@ def _alone(model, prompt: str, site: str) -> torch.Tensor:
 def test_positions_shapes_and_values(tiny):
     sites = ["blocks.1.hook_resid_post", "blocks.2.hook_mlp_out"]
     last, mean, full = (
-        capture(tiny, PROMPTS, sites, positions=p, batch_size=2, progress=False)
+        capture(tiny, PROMPTS, sites, pool=p, batch_size=2, progress=False)
         for p in ("last", "mean", "all")
     )
     lengths = [len(tiny.encode([p])[0][0]) for p in PROMPTS]
@@ -76,10 +76,8 @@ def test_bare_kind_captures_every_layer_in_order(tiny):
 def test_padding_does_not_change_activations(tiny_models, backend):
     """Each prompt alone (batch_size=1) vs inside left-padded batches of mixed lengths."""
     model = tiny_models("llama", backend)
-    alone = capture(model, PROMPTS, SITES, positions="all", batch_size=1, progress=False)
-    batched = capture(
-        model, PROMPTS, SITES, positions="all", batch_size=len(PROMPTS), progress=False
-    )
+    alone = capture(model, PROMPTS, SITES, pool="all", batch_size=1, progress=False)
+    batched = capture(model, PROMPTS, SITES, pool="all", batch_size=len(PROMPTS), progress=False)
     lengths = torch.diff(batched.token_offsets)
     assert lengths.min() < lengths.max()  # the batch really was padded
     for site in alone.sites:
@@ -89,12 +87,8 @@ def test_padding_does_not_change_activations(tiny_models, backend):
 @pytest.mark.parametrize("backend", ["tl", "nnsight"])
 @pytest.mark.parametrize("positions", ["last", "all"])
 def test_backend_parity(tiny_models, backend, positions):
-    reference = capture(
-        tiny_models("llama", "hf"), PROMPTS, SITES, positions=positions, progress=False
-    )
-    other = capture(
-        tiny_models("llama", backend), PROMPTS, SITES, positions=positions, progress=False
-    )
+    reference = capture(tiny_models("llama", "hf"), PROMPTS, SITES, pool=positions, progress=False)
+    other = capture(tiny_models("llama", backend), PROMPTS, SITES, pool=positions, progress=False)
     assert other.sites == reference.sites and other.meta["backend"] == backend
     for site in reference.sites:
         torch.testing.assert_close(other[site], reference[site], atol=1e-5, rtol=0)
@@ -136,14 +130,14 @@ def test_sharded_capture_equals_in_memory(tiny, tmp_path):
         tiny,
         ps,
         ["blocks.0.hook_resid_post", "blocks.2.hook_resid_pre"],
-        positions="all",
+        pool="all",
         progress=False,
     )
     sharded = capture(
         tiny,
         ps,
         ["blocks.0.hook_resid_post", "blocks.2.hook_resid_pre"],
-        positions="all",
+        pool="all",
         out_dir=tmp_path,
         shard_size=3,
         progress=False,
@@ -183,7 +177,7 @@ def test_save_load_round_trip(tiny, tmp_path, positions):
         tiny,
         prompts,
         "resid_post",
-        positions=positions,
+        pool=positions,
         labels={"intent": [0, 1, 2, 3]},
         label_names={"intent": list(INTENTS)},
         progress=False,
@@ -220,10 +214,10 @@ def test_labels_are_whatever_fields_the_records_have(tiny):
 
 
 def test_concat_and_accessors(tiny):
-    a = capture(tiny, PROMPTS[:2], "blocks.1.hook_resid_post", positions="all", progress=False)
-    b = capture(tiny, PROMPTS[2:], "blocks.1.hook_resid_post", positions="all", progress=False)
+    a = capture(tiny, PROMPTS[:2], "blocks.1.hook_resid_post", pool="all", progress=False)
+    b = capture(tiny, PROMPTS[2:], "blocks.1.hook_resid_post", pool="all", progress=False)
     both = Activations.concat([a, b])
-    whole = capture(tiny, PROMPTS, "blocks.1.hook_resid_post", positions="all", progress=False)
+    whole = capture(tiny, PROMPTS, "blocks.1.hook_resid_post", pool="all", progress=False)
     _assert_same(both, whole)
     with pytest.raises(
         KeyError,
@@ -286,11 +280,21 @@ def test_wrong_prompt_type(tiny, bad):
         capture(tiny, bad, progress=False)
 
 
-def test_bad_positions(tiny):
+def test_bad_pool(tiny):
     with pytest.raises(
-        ValueError, match=r"positions='first' is not supported: use one of last, mean, all"
+        ValueError, match=r"pool='first' is not supported: use one of last, mean, all"
     ):
-        capture(tiny, ["hi"], positions="first", progress=False)
+        capture(tiny, ["hi"], pool="first", progress=False)
+
+
+def test_positions_is_a_deprecated_alias_of_pool(tiny):
+    site = "blocks.1.hook_resid_post"
+    with pytest.warns(DeprecationWarning, match=r"capture\(positions=\.\.\.\) is deprecated"):
+        old = capture(tiny, PROMPTS[:2], site, positions="mean", progress=False)
+    new = capture(tiny, PROMPTS[:2], site, pool="mean", progress=False)
+    assert old.positions == new.positions == "mean" and torch.equal(old[site], new[site])
+    with pytest.raises(TypeError, match="pass pool= only"):
+        capture(tiny, ["hi"], pool="last", positions="last", progress=False)
 
 
 def test_bad_batch_size(tiny):
@@ -323,15 +327,13 @@ def _close(got: torch.Tensor, want: torch.Tensor, rel: float) -> None:
 def test_smollm_padding_and_backend_parity(smollm):
     import oyster_steer
 
-    alone = capture(smollm, SLOW_PROMPTS, SLOW_SITES, positions="all", batch_size=1, progress=False)
-    batched = capture(
-        smollm, SLOW_PROMPTS, SLOW_SITES, positions="all", batch_size=4, progress=False
-    )
+    alone = capture(smollm, SLOW_PROMPTS, SLOW_SITES, pool="all", batch_size=1, progress=False)
+    batched = capture(smollm, SLOW_PROMPTS, SLOW_SITES, pool="all", batch_size=4, progress=False)
     nn = capture(
         smollm.with_backend("nnsight"),
         SLOW_PROMPTS,
         SLOW_SITES,
-        positions="all",
+        pool="all",
         batch_size=4,
         progress=False,
     )
@@ -339,7 +341,7 @@ def test_smollm_padding_and_backend_parity(smollm):
         oyster_steer.load_model(backend="tl", device="cpu"),
         SLOW_PROMPTS,
         SLOW_SITES,
-        positions="all",
+        pool="all",
         batch_size=4,
         progress=False,
     )

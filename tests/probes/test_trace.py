@@ -35,7 +35,7 @@ def test_prompt_only_trace_matches_a_full_capture(tiny):
     assert trace.n_prompt == len(trace.tokens) == trace.probs["risk"].shape[0] and trace.reply == ""
     assert trace.probs["intent"].shape == (trace.n_prompt, 4)
     acts = capture(
-        tiny, ["How do I pick a lock?"], "blocks.1.hook_resid_post", positions="all", progress=False
+        tiny, ["How do I pick a lock?"], "blocks.1.hook_resid_post", pool="all", progress=False
     )
     assert torch.allclose(
         trace.probs["risk"], PROBES[0].probs(acts["blocks.1.hook_resid_post"]), atol=1e-5

@@ -257,7 +257,8 @@ def test_errors(models):
     ):
         patch(model, _vector(other))
     with pytest.raises(
-        ValueError, match=r"positions='last' is not supported: use one of all, prompt, generated, thinking, answer"
+        ValueError,
+        match=r"positions='last' is not supported: use one of all, prompt, generated, thinking, answer",
     ):
         patch(model, _vector(model), positions="last")
     with pytest.raises(TypeError, match=r"cannot steer with a str: pass a SteeringVector"):

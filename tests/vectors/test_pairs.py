@@ -96,7 +96,7 @@ def test_two_activations_give_the_same_vector(model):
     b = train_vector(model, PAIRS, read="last", sites=SITE, progress=False)
     torch.testing.assert_close(a.directions[SITE], b.directions[SITE], atol=1e-5, rtol=1e-5)
     full = [
-        capture(model, [t[i] for t in PAIRS], SITE, positions="all", chat=False, progress=False)
+        capture(model, [t[i] for t in PAIRS], SITE, pool="all", chat=False, progress=False)
         for i in (0, 1)
     ]
     c = train_vector(model, tuple(full), read=-1, sites=SITE, progress=False)

@@ -101,7 +101,7 @@ def test_reply_activations_average_only_the_reply_tokens(model):
         model,
         [model.format_chat(prompt) + reply],
         [site],
-        positions="all",
+        pool="all",
         chat=False,
         progress=False,
     )

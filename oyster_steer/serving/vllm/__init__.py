@@ -17,11 +17,12 @@ See docs/serving.md.
 
 from __future__ import annotations
 
+from ._runner import patch_runner
+
 __all__ = ["register"]
 
 
 def register() -> None:
     """vLLM's plugin hook: wrap the model runner so that a model's control pack is served."""
-    from ._runner import patch_runner
 
     patch_runner()

@@ -20,6 +20,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ...control import load_plan
+from ._hooks import install_hooks
+from ._state import LOGGER, PlanState
+
 __all__ = ["CONTROL_NAME", "DECISIONS_ENV", "PLAN_ENV", "patch_runner"]
 
 CONTROL_NAME = "control.safetensors"
@@ -31,8 +35,6 @@ _PATCHED = False
 
 def _logger() -> Any:
     import logging
-
-    from ._state import LOGGER
 
     return logging.getLogger(LOGGER)
 
@@ -53,10 +55,6 @@ def plan_path(model_dir: str) -> Path | None:
 
 def _install(runner: Any) -> None:
     import torch
-
-    from ...control import load_plan
-    from ._hooks import install_hooks
-    from ._state import PlanState
 
     model_dir = runner.model_config.model
     path = plan_path(model_dir)

@@ -35,6 +35,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ...control._policy import decide
+from ...core import resolve_site
+
 __all__ = ["LOGGER", "PlanState", "SUPPORTED_READS"]
 
 LOGGER = "vllm.oyster_steer"  # under vLLM's "vllm" logger: its handler and level apply
@@ -43,7 +46,6 @@ SUPPORTED_READS = ("last",)
 
 
 def _decide():
-    from ...control._policy import decide  # the library's hot-path policy, reused
 
     return decide
 
@@ -81,7 +83,6 @@ class PlanState:
         max_tokens: int,
         max_slots: int,
     ) -> None:
-        from ...core import resolve_site
 
         if plan.read not in SUPPORTED_READS:
             raise ValueError(
