@@ -190,13 +190,15 @@ def test_errors(model, data):
 def test_learned_from_cached_lower_blocks_equals_full_forward_training(model, data, monkeypatch):
     """Training that runs only the blocks above the first steered one (the lower blocks cached
     once) learns the same vector, with the same validation history, as full forwards."""
-    import oyster_steer.models._forward as fwd
+    import oyster_steer.activations._scoring as scoring
+    import oyster_steer.vectors._learn as learn
 
     sites = "blocks.2.hook_resid_pre"
     fast = train_vector(
         model, data, method="learned", sites=sites, n_per_intent=8, config=FAST, progress=False
     )
-    monkeypatch.setattr(fwd, "supports_forward_from", lambda m: False)
+    for module in (learn, scoring):  # every caller of the cached path falls back to full forwards
+        monkeypatch.setattr(module, "supports_forward_from", lambda m: False)
     full = train_vector(
         model, data, method="learned", sites=sites, n_per_intent=8, config=FAST, progress=False
     )
