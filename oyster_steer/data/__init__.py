@@ -49,6 +49,7 @@ from ._records import (
 from ._table import DEFAULT_RISK, load_table
 
 __all__ = [
+    "ATTACK_TRANSFORMS",
     "CATEGORY_MAPS",
     "CSSRS_LABELS",
     "DATA_ENV_VAR",
@@ -72,6 +73,9 @@ __all__ = [
     "LabelError",
     "PromptRecord",
     "PromptSet",
+    "apply_attack",
+    "ascii_letters",
+    "augment_attacks",
     "contrast_triples",
     "default_data_dir",
     "exemplar_for",
@@ -103,6 +107,10 @@ _LAZY = {
     "exemplar_for": "._exemplars",
     "wrap_prompt": "._wrappers",
     "WRAPPER_TEMPLATES": "._wrappers",
+    "ATTACK_TRANSFORMS": "._wrappers",
+    "apply_attack": "._wrappers",
+    "augment_attacks": "._wrappers",
+    "ascii_letters": "._wrappers",
     "contrast_triples": "._contrast",
 }
 
