@@ -389,3 +389,27 @@ def test_token_trace_and_its_figure_mark_the_spans(model, probe):
     bands = [s for s in fig.layout.shapes if s.type == "rect"]
     assert [(b.x0, b.x1) for b in bands] == [(-0.5, n - 0.5), (n - 0.5, n + 3.5)]
     assert {a.text for a in fig.layout.annotations} >= {"prompt", "thinking"}
+
+
+def test_thinking_budget_closes_the_block_after_budget_thinking_tokens(model, markers):
+    from oyster_steer.control import ThinkingBudget
+
+    tok = model.tokenizer
+    user = [{"role": "user", "content": "How do I bake bread?"}]
+    r1 = tok.apply_chat_template(user, add_generation_prompt=True, tokenize=False) + "<think>\n"
+    closed = tok.apply_chat_template(
+        user, add_generation_prompt=True, tokenize=False, enable_thinking=False
+    )
+    ids, mask = model.encode([r1, closed], chat=False)
+    budget = ThinkingBudget(markers, budget=3, n_prompt=ids.shape[1])
+    with torch.no_grad():
+        out = model.hf.generate(
+            ids, attention_mask=mask, max_new_tokens=6, do_sample=False,
+            pad_token_id=model.pad_id, logits_processor=[budget],
+        )  # fmt: skip
+    new = out[:, ids.shape[1] :].tolist()
+    close = markers.close[0]
+    assert new[0][3] == close and close not in new[0][:3]  # 3 thinking tokens, then </think>
+    assert close not in new[1]  # a row that is not thinking is never forced
+    with pytest.raises(ValueError, match="budget=-1"):
+        ThinkingBudget(markers, -1, 0)
