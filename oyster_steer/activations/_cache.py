@@ -22,7 +22,7 @@ import torch
 from ..core._errors import ArtifactError
 from ..core._sites import Site, resolve_sites
 from ..models._model import OysterModel
-from ._capture import Activations, capture
+from ._capture import Activations, Pool, capture
 
 __all__ = ["DEFAULT_CACHE", "cached_capture"]
 
@@ -65,7 +65,7 @@ def cached_capture(
     texts: Sequence[str],
     sites: str | Sequence[str | Site] = "resid_post",
     *,
-    positions: str = "last",
+    positions: Pool = "last",
     chat: bool = True,
     root: str | Path = DEFAULT_CACHE,
     chunk: int = 256,

@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any, Literal, cast, overload
 
 import torch
 from tqdm.auto import tqdm
@@ -223,7 +223,8 @@ def _prompt_texts(prompts: Any) -> tuple[list[str], dict[str, torch.Tensor], dic
     labels, names = {}, {}
     for key in common:
         values = [f[key] for f in fields]
-        vocab = fixed.get(key) if set(values) <= set(fixed.get(key, ())) else sorted(set(values))
+        known = fixed.get(key, [])
+        vocab = known if known and set(values) <= set(known) else sorted(set(values))
         position = {v: i for i, v in enumerate(vocab)}
         labels[key] = torch.tensor([position[v] for v in values], dtype=torch.long)
         names[key] = vocab
@@ -413,11 +414,11 @@ def _capture_chunk(
         ) as bar,
     ):
         shared = _shared_prefix(model, token_rows)
-        prefix, head = None, {}
+        prefix, head = None, dict[str, torch.Tensor]()
         if shared:  # the chat template's fixed head: computed once, its KV reused by every batch
             hooks = [Hook(site, _keep(head, site.name)) for site in spec.sites]
             prefix_ids = torch.tensor([token_rows[0][:shared]], device=model.device)
-            prefix = backend.prefix_kv(model, prefix_ids, hooks)
+            prefix = cast(Any, backend).prefix_kv(model, prefix_ids, hooks)  # hf only
         for start in range(0, len(order), spec.batch_size):
             batch = order[start : start + spec.batch_size]
             ids, mask = _left_pad_rows([token_rows[i][shared:] for i in batch], model)
@@ -430,7 +431,7 @@ def _capture_chunk(
             if prefix is None:
                 backend.forward(model, ids, mask, hooks, logits=False)
             else:
-                backend.forward(model, ids, mask, hooks, logits=False, prefix=prefix)
+                cast(Any, backend).forward(model, ids, mask, hooks, logits=False, prefix=prefix)
             missing = [s.name for s in spec.sites if s.name not in found]
             if missing:
                 raise OysterError(

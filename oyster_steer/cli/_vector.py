@@ -188,7 +188,7 @@ def ship(model: Any, data: Any, out_dir: Path, args: argparse.Namespace) -> int:
         vec, curve = _calibrated(model, vec, val, budget, SHIPPED["strengths"][method], args)
         gains[method] = curve.gain_at_kl(budget)
         save_vector(vec, out_dir / f"constructive-{method}.safetensors")
-    best = max(gains, key=gains.get)
+    best = max(gains, key=lambda m: gains[m])
     shutil.copyfile(
         out_dir / f"constructive-{best}.safetensors", out_dir / "constructive.safetensors"
     )

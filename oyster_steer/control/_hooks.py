@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -189,7 +189,8 @@ class ControlState:
         if rows > run.capacity:  # a shape, known on the host
             self._allocate(run, max(rows, 2 * run.capacity))
         run.batch = rows
-        gen = self.tracker.gen_index  # (B, T, 1): position - prompt end, < 0 on prompt tokens
+        # (B, T, 1): position - prompt end, < 0 on prompt tokens (set by the tracker's pre-hook)
+        gen = cast(torch.Tensor, self.tracker.gen_index)
         run.last_gen = gen[:, -1, 0]  # (B,)
         run.starts = run.last_gen < 0  # (B,) a prompt pass: this row starts a new sequence
         run.gates[:rows].mul_((~run.starts).unsqueeze(-1).float())  # undecided before the read

@@ -146,7 +146,7 @@ def read_pack(
             )
             for b in manifest["bindings"]
         ]
-        identity = {
+        identity: dict[str, str] = {
             k: meta[k]
             for k in ("model_name", "model_fingerprint", "model_weights", "d_model", "n_layers")
             if k in meta
@@ -251,10 +251,14 @@ def _probe(entry: dict[str, Any], prefix: str, tensors: dict[str, torch.Tensor])
 
     parts = [tensors[f"{prefix}/{k}"] for k in _PROBE_TENSORS]
     threshold = entry.get("threshold")
+    weight, bias, mean, scale = parts
     return LinearProbe(
         entry["site"],
         tuple(entry["labels"]),
-        *parts,
+        weight,
+        bias,
+        mean,
+        scale,
         temperature=float(entry["temperature"]),
         threshold=None if threshold is None else float(threshold),
         meta=dict(entry.get("meta", {})),

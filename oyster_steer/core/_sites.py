@@ -15,6 +15,7 @@ non-negative name once the layer count is known.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ._errors import SiteError
@@ -85,9 +86,7 @@ def resolve_site(site: str | Site, n_layers: int) -> Site:
     return Site(layer, parsed.kind)
 
 
-def resolve_sites(
-    sites: str | Site | list[str | Site] | tuple[str | Site, ...], n_layers: int
-) -> list[Site]:
+def resolve_sites(sites: str | Site | Sequence[str | Site], n_layers: int) -> list[Site]:
     """Resolve one or many sites; ``"resid_post"`` alone (a bare kind) means that kind at every layer."""
     if isinstance(sites, (str, Site)):
         sites = [sites]

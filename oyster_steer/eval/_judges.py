@@ -51,7 +51,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -198,7 +198,10 @@ class Judges:
         """(M, 384) embeddings of the starter set's distinct constructive exemplars for ``intent``."""
         if intent not in self._pools:
             texts = sorted(
-                {e.constructive for e in exemplars_for(load_starter().filter(intent=intent))}
+                {
+                    e.constructive
+                    for e in exemplars_for(cast(Any, load_starter().filter(intent=intent)))
+                }
             )
 
             self._pools[intent] = embed_texts(
@@ -272,6 +275,7 @@ def _probe_scores(
     if probe is None:
         return [None] * len(replies)
 
+    assert model is not None  # a probe is only found for a model
     x = reply_activations(model, [r.text for r in records], list(replies), probe.site)  # (N, d)
     return probe.to(x.device).probs(x)[:, 1].tolist()
 

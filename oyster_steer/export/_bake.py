@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -152,7 +152,8 @@ def _embed_scale(model: OysterModel, path: str) -> float:
     """What the embedding module multiplies its rows by (Gemma: sqrt(d)); 1 elsewhere."""
     module = _module(model, path)
     scale = getattr(module, "embed_scale", None)
-    return 1.0 if scale is None else float(torch.as_tensor(scale).to(module.weight.dtype))
+    dtype = cast(torch.dtype, module.weight.dtype)
+    return 1.0 if scale is None else float(torch.as_tensor(scale).to(dtype))
 
 
 def _place(

@@ -77,8 +77,10 @@ _LLAMA_KEYS = (
 def _llama_config(src: Any, **switches: bool) -> Any:
     from transformers import LlamaConfig
 
-    fields = {k: getattr(src, k) for k in _LLAMA_KEYS if getattr(src, k, None) is not None}
-    return LlamaConfig(**fields, **switches)
+    fields: dict[str, Any] = {
+        k: getattr(src, k) for k in _LLAMA_KEYS if getattr(src, k, None) is not None
+    }
+    return LlamaConfig(**fields | switches)
 
 
 def _refuse_window(cfg: Any) -> None:

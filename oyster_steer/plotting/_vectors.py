@@ -22,7 +22,7 @@ def plot_strength_curve(curve: Any | Sequence[Any], *, kl_budget: float | None =
     Example:
         >>> plot_strength_curve([curve_mean_diff, curve_learned], kl_budget=0.1).show()  # doctest: +SKIP
     """
-    curves = [curve] if hasattr(curve, "strengths") else list(curve)
+    curves: list[Any] = [curve] if hasattr(curve, "strengths") else list(curve)
     fig = make_subplots(
         rows=1, cols=2, subplot_titles=("margin gain vs strength", "margin gain vs benign KL")
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..data import WRAPPER_TEMPLATES, PromptRecord, PromptSet, load_all, wrap_prompt
 from ..data._records import unit_hash
@@ -49,7 +50,7 @@ def _cap(records: PromptSet, caps: Mapping[str, int], seed: int) -> PromptSet:
     by_source: dict[str, list[PromptRecord]] = {}
     for r in records:
         by_source.setdefault(r.source, []).append(r)
-    chosen = set()
+    chosen: set[Any] = set()
     for source, rs in by_source.items():
         limit = caps.get(source, len(rs))
         rs = sorted(rs, key=lambda r: unit_hash(f"cap:{seed}:{r.id}"))

@@ -16,7 +16,7 @@ from typing import Any, cast
 import torch
 
 from ..activations._cache import cached_capture
-from ..activations._capture import Activations, capture
+from ..activations._capture import Activations, Pool, capture
 from ..core._metrics import summary
 from ..core._sites import Site, parse_site
 from ..data import INTENTS, RISKS
@@ -148,7 +148,8 @@ def sweep_activations(
                 f"activations has no {needed!r} split: pass train and validation captures"
             )
     names = [parse_site(s).name for s in (sites or activations["train"].sites)]
-    probes, metrics = {}, {split: {} for split in activations}
+    probes: dict[str, Any] = {}
+    metrics: dict[str, dict[str, Any]] = {split: {} for split in activations}
     for name in tqdm(
         names, desc=f"sweep {task.name}", unit="site", disable=not progress, leave=False
     ):
@@ -177,7 +178,7 @@ def sweep_layers(
     *,
     task: str | Task = "intent",
     sites: str | Sequence[str | Site] = "resid_post",
-    positions: str = "last",
+    positions: Pool = "last",
     cache: Any = None,
     batch_size: int = 16,
     progress: bool = True,
@@ -223,7 +224,7 @@ def _capture(
     model: OysterModel,
     prompts: Any,
     sites: Any,
-    positions: str,
+    positions: Pool,
     cache: Any,
     batch_size: int,
     progress: bool,

@@ -58,6 +58,7 @@ def _label_ids(
         )
         return ids, tuple(names or default)
     if labels and isinstance(labels[0], str):
+        labels = [str(v) for v in labels]
         vocab = tuple(names or sorted(set(labels)))
         unknown = sorted(set(labels) - set(vocab))
         if unknown:

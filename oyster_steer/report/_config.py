@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..models._model import DEFAULT_MODEL
+from ..models._registry import BackendName
 
 __all__ = ["DemoConfig"]
 
@@ -15,7 +16,7 @@ class DemoConfig:
     """What the demo runs (defaults fit ~10 minutes on a 2-core CPU)."""
 
     model: str = DEFAULT_MODEL
-    backend: str = "hf"
+    backend: BackendName = "hf"
     device: str | None = None
     out: Path = Path("out/report.html")
     work_dir: Path = Path("runs/demo")  # capture cache, results JSONL, trained fallbacks

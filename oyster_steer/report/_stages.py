@@ -57,7 +57,7 @@ def layer_sweeps(model: OysterModel, data: dict[str, Any], cfg: DemoConfig) -> d
     """Risk and intent probes at every ``sweep_stride``-th layer, on the starter splits."""
 
     sites = _sweep_sites(model, cfg)
-    common = dict(sites=sites, cache=_cache(cfg), progress=cfg.progress)
+    common: dict[str, Any] = dict(sites=sites, cache=_cache(cfg), progress=cfg.progress)
     return {
         task: sweep_layers(
             model, data["train"], data["validation"], data["test"], task=task, **common

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from ..activations._capture import capture
 from ..activations._scoring import (
@@ -240,10 +241,9 @@ def learn_directions(
         if state.stopped == "time":  # resuming is how a run that ran out of time goes on
             state.stopped = ""
         hooks = [Hook(s, _adder(params[s.name]), write=True) for s in sites]
+        run = _Run(model, mat, val, params, opt, config, checkpoint, key, progress)
         with get_backend("hf").add_hooks(model, hooks):
-            _loop(
-                model, mat, val, params, opt, state, config, checkpoint, key, progress, save_state
-            )
+            _loop(run, state)
     best = {name: t.detach().clone() for name, t in (state.best or params).items()}
     summary = {
         "steps": state.step,
@@ -265,13 +265,31 @@ def _adder(param: torch.Tensor) -> Any:
     return hook
 
 
-def _loop(model, mat, val, params, opt, state, cfg, checkpoint, key, progress, save_state) -> None:  # noqa: ANN001
-    from tqdm.auto import tqdm
+@dataclass(frozen=True)
+class _Run:
+    """What every optimisation step of one ``learn_directions`` call shares."""
 
+    model: OysterModel
+    mat: _Material  # training contrasts and KL prompts
+    val: _Material  # validation contrasts and KL prompts
+    params: dict[str, torch.Tensor]  # site name -> (d,) vector being learned
+    opt: torch.optim.Optimizer
+    cfg: LearnConfig
+    checkpoint: str | Path | None
+    key: str  # identifies the run in its checkpoint
+    progress: bool
+
+
+def _loop(run: _Run, state: TrainState) -> None:
+    model, mat, cfg, opt = run.model, run.mat, run.cfg, run.opt
     started = time.monotonic()
     n, n_kl = len(mat.groups), len(mat.kl_groups)
     with tqdm(
-        total=cfg.steps, initial=state.step, desc="learn vector", unit="step", disable=not progress
+        total=cfg.steps,
+        initial=state.step,
+        desc="learn vector",
+        unit="step",
+        disable=not run.progress,
     ) as bar:
         while state.step < cfg.steps and not state.stopped:
             idx = _order(state.step, cfg.batch_size, n, cfg.seed, 0)
@@ -287,15 +305,16 @@ def _loop(model, mat, val, params, opt, state, cfg, checkpoint, key, progress, s
                 cfg.max_minutes is not None and time.monotonic() - started > 60 * cfg.max_minutes
             )
             if state.step % cfg.eval_every == 0 or state.step == cfg.steps or timed_out:
-                _validate(model, val, params, state, cfg, terms)
+                _validate(run, state, terms)
                 if timed_out and not state.stopped:
                     state.stopped = "time"
-                if checkpoint:
-                    save_state(checkpoint, key, params, opt, state)
+                if run.checkpoint:
+                    save_state(run.checkpoint, run.key, run.params, opt, state)
 
 
-def _validate(model, val, params, state, cfg, terms) -> None:  # noqa: ANN001
-    scores = _evaluate(model, val, cfg)
+def _validate(run: _Run, state: TrainState, terms: dict[str, torch.Tensor]) -> None:
+    cfg, params = run.cfg, run.params
+    scores = _evaluate(run.model, run.val, cfg)
     state.history.append(
         {
             "step": state.step,

@@ -31,14 +31,16 @@ prompts) or ``refusal`` (bare refusal over compliance and helpful openings).
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
-from ..activations._capture import Activations, capture
+from ..activations._capture import Activations, Pool, capture
 from ..core._errors import EmptyInputError
 from ..core._logreg import fit_logreg
 from ..core._sites import Site, resolve_sites
@@ -219,7 +221,7 @@ def text_activations(
             "read='reply' needs the prompt of each text: pass (prompt, positive, negative) triples, or read='last'"
         )
     uniq = list(dict.fromkeys(texts))
-    positions = read if read in ("last", "mean") else "all"
+    positions: Pool = "last" if read == "last" else "mean" if read == "mean" else "all"
     acts = capture(
         model,
         uniq,
@@ -232,7 +234,11 @@ def text_activations(
     if positions != "all":
         rows = {s.name: acts[s] for s in sites}
     else:
-        starts = _reply_starts(model, acts, uniq, texts, prefixes) if read == "reply" else None
+        starts = (
+            _reply_starts(model, acts, uniq, texts, prefixes)
+            if read == "reply" and prefixes is not None
+            else None
+        )
         rows = {
             s.name: torch.stack(
                 [
@@ -247,7 +253,13 @@ def text_activations(
     return {name: r[index] for name, r in rows.items()}
 
 
-def _reply_starts(model, acts, uniq, texts, prefixes) -> list[int]:  # noqa: ANN001
+def _reply_starts(
+    model: OysterModel,
+    acts: Activations,
+    uniq: Sequence[str],
+    texts: Sequence[str],
+    prefixes: Sequence[str],
+) -> list[int]:
     """Where each unique text's reply starts: the first token that no longer matches its prompt."""
     prefix_of = dict(zip(texts, prefixes, strict=True))
     rows = model.token_rows([prefix_of[t] for t in uniq], chat=False)
@@ -279,7 +291,7 @@ def _select(
         picked = a[sel]
     else:
         try:
-            picked = a[sel]
+            picked = a[cast(Any, sel)]  # an int or a sequence of ints
         except IndexError:
             raise IndexError(
                 f"read={sel!r} is out of range for text {i} with {len(ids)} tokens: pick an index in "
@@ -469,16 +481,10 @@ def train_vector(
                 raise ValueError(
                     "method='learned' scores replies after prompts: pass (prompt, positive, negative) triples"
                 )
-            directions, summary = _learned_triples(
-                model,
-                pairs,
-                resolved,
-                kl_prompts,
-                config or LearnConfig(seed=seed),
-                checkpoint,
-                resume,
-                progress,
+            run = _LearnRun(
+                resolved, config or LearnConfig(seed=seed), checkpoint, resume, progress
             )
+            directions, summary = _learned_triples(model, pairs, kl_prompts, run)
             meta = {k: str(v) for k, v in summary.items() if k != "history"}
         else:
             acts, paired, read_name = _pair_acts(
@@ -503,20 +509,16 @@ def train_vector(
         "seed": str(seed),
     }
     if method == "learned":
-        cfg = config or LearnConfig(seed=seed)
+        run = _LearnRun(resolved, config or LearnConfig(seed=seed), checkpoint, resume, progress)
         directions, summary = _learned(
             model,
             pairs,
             records,
-            target,
-            want,
-            resolved,
-            validation,
-            cfg,
-            keep,
-            checkpoint,
-            resume,
-            progress,
+            target=target,
+            want=want,
+            validation=validation,
+            keep=keep,
+            run=run,
         )
         meta.update({k: str(v) for k, v in summary.items() if k != "history"})
     else:
@@ -530,10 +532,45 @@ def train_vector(
     return SteeringVector.from_tensors(model, directions, method=name, meta=meta)
 
 
-def _learned_triples(model, triples, sites, kl_prompts, cfg, checkpoint, resume, progress):  # noqa: ANN001
-    """``learned`` on user triples: one contrast per triple, 15% held out by a hash of the prompt."""
-    import hashlib
+@dataclass(frozen=True)
+class _LearnRun:
+    """How a ``learned`` vector is optimised: at which sites, with which config and checkpoint."""
 
+    sites: list[Site]
+    config: LearnConfig
+    checkpoint: str | Path | None
+    resume: bool
+    progress: bool
+
+    def learn(
+        self,
+        model: OysterModel,
+        train: Sequence[Contrast],
+        kl: Sequence[str],
+        validation: tuple[Sequence[Contrast], Sequence[str]],
+        key: str,
+    ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        return learn_directions(
+            model,
+            train,
+            kl,
+            self.sites,
+            validation=validation,
+            config=self.config,
+            checkpoint=self.checkpoint,
+            resume=self.resume,
+            progress=self.progress,
+            key=key,
+        )
+
+
+def _learned_triples(
+    model: OysterModel,
+    triples: Sequence[tuple[str, str, str]],
+    kl_prompts: Sequence[str] | None,
+    run: _LearnRun,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """``learned`` on user triples: one contrast per triple, 15% held out by a hash of the prompt."""
     if kl_prompts is None:
         kl_prompts = [r.text for r in load_starter() if r.intent in BENIGN_INTENTS]
     contrasts = [Contrast(p, "custom", pos, (neg,)) for p, pos, neg in triples]
@@ -545,22 +582,8 @@ def _learned_triples(model, triples, sites, kl_prompts, cfg, checkpoint, resume,
         raise EmptyInputError(
             "kl_prompts is empty: pass benign prompts whose next tokens should stay put"
         )
-    key = hashlib.sha256("\x00".join(c.prompt + c.positive for c in train).encode()).hexdigest()[
-        :16
-    ]
-
-    return learn_directions(
-        model,
-        train,
-        kl,
-        sites,
-        validation=(val[:16], kl[:8]),
-        config=cfg,
-        checkpoint=checkpoint,
-        resume=resume,
-        progress=progress,
-        key=key,
-    )
+    key = hashlib.sha256("\x00".join(c.prompt + c.positive for c in train).encode()).hexdigest()
+    return run.learn(model, train, kl, (val[:16], kl[:8]), key[:16])
 
 
 def _short(model: OysterModel, max_tokens: int) -> Any:
@@ -573,11 +596,18 @@ def _short(model: OysterModel, max_tokens: int) -> Any:
 
 
 def _learned(
-    model, data, records, target, want, sites, validation, cfg, keep, checkpoint, resume, progress
-):  # noqa: ANN001
+    model: OysterModel,
+    data: Any,
+    records: list[Any],
+    *,
+    target: str,
+    want: tuple[str, ...],
+    validation: Any,
+    keep: Callable[[Any], bool],
+    run: _LearnRun,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Split train/validation contrasts and benign KL prompts, then run the optimiser."""
-    import hashlib
-
+    cfg = run.config
     n_kl = max(8, len(records) // 4)
     benign = sample_records(records_of(data), BENIGN_INTENTS, n_kl, cfg.seed, keep)
     if validation is None:  # hold out ~15% of the given prompts, by a hash of their text
@@ -592,15 +622,5 @@ def _learned(
     val_c = contrasts_for(val_records, target, want)[:16]
     texts = [c.prompt for c in train_c] + [r.text for r in benign]
     key = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
-    return learn_directions(
-        model,
-        train_c,
-        [r.text for r in benign],
-        sites,
-        validation=(val_c, [r.text for r in val_benign][:8]),
-        config=cfg,
-        checkpoint=checkpoint,
-        resume=resume,
-        progress=progress,
-        key=key,
-    )
+    kl = [r.text for r in benign]
+    return run.learn(model, train_c, kl, (val_c, [r.text for r in val_benign][:8]), key)

@@ -104,7 +104,7 @@ class SteeringVector:
     def from_tensors(
         cls,
         model: OysterModel,
-        tensors: Mapping[str | Site, torch.Tensor],
+        tensors: Mapping[str, torch.Tensor] | Mapping[Site, torch.Tensor],
         *,
         method: str = "custom",
         strength: float = 1.0,

@@ -64,7 +64,7 @@ def install_hooks(model: torch.nn.Module, state: PlanState) -> list[Any]:
     points: dict[tuple[int, str], list[tuple[int, str, Any]]] = {}
     modules: dict[int, torch.nn.Module] = {}
 
-    def point(module: torch.nn.Module, when: str, order: int, op: str, arg: Any) -> None:
+    def point(module: Any, when: str, order: int, op: str, arg: Any) -> None:
         modules[id(module)] = module
         points.setdefault((id(module), when), []).append((order, op, arg))
 
@@ -127,7 +127,7 @@ def _pre(state: PlanState, ops: list[tuple[int, str, Any]], is_norm: bool) -> Ca
     (args: hidden, residual)."""
     h_at = 0 if is_norm else 1
 
-    def hook(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def hook(module: torch.nn.Module, args: Any, kwargs: dict[str, Any]) -> Any:
         args = list(args)
         hidden = args[h_at] if len(args) > h_at else kwargs["hidden_states"]
         residual = args[h_at + 1] if len(args) > h_at + 1 else kwargs.get("residual")

@@ -84,9 +84,10 @@ def _install(runner: Any) -> None:
         max_tokens=int(getattr(runner, "max_num_tokens", sched.max_num_batched_tokens)) + 64,
         max_slots=2 * int(sched.max_num_seqs),
     )
-    state.handles = install_hooks(runner.model, state)
-    state.pending = []
-    state.decisions_file = os.environ.get(DECISIONS_ENV) or None
+    served: Any = state  # the runner's bookkeeping rides on the state object
+    served.handles = install_hooks(runner.model, state)
+    served.pending = []
+    served.decisions_file = os.environ.get(DECISIONS_ENV) or None
     runner._osteer = state
     _logger().info(
         "oyster_steer: serving control plan %s (probe at %s, strategies %s, %d steered sites)",
