@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from ..control import ControlPlan, save_plan
-from ..control._plan import bind
+from ..control._plan import READS, bind
 from ..control._policy import Policy
+from ..control._spans import parse_positions
 from ..probes._probe import load_probe
 from ..vectors._vector import load_vector
 from ._common import add_common, add_force, model_from_args, positive_int, refuse_overwrite
@@ -31,6 +32,14 @@ _DEFAULT_VECTORS = (
     "constructive=constructive.safetensors:guide=1x",
     "refusal=refusal.safetensors:redirect=1x",
 )
+
+
+def _positions(value: str) -> str:
+    try:
+        parse_positions(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -78,16 +87,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--read",
-        choices=("last", "window", "running"),
+        choices=READS,
         default="last",
-        help="where the probe reads (default last)",
+        help="where the probe reads (default last; after_thinking: at a reasoning model's </think>)",
     )
     p.add_argument("--window", type=positive_int, default=4, help="tokens of a window read")
     p.add_argument(
         "--positions",
-        choices=("all", "prompt", "generated"),
+        type=_positions,
         default="all",
-        help="where vectors write (default all)",
+        help="where vectors write: all, prompt, generated, thinking, answer, or names joined by '+' (default all)",
     )
     p.add_argument(
         "--schedule",
