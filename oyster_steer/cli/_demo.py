@@ -62,7 +62,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="reply length in tokens (default: 40)",
     )
     p.add_argument(
-        "--batch-size", type=positive_int, default=8, help="generation batch size (default: 8)"
+        "--batch-size",
+        type=positive_int,
+        default=16,
+        help="generation batch size (default: 16, see BENCHMARKS.md)",
     )
     p.add_argument(
         "--sweep-stride",

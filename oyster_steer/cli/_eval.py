@@ -126,7 +126,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="reply length in tokens (default: 48)",
     )
     gen.add_argument(
-        "--batch-size", type=positive_int, default=8, help="generation batch size (default: 8)"
+        "--batch-size",
+        type=positive_int,
+        default=16,
+        help="generation batch size (default: 16, see BENCHMARKS.md)",
     )
     gen.add_argument(
         "--results",

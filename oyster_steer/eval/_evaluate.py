@@ -246,7 +246,7 @@ def evaluate(
     conditions: Sequence[Condition],
     *,
     max_new_tokens: int = 48,
-    batch_size: int = 8,
+    batch_size: int = 16,
     results_path: str | Path | None = None,
     judges: Judges | None = None,
     divergence_intents: Sequence[str] = ("benign", "borderline"),

@@ -22,7 +22,7 @@ class DemoConfig:
     work_dir: Path = Path("runs/demo")  # capture cache, results JSONL, trained fallbacks
     n_per_class: int = 4  # evaluation prompts per intent from the starter test split
     max_new_tokens: int = 40
-    batch_size: int = 8
+    batch_size: int = 16
     sweep_stride: int = 2  # sweep every k-th layer (the last layer is always included)
     trace_tokens: int = 24
     calibrate_per_intent: int = 8  # held-out prompts per intent for the strength curve
