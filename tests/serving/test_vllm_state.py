@@ -93,8 +93,19 @@ def test_neutral_inputs_touch_no_request():
     assert torch.equal(before, torch.ones(4, D)) and torch.equal(after, torch.ones(4, D))
 
 
-def test_hot_path_compiles_without_graph_breaks():
-    state = _state(_plan())
+def _lowrank_plan():
+    from oyster_steer.vectors import LowRankIntervention
+
+    g = torch.Generator().manual_seed(1)
+    part = (torch.randn(2, D, generator=g), torch.randn(2, D, generator=g), torch.ones(2))
+    iv = LowRankIntervention({"blocks.2.hook_resid_post": part})
+    plan = _plan()
+    return plan.replace(bindings=[*plan.bindings, bind(iv, {"redirect": 1.0}, name="lr")])
+
+
+@pytest.mark.parametrize("make", [_plan, _lowrank_plan], ids=["vectors", "with-low-rank"])
+def test_hot_path_compiles_without_graph_breaks(make):
+    state = _state(make())
     state.prepare(["a", "b"], np.array([0, 3, 4]), np.array([3, 2]), np.array([0, 1]))
     x, positions = torch.randn(4, D), torch.tensor([0, 1, 2, 1])
     want = _step(state, positions, x)
@@ -110,12 +121,26 @@ def test_unsupported_read_is_refused():
         _state(_plan(read="running"))
 
 
-def test_lowrank_bindings_are_refused_not_silently_dropped():
-    from oyster_steer.vectors import LowRankIntervention
+def test_low_rank_bindings_are_applied_like_the_library():
+    """A learned low-rank action adds strength * ((x @ (W - R).T + b) * gate) @ R per token."""
+    from oyster_steer.control._plan import Binding
 
-    part = (torch.eye(2, D), torch.eye(2, D), torch.ones(2))
-    iv = LowRankIntervention({"blocks.2.hook_resid_post": part})
-    plan = _plan()
-    plan = plan.replace(bindings=[*plan.bindings, bind(iv, {"redirect": 1.0}, name="lr")])
-    with pytest.raises(ValueError, match=r"low-rank interventions \['lr'\], which the vLLM plugin"):
-        _state(plan)
+    g = torch.Generator().manual_seed(0)
+    R, W, b = (
+        torch.randn(2, D, generator=g),
+        torch.randn(2, D, generator=g),
+        torch.randn(2, generator=g),
+    )
+    site = "blocks.2.hook_resid_post"
+    base = _plan()
+    low = Binding("guide-lowrank", {}, {"guide": 2.0}, lowrank={site: (R, W, b)})
+    plan = ControlPlan(base.probe, [*base.bindings, low])
+    state = _state(plan)
+    assert [s.name for s in state.sites] == ["blocks.0.hook_resid_post", site]
+    state.prepare(["a"], np.array([0, 2]), np.array([2]), np.array([0]))
+    x = torch.randn(2, D, generator=g)
+    x[:, :3] = 0.0
+    x[1, 1] = 1.0  # the last prompt token reads "vulnerable" -> guide
+    _, after = _step(state, torch.tensor([0, 1]), x)
+    edit = 2.0 * ((x @ (W - R).T + b) @ R)
+    assert torch.allclose(after, x + 1.0 + edit, atol=1e-5)  # vector (guide 1.0) + low-rank edit

@@ -89,13 +89,6 @@ class PlanState:
                 f"the plan reads with read={plan.read!r}, which the vLLM plugin does not support: "
                 "rebuild the plan with read='last' or serve it with transformers (oyster_steer.patch)"
             )
-        lowrank = [b.name for b in plan.bindings if getattr(b, "lowrank", None)]
-        if lowrank:
-            raise ValueError(
-                f"the plan binds low-rank interventions {lowrank}, which the vLLM plugin does not "
-                "apply yet: serve the plan with transformers (oyster_steer.patch), or bind only "
-                "steering vectors for vLLM"
-            )
         if plan.probe.d_model != d_model:
             raise ValueError(
                 f"the plan's probe has width {plan.probe.d_model} but the served model has "
@@ -121,6 +114,22 @@ class PlanState:
         self.sites = [resolve_site(s, n_layers) for s in plan.sites]
         stacked = [plan.stacked(s) for s in plan.sites] or [torch.zeros(len(self.strategies), 0)]
         self.stacked = torch.cat(stacked, dim=1).to(device, torch.float32)  # (S, n * d)
+        # low-rank parts per site, as in the library: the hook adds ((x @ A.T + c) * coefs) @ R,
+        # coefs = gates @ G; rank components of all sites concatenated (one matmul for all)
+        self.low: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int] | None] = []
+        gains, k = [], 0
+        for site in plan.sites:
+            part = plan.lowrank(site)
+            if part is None:
+                self.low.append(None)
+                continue
+            a, c, r, g = part
+            self.low.append((*(t.to(device, dtype) for t in (a, c, r)), k, k + a.shape[0]))
+            gains.append(g)
+            k += a.shape[0]
+        self.low_gain = (
+            torch.cat(gains, dim=1) if gains else torch.zeros(len(self.strategies), 0)
+        ).to(device, torch.float32)  # (S, K)
         self.schedule = torch.tensor(plan.schedule, dtype=torch.float32, device=device)
         self.positions_mode = plan.positions
         self.max_tokens = max_tokens
@@ -141,6 +150,8 @@ class PlanState:
         self.is_last = torch.zeros(max_tokens, dtype=torch.bool, device=device)
         self.weight = torch.zeros(max_tokens, 1, dtype=dtype, device=device)
         self.contrib = torch.zeros(max_tokens, len(self.sites), d_model, dtype=dtype, device=device)
+        self.tok_weight = torch.zeros(max_tokens, 1, dtype=dtype, device=device)
+        self.coefs = torch.zeros(max_tokens, self.low_gain.shape[1], dtype=dtype, device=device)
 
     # -- slots ---------------------------------------------------------------------------------
     def _allocate(self, slots: int) -> None:
@@ -277,8 +288,12 @@ class PlanState:
 
     def _refresh(self, weight: torch.Tensor) -> None:
         n, tokens = len(self.sites), weight.shape[0]
-        delta = self.gates[self.slot_now] @ self.stacked  # (N, n * d)
+        gates = self.gates[self.slot_now]  # (N, S)
+        delta = gates @ self.stacked  # (N, n * d)
         self.contrib = (weight * delta).view(tokens, n, self.d_model).to(self.dtype)
+        if self.low_gain.shape[1]:  # a constant of the plan
+            self.tok_weight = weight.to(self.dtype)
+            self.coefs = (gates @ self.low_gain).to(self.dtype)  # (N, K)
 
     def read(self, x: torch.Tensor, gate: bool, monitors: tuple[str, ...]) -> None:
         """Read (N, d) residuals: latch the probe's decision where a request's prompt ends."""
@@ -302,8 +317,14 @@ class PlanState:
             self._refresh(self.weight)
 
     def write(self, x: torch.Tensor, index: int) -> torch.Tensor:
-        """Steered site ``index``: ``x + weight * gates[slot] @ stacked[site]`` (one add)."""
-        return x + self.contrib[:, index]
+        """Steered site ``index``: ``x + weight * gates[slot] @ stacked[site]`` (one add), plus
+        the site's low-rank edit ``weight * ((x @ A.T + c) * coefs) @ R`` where it has one."""
+        low = self.low[index]
+        if low is None:  # a constant of the plan
+            return x + self.contrib[:, index]
+        a, c, r, lo, hi = low
+        z = (x @ a.T + c) * self.coefs[:, lo:hi]  # (N, K)
+        return torch.addcmul(x + self.contrib[:, index], self.tok_weight, z @ r)
 
     # -- after a step: the decision log --------------------------------------------------------
     def collect(self, deciding: list[tuple[str, int]]) -> Pending | None:
