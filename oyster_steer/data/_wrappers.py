@@ -16,6 +16,9 @@ import random
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+from ._promptset import PromptSet
+from ._records import PromptRecord
+
 if TYPE_CHECKING:  # pragma: no cover
     from ._promptset import PromptSet
     from ._records import PromptRecord
@@ -302,8 +305,6 @@ def augment_attacks(
         >>> (w[0].intent, w[0].meta["wrapper"], w[0].meta["wrapped_from"] == r.id)
         ('benign', 'opposing', True)
     """
-    from ._promptset import PromptSet
-    from ._records import PromptRecord
 
     names = list(ATTACK_TRANSFORMS) if attacks is None else list(attacks)
     unknown = [a for a in names if a not in ATTACK_TRANSFORMS]
