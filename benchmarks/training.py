@@ -36,16 +36,25 @@ from capture import load, machine  # noqa: E402
 
 @contextlib.contextmanager
 def full_forwards() -> Iterator[None]:
-    """Switch the cached-lower-blocks path off (what training and calibration did before)."""
-    import oyster_steer.models._forward as fwd
-    import oyster_steer.steering._calibrate as cal
+    """Switch the cached-lower-blocks path off (what training and calibration did before): every
+    module that bound ``supports_forward_from`` at import sees False."""
+    import oyster_steer.steering._calibrate  # noqa: F401  (bind the callers before patching)
+    import oyster_steer.vectors._intervention  # noqa: F401
+    import oyster_steer.vectors._learn  # noqa: F401
 
-    saved = fwd.supports_forward_from, cal.supports_forward_from
-    fwd.supports_forward_from = cal.supports_forward_from = lambda m: False
+    bound = [
+        m
+        for name, m in list(sys.modules.items())
+        if name.startswith("oyster_steer.") and hasattr(m, "supports_forward_from")
+    ]
+    saved = [m.supports_forward_from for m in bound]
+    for m in bound:
+        m.supports_forward_from = lambda model: False
     try:
         yield
     finally:
-        fwd.supports_forward_from, cal.supports_forward_from = saved
+        for m, fn in zip(bound, saved, strict=True):
+            m.supports_forward_from = fn
 
 
 def jobs(model: Any, args: argparse.Namespace) -> dict[str, Callable[[], Any]]:

@@ -211,15 +211,19 @@ def test_malformed_parts_and_packs_are_refused(model, intervention, tmp_path):
 def test_training_from_cached_lower_blocks_equals_full_forwards(model, monkeypatch):
     """The trainer runs the blocks below its first site once per example (frozen_inputs); the
     learned parts equal those of full forwards on every step."""
-    import oyster_steer.models._forward as fwd
+    import oyster_steer.activations._scoring as scoring
+    import oyster_steer.vectors._intervention as trainer
 
     cfg = InterventionConfig(rank=2, steps=12, batch_size=2, lr=3e-2, max_reply_tokens=16)
     prompts = [VULNERABLE, BENIGN, "How do I bake bread?"]
     targets = [TARGET, " a b c", " bread is easy"]
     fast = train_intervention(model, prompts, targets, sites=[1, 2], config=cfg, progress=False)
-    monkeypatch.setattr(fwd, "supports_forward_from", lambda m: False)
+    for module in (trainer, scoring):  # every caller of the cached path falls back
+        monkeypatch.setattr(module, "supports_forward_from", lambda m: False)
+    calls = []
+    monkeypatch.setattr(trainer, "frozen_inputs", lambda *a, **k: calls.append(1))
     full = train_intervention(model, prompts, targets, sites=[1, 2], config=cfg, progress=False)
-    assert fast.sites == full.sites
+    assert fast.sites == full.sites and not calls  # the second run took the full forwards
     for site in full.sites:
         for a, b in zip(fast.parts[site], full.parts[site], strict=True):
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
