@@ -53,6 +53,7 @@ class _Run:
     posw: torch.Tensor  # (B, T, 1) write weights
     deltas: torch.Tensor  # (B, n, 1, d)
     coefs: torch.Tensor  # (B, 1, K) gated strengths of the low-rank components
+    custom_coefs: torch.Tensor  # (B, 1, J) gated strengths of the custom operators
     posterior: torch.Tensor  # (B, C)
     eu: torch.Tensor  # (B, S)
     weights: torch.Tensor  # (B, S)
@@ -133,6 +134,20 @@ class ControlState:
         self.low_gain = (
             torch.cat(gains, dim=1) if gains else torch.zeros(len(plan.strategies), 0)
         ).to(dev, torch.float32)  # (S, K)
+        # custom operators per site: (fn, direction, column j of their (S, J) gains)
+        self.custom: list[list[tuple[Any, torch.Tensor, int]]] = []
+        custom_gains: list[torch.Tensor] = []
+        for site in self.sites:
+            ops = []
+            for fn, direction, g in plan.custom(site):
+                ops.append((fn, direction.to(dev, self.dtype), len(custom_gains)))
+                custom_gains.append(g)
+            self.custom.append(ops)
+        self.custom_gain = (
+            torch.stack(custom_gains, dim=1)
+            if custom_gains
+            else torch.zeros(len(plan.strategies), 0)
+        ).to(dev, torch.float32)  # (S, J)
         self.max_batch = max_batch
         self._local = threading.local()
         self._local.run = self._new_run()
@@ -155,6 +170,9 @@ class ControlState:
         run.posw = torch.zeros(1, 1, 1, device=dev, dtype=self.dtype)
         run.deltas = torch.zeros(1, len(self.sites), 1, self.d_model, device=dev)
         run.coefs = torch.zeros(1, 1, self.low_gain.shape[1], device=dev, dtype=self.dtype)
+        run.custom_coefs = torch.zeros(
+            1, 1, self.custom_gain.shape[1], device=dev, dtype=self.dtype
+        )
         run.records, run.span_records = [], []
         self._allocate(run, self.max_batch)
         return run
@@ -221,6 +239,9 @@ class ControlState:
         run.deltas = deltas.to(self.dtype)
         if self.low_gain.shape[1]:  # a constant of the plan
             run.coefs = (run.gates[:rows] @ self.low_gain).unsqueeze(1).to(self.dtype)  # (B, 1, K)
+        if self.custom_gain.shape[1]:  # a constant of the plan
+            gains = (run.gates[:rows] @ self.custom_gain).unsqueeze(1)  # (B, 1, J)
+            run.custom_coefs = gains.to(self.dtype)
 
     # -- the read hook ------------------------------------------------------------------------
     def read(self, x: torch.Tensor, gate: bool, monitors: tuple[str, ...]) -> None:
@@ -332,20 +353,27 @@ class ControlState:
     def write_fn(self, index: int) -> Callable[[torch.Tensor], torch.Tensor]:
         """The hook of steered site ``index``: all its vectors in one ``addcmul``.
 
-        With low-rank parts at the site, the same ``addcmul`` also adds their input-dependent
-        edit ``((x @ A.T + c) * coefs) @ R`` (every binding's rank components at once).
+        With low-rank parts at the site (interventions, and the ablate/clamp operators), the
+        same ``addcmul`` also adds their input-dependent edit ``((x @ A.T + c) * coefs) @ R``
+        (every binding's rank components at once), and each custom operator's gated
+        ``fn(x, direction)``.
         """
-        low = self.low[index]
-        if low is not None:  # a constant of the plan
-            A, c, R, lo, hi = low
+        low, custom = self.low[index], self.custom[index]
+        if low is not None or custom:  # constants of the plan
 
-            def write_low(x: torch.Tensor) -> torch.Tensor:
+            def write_edit(x: torch.Tensor) -> torch.Tensor:
                 run = self.run
-                z = (x @ A.T.to(x.dtype) + c.to(x.dtype)) * run.coefs[:, :, lo:hi].to(x.dtype)
-                delta = run.deltas[:, index].to(x.dtype) + z @ R.to(x.dtype)  # (B, T, d)
+                delta = run.deltas[:, index].to(x.dtype)  # (B, 1, d)
+                if low is not None:
+                    A, c, R, lo, hi = low
+                    z = (x @ A.T.to(x.dtype) + c.to(x.dtype)) * run.coefs[:, :, lo:hi].to(x.dtype)
+                    delta = delta + z @ R.to(x.dtype)  # (B, T, d)
+                for fn, direction, j in custom:
+                    gain = run.custom_coefs[:, :, j : j + 1].to(x.dtype)
+                    delta = delta + gain * fn(x, direction.to(x.dtype))
                 return torch.addcmul(x, run.posw.to(x.dtype), delta)
 
-            return write_low
+            return write_edit
 
         def write(x: torch.Tensor) -> torch.Tensor:
             run = self.run

@@ -83,6 +83,11 @@ def write_pack(plan: ControlPlan, path: str | Path) -> Path:
     tensors["policy/payoff"] = plan.policy.payoff.float().clone()  # type: ignore[union-attr]
     tensors["schedule"] = torch.tensor(plan.schedule, dtype=torch.float32)
     for b in plan.bindings:
+        if b.custom:
+            raise ValueError(
+                f"binding {b.name!r} has a custom operator, python code that a pack cannot hold: "
+                "save the plan without it and bind the operator again after load_plan"
+            )
         manifest["bindings"].append(
             {
                 "name": b.name,

@@ -27,6 +27,7 @@ import torch
 
 from ..core._errors import ModelMismatchError, SiteError, WidthMismatchError, require_finite
 from ..core._sites import Site, parse_site, resolve_site
+from ._operators import CustomFn, Operator, as_operator
 from ._plan_check import check_bindings
 from ._policy import Policy
 from ._spans import parse_positions
@@ -54,6 +55,12 @@ class Binding:
         lowrank: canonical site name -> (R (r, d), W (r, d), b (r,)) of a low-rank,
             input-dependent edit ``h + strength * R^T (W h + b - R h)`` (see
             :class:`~oyster_steer.vectors.LowRankIntervention`); gated like a vector, never baked.
+            Runtime operators (``meta["op"]`` = ``ablate``, ``ablate_add``, ``clamp``) are such
+            edits with ``R`` the unit direction, ``W = 0`` and ``b`` the target projection; their
+            gain is 1 on every strategy with a non-zero strength (exact ablation or clamp when
+            the row's gate is 1), see :mod:`oyster_steer.control._operators`.
+        custom: canonical site name -> (fn, (d,) direction) of a custom operator: the hook adds
+            ``strength * gate * fn(h, direction)``; python code, so never saved or baked.
     """
 
     name: str
@@ -63,9 +70,18 @@ class Binding:
     lowrank: Mapping[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(
         default_factory=dict
     )
+    custom: Mapping[str, tuple[CustomFn, torch.Tensor]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not self.directions and not self.lowrank:
+        object.__setattr__(
+            self,
+            "custom",
+            {
+                parse_site(site).name: (fn, torch.as_tensor(v).detach().float().reshape(-1))
+                for site, (fn, v) in self.custom.items()
+            },
+        )
+        if not self.directions and not self.lowrank and not self.custom:
             raise ValueError(
                 f"binding {self.name!r} has no directions: bind a vector or intervention with at least one site"
             )
@@ -85,7 +101,7 @@ class Binding:
         for strategy, v in self.strengths.items():
             require_finite(v, f"binding {self.name!r}'s strength for {strategy!r} ({v})")
         object.__setattr__(self, "meta", {str(k): str(v) for k, v in self.meta.items()})
-        widths = {v.numel() for v in dirs.values()}
+        widths = {v.numel() for v in dirs.values()} | {v.numel() for _, v in self.custom.values()}
         for site, (R, W, b) in low.items():
             for key, t in zip("RWb", (R, W, b), strict=True):
                 require_finite(t, f"binding {self.name!r}'s low-rank {key} at {site!r}")
@@ -104,12 +120,27 @@ class Binding:
     def d_model(self) -> int:
         if self.directions:
             return next(iter(self.directions.values())).numel()
+        if self.custom:
+            return next(iter(self.custom.values()))[1].numel()
         return next(iter(self.lowrank.values()))[0].shape[1]
 
     @property
     def sites(self) -> list[str]:
-        """Every site it writes to (vector directions and low-rank parts)."""
-        return sorted(set(self.directions) | set(self.lowrank), key=lambda s: parse_site(s).order)
+        """Every site it writes to (vector directions, low-rank parts, custom operators)."""
+        names = set(self.directions) | set(self.lowrank) | set(self.custom)
+        return sorted(names, key=lambda s: parse_site(s).order)
+
+    @property
+    def op(self) -> str:
+        """The runtime operator of its vector (``add`` unless bound with another ``op``)."""
+        return self.meta.get("op", "add")
+
+    def gains(self, strategies: Sequence[str], projection: bool = False) -> torch.Tensor:
+        """(S,) gain per strategy: its strength, or for an operator's projection edit 1 where bound."""
+        g = torch.tensor([self.strengths.get(s, 0.0) for s in strategies])
+        if projection and self.op in ("ablate", "ablate_add", "clamp"):
+            return (g != 0).float()
+        return g
 
 
 def bind(
@@ -118,6 +149,8 @@ def bind(
     *,
     name: str | None = None,
     sites: Sequence[str] | None = None,
+    op: str | Operator | CustomFn = "add",
+    value: float | None = None,
 ) -> Binding:
     """Bind a steering vector to strategies: ``{"guide": 4.0, "redirect": 6.0}``.
 
@@ -128,6 +161,10 @@ def bind(
             strategies that each get the vector's own calibrated ``strength`` (1.0 if it has none).
         name: label (default: the vector's ``meta["name"]`` or ``method``, else "vector").
         sites: only these of the vector's sites (default: all).
+        op: the runtime operator of a vector: ``"add"`` (default), ``"ablate"``, ``"ablate_add"``,
+            ``"clamp"`` (with ``value``) or a callable ``(h, direction) -> delta``; gated per row
+            in the same fused hook as every other binding (:mod:`oyster_steer.control._operators`).
+        value: the projection ``op="clamp"`` sets.
 
     Example:
         >>> b = bind({"blocks.1.hook_resid_post": torch.ones(8)}, {"guide": 2.0}, name="demo")
@@ -155,7 +192,31 @@ def bind(
         if getattr(vector, key, None) is not None:
             meta.setdefault(key, str(getattr(vector, key)))
     label = name or meta.get("name") or meta.get("method") or "vector"
-    return Binding(label, directions, strengths, meta, lowrank)
+    operator = as_operator(op, value)
+    if operator.kind == "add":
+        return Binding(label, directions, strengths, meta, lowrank)
+    if lowrank:
+        raise ValueError(
+            f"op={operator.kind!r} applies to a steering vector, not a low-rank intervention: bind it with op='add'"
+        )
+    meta["op"] = operator.kind
+    custom: dict[str, tuple[CustomFn, torch.Tensor]] = {}
+    if operator.projects:
+        meta["value"] = repr(operator.value)
+        for site, v in directions.items():
+            v = torch.as_tensor(v).float().reshape(-1)
+            if float(v.norm()) == 0.0:
+                raise ValueError(f"op={operator.kind!r} needs a non-zero direction at {site!r}")
+            lowrank[site] = (
+                (v / v.norm())[None],
+                torch.zeros(1, v.numel()),
+                torch.tensor([operator.value]),
+            )
+    if operator.kind == "custom":
+        assert operator.fn is not None
+        custom = {site: (operator.fn, v) for site, v in directions.items()}
+    added = directions if operator.adds else {}
+    return Binding(label, added, strengths, meta, lowrank, custom)
 
 
 @dataclass(frozen=True, eq=False)
@@ -276,14 +337,20 @@ class ControlPlan:
         R = torch.cat([R for _, (R, _, _) in parts])
         G = torch.cat(
             [
-                torch.tensor([b.strengths.get(s, 0.0) for s in self.strategies])[:, None].expand(
-                    -1, part[0].shape[0]
-                )
+                b.gains(self.strategies, projection=True)[:, None].expand(-1, part[0].shape[0])
                 for b, part in parts
             ],
             dim=1,
         )
         return A, c, R, G
+
+    def custom(self, site: str) -> list[tuple[CustomFn, torch.Tensor, torch.Tensor]]:
+        """The custom operators at ``site``: ``(fn, (d,) direction, (S,) gains)`` per binding."""
+        return [
+            (b.custom[site][0], b.custom[site][1], b.gains(self.strategies))
+            for b in self.bindings
+            if site in b.custom
+        ]
 
     def stacked(self, site: str) -> torch.Tensor:
         """(S, d) per-strategy sum ``sum_v strength[v, s] * direction_v[site]``: one matmul per hook."""
@@ -347,6 +414,7 @@ class ControlPlan:
         gains = {b.strengths.get(s, 0.0) for s in self.strategies}
         return (
             not b.lowrank  # input-dependent: never a constant bias
+            and not b.custom
             and len(gains) == 1
             and self.positions == "all"
             and len(set(self.schedule)) == 1
