@@ -53,7 +53,7 @@ def main() -> None:
         progress=False,
     )
     our_s = time.perf_counter() - start
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:  # the subprocess may take minutes on a busy CPU
         out = str(Path(tmp) / "sv.safetensors")
         got = run_legacy(
             CODE, path=str(converted_dir("smollm2-135m-instruct")), pairs=pairs, out=out

@@ -71,7 +71,7 @@ def run_legacy(code: str, **args: Any) -> dict[str, Any]:
         capture_output=True,
         text=True,
         env=env,
-        timeout=1200,
+        timeout=3600,  # steering-vectors trains with batch size 1: minutes on a shared CPU
     )
     assert r.returncode == 0, f"the transformers 4.57 subprocess failed:\n{r.stderr[-4000:]}"
     line = [x for x in r.stdout.splitlines() if x.startswith("@@RESULT@@")][-1]

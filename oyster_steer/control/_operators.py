@@ -111,14 +111,17 @@ class Edit:
     direction: torch.Tensor | None = None
 
     def delta(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, d) or (d,): what the operator adds to ``x``."""
-        out: torch.Tensor | None = self.add
-        if self.unit is not None:
-            proj = x @ self.unit.T  # (B, T, 1)
-            edit = (self.target - proj) @ self.unit  # (B, T, d)
+        """(B, T, d) or (d,): what the operator adds to ``x`` (in ``x``'s dtype: a no-op cast
+        unless the model was cast after patch)."""
+        dt = x.dtype
+        out: torch.Tensor | None = None if self.add is None else self.add.to(dt)
+        if self.unit is not None and self.target is not None:
+            unit = self.unit.to(dt)
+            proj = x @ unit.T  # (B, T, 1)
+            edit = (self.target.to(dt) - proj) @ unit  # (B, T, d)
             out = edit if out is None else edit + out
-        if self.fn is not None:
-            custom = self.fn(x, self.direction)
+        if self.fn is not None and self.direction is not None:
+            custom = self.fn(x, self.direction.to(dt))
             out = custom if out is None else custom + out
         assert out is not None
         return out
