@@ -125,6 +125,23 @@ def block_categories(ps: PromptSet, raw: dict[str, PromptSet]) -> str:
     return _cross(ps, "category", "intent")
 
 
+def block_self_directed(ps: PromptSet, raw: dict[str, PromptSet]) -> str:
+    """Harmful requests the self-directed harm rule moved from malicious to vulnerable."""
+    rows = []
+    for name, rs in raw.items():
+        moved = sum("label_rule" in r.meta for r in rs)
+        kept = sum("label_rule" in r.meta for r in ps if r.source == name)
+        if moved:
+            rows.append((name, moved, kept))
+    if not rows:
+        return "No source prompt was relabelled by the rule.\n"
+    total = sum(r[1] for r in rows)
+    return _table(
+        ("source", "relabelled malicious -> vulnerable", "after de-duplication"),
+        [*rows, ("total", total, sum(r[2] for r in rows))],
+    )
+
+
 BLOCKS: dict[str, Callable[[PromptSet, dict[str, PromptSet]], str]] = {
     "sources": block_sources,
     "intent": block_intent,
@@ -132,6 +149,7 @@ BLOCKS: dict[str, Callable[[PromptSet, dict[str, PromptSet]], str]] = {
     "overlaps": block_overlaps,
     "vulnerable": block_vulnerable,
     "categories": block_categories,
+    "self_directed": block_self_directed,
 }
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ._categories import map_category
+from ._direction import relabel_self_directed
 from ._io import read_csv_rows, read_json, read_jsonl_rows
 from ._paths import DATA_ENV_VAR, resolve_data_dir
 from ._promptset import PromptSet, records_from_jsonl
@@ -102,7 +103,9 @@ def _file(data_dir: PathLike | None, folder: str, name: str) -> tuple[Path, str]
 
 
 def _done(records: Iterable[PromptRecord], what: str) -> PromptSet:
-    out = PromptSet(records)
+    # the self-directed harm rule (DATA.md): a harmful request whose only victim is the asker is
+    # a vulnerable user, not a malicious one, whichever benchmark it comes from
+    out = PromptSet(relabel_self_directed(records))
     if not out:
         raise EmptyDataError(
             f"{what} produced no prompts; check the file and the loader arguments."
@@ -489,7 +492,7 @@ def load_all(
 
     Example:
         >>> ps = load_all(sources=["advbench", "strongreject"], include_starter=False)
-        >>> ps.counts()["malicious"] == len(ps)
+        >>> ps.counts()["malicious"] + ps.counts()["vulnerable"] == len(ps)   # self-directed harm
         True
     """
     names = list(LOADERS) if sources is None else list(sources)
