@@ -15,7 +15,8 @@ site (block L)      read                                                write (a
 ==================  ==================================================  ========================
 
 Adding ``delta`` to either of the two tensors adds it to their sum, which is all later layers
-(and the final norm) ever see.
+(and the final norm) ever see. A low-rank edit depends on the value it edits, so it is computed
+from the sum (the full residual stream), as the library's hook sees it.
 """
 
 from __future__ import annotations
@@ -135,8 +136,8 @@ def _pre(state: PlanState, ops: list[tuple[int, str, Any]], is_norm: bool) -> Ca
         for _, op, arg in ops:
             if op == "read":
                 state.read(_sum(hidden, residual), *arg)
-            else:
-                hidden, changed = state.write(hidden, arg), True
+            else:  # low-rank edits read the full residual value; the sum is what gets shifted
+                hidden, changed = hidden + state.delta(_sum(hidden, residual), arg), True
         if not changed:
             return None
         if len(args) > h_at:
@@ -158,8 +159,8 @@ def _post(state: PlanState, ops: list[tuple[int, str, Any]]) -> Callable[..., An
         for _, op, arg in ops:
             if op == "read":
                 state.read(_sum(hidden, residual), *arg)
-            else:
-                hidden, changed = state.write(hidden, arg), True
+            else:  # low-rank edits read the full residual value; the sum is what gets shifted
+                hidden, changed = hidden + state.delta(_sum(hidden, residual), arg), True
         if not changed:
             return None
         return (hidden, residual, *output[2:]) if pair else hidden

@@ -319,12 +319,16 @@ class PlanState:
     def write(self, x: torch.Tensor, index: int) -> torch.Tensor:
         """Steered site ``index``: ``x + weight * gates[slot] @ stacked[site]`` (one add), plus
         the site's low-rank edit ``weight * ((x @ A.T + c) * coefs) @ R`` where it has one."""
+        return x + self.delta(x, index)
+
+    def delta(self, x: torch.Tensor, index: int) -> torch.Tensor:
+        """What site ``index`` adds to the residual-stream value ``x`` (N, d) at that site."""
         low = self.low[index]
         if low is None:  # a constant of the plan
-            return x + self.contrib[:, index]
+            return self.contrib[:, index]
         a, c, r, lo, hi = low
-        z = (x @ a.T + c) * self.coefs[:, lo:hi]  # (N, K)
-        return torch.addcmul(x + self.contrib[:, index], self.tok_weight, z @ r)
+        z = (x @ a.T + c) * self.coefs[:, lo:hi]  # (N, K): input-dependent, so x is the full value
+        return torch.addcmul(self.contrib[:, index], self.tok_weight, z @ r)
 
     # -- after a step: the decision log --------------------------------------------------------
     def collect(self, deciding: list[tuple[str, int]]) -> Pending | None:
