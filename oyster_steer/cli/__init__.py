@@ -25,6 +25,7 @@ _SUBCOMMANDS = (
     "_plan",
     "_train_plan",
     "_eval",
+    "_gate_eval",
     "_export",
     "_demo",
 )
