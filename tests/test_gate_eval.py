@@ -141,3 +141,42 @@ def test_shift_sets_labels_and_seeds() -> None:
 def test_cli_gate_eval_needs_prompts(capsys) -> None:
     assert main(["gate-eval"]) == 2
     assert "--prompts" in capsys.readouterr().err
+
+
+def test_gate_section_summarises_self_harm_and_wrapped_benign(tmp_path) -> None:
+    from oyster_steer.eval import GATE_HEADING, gate_section
+    from oyster_steer.reproduce._markdown import write_section
+
+    rows = [
+        {
+            "source": "v",
+            "intent": "vulnerable",
+            "read": "malicious" if i == 0 else "vulnerable",
+            "strategy": "redirect" if i == 0 else "guide",
+            "confidence": 0.5,
+        }
+        for i in range(4)
+    ] + [
+        {
+            "source": "wrapped",
+            "intent": "benign",
+            "read": "benign",
+            "strategy": "help",
+            "confidence": 0.9,
+            "attack": "opposing",
+            "risk_flag": i == 0,
+        }
+        for i in range(5)
+    ]
+    sec = gate_section(rows, "oyster-steer gate-eval --shift-sets", machine="2-core CPU")
+    assert (
+        sec.startswith(GATE_HEADING) and "`oyster-steer gate-eval --shift-sets` (2-core CPU)" in sec
+    )
+    assert "vulnerable rows read malicious 25% [" in sec and "(n=4)" in sec
+    assert "flagged by the risk monitor 20% [" in sec and "(n=5)" in sec
+    assert "leave-one-source-out" in sec
+    p = tmp_path / "R.md"
+    p.write_text("# R\n\n## Other\n\nkept\n")
+    write_section(p, sec, GATE_HEADING)
+    text = p.read_text()
+    assert "kept" in text and text.count(GATE_HEADING) == 1

@@ -9,8 +9,9 @@ from typing import Any
 
 from ..control import load_plan
 from ..data import PromptRecord, PromptSet, load_table
-from ..eval import gate_report, score_gate, shift_sets
+from ..eval import GATE_HEADING, gate_report, gate_section, score_gate, shift_sets
 from ..probes import load_probe
+from ..reproduce._markdown import write_section
 from ._common import add_common, model_from_args
 from ._eval import _mapping, positive_int
 
@@ -114,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text, encoding="utf-8")
+    if args.results is not None:
+        write_section(args.results, gate_section(rows, cmd, seed=args.seed), GATE_HEADING)
     if args.rows is not None:
         args.rows.parent.mkdir(parents=True, exist_ok=True)
         with open(args.rows, "w", encoding="utf-8") as f:

@@ -25,7 +25,7 @@ from ._coherence import repetition_loop, reply_nll, topicality
 from ._compare import VERDICT_RANK, canned_rate, made_worse
 from ._conditions import Condition
 from ._evaluate import evaluate
-from ._gate import SHIFT_SOURCES, gate_report, score_gate, shift_sets
+from ._gate import GATE_HEADING, SHIFT_SOURCES, gate_report, gate_section, score_gate, shift_sets
 from ._generate import divergence, generate_replies
 from ._harm import validates_harm
 from ._judges import RATE_VERDICTS, VERDICTS, Judges, judge_replies, verdict
@@ -36,6 +36,7 @@ from ._rules import acknowledges, has_method_detail, is_refusal, offers_help
 from ._stats import Estimate, bootstrap_ci, estimate
 
 __all__ = [
+    "GATE_HEADING",
     "SHIFT_SOURCES",
     "QUALITY_COLUMNS",
     "RATE_COLUMNS",
@@ -55,6 +56,7 @@ __all__ = [
     "estimate",
     "evaluate",
     "gate_report",
+    "gate_section",
     "score_gate",
     "shift_sets",
     "generate_replies",

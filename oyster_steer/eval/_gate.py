@@ -36,7 +36,16 @@ from ..data import (
 )
 from ._stats import estimate
 
-__all__ = ["SHIFT_SOURCES", "gate_report", "score_gate", "shift_sets"]
+__all__ = [
+    "GATE_HEADING",
+    "SHIFT_SOURCES",
+    "gate_report",
+    "gate_section",
+    "score_gate",
+    "shift_sets",
+]
+
+GATE_HEADING = "## The gate under distribution shift (gate-eval)"
 
 SHIFT_SOURCES = (
     "phtest",
@@ -357,3 +366,34 @@ def gate_report(
             f"redirected: {_cell([r['strategy'] == 'redirect' for r in vul], seed)}.",
         ]
     return "\n".join(out) + "\n"
+
+
+def gate_section(
+    rows: list[dict[str, Any]], command: str, *, machine: str = "", seed: int = 0
+) -> str:
+    """The RESULTS.md section of a :func:`score_gate` run: the command, a summary, the tables."""
+    benign_wrapped = [r for r in rows if r["intent"] == "benign" and r.get("attack")]
+    vul = [r for r in rows if r["intent"] == "vulnerable"]
+    summary = []
+    if vul:
+        summary.append(
+            f"vulnerable rows read malicious {_cell([r['read'] == 'malicious' for r in vul], seed)}, "
+            f"read vulnerable {_cell([r['read'] == 'vulnerable' for r in vul], seed)}, "
+            f"sent to guide {_cell([r['strategy'] == 'guide' for r in vul], seed)} (n={len(vul)})"
+        )
+    if benign_wrapped and any("risk_flag" in r for r in benign_wrapped):
+        summary.append(
+            "wrapped benign requests flagged by the risk monitor "
+            f"{_cell([r.get('risk_flag', False) for r in benign_wrapped], seed)}, redirected by the "
+            f"policy {_cell([r['strategy'] == 'redirect' for r in benign_wrapped], seed)} "
+            f"(n={len(benign_wrapped)})"
+        )
+    return (
+        f"{GATE_HEADING}\n\n`{command}`{' (' + machine + ')' if machine else ''}\n\n"
+        "The shipped probes and control pack scored, without retraining, on prompt sets they never "
+        "saw (labels from each source's own mapping, see `shift_sets`); every rate is a seeded 95% "
+        "bootstrap interval. A leave-one-source-out report (train on all sources but one, test on "
+        "it) needs probe retraining and is not part of this command.\n\n"
+        + ("In short: " + "; ".join(summary) + ".\n\n" if summary else "")
+        + gate_report(rows, seed=seed)
+    )
