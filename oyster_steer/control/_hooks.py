@@ -216,13 +216,13 @@ class ControlState:
         if spans is not None and self.read_mode == "after_thinking":
             # rows whose first answer token opens this pass decide now, from the read site's
             # activation of the token before it (the close marker), before any site writes
-            now = spans.first_answer[:, 0] & ~run.starts  # (B,)
+            now = cast(torch.Tensor, spans.first_answer)[:, 0] & ~run.starts  # (B,)
             self._latch(run, run.last_feat[:rows], now)
         self._refresh(run, rows)
         # (B, T, 1): 0 on prompt tokens; i for the i-th token of its span (span positions) or
         # the i-th generated token (otherwise)
         in_span = spans is not None and self.in_span
-        step = (spans.index + 1).unsqueeze(-1) if in_span else gen + 1  # type: ignore[union-attr]
+        step = (cast(torch.Tensor, spans.index) + 1).unsqueeze(-1) if in_span else gen + 1  # type: ignore[union-attr]
         posw = self.schedule[step.clamp(0, self.schedule.shape[0] - 1)]  # (B, T, 1)
         if in_span:
             posw = posw * spans.mask(self.positions)  # type: ignore[union-attr]
@@ -312,7 +312,7 @@ class ControlState:
         for k in monitors:
             buf = run.monitor_post[k][:rows]
             buf.copy_(torch.where(start, _posterior(x[:, -1].float(), *self.monitor_wb[k]), buf))
-        first = self.spans.first_answer  # type: ignore[union-attr]  # (B, T)
+        first = cast(torch.Tensor, self.spans.first_answer)  # type: ignore[union-attr]  # (B, T)
         if x.shape[1] > 1:  # a shape: only passes of several tokens can hold it past index 0
             at = first.long().argmax(-1)  # (B,) 0 when absent
             before = (at - 1).clamp(min=0).view(rows, 1, 1).expand(rows, 1, x.shape[2])

@@ -51,6 +51,7 @@ from ._spans import parse_positions, uses_spans
 
 if TYPE_CHECKING:
     from ..models._model import OysterModel
+    from ._spans import SpanTracker
 
 __all__ = ["WHICH", "PositionTracker", "TokenSelection", "token_selection"]
 
@@ -183,7 +184,7 @@ class TokenSelection:
             and self.min_index is None
         )
 
-    def weights(self, tracker: PositionTracker, dtype: torch.dtype) -> torch.Tensor:
+    def weights(self, tracker: PositionTracker | SpanTracker, dtype: torch.dtype) -> torch.Tensor:
         """(B, T, 1) ones on the selected tokens of this pass, zeros elsewhere."""
         pos = tracker.positions  # (B, T)
         if pos is None:
@@ -194,7 +195,7 @@ class TokenSelection:
         if self.which != "all" and uses_spans(self.which):  # tracker: a control._spans.SpanTracker
             sel = sel & tracker.mask(self.which, torch.bool)[..., 0]
         elif self.which != "all":
-            gen = tracker.generated[..., 0]  # type: ignore[index]
+            gen = tracker.generated[..., 0]  # type: ignore[index,union-attr]
             sel = sel & (gen if self.which == "generated" else ~gen)
         if self.index is not None:
             sel = sel & (pos.unsqueeze(-1) == self.index).any(-1)
