@@ -390,10 +390,13 @@ def gate_section(
         )
     return (
         f"{GATE_HEADING}\n\n`{command}`{' (' + machine + ')' if machine else ''}\n\n"
-        "The shipped probes and control pack scored, without retraining, on prompt sets they never "
-        "saw (labels from each source's own mapping, see `shift_sets`); every rate is a seeded 95% "
-        "bootstrap interval. A leave-one-source-out report (train on all sources but one, test on "
-        "it) needs probe retraining and is not part of this command.\n\n"
+        "The shipped probes and control pack scored, without retraining, on external prompt sets "
+        "(labels from each source's own mapping, see `shift_sets`; only the "
+        "`self-harm-train-sources` rows come from the probes' own training sources, so they are "
+        "in-distribution); every rate is a seeded 95% bootstrap interval; the wrapped-benign rates "
+        "cover every benign row with an attack (transforms and in-the-wild templates). A "
+        "leave-one-source-out report (train on all sources but one, test on it) needs probe "
+        "retraining and was not run.\n\n"
         + ("In short: " + "; ".join(summary) + ".\n\n" if summary else "")
         + gate_report(rows, seed=seed)
     )
