@@ -108,8 +108,11 @@ def run(args: argparse.Namespace) -> int:
         model, records, plan, risk=risk, batch_size=args.batch_size, progress=not args.quiet
     )
     cmd = "oyster-steer " + " ".join(args.argv)
+    strategies = (
+        plan.policy.strategies if plan.policy is not None else ("help", "guide", "redirect")
+    )
     text = f"`{cmd}`\n\n{len(rows)} prompts; plan {args.plan}.\n\n" + gate_report(
-        rows, strategies=plan.policy.strategies, seed=args.seed
+        rows, strategies=strategies, seed=args.seed
     )
     print(text)
     if args.out is not None:
