@@ -24,3 +24,4 @@ test-fast: setup
 
 lint: setup
 	$(VENV)/ruff check oyster_steer tests && $(VENV)/ruff format --check oyster_steer tests
+	$(VENV)/python -m mypy oyster_steer

@@ -46,7 +46,9 @@ from oyster_steer.models._model import OysterModel  # noqa: E402
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: runs on the real default model; still part of CI")
+    config.addinivalue_line(
+        "markers", "slow: runs on the real default model, or takes over ~30 s; still part of CI"
+    )
     config.addinivalue_line("markers", "gpu: needs CUDA; skipped where none is present")
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:  # two workers on two cores: oversubscribed threads only slow both down

@@ -128,7 +128,8 @@ class ControlState:
                 self.low.append(None)
                 continue
             A, c, R, G = part
-            self.low.append((*(t.to(dev, self.dtype) for t in (A, c, R)), k, k + A.shape[0]))
+            A_d, c_d, R_d = (t.to(dev, self.dtype) for t in (A, c, R))
+            self.low.append((A_d, c_d, R_d, k, k + A.shape[0]))
             gains.append(G)
             k += A.shape[0]
         self.low_gain = (

@@ -145,7 +145,7 @@ def read_pack(
                 b["strengths"],
                 b.get("meta", {}),
                 {
-                    s: tuple(tensors[f"lowrank/{b['name']}/{s}/{k}"] for k in _LOWRANK_TENSORS)
+                    s: _lowrank(tensors, f"lowrank/{b['name']}/{s}")
                     for s in b.get("lowrank_sites", [])
                 },
             )
@@ -250,6 +250,14 @@ def _check_tensors(
             raise ArtifactError(
                 f"{str(path)!r}: tensor {name!r} has shape {tuple(tensors[name].shape)}, the manifest implies {shape}: rebuild it with save_plan"
             )
+
+
+def _lowrank(
+    tensors: dict[str, torch.Tensor], prefix: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The (R, W, b) tensors of one low-rank site stored under ``prefix``."""
+    R, W, b = (tensors[f"{prefix}/{k}"] for k in _LOWRANK_TENSORS)
+    return R, W, b
 
 
 def _probe(entry: dict[str, Any], prefix: str, tensors: dict[str, torch.Tensor]) -> LinearProbe:

@@ -98,8 +98,8 @@ class Binding:
         object.__setattr__(self, "strengths", {str(k): float(v) for k, v in self.strengths.items()})
         for site, v in dirs.items():
             require_finite(v, f"binding {self.name!r}'s direction at {site!r}")
-        for strategy, v in self.strengths.items():
-            require_finite(v, f"binding {self.name!r}'s strength for {strategy!r} ({v})")
+        for strategy, g in self.strengths.items():
+            require_finite(g, f"binding {self.name!r}'s strength for {strategy!r} ({g})")
         object.__setattr__(self, "meta", {str(k): str(v) for k, v in self.meta.items()})
         widths = {v.numel() for v in dirs.values()} | {v.numel() for _, v in self.custom.values()}
         for site, (R, W, b) in low.items():
@@ -277,7 +277,7 @@ class ControlPlan:
         self._check_config()
         self._check_widths()
         if not self.allow_compliance_steering:
-            check_bindings(self.bindings, self.policy)
+            check_bindings(self.bindings, policy)
         object.__setattr__(self, "identity", _infer_identity(self))
 
     def _check_config(self) -> None:
@@ -296,10 +296,10 @@ class ControlPlan:
         if len(set(names)) != len(names):
             raise ValueError(f"binding names {names} repeat: give each bound vector its own name")
         for b in self.bindings:
-            unknown = sorted(set(b.strengths) - set(self.policy.strategies))
+            unknown = sorted(set(b.strengths) - set(self.strategies))
             if unknown:
                 raise ValueError(
-                    f"binding {b.name!r} names strategies {unknown} that the policy lacks: use some of {list(self.policy.strategies)}"
+                    f"binding {b.name!r} names strategies {unknown} that the policy lacks: use some of {list(self.strategies)}"
                 )
 
     def _check_widths(self) -> None:
@@ -314,7 +314,8 @@ class ControlPlan:
 
     @property
     def strategies(self) -> tuple[str, ...]:
-        return self.policy.strategies  # type: ignore[union-attr]
+        assert self.policy is not None, "__post_init__ always sets a policy"
+        return self.policy.strategies
 
     @property
     def sites(self) -> list[str]:
@@ -426,7 +427,7 @@ class ControlPlan:
         """Whether a write at ``site`` fires after the gating probe's read in a forward pass."""
         n = int(self.identity.get("n_layers", 0) or 0)
 
-        def resolved(name: str) -> Any:
+        def resolved(name: str | Site) -> Site:
             parsed = parse_site(name)
             return resolve_site(parsed, n) if n and parsed.layer < 0 else parsed
 

@@ -44,9 +44,12 @@ if TYPE_CHECKING:
 class Binding(Protocol):
     """What the check reads of a :class:`~oyster_steer.control._plan.Binding` (no import cycle)."""
 
-    name: str
-    strengths: Mapping[str, float]
-    meta: Mapping[str, str]
+    @property
+    def name(self) -> str: ...
+    @property
+    def strengths(self) -> Mapping[str, float]: ...
+    @property
+    def meta(self) -> Mapping[str, str]: ...
 
 
 __all__ = [

@@ -219,7 +219,7 @@ class EvalResult:
     def load(cls, results_path: str | Path, *, seed: int = 0) -> EvalResult:
         """Rebuild a result from the JSONL file that :func:`~oyster_steer.eval.evaluate` wrote."""
         rows = [json.loads(x) for x in Path(results_path).read_text().splitlines() if x.strip()]
-        meta = next((r for r in rows if r.get("kind") == "meta"), {})
+        meta: dict[str, Any] = next((r for r in rows if r.get("kind") == "meta"), {})
         rows = [r for r in rows if r.get("kind") != "meta"]
         conditions = list(dict.fromkeys(r["condition"] for r in rows))
         return cls(rows, conditions, meta={k: v for k, v in meta.items() if k != "kind"}, seed=seed)

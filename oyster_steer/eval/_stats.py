@@ -63,8 +63,10 @@ class Estimate:
         return f"{v}{unit} [{lo}, {hi}]"
 
 
-def estimate(values: Sequence[float], *, seed: int = 0, n_boot: int = 2000) -> Estimate | None:
-    """Mean and bootstrap interval of ``values``; None when there are none."""
+def estimate(
+    values: Sequence[float | None], *, seed: int = 0, n_boot: int = 2000
+) -> Estimate | None:
+    """Mean and bootstrap interval of ``values`` (None entries are left out); None when none remain."""
     vals = [float(v) for v in values if v is not None]
     if not vals:
         return None

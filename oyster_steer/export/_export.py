@@ -145,14 +145,13 @@ def _verify(
         ref = get_backend("hf").forward(
             model.with_backend("hf"), ids, mask, reference_hooks(model, additive, basis)
         )
-        exported = (
-            AutoModelForCausalLM.from_pretrained(str(out_dir), dtype=model.dtype)
-            .to(model.device)
-            .eval()
-        )
+        # transformers types PreTrainedModel.to(...) as a wrapper that mypy misreads; it is Module.to
+        loaded: Any = AutoModelForCausalLM.from_pretrained(str(out_dir), dtype=model.dtype)
+        exported = loaded.to(model.device).eval()
         got = exported(
             input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), use_cache=False
         ).logits
+    assert ref is not None, "forward(..., logits=True) returns the logits"
     real = mask.bool()  # padded positions are not compared
     diff = float((got.float() - ref.float())[real].abs().max())
     scale = float(ref.float()[real].abs().max())
@@ -287,7 +286,7 @@ def export_patched(
             manifest = replace(
                 manifest, control_pack=_write_control(model, conditional, tmp, baked)
             )
-        if verify and (basis is None or baked.ablation["exact"]):
+        if verify and (basis is None or bool(baked.ablation and baked.ablation["exact"])):
             manifest = replace(manifest, verification=_verify(model, tmp, additive, basis))
         manifest.save(tmp)
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; an export is meant to be shared

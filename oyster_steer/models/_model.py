@@ -133,7 +133,7 @@ def converted_dir(name: str) -> Path:
 
         gguf = source.locate()
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        hf = AutoModelForCausalLM.from_pretrained(
+        hf: Any = AutoModelForCausalLM.from_pretrained(  # hf_quantizer: set by gguf loading
             str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
         )
         if getattr(hf, "hf_quantizer", None) is not None:  # weights are already dense fp32
@@ -166,8 +166,9 @@ def model_fingerprint(hf_model: torch.nn.Module) -> str:
     same id, while two random initialisations or two different checkpoints do not. The bf16 cast
     comes first because rounding fp32 and bf16 copies of a weight can land on two sides of .5.
     """
-    cfg = hf_model.config
-    emb = hf_model.get_input_embeddings().weight
+    hf: Any = hf_model  # a transformers model: config and get_input_embeddings are not on Module
+    cfg = hf.config
+    emb = hf.get_input_embeddings().weight
     sample = torch.round(emb[:8, :8].detach().to(torch.bfloat16).float().cpu() * 64).to(torch.int32)
     text = f"{cfg.model_type}|{cfg.num_hidden_layers}|{cfg.hidden_size}|{cfg.vocab_size}|{sample.tolist()}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -473,7 +474,9 @@ def load_model(
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = getattr(torch, dtype) if isinstance(dtype, str) else (dtype or torch.float32)
     tok = AutoTokenizer.from_pretrained(path)
-    hf = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
+    # transformers types PreTrainedModel.to(...) as a wrapper that mypy misreads; it is Module.to
+    hf: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    hf = hf.to(device)
     model = from_hf(
         hf, tok, backend=backend, name=name_or_path, layers=layers, file_key=_file_identity(path)
     )

@@ -30,6 +30,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -295,7 +296,7 @@ def select_gain(
     """
 
     prompts = [r.text for r in records]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for gain in (0.0, *gains):
         if gain:
             with get_backend(model.backend).add_hooks(model, _hooks(model, intervention, gain)):
@@ -392,8 +393,8 @@ def train_plan_actions(
         pairs = _cached_pairs(
             targets_cache,
             key,
-            lambda r=records, s=strategy: distilled_targets(
-                model, r, s, samples=cfg.samples, seed=cfg.seed
+            partial(
+                distilled_targets, model, records, strategy, samples=cfg.samples, seed=cfg.seed
             ),
         )
         log(f"{strategy}: {len(pairs)} targets from {len(records)} {intent} prompts")

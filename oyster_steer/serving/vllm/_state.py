@@ -45,11 +45,6 @@ LOGGER = "vllm.oyster_steer"  # under vLLM's "vllm" logger: its handler and leve
 SUPPORTED_READS = ("last",)
 
 
-def _decide():
-
-    return decide
-
-
 @dataclass
 class Pending:
     """Decisions latched in one step, copied off the device for the log."""
@@ -94,7 +89,7 @@ class PlanState:
                 f"the plan's probe has width {plan.probe.d_model} but the served model has "
                 f"hidden_size={d_model}: serve the plan with the model it was exported with"
             )
-        self.decide = _decide()
+        self.decide = decide
         self.plan, self.device, self.dtype = plan, device, dtype
         self.d_model, self.n_layers = d_model, n_layers
         policy = plan.policy
