@@ -57,3 +57,43 @@ def test_the_configuration_rejects_an_unannotated_function(tmp_path):
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "no-untyped-def" in proc.stdout, proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("mypy")
+def test_patch_and_steer_return_the_handle_of_their_target(tmp_path):
+    """The overloads: a plan gives a ControlHandle, a vector or {site: tensor} a HookHandle."""
+    (tmp_path / "uses.py").write_text(
+        "from typing import assert_type\n"
+        "import torch\n"
+        "from oyster_steer import ControlPlan, SteeringVector\n"
+        "from oyster_steer.backends import HookHandle\n"
+        "from oyster_steer.control._runtime import ControlHandle\n"
+        "from oyster_steer.models._model import OysterModel\n"
+        "from oyster_steer.steering._steer import patch, steer\n"
+        "def f(m: OysterModel, p: ControlPlan, v: SteeringVector, d: dict[str, torch.Tensor]) -> None:\n"
+        "    assert_type(patch(m, p), ControlHandle)\n"
+        "    assert_type(patch(m, v, 2.0, 'generated'), HookHandle)\n"
+        "    assert_type(patch(m, d, op='ablate'), HookHandle)\n"
+        "    with steer(m, p) as h:\n"
+        "        assert_type(h, ControlHandle)\n"
+        "    with steer(m, v, 1.0) as g:\n"
+        "        assert_type(g, HookHandle)\n"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file",
+            str(ROOT / "pyproject.toml"),
+            "--cache-dir",
+            str(CACHE),
+            str(tmp_path / "uses.py"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr

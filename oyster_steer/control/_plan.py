@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
@@ -35,9 +35,11 @@ from ._spans import parse_positions
 if TYPE_CHECKING:
     from ..probes._probe import LinearProbe
 
-__all__ = ["POSITIONS", "READS", "Binding", "ControlPlan", "bind", "exec_order"]
+__all__ = ["POSITIONS", "READS", "Binding", "ControlPlan", "Read", "bind", "exec_order"]
 
-READS = ("last", "window", "running", "after_thinking")
+Read = Literal["last", "window", "running", "after_thinking"]
+"""Where the gating probe reads (see :class:`ControlPlan`)."""
+READS: tuple[Read, ...] = ("last", "window", "running", "after_thinking")
 POSITIONS = ("all", "prompt", "generated", "thinking", "answer")  # or several joined by "+"
 _IDENTITY = ("model_name", "model_fingerprint", "model_weights", "d_model", "n_layers")
 _VECTOR_KEYS = ("method", "strength", *_IDENTITY)
@@ -257,7 +259,7 @@ class ControlPlan:
     probe: LinearProbe
     bindings: Sequence[Binding]
     policy: Policy | None = None
-    read: str = "last"
+    read: Read = "last"
     window: int = 4
     positions: str = "all"
     schedule: Sequence[float] = (1.0,)

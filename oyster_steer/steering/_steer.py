@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import torch
 
@@ -23,7 +23,7 @@ from ..backends import Hook, HookHandle, get_backend
 from ..control._operators import CustomFn, Edit, Operator, as_operator, make_edit
 from ..control._plan import ControlPlan
 from ..control._positions import PositionTracker, TokenSelection, token_selection
-from ..control._runtime import patch_plan
+from ..control._runtime import ControlHandle, patch_plan
 from ..control._spans import SpanTracker, resolve_markers, uses_spans
 from ..core._sites import parse_site
 from ..vectors._vector import SteeringVector
@@ -80,9 +80,35 @@ def _operate(
     return selected
 
 
+Vectors = SteeringVector | Mapping[str, torch.Tensor]
+"""A steering vector, or ``{site name: (d,) direction}``."""
+
+
+@overload
 def patch(
     model: OysterModel,
-    target: SteeringVector | Mapping[str, torch.Tensor] | Any,
+    target: ControlPlan,
+    strength: float | None = ...,
+    positions: Positions = ...,
+    *,
+    persistent: bool = ...,
+    **kwargs: Any,
+) -> ControlHandle: ...
+@overload
+def patch(
+    model: OysterModel,
+    target: Vectors,
+    strength: float | None = ...,
+    positions: Positions = ...,
+    *,
+    op: str | Operator | CustomFn = ...,
+    value: float | None = ...,
+    min_token_index: int | None = ...,
+    persistent: bool = ...,
+) -> HookHandle: ...
+def patch(
+    model: OysterModel,
+    target: Vectors | ControlPlan,
     strength: float | None = None,
     positions: Positions = "all",
     *,
@@ -193,8 +219,12 @@ def _install(
 
 
 def _patch_plan(
-    model: OysterModel, target: Any, strength: float | None, positions: str, kwargs: dict[str, Any]
-) -> HookHandle:
+    model: OysterModel,
+    target: object,
+    strength: float | None,
+    positions: str,
+    kwargs: dict[str, Any],
+) -> ControlHandle:
     if not isinstance(target, ControlPlan):
         raise TypeError(
             f"cannot steer with a {type(target).__name__}: pass a SteeringVector, {{site: (d,) tensor}} or a ControlPlan"
@@ -206,14 +236,29 @@ def _patch_plan(
     return patch_plan(model, target, **kwargs)
 
 
-@contextlib.contextmanager
+@overload
 def steer(
     model: OysterModel,
-    target: SteeringVector | Mapping[str, torch.Tensor] | Any,
+    target: ControlPlan,
+    strength: float | None = ...,
+    positions: Positions = ...,
+    **kwargs: Any,
+) -> contextlib.AbstractContextManager[ControlHandle]: ...
+@overload
+def steer(
+    model: OysterModel,
+    target: Vectors,
+    strength: float | None = ...,
+    positions: Positions = ...,
+    **kwargs: Any,
+) -> contextlib.AbstractContextManager[HookHandle]: ...
+def steer(
+    model: OysterModel,
+    target: Vectors | ControlPlan,
     strength: float | None = None,
     positions: Positions = "all",
     **kwargs: Any,
-) -> Iterator[HookHandle]:
+) -> contextlib.AbstractContextManager[HookHandle]:
     """Context-manager form of :func:`patch`: the hooks are removed when the block exits.
 
     Example:
@@ -221,6 +266,17 @@ def steer(
         ...     out = get_backend(model.backend).generate(model, ids, mask, max_new_tokens=40)
         >>> with steer(model, v, op="ablate", min_token_index=3): ...        # doctest: +SKIP
     """
+    return _steering(model, target, strength, positions, kwargs)
+
+
+@contextlib.contextmanager
+def _steering(
+    model: OysterModel,
+    target: Vectors | ControlPlan,
+    strength: float | None,
+    positions: Positions,
+    kwargs: dict[str, Any],
+) -> Iterator[HookHandle]:
     handle = patch(model, target, strength, positions, **kwargs)
     try:
         yield handle
