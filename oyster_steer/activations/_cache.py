@@ -22,7 +22,7 @@ import torch
 from ..core._errors import ArtifactError
 from ..core._sites import Site, resolve_sites
 from ..models._model import OysterModel
-from ._capture import Activations, Pool, capture
+from ._capture import Activations, Pool, _pool_argument, capture
 
 __all__ = ["DEFAULT_CACHE", "cached_capture"]
 
@@ -65,7 +65,8 @@ def cached_capture(
     texts: Sequence[str],
     sites: str | Sequence[str | Site] = "resid_post",
     *,
-    positions: Pool = "last",
+    pool: Pool | None = None,
+    positions: Pool | None = None,
     chat: bool = True,
     root: str | Path = DEFAULT_CACHE,
     chunk: int = 256,
@@ -77,6 +78,8 @@ def cached_capture(
     Args:
         model: any backend; rows are shared across backends (same weights, same fingerprint).
         texts: prompts; duplicates are captured once.
+        pool: ``"last"`` token (default) or ``"mean"`` over real tokens (one row per prompt).
+        positions: deprecated name of ``pool`` (removed in the next release).
         root: cache root (git-ignored ``runs/capture-cache`` by default).
         chunk: prompts per shard written while capturing.
 
@@ -88,10 +91,11 @@ def cached_capture(
     """
     from tqdm.auto import tqdm
 
-    if positions == "all":
-        raise ValueError("cached_capture keeps one row per prompt: use positions='last' or 'mean'")
+    pool = _pool_argument(pool, positions, "cached_capture")
+    if pool == "all":
+        raise ValueError("cached_capture keeps one row per prompt: use pool='last' or 'mean'")
     resolved = sorted(resolve_sites(sites, model.n_layers), key=lambda s: s.order)
-    directory = _cache_dir(Path(root), model, resolved, positions, chat)
+    directory = _cache_dir(Path(root), model, resolved, pool, chat)
     index = _load_index(directory, resolved) if directory.is_dir() else {}
     missing = sorted({t for t in texts if t not in index}, key=len)  # similar lengths per chunk
     with tqdm(
@@ -105,7 +109,7 @@ def cached_capture(
                     model,
                     batch,
                     resolved,
-                    pool=positions,
+                    pool=pool,
                     chat=chat,
                     batch_size=batch_size,
                     progress=False,
@@ -130,7 +134,7 @@ def cached_capture(
         prompts=list(texts),
         token_ids=torch.zeros(0, dtype=torch.long),
         token_offsets=torch.zeros(len(texts) + 1, dtype=torch.long),
-        positions=positions,
+        positions=pool,
         meta=meta,
     )
 

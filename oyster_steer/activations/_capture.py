@@ -380,13 +380,13 @@ def capture(
     return ShardedActivations(out)
 
 
-def _pool_argument(pool: Pool | None, positions: Pool | None) -> Pool:
+def _pool_argument(pool: Pool | None, positions: Pool | None, where: str = "capture") -> Pool:
     """``pool``, or the deprecated ``positions`` with a DeprecationWarning; checked."""
     if positions is not None:
         if pool is not None:
             raise TypeError("pass pool= only: positions= is its deprecated name")
         warnings.warn(
-            "capture(positions=...) is deprecated: use capture(pool=...); positions= goes in the next release",
+            f"{where}(positions=...) is deprecated: use {where}(pool=...); positions= goes in the next release",
             DeprecationWarning,
             stacklevel=3,
         )

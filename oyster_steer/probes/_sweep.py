@@ -16,7 +16,7 @@ from typing import Any, cast
 import torch
 
 from ..activations._cache import cached_capture
-from ..activations._capture import Activations, Pool, capture
+from ..activations._capture import Activations, Pool, _pool_argument, capture
 from ..core._metrics import summary
 from ..core._sites import Site, parse_site
 from ..data import INTENTS, RISKS
@@ -178,7 +178,8 @@ def sweep_layers(
     *,
     task: str | Task = "intent",
     sites: str | Sequence[str | Site] = "resid_post",
-    positions: Pool = "last",
+    pool: Pool | None = None,
+    positions: Pool | None = None,
     cache: Any = None,
     batch_size: int = 16,
     progress: bool = True,
@@ -191,7 +192,8 @@ def sweep_layers(
         train_prompts, val_prompts, test_prompts: PromptSets (records carry the labels).
         task: ``"intent"``, ``"risk"``, ``"risk_level"`` or a :class:`Task`.
         sites: a bare kind (``"resid_post"``: every layer) or site names.
-        positions: ``"last"`` prompt token or ``"mean"`` over the prompt.
+        pool: ``"last"`` prompt token (default) or ``"mean"`` over the prompt.
+        positions: deprecated name of ``pool`` (removed in the next release).
         cache: a directory for :func:`~oyster_steer.activations._cache.cached_capture`, or None.
 
     Returns:
@@ -202,11 +204,12 @@ def sweep_layers(
         >>> sweep.best("auroc").site                                                         # doctest: +SKIP
         Site(layer=27, kind='resid_post')
     """
+    pool = _pool_argument(pool, positions, "sweep_layers")
     splits = {"train": train_prompts, "validation": val_prompts} | (
         {"test": test_prompts} if test_prompts is not None else {}
     )
     acts = {
-        name: _capture(model, ps, sites, positions, cache, batch_size, progress)
+        name: _capture(model, ps, sites, pool, cache, batch_size, progress)
         for name, ps in splits.items()
     }
     labelled = {name: task_labels(task, ps) for name, ps in splits.items()}
@@ -214,9 +217,7 @@ def sweep_layers(
     sweep = sweep_activations(
         acts, {k: v[0] for k, v in labelled.items()}, resolved, progress=progress, **train_kwargs
     )
-    sweep.meta.update(
-        model_name=model.name, model_fingerprint=model.fingerprint, positions=positions
-    )
+    sweep.meta.update(model_name=model.name, model_fingerprint=model.fingerprint, positions=pool)
     return sweep
 
 
@@ -224,7 +225,7 @@ def _capture(
     model: OysterModel,
     prompts: Any,
     sites: Any,
-    positions: Pool,
+    pool: Pool,
     cache: Any,
     batch_size: int,
     progress: bool,
@@ -235,12 +236,12 @@ def _capture(
             model,
             texts,
             sites,
-            positions=positions,
+            pool=pool,
             root=cache,
             batch_size=batch_size,
             progress=progress,
         )
     return cast(
         Activations,
-        capture(model, texts, sites, pool=positions, batch_size=batch_size, progress=progress),
+        capture(model, texts, sites, pool=pool, batch_size=batch_size, progress=progress),
     )

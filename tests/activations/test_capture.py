@@ -400,3 +400,19 @@ def test_shared_prefix_length():
     assert _shared_prefix(model, [head[:5] + [1], head[:5] + [2]]) == 0  # too short to pay
     assert _shared_prefix(model, [head + [1]]) == 0  # one prompt: nothing to share
     assert _shared_prefix(model.with_backend("tl"), [head + [1], head + [2]]) == 0
+
+
+def test_cached_capture_takes_pool_and_positions_is_its_deprecated_alias(tiny, tmp_path):
+    from oyster_steer.activations._cache import cached_capture
+
+    site = "blocks.1.hook_resid_post"
+    new = cached_capture(tiny, PROMPTS[:2], site, pool="mean", root=tmp_path, progress=False)
+    with pytest.warns(
+        DeprecationWarning, match=r"cached_capture\(positions=\.\.\.\) is deprecated"
+    ):
+        old = cached_capture(
+            tiny, PROMPTS[:2], site, positions="mean", root=tmp_path, progress=False
+        )
+    assert old.positions == new.positions == "mean" and torch.equal(old[site], new[site])
+    with pytest.raises(ValueError, match="cached_capture keeps one row per prompt: use pool="):
+        cached_capture(tiny, ["hi"], site, pool="all", root=tmp_path, progress=False)
