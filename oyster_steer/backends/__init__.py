@@ -173,7 +173,7 @@ class Backend(Protocol):
 
 def get_backend(name: str) -> Backend:
     """The backend module for ``"hf"``, ``"tl"`` or ``"nnsight"`` (see the models registry)."""
-    return importlib.import_module(backend_spec(name).module)  # type: ignore[return-value]
+    return importlib.import_module(backend_spec(name).module)
 
 
 def checked_hooks(model: OysterModel, hooks: Sequence[Hook]) -> list[Hook]:

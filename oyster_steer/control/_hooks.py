@@ -90,6 +90,7 @@ class ControlState:
         markers: ThinkMarkers | None = None,
     ) -> None:
         dev, policy = model.device, plan.policy
+        assert policy is not None, "ControlPlan.__post_init__ always sets a policy"
         self.tracker = PositionTracker()
         # reasoning spans (control._spans): only when the plan names a span, reads after the
         # thinking, or traces a model with think markers -- otherwise no hooks, no cost
@@ -99,10 +100,10 @@ class ControlState:
         )
         self.spans = SpanTracker(markers, self.tracker) if wants_spans else None
         self.read_mode, self.window, self.positions = plan.read, plan.window, positions
-        self.mode, self.temperature = policy.mode, float(policy.temperature)  # type: ignore[union-attr]
+        self.mode, self.temperature = policy.mode, float(policy.temperature)
         self.w, self.b = (t.to(dev, torch.float32) for t in plan.probe.folded())  # (C, d), (C,)
-        self.payoff = policy.payoff.to(dev, torch.float32)  # type: ignore[union-attr]  # (S, C)
-        self.fallback = policy.fallback_gates().to(dev)  # type: ignore[union-attr]  # (S,) fail closed
+        self.payoff = policy.payoff.to(dev, torch.float32)  # (S, C)
+        self.fallback = policy.fallback_gates().to(dev)  # (S,) fail closed
         self.monitor_wb = {
             k: tuple(t.to(dev, torch.float32) for t in p.folded()) for k, p in plan.monitors.items()
         }
@@ -222,11 +223,14 @@ class ControlState:
         self._refresh(run, rows)
         # (B, T, 1): 0 on prompt tokens; i for the i-th token of its span (span positions) or
         # the i-th generated token (otherwise)
-        in_span = spans is not None and self.in_span
-        step = (cast(torch.Tensor, spans.index) + 1).unsqueeze(-1) if in_span else gen + 1  # type: ignore[union-attr]
+        span_of = spans if spans is not None and self.in_span else None
+        if span_of is not None:  # (B, T): set by the span tracker's pre-hook
+            step = (cast(torch.Tensor, span_of.index) + 1).unsqueeze(-1)
+        else:
+            step = gen + 1
         posw = self.schedule[step.clamp(0, self.schedule.shape[0] - 1)]  # (B, T, 1)
-        if in_span:
-            posw = posw * spans.mask(self.positions)  # type: ignore[union-attr]
+        if span_of is not None:
+            posw = posw * span_of.mask(self.positions)
         elif self.positions != "all":
             posw = posw * self.tracker.mask(self.positions)
         run.posw = posw.to(self.dtype)
@@ -313,7 +317,8 @@ class ControlState:
         for k in monitors:
             buf = run.monitor_post[k][:rows]
             buf.copy_(torch.where(start, _posterior(x[:, -1].float(), *self.monitor_wb[k]), buf))
-        first = cast(torch.Tensor, self.spans.first_answer)  # type: ignore[union-attr]  # (B, T)
+        assert self.spans is not None, "read='after_thinking' always tracks spans"
+        first = cast(torch.Tensor, self.spans.first_answer)  # (B, T), set by the span pre-hook
         if x.shape[1] > 1:  # a shape: only passes of several tokens can hold it past index 0
             at = first.long().argmax(-1)  # (B,) 0 when absent
             before = (at - 1).clamp(min=0).view(rows, 1, 1).expand(rows, 1, x.shape[2])
@@ -348,7 +353,7 @@ class ControlState:
         applied = run.gates[:rows].unsqueeze(1) * run.posw.float()  # (B, T, S)
         run.records.append((posterior.detach(), eu.detach(), applied.detach()))
         if self.spans is not None:
-            run.span_records.append(self.spans.span.detach())  # type: ignore[union-attr]
+            run.span_records.append(cast(torch.Tensor, self.spans.span).detach())
 
     # -- the fused write hook of one site -----------------------------------------------------
     def write_fn(self, index: int) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -67,12 +67,14 @@ def write_pack(plan: ControlPlan, path: str | Path) -> Path:
             "load its parts with the model (load_probe(path, model)) or pass identity=model_meta(model)"
         )
     tensors: dict[str, torch.Tensor] = {}
+    policy = plan.policy
+    assert policy is not None, "ControlPlan.__post_init__ always sets a policy"
     manifest: dict[str, Any] = {
         "probe": _probe_entry(plan.probe, "probe", tensors),
         "monitors": {
             name: _probe_entry(p, f"monitors/{name}", tensors) for name, p in plan.monitors.items()
         },
-        "policy": plan.policy.to_meta(),  # type: ignore[union-attr]
+        "policy": policy.to_meta(),
         "bindings": [],
         "read": plan.read,
         "window": plan.window,
@@ -80,7 +82,7 @@ def write_pack(plan: ControlPlan, path: str | Path) -> Path:
         "meta": dict(plan.meta),
         "allow_compliance_steering": plan.allow_compliance_steering,
     }
-    tensors["policy/payoff"] = plan.policy.payoff.float().clone()  # type: ignore[union-attr]
+    tensors["policy/payoff"] = policy.payoff.float().clone()
     tensors["schedule"] = torch.tensor(plan.schedule, dtype=torch.float32)
     for b in plan.bindings:
         if b.custom:

@@ -42,7 +42,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -195,7 +195,8 @@ class TokenSelection:
         if self.which != "all" and uses_spans(self.which):  # tracker: a control._spans.SpanTracker
             sel = sel & tracker.mask(self.which, torch.bool)[..., 0]
         elif self.which != "all":
-            gen = tracker.generated[..., 0]  # type: ignore[index,union-attr]
+            # only span selections get a SpanTracker; a PositionTracker sets generated with positions
+            gen = cast(torch.Tensor, cast(PositionTracker, tracker).generated)[..., 0]
             sel = sel & (gen if self.which == "generated" else ~gen)
         if self.index is not None:
             sel = sel & (pos.unsqueeze(-1) == self.index).any(-1)

@@ -56,7 +56,7 @@ class LabelError(OysterError, ValueError):
     """An intent, risk or label field is outside the allowed vocabulary."""
 
 
-class _PunctuationTable(dict):  # type: ignore[type-arg]
+class _PunctuationTable(dict):
     """``str.translate`` table filled on first sight of each character (the lookup is cached)."""
 
     def __missing__(self, codepoint: int) -> str:

@@ -344,7 +344,7 @@ def _cached_pairs(
     """Targets from ``cache`` when it holds them for ``key`` (config + model), else made and stored."""
     stored = json.loads(cache.read_text()) if cache is not None and cache.is_file() else {}
     if key in stored:
-        return [tuple(p) for p in stored[key]]  # type: ignore[misc]
+        return [tuple(p) for p in stored[key]]
     pairs = make()
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)

@@ -289,7 +289,7 @@ def train_intervention(
         "seconds": f"{time.monotonic() - started:.0f}",
         **dict(meta or {}),
     }
-    return LowRankIntervention(parts, model_meta(model), info)  # type: ignore[arg-type]
+    return LowRankIntervention(parts, model_meta(model), info)
 
 
 def _sites(sites: Sequence[str | int | Site], n_layers: int) -> list[Site]:
