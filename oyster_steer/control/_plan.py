@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 
 import torch
 
@@ -34,8 +34,13 @@ from ._spans import parse_positions
 
 if TYPE_CHECKING:
     from ..probes._probe import LinearProbe
+    from ..vectors._intervention import LowRankIntervention
+    from ..vectors._vector import SteeringVector
 
 __all__ = ["POSITIONS", "READS", "Binding", "ControlPlan", "Read", "bind", "exec_order"]
+
+Bindable: TypeAlias = "SteeringVector | LowRankIntervention | Mapping[str, torch.Tensor]"
+"""What :func:`bind` takes: a steering vector, a low-rank intervention, or ``{site: (d,) tensor}``."""
 
 Read = Literal["last", "window", "running", "after_thinking"]
 """Where the gating probe reads (see :class:`ControlPlan`)."""
@@ -146,7 +151,7 @@ class Binding:
 
 
 def bind(
-    vector: Any,
+    vector: Bindable,
     strengths: Mapping[str, float] | Sequence[str],
     *,
     name: str | None = None,
@@ -174,7 +179,11 @@ def bind(
         {'guide': 2.0}
     """
     lowrank = dict(getattr(vector, "parts", {}) or {})  # a LowRankIntervention
-    directions = {} if lowrank else dict(getattr(vector, "directions", vector))
+    directions: dict[str, torch.Tensor] = (
+        {}
+        if lowrank
+        else dict(cast("Mapping[str, torch.Tensor]", getattr(vector, "directions", vector)))
+    )
     if sites is not None:
         wanted = {parse_site(s).name for s in sites}
         have = {parse_site(s).name for s in (*directions, *lowrank)}

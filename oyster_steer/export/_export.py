@@ -36,7 +36,17 @@ from ._inputs import ablation_basis, collect_additive, split_plan
 from ._routes import ExportError, export_route
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ..control._plan import ControlPlan
     from ..models._model import OysterModel
+    from ..vectors._vector import SteeringVector
+
+    #: what export_patched bakes (None: ablation only) and what it orthogonalises out
+    Exportable = (
+        ControlPlan | SteeringVector | Sequence[SteeringVector] | Mapping[str, torch.Tensor] | None
+    )
+    Ablation = SteeringVector | Mapping[str, torch.Tensor] | torch.Tensor | None
 
 __all__ = ["MANIFEST_NAME", "ExportError", "ExportManifest", "export_patched", "reference_hooks"]
 
@@ -224,11 +234,11 @@ def _notes(model: OysterModel, baked: Baked) -> list[str]:
 
 def export_patched(
     model: OysterModel,
-    plan_or_vectors: Any,
+    plan_or_vectors: Exportable,
     out_dir: str | Path,
     *,
     strength: float | None = None,
-    ablate: Any = None,
+    ablate: Ablation = None,
     allow_conditional: bool = False,
     verify: bool = True,
 ) -> ExportManifest:
