@@ -87,16 +87,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     "gemma": _LLAMA,
     "gemma2": _GEMMA2,
     "gemma3_text": _GEMMA2,
-    "phi3": ArchSpec(
-        layers="model.layers",
-        attn_out="self_attn",
-        mlp_out="mlp",
-        mid_read="post_attention_layernorm",
-        embed="model.embed_tokens",
-        final_norm="model.norm",
-        attn_proj="self_attn.o_proj",
-        mlp_proj="mlp.down_proj",
-    ),
+    "phi3": _LLAMA,  # the same module names as Llama
     "gpt2": ArchSpec(
         layers="transformer.h",
         attn_out="attn",
