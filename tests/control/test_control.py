@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _planted import planted_intent_probe
 
 import oyster_steer as osteer
 from oyster_steer import ArtifactError, ModelMismatchError, SiteError, WidthMismatchError
-from oyster_steer.activations._capture import capture
 from oyster_steer.backends import get_backend, position_ids
 from oyster_steer.control import ControlPlan, bind, load_plan, patch_plan, save_plan
 from oyster_steer.models._artifacts import model_meta
@@ -34,17 +34,7 @@ def model(tiny_models):
 @pytest.fixture(scope="module")
 def probe(model):
     """Benign prompt -> p(benign) ~ 1, vulnerable prompt -> p(vulnerable) ~ 1."""
-    acts = capture(model, [BENIGN, VULNERABLE], READ, progress=False)[READ]  # (2, d)
-    a, b = acts[0], acts[1]
-    u = (b - a) / (b - a).norm()
-    k = 40.0 / float((b - a) @ u)
-    mid = float(((a + b) / 2) @ u)
-    weight = torch.zeros(4, model.d_model)
-    weight[0], weight[2] = -k * u, k * u
-    bias = torch.tensor([k * mid, -1e3, -k * mid, -1e3])
-    return LinearProbe(
-        READ, INTENTS, weight, bias, torch.zeros(model.d_model), torch.ones(model.d_model)
-    )
+    return planted_intent_probe(model, BENIGN, VULNERABLE, READ)
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _planted import planted_intent_probe
 
-from oyster_steer.activations._capture import capture
 from oyster_steer.backends import position_ids
 from oyster_steer.control import ControlPlan, bind, load_plan, patch_plan, save_plan
 from oyster_steer.models._artifacts import model_meta
-from oyster_steer.probes._probe import LinearProbe
 from oyster_steer.vectors import SteeringVector
 
 BENIGN = "What is the capital of France?"
@@ -31,17 +30,7 @@ def model(tiny_models):
 @pytest.fixture(scope="module")
 def probe(model):
     """Planted: benign -> p(benign) ~ 1, vulnerable -> p(vulnerable) ~ 1 (guide)."""
-    acts = capture(model, [BENIGN, VULNERABLE], READ, progress=False)[READ]
-    a, b = acts[0], acts[1]
-    u = (b - a) / (b - a).norm()
-    k = 40.0 / float((b - a) @ u)
-    mid = float(((a + b) / 2) @ u)
-    weight = torch.zeros(4, model.d_model)
-    weight[0], weight[2] = -k * u, k * u
-    bias = torch.tensor([k * mid, -1e3, -k * mid, -1e3])
-    return LinearProbe(
-        READ, INTENTS, weight, bias, torch.zeros(model.d_model), torch.ones(model.d_model)
-    )
+    return planted_intent_probe(model, BENIGN, VULNERABLE, READ)
 
 
 @pytest.fixture(scope="module")
