@@ -454,13 +454,20 @@ _MIN_SHARED = 8  # shorter shared heads are not worth a separate pass
 
 def _shared_prefix(model: OysterModel, rows: list[list[int]]) -> int:
     """Length of the token prefix all ``rows`` share (the chat template's system head), leaving
-    each row at least one token of its own; 0 when too short to pay or the backend cannot."""
-    if model.backend != "hf" or len(rows) < 2:
+    each row at least one token of its own; 0 when too short to pay, the backend cannot, or the
+    model is patched (a plan or a position-selective vector would take the rows' own tokens after a
+    cached head for generated ones and read or steer the wrong tokens)."""
+    if model.backend != "hf" or len(rows) < 2 or _is_patched(model):
         return 0
     first, n = rows[0], min(len(r) for r in rows) - 1
     for row in rows[1:]:
         n = next((k for k in range(n) if row[k] != first[k]), n)
     return n if n >= _MIN_SHARED else 0
+
+
+def _is_patched(model: OysterModel) -> bool:
+    """Whether any module of ``model`` carries a forward hook (a patch, or a user's own hook)."""
+    return any(m._forward_hooks or m._forward_pre_hooks for m in model.hf.modules())
 
 
 def _keep(head: dict[str, torch.Tensor], name: str) -> Any:

@@ -402,6 +402,35 @@ def test_shared_prefix_length():
     assert _shared_prefix(model.with_backend("tl"), [head + [1], head + [2]]) == 0
 
 
+@pytest.mark.parametrize("positions", ["prompt", "generated", "all"])
+def test_capture_under_a_patch_matches_each_prompt_alone(positions):
+    """A patched model (here a vector on prompt or generated tokens only) is captured without the
+    cached chat head: with it, the rows' own tokens followed a KV cache and were taken for
+    generated ones, so a prompt-only patch was skipped (found: a 2.7 max difference)."""
+    import oyster_steer as osteer
+    from oyster_steer.testing import tiny_model
+
+    model = tiny_model("llama")
+    site = f"blocks.{model.n_layers - 1}.hook_resid_post"
+    prompts = ["How do I bake bread at home today?", "What is the capital of France?", "Hi"]
+    vector = {
+        "blocks.0.hook_resid_post": torch.randn(
+            model.d_model, generator=torch.Generator().manual_seed(0)
+        )
+    }
+    handle = osteer.patch(model, vector, strength=3.0, positions=positions)
+    try:
+        together = capture(model, prompts, site, pool="mean", progress=False)
+        alone = [capture(model, [p], site, pool="mean", progress=False) for p in prompts]
+    finally:
+        handle.remove()
+    unpatched = capture(model, prompts, site, pool="mean", progress=False)
+    for i in range(len(prompts)):
+        torch.testing.assert_close(together[site][i], alone[i][site][0], atol=1e-5, rtol=1e-5)
+    if positions != "generated":  # the patch acted on the prompt, so the check above is not vacuous
+        assert (together[site] - unpatched[site]).abs().max() > 0.1
+
+
 def test_cached_capture_takes_pool_and_positions_is_its_deprecated_alias(tiny, tmp_path):
     from oyster_steer.activations._cache import cached_capture
 
