@@ -32,6 +32,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--strength", type=float, default=None, help="override each vector's recommended strength"
     )
     p.add_argument(
+        "--op",
+        choices=("add", "ablate", "ablate_add", "clamp"),
+        default="add",
+        help="the runtime operator the --vector files are applied with (as patch's op=); ablate, "
+        "ablate_add and clamp are baked only where a weight edit reproduces them exactly (every write "
+        "or every layer; see docs/serving.md), else refused",
+    )
+    p.add_argument(
+        "--value", type=float, default=None, help="with --op clamp: the projection to set"
+    )
+    p.add_argument(
         "--ablate",
         action="append",
         default=[],
@@ -86,11 +97,18 @@ def run(args: argparse.Namespace) -> int:
     model = model_from_args(args)
     source, ablate = _sources(args, model)
     manifest = export_patched(
-        model, source, args.out, strength=args.strength, ablate=ablate,
+        model, source, args.out, strength=args.strength, ablate=ablate, op=args.op, value=args.value,
         allow_conditional=args.allow_conditional, verify=not args.no_verify,
     )  # fmt: skip
     for rec in manifest.baked:
         print(f"baked {rec['site']} -> {rec['module']} ({rec['route']}, |v| = {rec['norm']:.3g})")
+    for rec in manifest.operators:
+        value = f" {rec['value']:g}" if "value" in rec else ""
+        print(f"baked op={rec['op']}{value} at {rec['site']}")
+    if manifest.writers:
+        print(
+            f"edited {len(manifest.writers)} residual writer(s) (weights, and biases where a constant is set)"
+        )
     if manifest.ablated:
         print(
             f"ablated {manifest.ablated['rank']} direction(s) from {manifest.ablated['writers']} residual writers ({manifest.ablated['route']})"

@@ -31,7 +31,7 @@ from ._routes import (
 if TYPE_CHECKING:
     from ..models._model import OysterModel
 
-__all__ = ["Baked", "bake", "orthonormal", "residual_writers"]
+__all__ = ["Baked", "bake", "bake_ops", "orthonormal", "residual_writers"]
 
 # Which axis of a writer's weight is the residual width, by module class name (mro is searched).
 _OUT_AXIS = {"Linear": 0, "Embedding": 1, "Conv1D": 1}
@@ -48,6 +48,8 @@ class Baked:
     untied_lm_head: bool = False
     relabelled_from: str | None = None
     ablation: dict[str, Any] | None = None
+    operators: list[dict[str, Any]] = field(default_factory=list)
+    writers: list[dict[str, Any]] = field(default_factory=list)
 
 
 def orthonormal(directions: torch.Tensor) -> torch.Tensor:
@@ -223,5 +225,108 @@ def bake(
         baked.ablation = _orthogonalise(model, route, sd, basis)
     for site, vec in additive.items():
         baked.sites.append({"site": site.name, **_place(model, route, sd, site, vec)})
+    baked.model, baked.zero_biases = _meta_model(cfg, sd, model.hf)
+    return baked
+
+
+def _map_weight(weight: torch.Tensor, factors: list[torch.Tensor], axis: int) -> torch.Tensor:
+    """``weight`` with each ``x -> x - U^T U x`` applied in order on its residual axis."""
+    work = torch.promote_types(weight.dtype, torch.float64)
+    w = weight.to(work)
+    for f in factors:
+        u = f.to(weight.device, work)  # (k, d)
+        # a bias (d,) or nn.Linear (d, in); else (rows, d): embeddings, GPT-2 Conv1D
+        w = w - u.T @ (u @ w) if w.ndim == 1 or axis == 0 else w - (w @ u.T) @ u
+    return w.to(weight.dtype)
+
+
+def bake_ops(model: OysterModel, ops: list[Any], basis: torch.Tensor | None) -> Baked:
+    """Bake runtime operators (:mod:`oyster_steer.export._ops`) as exact edits of the residual writers.
+
+    Args:
+        model: the source model (unchanged).
+        ops: the operators (:class:`~oyster_steer.export._ops.SiteOp`), in the order they apply.
+        basis: (d, k) orthonormal directions removed from every write first (``ablate=``), or None.
+    """
+    from ._ops import plan_writer_edits
+
+    route = export_route(model.model_type)
+    edits = plan_writer_edits(model, route, ops, basis)
+    spec = model.spec
+    paths = {
+        ("embed", 0): [spec.embed, *route.extra_writers],
+        **{
+            (kind, layer): [
+                f"{spec.layers}.{layer}.{spec.attn_proj if kind == 'attn' else spec.mlp_proj}"
+            ]
+            for kind, layer in edits
+            if kind != "embed"
+        },
+    }
+    offsets = {
+        w: e.extra for w, e in edits.items() if e.extra is not None and float(e.extra.norm()) > 1e-9
+    }
+    needs = {w[0] for w in offsets}
+    for kind, layer in offsets:
+        if kind != "embed":
+            site = Site(layer, "attn_out" if kind == "attn" else "mlp_out")
+            check_target(route, model.model_type, site, kind)
+    cfg, sd = copy.deepcopy(model.hf.config), _source_state(model)
+    baked = Baked(model=None)
+    if route.relabel is not None and {"mlp", "attn"} & needs:
+        cfg, sd = route.relabel(cfg, sd)
+        baked.relabelled_from, route = model.model_type, ROUTES[cfg.model_type]
+        baked.config_changes["model_type"] = cfg.model_type
+    baked.config_changes.update(switch_config(cfg, route, needs))
+    embed_path = route.embed or spec.embed
+    if ("embed", 0) in edits:
+        baked.untied_lm_head = _untie(cfg, sd, model)
+        if baked.untied_lm_head:
+            baked.config_changes["tie_word_embeddings"] = False
+    for writer, edit in edits.items():
+        for path in paths[writer]:
+            axis = _out_axis(_module(model, path))
+            for name in ("weight", "bias"):
+                key = f"{path}.{name}"
+                if key in sd:
+                    sd[key] = _map_weight(sd[key], edit.factors, axis)
+        if writer in offsets:
+            vec = offsets[writer]
+            if writer[0] == "embed":
+                path = embed_path
+                _add_to(
+                    sd, f"{path}.weight", vec / _embed_scale(model, path), like=f"{path}.weight"
+                )
+            else:
+                path = paths[writer][0]
+                _add_to(sd, f"{path}.bias", vec, like=f"{path}.weight")
+    baked.operators = [
+        {
+            "site": op.site.name,
+            "op": op.kind,
+            **({"value": float(op.targets[0])} if op.kind == "clamp" else {}),
+            "norm_added": float(op.add.norm()),
+        }
+        for op in ops
+    ]
+    baked.ablation = (
+        None
+        if basis is None
+        else {
+            "route": "orthogonalise",
+            "rank": int(basis.shape[1]),
+            "writers": len(residual_writers(model, route)),
+            "exact": True,
+        }
+    )
+    baked.writers = [
+        {
+            "writer": "embedding" if kind == "embed" else f"block {layer} {kind}",
+            "modules": paths[(kind, layer)],
+            "directions_removed": sum(int(f.shape[0]) for f in edit.factors),
+            "bias": (kind, layer) in offsets,
+        }
+        for (kind, layer), edit in edits.items()
+    ]
     baked.model, baked.zero_biases = _meta_model(cfg, sd, model.hf)
     return baked

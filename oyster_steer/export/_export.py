@@ -24,6 +24,7 @@ import torch
 
 from ..backends import Hook, get_backend, position_ids
 from ..control import save_plan
+from ..control._operators import CustomFn, Operator, as_operator
 from ..control._pack import retarget_plan
 from ..core._errors import EmptyInputError, require_finite
 from ..core._sites import Site, resolve_site
@@ -31,8 +32,9 @@ from ..core._version import __version__
 from ..models._artifacts import content_id
 from ..models._compat import write_legacy_fields
 from ..models._model import model_fingerprint, weights_digest
-from ._bake import Baked, bake
+from ._bake import Baked, bake, bake_ops
 from ._inputs import ablation_basis, collect_additive, split_plan
+from ._ops import SiteOp, collect_ops, op_hooks
 from ._routes import ExportError, export_route
 
 if TYPE_CHECKING:
@@ -68,6 +70,8 @@ class ExportManifest:
         baked: one record per baked site (site, route, module, norm, and the strengths and
             sources of the vectors summed into it).
         ablated: how directions were removed (route, rank, writers, exact), or None.
+        operators: one record per (vector, site) of a baked runtime operator (``op``, ``value``);
+            ``writers``: the residual writers whose weights (and bias) reproduce them.
         config_changes: config fields the export switched; control_pack: file of conditional parts.
         verification: max logit difference between the reloaded export and the hooked source.
         baked_artifacts: content ids of the vectors baked in; a model loaded from this directory
@@ -81,6 +85,8 @@ class ExportManifest:
     model_type: str
     baked: list[dict[str, Any]] = field(default_factory=list)
     ablated: dict[str, Any] | None = None
+    operators: list[dict[str, Any]] = field(default_factory=list)
+    writers: list[dict[str, Any]] = field(default_factory=list)
     config_changes: dict[str, Any] = field(default_factory=dict)
     zero_biases: int = 0
     untied_lm_head: bool = False
@@ -146,15 +152,15 @@ def _verify(
     out_dir: Path,
     additive: Mapping[Site, torch.Tensor],
     basis: torch.Tensor | None,
+    ops: list[SiteOp] | None = None,
 ) -> dict[str, Any]:
     """Reload the export from disk and compare its logits with the hooked source model."""
     from transformers import AutoModelForCausalLM
 
     ids, mask = model.encode(list(_VERIFY_PROMPTS))
+    hooks = reference_hooks(model, additive, basis) + op_hooks(model, ops or [])
     with torch.no_grad():
-        ref = get_backend("hf").forward(
-            model.with_backend("hf"), ids, mask, reference_hooks(model, additive, basis)
-        )
+        ref = get_backend("hf").forward(model.with_backend("hf"), ids, mask, hooks)
         # transformers types PreTrainedModel.to(...) as a wrapper that mypy misreads; it is Module.to
         loaded: Any = AutoModelForCausalLM.from_pretrained(str(out_dir), dtype=model.dtype)
         exported = loaded.to(model.device).eval()
@@ -239,6 +245,8 @@ def export_patched(
     *,
     strength: float | None = None,
     ablate: Ablation = None,
+    op: str | Operator | CustomFn = "add",
+    value: float | None = None,
     allow_conditional: bool = False,
     verify: bool = True,
 ) -> ExportManifest:
@@ -254,6 +262,15 @@ def export_patched(
             and every binding of a plan (baked and packed alike, as ``patch`` does).
         ablate: directions to remove from the residual stream (a SteeringVector, ``{site: (d,)}``,
             or a (d,) / (k, d) tensor): every residual-writing matrix is orthogonalised.
+        op: the runtime operator the vectors are applied with, as in :func:`oyster_steer.patch`:
+            ``"add"`` (default), ``"ablate"``, ``"ablate_add"`` or ``"clamp"`` (with ``value``).
+            A projection operator is baked into the weights of the residual writers it maps, and
+            only where that is exact: at a write (``blocks.0.hook_resid_pre``, ``hook_attn_out``,
+            ``hook_resid_mid``, ``hook_mlp_out``) always; on the stream (``hook_resid_post``,
+            ``hook_resid_pre`` of a later block) only where every earlier write already lacks the
+            direction (so: at every layer). Anything else, custom callables included, raises
+            :class:`ExportError` (see :mod:`oyster_steer.export._ops`).
+        value: the projection ``op="clamp"`` sets.
         allow_conditional: bake a plan's unconditional part and write its probe-gated part to
             ``control.safetensors`` (re-apply with ``patch`` after loading) instead of refusing.
         verify: reload the export and compare its logits with the hooked source model.
@@ -267,6 +284,9 @@ def export_patched(
     """
     if strength is not None:
         require_finite(strength, f"strength={strength}")
+    operator = as_operator(op, value)
+    if operator.kind != "add":
+        return _export_ops(model, plan_or_vectors, out_dir, operator, strength, ablate, verify)
     static, conditional = split_plan(model, plan_or_vectors, strength)
     if conditional is not None and not allow_conditional:
         _refuse_conditional(conditional)
@@ -305,6 +325,57 @@ def export_patched(
         os.replace(tmp, out)
     finally:
         if tmp.exists():  # failed or interrupted: never leave a loadable, unverified checkpoint
+            shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
+
+
+def _export_ops(
+    model: OysterModel,
+    source: Any,
+    out_dir: str | Path,
+    operator: Operator,
+    strength: float | None,
+    ablate: Any,
+    verify: bool,
+) -> ExportManifest:
+    """``export_patched`` with a projection operator: exact writer edits, or a refusal."""
+    if operator.kind == "custom":
+        raise ExportError(
+            "op is a python callable, whose edit no weight change can express: serve it with "
+            "oyster_steer.patch(model, vector, op=fn, persistent=True)"
+        )
+    if source is None or hasattr(source, "conditional_parts"):
+        raise ValueError(
+            f"op={operator.kind!r} applies to steering vectors; a ControlPlan takes its operators "
+            "from its bindings (bind(vector, strengths, op=...)): pass vectors, or the plan without op="
+        )
+    ops = collect_ops(model, source, operator, strength)
+    if not ops:
+        raise EmptyInputError("nothing to export: the vectors have no sites")
+    basis, ablate_sites = ablation_basis(model, ablate)
+    baked = bake_ops(model, ops, basis)
+    out = _prepare_out(out_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:  # as export_patched: written and verified in a hidden sibling, then renamed into place
+        baked.model.save_pretrained(tmp)
+        model.tokenizer.save_pretrained(tmp)
+        write_legacy_fields(tmp)
+        manifest = _manifest(model, baked, out, [], {}, ablate_sites)
+        manifest = replace(
+            manifest,
+            operators=baked.operators,
+            writers=baked.writers,
+            baked_artifacts=_baked_ids(model, source),
+        )
+        if verify:
+            manifest = replace(manifest, verification=_verify(model, tmp, {}, basis, ops))
+        manifest.save(tmp)
+        os.chmod(tmp, 0o755)
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return manifest
 
