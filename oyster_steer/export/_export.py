@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,12 +34,10 @@ from ..models._compat import write_legacy_fields
 from ..models._model import model_fingerprint, weights_digest
 from ._bake import Baked, bake, bake_ops
 from ._inputs import ablation_basis, collect_additive, split_plan
-from ._ops import SiteOp, collect_ops, op_hooks
+from ._ops import SiteOp, collect_ops, op_hooks, plan_ops
 from ._routes import ExportError, export_route
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     from ..control._plan import ControlPlan
     from ..models._model import OysterModel
     from ..vectors._vector import SteeringVector
@@ -286,10 +284,17 @@ def export_patched(
         require_finite(strength, f"strength={strength}")
     operator = as_operator(op, value)
     if operator.kind != "add":
-        return _export_ops(model, plan_or_vectors, out_dir, operator, strength, ablate, verify)
-    static, conditional = split_plan(model, plan_or_vectors, strength)
+        ops = _vector_ops(model, plan_or_vectors, operator, strength)
+        return _export_ops(model, ops, plan_or_vectors, out_dir, ablate, verify)
+    static, conditional, operators = split_plan(model, plan_or_vectors, strength)
     if conditional is not None and not allow_conditional:
         _refuse_conditional(conditional)
+    if operators:  # ablate / clamp bindings that apply whatever the decision
+        ops = plan_ops(model, static, operators, plan_or_vectors)
+        _check_pack_sites(conditional, ops)
+        return _export_ops(
+            model, ops, plan_or_vectors, out_dir, ablate, verify, conditional, operators
+        )
     plan_given = hasattr(plan_or_vectors, "conditional_parts")
     additive, records = collect_additive(model, static, None if plan_given else strength)
     basis, ablate_sites = ablation_basis(model, ablate)
@@ -329,16 +334,10 @@ def export_patched(
     return manifest
 
 
-def _export_ops(
-    model: OysterModel,
-    source: Any,
-    out_dir: str | Path,
-    operator: Operator,
-    strength: float | None,
-    ablate: Any,
-    verify: bool,
-) -> ExportManifest:
-    """``export_patched`` with a projection operator: exact writer edits, or a refusal."""
+def _vector_ops(
+    model: OysterModel, source: Any, operator: Operator, strength: float | None
+) -> list[SiteOp]:
+    """The operators of ``export_patched(..., op=...)``: vectors only, never python code."""
     if operator.kind == "custom":
         raise ExportError(
             "op is a python callable, whose edit no weight change can express: serve it with "
@@ -352,6 +351,35 @@ def _export_ops(
     ops = collect_ops(model, source, operator, strength)
     if not ops:
         raise EmptyInputError("nothing to export: the vectors have no sites")
+    return ops
+
+
+def _check_pack_sites(conditional: Any, ops: list[SiteOp]) -> None:
+    """A packed (gated) projection at a site where an operator is baked would run after it, not
+    fused with it as in the plan's hook: refuse rather than pack a different plan."""
+    if conditional is None:
+        return
+    baked = {op.site.name for op in ops if op.units.shape[0]}
+    clash = sorted(baked & {site for b in conditional.bindings for site in b.lowrank})
+    if clash:
+        raise ExportError(
+            f"the plan has unconditional and probe-gated projections (ablate/clamp/low-rank) at {clash}: the "
+            "hook applies them together, which a baked edit followed by a packed hook cannot reproduce; "
+            "move one of them to another site, or serve the plan with oyster_steer.patch(model, plan)"
+        )
+
+
+def _export_ops(
+    model: OysterModel,
+    ops: list[SiteOp],
+    source: Any,
+    out_dir: str | Path,
+    ablate: Any,
+    verify: bool,
+    conditional: Any = None,
+    operators: Sequence[Any] = (),
+) -> ExportManifest:
+    """``export_patched`` with projection operators: exact writer edits, or a refusal."""
     basis, ablate_sites = ablation_basis(model, ablate)
     baked = bake_ops(model, ops, basis)
     out = _prepare_out(out_dir)
@@ -361,12 +389,19 @@ def _export_ops(
         model.tokenizer.save_pretrained(tmp)
         write_legacy_fields(tmp)
         manifest = _manifest(model, baked, out, [], {}, ablate_sites)
+        ids = _baked_ids(model, source) + [
+            content_id(b.directions) for b in operators if b.directions
+        ]
         manifest = replace(
             manifest,
             operators=baked.operators,
             writers=baked.writers,
-            baked_artifacts=_baked_ids(model, source),
+            baked_artifacts=sorted(set(ids)),
         )
+        if conditional is not None:
+            manifest = replace(
+                manifest, control_pack=_write_control(model, conditional, tmp, baked)
+            )
         if verify:
             manifest = replace(manifest, verification=_verify(model, tmp, {}, basis, ops))
         manifest.save(tmp)

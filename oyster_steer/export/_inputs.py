@@ -117,19 +117,42 @@ def ablation_basis(model: OysterModel, ablate: Any) -> tuple[torch.Tensor | None
     return orthonormal(rows / rows.norm(dim=-1, keepdim=True)), list(items)
 
 
-def split_plan(model: OysterModel, source: Any, strength: float | None) -> tuple[Any, Any]:
-    """(unconditional part, conditional part or None) of what was passed; only plans have the latter.
+def split_plan(
+    model: OysterModel, source: Any, strength: float | None
+) -> tuple[Any, Any, list[Any]]:
+    """(unconditional vectors, conditional part or None, unconditional operator bindings) of what
+    was passed; only plans have the last two.
 
     A plan's ``strength`` multiplies every binding (as in ``patch(model, plan, strength)``), so
-    the baked part and the packed part stay consistent.
+    the baked part and the packed part stay consistent. An ``ablate`` / ``ablate_add`` / ``clamp``
+    binding is unconditional under the same rules as a vector (one strength for every strategy,
+    every position, a constant schedule of 1, every site after the probe's read).
     """
     if not hasattr(source, "conditional_parts"):
-        return source, None
+        return source, None, []
     check_model(source.identity, model, what="control plan")
     if strength is not None:
         source = _scaled(source, float(strength))
     static = source.static_vectors()  # never before the probe's read: those are conditional
-    return static, source.conditional_parts()
+    operators = [b for b in source.bindings if _static_operator(source, b)]
+    if not operators:
+        return static, source.conditional_parts(), []
+    gated = [b for b in source.bindings if not source._is_static(b) and b not in operators]
+    return static, (source.replace(bindings=gated) if gated else None), operators
+
+
+def _static_operator(plan: Any, b: Any) -> bool:
+    """A projection-operator binding that applies whatever the decision (see ``_is_static``)."""
+    gains = {b.strengths.get(s, 0.0) for s in plan.strategies}
+    return (
+        b.op in ("ablate", "ablate_add", "clamp")
+        and not b.custom
+        and len(gains) == 1
+        and gains != {0.0}
+        and plan.positions == "all"
+        and set(plan.schedule) == {1.0}
+        and all(plan._writes_after_read(site) for site in b.sites)
+    )
 
 
 def _scaled(plan: Any, factor: float) -> Any:

@@ -41,7 +41,7 @@ from ._routes import ExportError, Route
 if TYPE_CHECKING:
     from ..models._model import OysterModel
 
-__all__ = ["SiteOp", "WriterEdit", "collect_ops", "op_hooks", "plan_writer_edits"]
+__all__ = ["SiteOp", "WriterEdit", "collect_ops", "op_hooks", "plan_ops", "plan_writer_edits"]
 
 Writer = tuple[str, int]  # ("embed", 0) | ("attn", L) | ("mlp", L)
 _SERVE = "serve with oyster_steer.patch(model, vector, op=..., persistent=True)"
@@ -83,6 +83,8 @@ class WriterEdit:
 
     def seen_by(self, units: torch.Tensor) -> float:
         """Largest |U M| over the writer's linear map M: 0 when its writes have no U component."""
+        if units.shape[0] == 0:
+            return 0.0
         rows = units
         for f in reversed(self.factors):  # U M = U F_n ... F_1
             rows = rows - (rows @ f.T) @ f
@@ -129,6 +131,40 @@ def collect_ops(
                 )
             )
     return ops
+
+
+def plan_ops(
+    model: OysterModel, static: dict[str, torch.Tensor], bindings: list[Any], plan: Any
+) -> list[SiteOp]:
+    """A plan's unconditional part as one fused :class:`SiteOp` per site, as its hook applies it:
+    every binding's projection edit computed from the same input, plus the summed vectors."""
+    strategy = plan.strategies[0]  # unconditional: the same strength for every strategy
+    sites: dict[Site, SiteOp] = {}
+
+    def at(name: str) -> SiteOp:
+        site = resolve_site(name, model.n_layers)
+        if site not in sites:
+            hook_point(model.spec, site, write=True, parallel=model.parallel_residual)
+            zero = torch.zeros(model.d_model, dtype=torch.float64)
+            empty = torch.zeros(0, model.d_model, dtype=torch.float64)
+            sites[site] = SiteOp(site, "add", empty, zero[:0], zero)
+        return sites[site]
+
+    for name, vec in static.items():
+        op = at(name)
+        op.add = op.add + vec.double().cpu()
+    for b in bindings:
+        gain = b.strengths.get(strategy, 0.0)
+        for name, (R, _, target) in b.lowrank.items():
+            op = at(name)
+            unit = R.double() / R.double().norm(dim=-1, keepdim=True)  # unit in float64 too
+            op.units = torch.cat([op.units, unit])
+            op.targets = torch.cat([op.targets, target.double()])
+            op.kind = b.op if op.kind in ("add", b.op) else "mixed"
+        for name, vec in b.directions.items():  # the added part of ablate_add
+            op = at(name)
+            op.add = op.add + gain * vec.double()
+    return list(sites.values())
 
 
 def _slot(site: Site, parallel: bool) -> tuple[list[Writer], str]:
@@ -187,7 +223,7 @@ def plan_writer_edits(
         if how == "stream":
             first = min(_rank(t) for t in targets)
             before = [w for w in writers if _rank(w) < first]
-            dirty = [w for w in before if edits[w].seen_by(op.units) > 1e-9]
+            dirty = [w for w in before if edits[w].seen_by(op.units) > 1e-6]
             if dirty:
                 kind, layer = dirty[0]
                 raise ExportError(

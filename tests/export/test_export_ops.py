@@ -252,3 +252,88 @@ def test_smollm2_ablation_and_clamp_at_every_layer(smollm, tmp_path):
             error = float(((h @ u)[real] - (value or 0.0)).abs().max())
             assert error <= 1e-6 * float(h[real].abs().max())
         print(f"smollm2 {op}: max |logit diff| {diff:.3g} (max |logit| {scale:.3g})")
+
+
+def _op_plan(model, u, op, value=None, gated=False):
+    """A plan whose probe reads the embedding, so every later site is unconditional: ``op`` on
+    ``u`` at every layer (one strength for every strategy), an added vector fused at one of those
+    sites, and optionally a gated vector (the probe reads a vulnerable user: "guide")."""
+    from oyster_steer.control._plan import ControlPlan, bind
+    from oyster_steer.probes._probe import LinearProbe
+
+    gen, d = torch.Generator().manual_seed(12), model.d_model
+    identity = {
+        "model_fingerprint": model.fingerprint,
+        "d_model": str(d),
+        "n_layers": str(model.n_layers),
+    }
+    labels = ("benign", "borderline", "vulnerable", "malicious")
+    probe = LinearProbe("blocks.0.hook_resid_pre", labels, torch.randn(4, d, generator=gen),
+                        torch.tensor([0.0, 0.0, 10.0, 0.0]), torch.zeros(d), torch.ones(d), meta=identity)  # fmt: skip
+    every = ["help", "guide", "redirect"]
+    bindings = [
+        bind({s: u for s in _every_layer(model)}, dict.fromkeys(every, STRENGTH), name="op", op=op, value=value),
+        bind({"blocks.1.hook_resid_mid": torch.randn(d, generator=gen)}, every, name="added"),
+    ]  # fmt: skip
+    if gated:
+        bindings.append(bind({"blocks.2.hook_resid_post": 2 * torch.randn(d, generator=gen)}, {"guide": 3.0}, name="gated"))  # fmt: skip
+    return ControlPlan(probe, bindings, positions="all", identity=identity)
+
+
+@pytest.mark.parametrize(("op", "value"), [("ablate", None), ("clamp", 1.5), ("ablate_add", None)])
+def test_unconditional_operator_bindings_of_a_plan_bake_exactly(tiny_models, op, value, tmp_path):
+    model = tiny_models("llama")
+    u = _unit(model, seed=13)
+    plan = _op_plan(model, u, op, value)
+    manifest = export_patched(model, plan, tmp_path)
+    assert manifest.control_pack is None and manifest.verification["max_abs_logit_diff"] <= 1e-4
+    ids, mask = model.encode(PROMPTS)
+    with torch.no_grad(), patch(model, plan):
+        want = get_backend("hf").forward(model, ids, mask, [])
+    from transformers import AutoModelForCausalLM
+
+    hf = AutoModelForCausalLM.from_pretrained(str(tmp_path), dtype=torch.float32).eval()
+    with torch.no_grad():
+        got = hf(
+            input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), use_cache=False
+        ).logits
+    assert float((got - want)[mask.bool()].abs().max()) <= 1e-4
+
+
+def test_plan_operator_baked_and_gated_vector_packed(tiny_models, tmp_path):
+    """allow_conditional: the ablation is baked, the gated vector re-applied from the pack."""
+    from oyster_steer import load_model
+    from oyster_steer.control import load_plan
+
+    model = tiny_models("llama")
+    plan = _op_plan(model, _unit(model, seed=14), "ablate", gated=True)
+    with pytest.raises(ExportError, match="probe-gated"):
+        export_patched(model, plan, tmp_path / "refused")
+    manifest = export_patched(model, plan, tmp_path / "out", allow_conditional=True)
+    assert manifest.control_pack == "control.safetensors"
+    exported = load_model(str(tmp_path / "out"), device="cpu")
+    pack = load_plan(tmp_path / "out" / "control.safetensors", exported)
+    assert [b.name for b in pack.bindings] == ["gated"]
+    ids, mask = model.encode(PROMPTS)
+    with torch.no_grad():
+        with patch(model, plan):
+            want = get_backend("hf").forward(model, ids, mask, [])
+        with patch(exported, pack):
+            got = get_backend("hf").forward(exported, ids, mask, [])
+    assert float((got - want)[mask.bool()].abs().max()) <= 1e-4
+
+
+def test_plan_operator_at_a_subset_of_the_stream_is_refused(tiny_models, tmp_path):
+    from oyster_steer.control._plan import ControlPlan, bind
+
+    model = tiny_models("llama")
+    base = _op_plan(model, _unit(model), "ablate")
+    one = bind(
+        {"blocks.1.hook_resid_post": _unit(model)},
+        ["help", "guide", "redirect"],
+        name="one",
+        op="ablate",
+    )
+    plan = ControlPlan(base.probe, [one], positions="all", identity=base.identity)
+    with pytest.raises(ExportError, match="edits the whole residual stream"):
+        export_patched(model, plan, tmp_path)
