@@ -1,7 +1,9 @@
 """Bake steering into a plain Hugging Face checkpoint that serves without oyster_steer.
 
 ``export_patched`` turns unconditional additive vectors into biases (and embedding rows) and
-removed directions into orthogonalised weights, using only parameters and config switches the
+removed directions into orthogonalised weights, and the static runtime operators (``op="ablate"``,
+``"ablate_add"``, ``"clamp"``) into exact edits of the residual writers they map, or refuses them
+where no weight edit is exact (:mod:`oyster_steer.export._ops`), using only parameters and config switches the
 architecture already has (see :mod:`oyster_steer.export._routes` for the per-family table). The
 output is a ``save_pretrained`` directory that ``AutoModelForCausalLM.from_pretrained`` loads
 with no custom code, plus ``oyster_steer_manifest.json`` recording what was baked and how.
