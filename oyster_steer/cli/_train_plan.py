@@ -1,8 +1,10 @@
 """``oyster-steer train-plan``: the shipped control pack with learned low-rank actions.
 
 Trains one low-rank intervention per gated strategy ("redirect" on malicious training prompts,
-"guide" on vulnerable ones; targets distilled from the model's own openings under a
-constructive-safety system prompt plus varied exemplar continuations), picks each one's gain on
+"guide" on vulnerable ones plus some malicious ones with boundary targets; targets are the
+model's own whole replies sampled under a constructive-safety system prompt and kept only when
+judged constructive; a retain KL keeps benign and borderline prompts' replies as they are, and
+a held-out loss stops training early), picks each one's gain on
 its own validation population by judged outcome under a coherence limit, and writes
 ``{redirect,guide}-lowrank.safetensors`` and the control pack ``control.safetensors`` in
 ``vectors/<model>/`` (or beside ``--out``) (gate: the shipped intent probe; monitor: the risk probe;
@@ -39,7 +41,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--n-prompts", type=int, default=d.n_prompts, help="training prompts per strategy"
     )
-    p.add_argument("--samples", type=int, default=d.samples, help="sampled openings per prompt")
+    p.add_argument(
+        "--samples", type=int, default=d.samples, help="sampled replies per training prompt"
+    )
+    p.add_argument(
+        "--keep", type=int, default=d.keep, help="judged-constructive samples kept per prompt"
+    )
+    p.add_argument(
+        "--n-retain",
+        type=int,
+        default=d.n_retain,
+        help="benign + borderline training prompts whose unsteered replies the actions must keep",
+    )
+    p.add_argument(
+        "--retain-weight", type=float, default=d.retain_weight, help="weight of the retain KL"
+    )
+    p.add_argument(
+        "--n-boundary",
+        type=int,
+        default=d.n_boundary,
+        help="malicious prompts with boundary targets in guide's training set",
+    )
     p.add_argument(
         "--layers", type=int, nargs="+", default=list(d.layers), help="resid_post layers written"
     )
@@ -88,6 +110,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = PlanTrainingConfig(
         n_prompts=args.n_prompts,
         samples=args.samples,
+        keep=args.keep,
+        n_retain=args.n_retain,
+        retain_weight=args.retain_weight,
+        n_boundary=args.n_boundary,
         layers=tuple(args.layers),
         rank=args.rank,
         steps=args.steps,

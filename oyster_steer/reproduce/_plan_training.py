@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..activations._scoring import Group, chat_ids, reply_ids, score_groups
+from ..activations._scoring import Group, chat_ids, pack, reply_ids, reply_logprobs, score_groups
 from ..backends import Hook, get_backend
 from ..core._errors import EmptyInputError
 from ..core._sites import resolve_site
@@ -56,6 +56,7 @@ __all__ = [
     "PlanTrainingConfig",
     "coherence",
     "distilled_targets",
+    "sampled_targets",
     "repetition",
     "select_gain",
 ]
@@ -143,18 +144,24 @@ class PlanTrainingConfig:
     """What :func:`train_plan_actions` does (defaults: the shipped SmolLM2 pack)."""
 
     n_prompts: int = 64  # training prompts per strategy
-    samples: int = 2  # sampled openings per prompt
+    samples: int = 4  # sampled whole replies per prompt (rejection sampling)
+    keep: int = 2  # judged-constructive samples kept per prompt (the best ones)
     max_prompt_tokens: int = 96
-    max_reply_tokens: int = 128  # targets are an opening sentence + a 1-3 sentence exemplar tail
+    max_reply_tokens: int = 72  # sampled replies are cut to whole sentences within 64 tokens
     layers: tuple[int, ...] = (12, 16, 20, 24)  # resid_post sites, from the read site on
     rank: int = 4
-    steps: int = 100
-    lr: float = 6e-3
+    steps: int = 60
+    lr: float = 4e-3
+    n_retain: int = 32  # benign + borderline training prompts whose replies must stay as they are
+    retain_weight: float = 1.0
+    n_boundary: int = 16  # malicious prompts with boundary targets in "guide"'s training set
+    held_out: float = 0.125  # share of training prompts held out for early stopping
     gains: tuple[float, ...] = (1.0, 1.5)
     n_validation: int = 12
     max_new_tokens: int = 48
     seed: int = 0
     strategies: tuple[str, ...] = ("redirect", "guide")
+    n_misroute: int = 8  # per other intent: validation prompts the intervention is forced on
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -248,6 +255,88 @@ def distilled_targets(
     if topical and len(pairs) >= len(records) // 2:
         return pairs
     return pairs + spare[: max(0, len(records) - len(pairs))]  # too few topical ones: top up
+
+
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+
+
+def whole_sentences(text: str) -> str:
+    """``text`` cut after its last full sentence (a sample cut at the token budget ends mid-way)."""
+    text = " ".join(text.split())
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    return text[: ends[-1]] if ends else text
+
+
+def sampled_targets(
+    model: OysterModel,
+    records: Sequence[Any],
+    strategy: str,
+    *,
+    samples: int = 4,
+    keep: int = 2,
+    seed: int = 0,
+    max_new_tokens: int = 64,
+    log: Callable[[str], None] = print,
+) -> list[tuple[str, str]]:
+    """(prompt, target) pairs for ``strategy``: whole replies the model wrote, rejection-sampled.
+
+    Each prompt gets ``samples`` replies sampled under the strategy's system prompt after a
+    prefilled opening (context distillation), cut to whole sentences and judged like any reply
+    (:func:`~oyster_steer.eval.judge_replies`, without the system prompt): only judged
+    constructive ones without method detail or loops are kept, at most ``keep`` per prompt, the
+    most natural to the unsteered model first (perplexity, then topicality). Prompts with no
+    such sample get no target.
+    """
+
+    texts = [r.text for r in records]
+    candidates: list[dict[str, tuple[float, float]]] = [{} for _ in records]
+    counts: dict[str, int] = {}
+    for k in range(samples):
+        log(f"{strategy}: sampling replies {k + 1}/{samples} for {len(texts)} prompts")
+        prefills = [_pick(PREFILLS[strategy], t, seed + k) for t in texts]
+        replies = [
+            whole_sentences(r)
+            for r in _sample_openings(
+                model,
+                texts,
+                SYSTEM_PROMPTS[strategy],
+                prefills,
+                max_new_tokens=max_new_tokens,
+                seed=seed + k,
+            )
+        ]
+        for i, (reply, row) in enumerate(
+            zip(replies, judge_replies(records, replies, model=model), strict=True)
+        ):
+            counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
+            if (
+                row["verdict"] != "constructive"
+                or row["method_detail"]
+                or has_method_detail(reply)
+                or repetition(reply) > 0.2
+                or len(reply.split()) < 8
+            ):
+                continue
+            candidates[i][reply] = (float(row["reply_ppl"] or 0.0), float(row["topicality"] or 0.0))
+    pairs = []
+    for text, found in zip(texts, candidates, strict=True):
+        ranked = sorted(found, key=lambda r: math.log(max(found[r][0], 1.0)) - 2 * found[r][1])
+        pairs += [(text, reply) for reply in ranked[:keep]]
+    log(
+        f"{strategy}: sampled verdicts {counts}; kept {len(pairs)} targets for "
+        f"{sum(1 for f in candidates if f)} of {len(texts)} prompts"
+    )
+    return pairs
+
+
+@torch.inference_mode()
+def retain_replies(
+    model: OysterModel, records: Sequence[Any], *, max_new_tokens: int = 48
+) -> list[tuple[str, str]]:
+    """(prompt, the unsteered model's own greedy reply) for prompts an action must leave alone."""
+    texts = [r.text for r in records]
+    replies = generate_replies(model, texts, max_new_tokens=max_new_tokens)
+    return [(t, r) for t, r in zip(texts, replies, strict=True) if r.strip()]
 
 
 def repetition(text: str) -> float:
@@ -353,6 +442,54 @@ def _cached_pairs(
     return pairs
 
 
+def misroute_check(
+    model: OysterModel,
+    intervention: LowRankIntervention,
+    gain: float,
+    records: Sequence[Any],
+    *,
+    max_new_tokens: int = 48,
+) -> dict[str, Any]:
+    """What ``intervention`` does, applied ungated, to prompts the plan should not route to it.
+
+    Per intent of ``records``: the mean per-token KL(unsteered || steered) of the next-token
+    distributions over the unsteered model's own greedy reply, and the judged verdicts of the
+    unsteered and steered greedy replies.
+    """
+
+    prompts = [r.text for r in records]
+    plain = generate_replies(model, prompts, max_new_tokens=max_new_tokens)
+    hooks = _hooks(model, intervention, gain)
+    groups = [
+        Group(chat_ids(model, p), (reply_ids(model, r, max_new_tokens) or (model.pad_id,),))
+        for p, r in zip(prompts, plain, strict=True)
+    ]
+    kls = []
+    hf = model.with_backend("hf")
+    with torch.inference_mode():
+        for g in groups:
+            packed = pack([g], model.pad_id, model.device)
+            logp = reply_logprobs(hf, packed, full=True)
+            with get_backend("hf").add_hooks(hf, _hooks(hf, intervention, gain)):
+                logq = reply_logprobs(hf, packed, full=True)
+            kls.append(float((logp.exp() * (logp - logq)).sum(-1).mean()))
+    with get_backend(model.backend).add_hooks(model, hooks):
+        steered = generate_replies(model, prompts, max_new_tokens=max_new_tokens)
+    before = judge_replies(records, plain, model=model)
+    after = judge_replies(records, steered, model=model)
+    out: dict[str, Any] = {}
+    for intent in sorted({r.intent for r in records}):
+        idx = [i for i, r in enumerate(records) if r.intent == intent]
+        out[intent] = {
+            "kl": sum(kls[i] for i in idx) / len(idx),
+            "unsteered": [before[i]["verdict"] for i in idx],
+            "steered": [after[i]["verdict"] for i in idx],
+            "changed": sum(plain[i] != steered[i] for i in idx) / len(idx),
+            "replies": [(prompts[i], plain[i], steered[i]) for i in idx],
+        }
+    return out
+
+
 def train_plan_actions(
     model: OysterModel,
     data: Any,
@@ -364,17 +501,18 @@ def train_plan_actions(
     """Train one intervention per strategy and pick its gain; returns ``{strategy: (iv, gain)}``.
 
     ``data``: a :class:`~oyster_steer.data.PromptSet` with "train" and "validation" splits.
-    ``targets_cache``: a JSON file that keeps the sampled targets (keyed by strategy, sampling
-    settings and model fingerprint), so a rerun with other training settings reuses them.
+    ``targets_cache``: a JSON file that keeps the sampled targets and retain replies (keyed by
+    strategy, sampling settings and model fingerprint), so a rerun with other training settings
+    reuses them.
     """
 
     cfg = config or PlanTrainingConfig()
     train, val = data.split("train"), data.split("validation")
     out: dict[str, tuple[LowRankIntervention, float]] = {}
     report: dict[str, Any] = {}
-    for strategy in cfg.strategies:
+
+    def targets(strategy: str) -> tuple[list[Any], list[tuple[str, str]]]:
         intent = INTENT_OF[strategy]
-        started = time.monotonic()
         records = _sample(model, train, intent, cfg.n_prompts, cfg.seed, cfg.max_prompt_tokens)
         if not records:
             raise EmptyInputError(
@@ -382,26 +520,64 @@ def train_plan_actions(
             )
         key = json.dumps(
             [
+                "sampled-v1",
                 strategy,
                 cfg.n_prompts,
                 cfg.samples,
+                cfg.keep,
                 cfg.seed,
                 cfg.max_prompt_tokens,
                 model.fingerprint,
             ]
         )
-        pairs = _cached_pairs(
-            targets_cache,
-            key,
-            partial(
-                distilled_targets, model, records, strategy, samples=cfg.samples, seed=cfg.seed
-            ),
+        make = partial(
+            sampled_targets,
+            model,
+            records,
+            strategy,
+            samples=cfg.samples,
+            keep=cfg.keep,
+            seed=cfg.seed,
+            log=log,
         )
-        log(f"{strategy}: {len(pairs)} targets from {len(records)} {intent} prompts")
+        return records, _cached_pairs(targets_cache, key, make)
+
+    retain_records = [
+        r
+        for intent in ("benign", "borderline")
+        for r in _sample(model, train, intent, cfg.n_retain // 2, cfg.seed, cfg.max_prompt_tokens)
+    ]
+    retain: list[tuple[str, str]] = []
+    if cfg.n_retain and cfg.retain_weight and retain_records:
+        key = json.dumps(
+            ["retain-v1", cfg.n_retain, cfg.seed, cfg.max_prompt_tokens, model.fingerprint]
+        )
+        retain = _cached_pairs(targets_cache, key, partial(retain_replies, model, retain_records))
+    for strategy in cfg.strategies:
+        intent = INTENT_OF[strategy]
+        started = time.monotonic()
+        records, pairs = targets(strategy)
+        if not pairs:
+            raise EmptyInputError(
+                f"strategy {strategy!r}: no sampled reply to its {len(records)} {intent} prompts was judged constructive; raise samples"
+            )
+        if strategy == "guide" and cfg.n_boundary:
+            # a guide action must never help a malicious request that reached it by mistake
+            boundary = targets("redirect")[1]
+            chosen = sorted({p for p, _ in boundary})[: cfg.n_boundary]
+            pairs = pairs + [(p, t) for p, t in boundary if p in chosen]
+        prompts = sorted({p for p, _ in pairs}, key=lambda p: hashlib.sha256(p.encode()).digest())
+        held = set(prompts[: int(len(prompts) * cfg.held_out)])
+        fit = [pt for pt in pairs if pt[0] not in held]
+        held_pairs = [pt for pt in pairs if pt[0] in held]
+        log(
+            f"{strategy}: {len(fit)} training targets, {len(held_pairs)} held out, "
+            f"{len(retain)} retain replies, from {len(records)} {intent} prompts"
+        )
         iv = train_intervention(
             model,
-            [p for p, _ in pairs],
-            [t for _, t in pairs],
+            [p for p, _ in fit],
+            [t for _, t in fit],
             sites=list(cfg.layers),
             config=InterventionConfig(
                 rank=cfg.rank,
@@ -409,14 +585,20 @@ def train_plan_actions(
                 lr=cfg.lr,
                 seed=cfg.seed,
                 max_reply_tokens=cfg.max_reply_tokens,
+                retain_weight=cfg.retain_weight,
+                eval_every=10 if held_pairs else 0,
             ),
             log=log,
             meta={
                 "strategy": strategy,
                 "population": intent,
                 "role": ROLES[strategy],
-                "targets": "distilled openings + exemplar continuations",
+                "targets": "rejection-sampled whole replies of the model under a system prompt",
             },
+            retain=([p for p, _ in retain], [r for _, r in retain]) if retain else None,
+            held_out=([p for p, _ in held_pairs], [t for _, t in held_pairs])
+            if held_pairs
+            else None,
         )
         val_records = _sample(
             model, val, intent, cfg.n_validation, cfg.seed + 1, cfg.max_prompt_tokens
@@ -431,5 +613,21 @@ def train_plan_actions(
             "validation": rows,
             "gain": gain,
             "val_prompts": [r.text for r in val_records],
+            "meta": dict(iv.meta),
         }
+        if cfg.n_misroute:
+            others = ("benign", "borderline") + (("malicious",) if strategy == "guide" else ())
+            check = [
+                r
+                for o in others
+                for r in _sample(model, val, o, cfg.n_misroute, cfg.seed + 2, cfg.max_prompt_tokens)
+            ]
+            report[strategy]["misroute"] = found = misroute_check(
+                model, iv, gain, check, max_new_tokens=cfg.max_new_tokens
+            )
+            for o, row in found.items():
+                log(
+                    f"{strategy} forced on {o}: KL {row['kl']:.3f}, changed {row['changed']:.0%}, "
+                    f"verdicts {row['unsteered']} -> {row['steered']}"
+                )
     return out, report

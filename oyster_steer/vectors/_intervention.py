@@ -36,7 +36,16 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..activations._scoring import Group, chat_ids, frozen_inputs, pack, reply_logprobs, reply_means
+from ..activations._scoring import (
+    FrozenInputs,
+    Group,
+    Packed,
+    chat_ids,
+    frozen_inputs,
+    pack,
+    reply_logprobs,
+    reply_means,
+)
 from ..backends import Hook, get_backend
 from ..core._errors import (
     ArtifactError,
@@ -166,6 +175,9 @@ class InterventionConfig:
     lr: float = 3e-3
     max_reply_tokens: int = 72  # a target (plus its end-of-turn token) must fit in this many
     seed: int = 0
+    retain_weight: float = 1.0  # weight of the retain KL (when retain prompts are given)
+    retain_batch_size: int = 4
+    eval_every: int = 0  # with held-out pairs: score them every this many steps, keep the best
 
 
 class _Module(torch.nn.Module):
@@ -195,6 +207,8 @@ def train_intervention(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
     meta: Mapping[str, str] | None = None,
+    retain: tuple[Sequence[str], Sequence[str]] | None = None,
+    held_out: tuple[Sequence[str], Sequence[str]] | None = None,
 ) -> LowRankIntervention:
     """Learn a low-rank intervention at ``sites`` that makes the model say ``targets``.
 
@@ -206,6 +220,12 @@ def train_intervention(
         sites: hook sites (an int ``L`` means ``blocks.L.hook_resid_post``); for a plan, sites at
             or after its probe's read site.
         config: :class:`InterventionConfig`.
+        retain: (prompts, replies) the intervention should leave alone, e.g. benign prompts with
+            the unsteered model's own replies: the loss adds ``config.retain_weight`` times the
+            mean per-token KL(unsteered || steered) at their reply tokens, so that a prompt
+            routed to this intervention by mistake gets nearly the reply it would have got.
+        held_out: (prompts, targets) scored every ``config.eval_every`` steps; the parameters
+            with the lowest held-out loss are returned (early stopping against memorising).
 
     Raises:
         EmptyInputError: no prompts. ValueError: lengths differ, or a target longer than
@@ -225,20 +245,9 @@ def train_intervention(
     if cfg.rank < 1 or cfg.steps < 1 or cfg.batch_size < 1:
         raise ValueError(f"config {cfg} needs rank, steps and batch_size >= 1")
     resolved = _sites(sites, model.n_layers)
-    eos = model.tokenizer.eos_token_id
-    groups = []
-    for i, (p, t) in enumerate(zip(prompts, targets, strict=True)):
-        ids = list(model.tokenizer(t, add_special_tokens=False)["input_ids"]) + (
-            [eos] if eos is not None else []
-        )
-        if not t.strip() or len(ids) > cfg.max_reply_tokens:
-            raise ValueError(
-                f"target {i} has {len(ids)} tokens (with the end of turn) but max_reply_tokens={cfg.max_reply_tokens}: "
-                "shorten the target or raise InterventionConfig.max_reply_tokens"
-                if t.strip()
-                else f"target {i} is empty: give every prompt a non-empty target reply"
-            )
-        groups.append(Group(chat_ids(model, p), (tuple(ids),)))
+    groups = _groups(model, prompts, targets, cfg.max_reply_tokens)
+    retain_groups = _groups(model, *retain, cfg.max_reply_tokens) if retain else []
+    held_groups = _groups(model, *held_out, cfg.max_reply_tokens) if held_out else []
     hf = model.with_backend("hf")
     torch.manual_seed(cfg.seed)
     module = _Module(model.d_model, cfg.rank, [s.name for s in resolved], cfg.seed).to(model.device)
@@ -249,30 +258,86 @@ def train_intervention(
     started, history = time.monotonic(), []
     hooks = [Hook(s, module.hook(i), write=True) for i, s in enumerate(resolved)]
     # nothing below the first site changes while training: run those blocks once per example
-    hidden = frozen_inputs(hf, groups, resolved[0].layer) if supports_forward_from(hf) else None
+    frozen = supports_forward_from(hf)
+    hidden = frozen_inputs(hf, groups, resolved[0].layer) if frozen else None
+    retain_hidden = (
+        frozen_inputs(hf, retain_groups, resolved[0].layer) if frozen and retain_groups else None
+    )
+    held_hidden = (
+        frozen_inputs(hf, held_groups, resolved[0].layer) if frozen and held_groups else None
+    )
+    with torch.no_grad():  # the unsteered model's next-token distributions at the retain replies
+        reference = [
+            reply_logprobs(
+                hf,
+                pack(
+                    [g],
+                    model.pad_id,
+                    model.device,
+                    None if retain_hidden is None else [retain_hidden[i]],
+                ),
+                full=True,
+            ).half()
+            for i, g in enumerate(retain_groups)
+        ]
+    retain_order = list(range(len(retain_groups)))
+    per_retain = max(1, len(retain_order) // cfg.retain_batch_size)
+
+    def batch(pool: list[Group], frozen_rows: list[FrozenInputs] | None, rows: list[int]) -> Packed:
+        return pack(
+            [pool[i] for i in rows],
+            model.pad_id,
+            model.device,
+            None if frozen_rows is None else [frozen_rows[i] for i in rows],
+        )
+
+    def held_loss() -> float:
+        with torch.no_grad():
+            packed = batch(held_groups, held_hidden, list(range(len(held_groups))))
+            return float(-reply_means(reply_logprobs(hf, packed), packed).mean())
+
+    best: tuple[float, int, list[torch.Tensor]] | None = None
     with _Frozen(hf.hf), get_backend("hf").add_hooks(hf, hooks):
         for step in range(cfg.steps):
             if step % per_epoch == 0:
                 rng.shuffle(order)
             k = (step % per_epoch) * cfg.batch_size
-            rows = order[k : k + cfg.batch_size]
-            packed = pack(
-                [groups[i] for i in rows],
-                model.pad_id,
-                model.device,
-                None if hidden is None else [hidden[i] for i in rows],
-            )
+            packed = batch(groups, hidden, order[k : k + cfg.batch_size])
             loss = -reply_means(reply_logprobs(hf, packed), packed).mean()
+            kl_value = None
+            if retain_groups:
+                if step % per_retain == 0:
+                    rng.shuffle(retain_order)
+                j = (step % per_retain) * cfg.retain_batch_size
+                rows = retain_order[j : j + cfg.retain_batch_size]
+                rpacked = batch(retain_groups, retain_hidden, rows)
+                logq = reply_logprobs(hf, rpacked, full=True)  # (N, V) steered
+                logp = torch.cat([reference[i] for i in rows]).to(logq.device).float()  # (N, V)
+                kl = (logp.exp() * (logp - logq)).sum(-1).mean()
+                kl_value = kl
+                loss = loss + cfg.retain_weight * kl
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            if step % 10 == 0 or step == cfg.steps - 1:
+            last = step == cfg.steps - 1
+            if held_groups and cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or last):
+                value = held_loss()
+                if best is None or value < best[0]:
+                    best = (value, step + 1, [p.detach().clone() for p in module.parameters()])
+                if log is not None:
+                    log(f"step {step + 1}/{cfg.steps} held-out loss {value:.3f}")
+            if step % 10 == 0 or last:
                 value = float(loss.detach())
                 history.append(value)
                 if log is not None:
+                    extra = "" if kl_value is None else f" retain KL {float(kl_value.detach()):.4f}"
                     log(
-                        f"step {step + 1}/{cfg.steps} loss {value:.3f} ({time.monotonic() - started:.0f} s)"
+                        f"step {step + 1}/{cfg.steps} loss {value:.3f}{extra} ({time.monotonic() - started:.0f} s)"
                     )
+    if best is not None:
+        with torch.no_grad():
+            for p, kept in zip(module.parameters(), best[2], strict=True):
+                p.copy_(kept)
     parts = {
         s.name: tuple(
             t.detach().float().cpu().clone() for t in (module.R[i], module.W[i], module.b[i])
@@ -286,10 +351,45 @@ def train_intervention(
         "lr": str(cfg.lr),
         "n_train": str(len(groups)),
         "final_loss": f"{history[-1]:.4f}",
+        **(
+            {"held_out_loss": f"{best[0]:.4f}", "kept_step": str(best[1])}
+            if best is not None
+            else {}
+        ),
+        **(
+            {"n_retain": str(len(retain_groups)), "retain_weight": str(cfg.retain_weight)}
+            if retain_groups
+            else {}
+        ),
         "seconds": f"{time.monotonic() - started:.0f}",
         **dict(meta or {}),
     }
     return LowRankIntervention(parts, model_meta(model), info)
+
+
+def _groups(
+    model: OysterModel, prompts: Sequence[str], targets: Sequence[str], max_tokens: int
+) -> list[Group]:
+    """One teacher-forcing group per (prompt, target): the target's ids plus the end of turn."""
+    if len(prompts) != len(targets):
+        raise ValueError(
+            f"got {len(prompts)} prompts and {len(targets)} targets: pass one target per prompt"
+        )
+    eos = model.tokenizer.eos_token_id
+    groups = []
+    for i, (p, t) in enumerate(zip(prompts, targets, strict=True)):
+        ids = list(model.tokenizer(t, add_special_tokens=False)["input_ids"]) + (
+            [eos] if eos is not None else []
+        )
+        if not t.strip() or len(ids) > max_tokens:
+            raise ValueError(
+                f"target {i} has {len(ids)} tokens (with the end of turn) but max_reply_tokens={max_tokens}: "
+                "shorten the target or raise InterventionConfig.max_reply_tokens"
+                if t.strip()
+                else f"target {i} is empty: give every prompt a non-empty target reply"
+            )
+        groups.append(Group(chat_ids(model, p), (tuple(ids),)))
+    return groups
 
 
 def _sites(sites: Sequence[str | int | Site], n_layers: int) -> list[Site]:

@@ -220,3 +220,68 @@ def test_training_from_cached_lower_blocks_equals_full_forwards(monkeypatch):
         for a, b in zip(fast.parts[site], full.parts[site], strict=True):
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     assert fast.meta["final_loss"] == full.meta["final_loss"]
+
+
+def _kl_on(model, intervention, prompt, reply_ids):
+    """Mean per-token KL(unsteered || steered) over ``reply_ids`` after ``prompt``, applied ungated."""
+    from oyster_steer.activations._scoring import Group, chat_ids, pack, reply_logprobs
+    from oyster_steer.reproduce._plan_training import _hooks
+
+    packed = pack([Group(chat_ids(model, prompt), (tuple(reply_ids),))], model.pad_id, model.device)
+    with torch.no_grad():
+        logp = reply_logprobs(model, packed, full=True)
+        with get_backend("hf").add_hooks(model, _hooks(model, intervention, 1.0)):
+            logq = reply_logprobs(model, packed, full=True)
+    return float((logp.exp() * (logp - logq)).sum(-1).mean())
+
+
+def test_retain_term_leaves_retain_prompts_as_the_model_has_them():
+    """Trained on one vulnerable prompt, the edit also moves a benign prompt's next-token
+    distributions; with that benign prompt and its unsteered reply as retain rows, it moves them
+    far less, and the vulnerable prompt still gets its target."""
+    model = testing.tiny_model("llama", "hf", seed=0)
+    base = _generate(model, [BENIGN], 6)[0].tolist()
+    reply = model.tokenizer.decode(base)
+    cfg = InterventionConfig(rank=4, steps=60, batch_size=1, lr=3e-2, max_reply_tokens=16)
+    kw = dict(sites=[1, 2], progress=False)
+    plain = train_intervention(model, [VULNERABLE], [TARGET], config=cfg, **kw)
+    kept = train_intervention(
+        model, [VULNERABLE], [TARGET], config=cfg, retain=([BENIGN], [reply]), **kw
+    )
+    ids = model.tokenizer(reply, add_special_tokens=False)["input_ids"]
+    loose, tight = _kl_on(model, plain, BENIGN, ids), _kl_on(model, kept, BENIGN, ids)
+    assert loose > 0.01 and tight < loose / 2, (loose, tight)
+    assert kept.meta["n_retain"] == "1"
+    want = _target_ids(model)
+    with get_backend("hf").add_hooks(model, _hooks_of(model, kept)):
+        assert _generate(model, [VULNERABLE], len(want))[0].tolist() == want
+
+
+def _hooks_of(model, intervention):
+    from oyster_steer.reproduce._plan_training import _hooks
+
+    return _hooks(model, intervention, 1.0)
+
+
+def test_held_out_loss_keeps_the_best_step():
+    """With held-out pairs the returned parameters are those of the evaluation with the lowest
+    held-out loss, not the last step's (here the held-out target conflicts with training)."""
+    model = testing.tiny_model("llama", "hf", seed=0)
+    cfg = InterventionConfig(
+        rank=2, steps=40, batch_size=1, lr=5e-2, max_reply_tokens=16, eval_every=5
+    )
+    logs: list[str] = []
+    iv = train_intervention(
+        model,
+        [VULNERABLE],
+        [TARGET],
+        sites=[1, 2],
+        config=cfg,
+        progress=False,
+        log=logs.append,
+        held_out=([BENIGN], [" a b c"]),
+    )
+    held = [float(line.split()[-1]) for line in logs if "held-out" in line]
+    assert len(held) == 8
+    assert abs(float(iv.meta["held_out_loss"]) - min(held)) < 1e-3
+    assert iv.meta["kept_step"] == str(5 * (held.index(min(held)) + 1)) != "40", held

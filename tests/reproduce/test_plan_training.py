@@ -41,3 +41,15 @@ def test_targets_are_cached_per_key(tmp_path):
 def test_repetition_flags_loops_only():
     assert repetition("I'm sorry you're going through this. A counsellor can help.") == 0.0
     assert repetition("now now now now now now now now now now") > 0.3
+
+
+def test_whole_sentences_cuts_a_sample_at_its_last_full_sentence():
+    from oyster_steer.reproduce._plan_training import whole_sentences
+
+    assert whole_sentences("I can't help with that.  A locksmith can\nhelp you get") == (
+        "I can't help with that."
+    )
+    assert whole_sentences("It sounds hard. Is 3.5 hours enough? Talk to") == (
+        "It sounds hard. Is 3.5 hours enough?"
+    )
+    assert whole_sentences("no end at all") == "no end at all"
