@@ -124,16 +124,21 @@ def run(args: argparse.Namespace) -> int:
     )
     out_path = args.out or vector_dir / "control.safetensors"
     report: dict = {}
-    if cfg.strategies:
-        actions, report = train_plan_actions(
-            model, data, cfg, log=lambda s: print(s, flush=True), targets_cache=args.targets_cache
+    for strategy in cfg.strategies:  # one at a time: each is saved as soon as it is trained
+        actions, found = train_plan_actions(
+            model,
+            data,
+            replace(cfg, strategies=(strategy,)),
+            log=lambda s: print(s, flush=True),
+            targets_cache=args.targets_cache,
         )
-        for strategy, (iv, gain) in actions.items():
-            iv = replace(iv, meta={**iv.meta, "gain": f"{gain:g}"})
-            save_intervention(iv, out_path.parent / f"{strategy}-lowrank.safetensors")
-    if args.log is not None:
-        args.log.parent.mkdir(parents=True, exist_ok=True)
-        args.log.write_text(json.dumps(report, indent=1))
+        iv, gain = actions[strategy]
+        iv = replace(iv, meta={**iv.meta, "gain": f"{gain:g}"})
+        save_intervention(iv, out_path.parent / f"{strategy}-lowrank.safetensors")
+        report.update(found)
+        if args.log is not None:
+            args.log.parent.mkdir(parents=True, exist_ok=True)
+            args.log.write_text(json.dumps(report, indent=1))
     if args.no_pack:
         return 0
     bindings = []

@@ -3,22 +3,27 @@
 The recipe (see RESULTS.md "Control plan actions" for what it was chosen against):
 
 1. **Gated population only.** "redirect" is trained on malicious training prompts, "guide" on
-   vulnerable ones: the plan only ever applies each of them there.
-2. **Targets that speak to the prompt.** For each prompt the model itself writes the opening
-   sentence of its reply, sampled under a constructive-safety system prompt and a short
-   prefilled opening ("I can't help with", "I'm really sorry you're") -- context distillation,
-   so the sentence names the user's own situation in the model's own words. Sentences with
-   method detail, steps or "here is" are dropped. The rest of the target is the prompt's
-   constructive exemplar after its first sentence (a boundary plus a safe alternative for its
-   category, or empathy plus resources and a safe next step; redacted, no methods), picked per
-   prompt from varied templates. Two samples per prompt.
+   vulnerable ones plus a few malicious ones with boundary targets (a guide action that gets a
+   malicious prompt by mistake must still not help it).
+2. **Targets the model itself would write** (rejection sampling): for each prompt the model
+   samples whole replies (up to 64 tokens, cut to whole sentences) under a constructive-safety
+   system prompt after a short prefilled opening ("I can't help with", "It sounds like you're")
+   -- context distillation, so the reply speaks to the user's own request or situation in the
+   model's own words. Every sample is judged like any reply (:func:`~oyster_steer.eval.judge_replies`,
+   without the system prompt); only judged-constructive ones without method detail or loops are
+   kept, the most natural to the unsteered model first (perplexity, then topicality), at most
+   ``keep`` per prompt.
 3. **A low-rank intervention** (:func:`~oyster_steer.vectors.train_intervention`) jointly at
    several sites from the probe's read site on, trained by teacher forcing at every position
-   (what the plan does at those sites).
+   (what the plan does at those sites), plus a **retain** term: on benign and borderline
+   training prompts, KL(unsteered || steered) at the unsteered model's own reply tokens, so a
+   prompt the probe mis-routes gets nearly the reply it would have got. **Early stop**: the
+   parameters with the lowest loss on held-out prompts' targets are kept (no memorising).
 4. **Strength by outcome**: each intervention's gain is chosen on its own validation population
    by the judged rate (constructive verdicts of :mod:`oyster_steer.eval`), among gains whose
    replies stay coherent (median perplexity under the unsteered model at most twice that of the
-   unsteered replies, no repetition loops).
+   unsteered replies, no repetition loops). :func:`misroute_check` reports what it does forced
+   on (ungated) to benign and borderline validation prompts (and, for "guide", malicious ones).
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ __all__ = [
     "PlanTrainingConfig",
     "coherence",
     "distilled_targets",
+    "misroute_check",
     "sampled_targets",
     "repetition",
     "select_gain",
@@ -153,10 +159,10 @@ class PlanTrainingConfig:
     steps: int = 60
     lr: float = 4e-3
     n_retain: int = 32  # benign + borderline training prompts whose replies must stay as they are
-    retain_weight: float = 1.0
+    retain_weight: float = 4.0
     n_boundary: int = 16  # malicious prompts with boundary targets in "guide"'s training set
-    held_out: float = 0.125  # share of training prompts held out for early stopping
-    gains: tuple[float, ...] = (1.0, 1.5)
+    held_out: float = 0.2  # share of training prompts held out for early stopping
+    gains: tuple[float, ...] = (1.0, 1.5, 2.0)
     n_validation: int = 12
     max_new_tokens: int = 48
     seed: int = 0
@@ -257,7 +263,7 @@ def distilled_targets(
     return pairs + spare[: max(0, len(records) - len(pairs))]  # too few topical ones: top up
 
 
-_SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+_SENTENCE_END = re.compile(r"(?<![\s:]\d)(?<!^\d)[.!?](?=\s|$)")  # "1." opens a list item
 
 
 def whole_sentences(text: str) -> str:
@@ -540,7 +546,8 @@ def train_plan_actions(
             seed=cfg.seed,
             log=log,
         )
-        return records, _cached_pairs(targets_cache, key, make)
+        pairs = _cached_pairs(targets_cache, key, make)
+        return records, [(p, whole_sentences(t)) for p, t in pairs]  # idempotent on new samples
 
     retain_records = [
         r

@@ -53,3 +53,7 @@ def test_whole_sentences_cuts_a_sample_at_its_last_full_sentence():
         "It sounds hard. Is 3.5 hours enough?"
     )
     assert whole_sentences("no end at all") == "no end at all"
+    assert whole_sentences("I can't. Here are some resources: 1.") == "I can't."
+    assert (
+        whole_sentences("Try these: 1. Talk to a friend. 2.") == "Try these: 1. Talk to a friend."
+    )
