@@ -60,6 +60,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--shift-sets", action="store_true", help="add the shared distribution-shift sets"
     )
     p.add_argument(
+        "--split",
+        choices=["train", "validation", "test", "all"],
+        default="test",
+        help="rows of the shift sets the probes train on kept from this hash split (default: test; "
+        "'all' keeps every row, as before the probes were retrained on them)",
+    )
+    p.add_argument(
         "--n", type=positive_int, default=40, help="prompts per shift source and part (default: 40)"
     )
     p.add_argument(
@@ -100,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
     if args.prompts is not None:
         records += list(_external(args))
     if args.shift_sets:
-        records += list(shift_sets(args.data, n=args.n, seed=args.seed))
+        split = None if args.split == "all" else args.split
+        records += list(shift_sets(args.data, n=args.n, seed=args.seed, split=split))
     model = model_from_args(args)
     plan = load_plan(args.plan, model)
     risk = load_probe(args.risk_probe, model) if args.risk_probe else None

@@ -60,6 +60,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="share of short prompts also added jailbreak-wrapped (default 0.25)",
     )
     p.add_argument(
+        "--no-shift-data",
+        action="store_true",
+        help="leave out the lookalike and jailbreak sets (phtest, CoCoNot contrast, JBB artifacts, in-the-wild) and train on load_all() only, as the first shipped probes did",
+    )
+    p.add_argument(
         "--cache",
         type=Path,
         default=Path("runs/capture-cache"),
@@ -82,7 +87,12 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.time()
     model = model_from_args(args)
-    data = probe_splits(data_from_args(args), wrap_fraction=args.wrap_fraction)
+    data = probe_splits(
+        data_from_args(args),
+        wrap_fraction=args.wrap_fraction,
+        shift_data=not args.no_shift_data,
+        data_dir=args.data,
+    )
     splits = {name: data.split(name) for name in ("train", "validation", "test")}
     acts = {
         name: cached_capture(

@@ -21,7 +21,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ..control import ControlPlan, bind, save_plan
+from ..control import ControlPlan, Policy, bind, save_plan
+from ..control._calibrate import load_policy
 from ..core._errors import OysterError
 from ..probes._probe import load_probe
 from ..reproduce._plan_training import PlanTrainingConfig, train_plan_actions
@@ -82,6 +83,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "'--strategies' with none assembles the pack",
     )
     p.add_argument("--no-pack", action="store_true", help="train and save, do not write the pack")
+    p.add_argument(
+        "--payoff",
+        type=Path,
+        default=None,
+        help="the pack's policy as payoff JSON (default: probes/<model>/policy.json when present, "
+        "the calibrated guide operating point of the shipped intent probe; else DEFAULT_PAYOFF)",
+    )
     p.add_argument("--lr", type=float, default=d.lr, help="Adam step size")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument(
@@ -153,9 +161,16 @@ def run(args: argparse.Namespace) -> int:
             bind(iv, {strategy: float(iv.meta.get("gain", 1.0))}, name=f"{strategy}-lowrank")
         )
     command = " ".join(shlex.quote(a) for a in ["oyster-steer", *args.argv])
+    payoff = args.payoff or probe_dir / "policy.json"
+    if args.payoff is not None or payoff.is_file():
+        policy = load_policy(payoff)
+        print(f"policy: {payoff}")
+    else:
+        policy = Policy()
     plan = ControlPlan(
         probe,
         bindings,
+        policy=policy,
         monitors=monitors,
         meta={"command": command, "cpu_minutes": f"{(time.time() - start) / 60:.0f}"},
     )

@@ -78,12 +78,19 @@ def _check_fractions(fractions: Sequence[float]) -> None:
 def split_of(record: PromptRecord | str, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> str:
     """``"train"``, ``"validation"`` or ``"test"`` for a record (or raw text), from its hash.
 
+    A record with ``meta["split_key"]`` (a jailbreak around a known goal, a filled template) is
+    placed by the hash of that key instead, so every prompt sharing the key shares a split.
+
     Example:
         >>> split_of("What are the three primary colors?") == split_of("what are the THREE primary colors")
         True
     """
     _check_fractions(fractions)
-    norm = record.normalized if isinstance(record, PromptRecord) else normalize_text(record)
+    if isinstance(record, PromptRecord):
+        key = record.meta.get("split_key")
+        norm = normalize_text(key) if key else record.normalized
+    else:
+        norm = normalize_text(record)
     u = unit_hash("oyster-split:" + norm)
     if u < fractions[0]:
         return "train"

@@ -17,7 +17,6 @@ Example:
 from __future__ import annotations
 
 import csv
-import json
 import random
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -33,6 +32,14 @@ from ..data import (
     default_data_dir,
     load_do_not_answer,
     load_simplesafetytests,
+    split_of,
+)
+from ..data._shift import (
+    load_coconot_contrast,
+    load_inthewild_forbidden,
+    load_inthewild_templates,
+    load_jbb_artifacts,
+    load_phtest,
 )
 from ._stats import estimate
 
@@ -88,6 +95,7 @@ def shift_sets(
     seed: int = 0,
     attacks: Sequence[str] | None = None,
     max_chars: int = 4000,
+    split: str | None = "test",
 ) -> PromptSet:
     """The shared distribution-shift sets as labelled records, about ``n`` per source and part.
 
@@ -107,6 +115,12 @@ def shift_sets(
         data_dir: the shared data folder (default: :func:`~oyster_steer.data.default_data_dir`).
         n: prompts per source (per method for the artifacts); seed: fixes every sample.
         attacks: transforms for ``wrapped`` (default: all); max_chars: longer prompts are skipped.
+        split: keep only the rows of this hash split (default ``"test"``) of every set the probes
+            train on (phtest, CoCoNot contrast, JBB artifacts by goal, in-the-wild questions,
+            templates by template with inner requests of the same split, the self-harm rows of
+            SimpleSafetyTests and Do-Not-Answer); ``wrapped`` then wraps test requests only.
+            VERA-MH is never trained on and is kept whole. None: every row (the pre-retraining
+            measurement).
     """
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     if root is None or not Path(root).is_dir():
@@ -118,74 +132,43 @@ def shift_sets(
     rng = random.Random(seed)
     out: list[PromptRecord] = []
 
-    with open(root / "phtest" / "dataset_v0.1.csv", newline="", encoding="utf-8") as f:
-        ph = [r for r in csv.DictReader(f) if len(r["Request"]) <= max_chars]
-    harmless = [
-        _rec(r["Request"], "benign", "phtest", part="harmless")
-        for r in ph
-        if r["Harmfulness"] == "harmless"
-    ]
-    controversial = [
-        _rec(r["Request"], "borderline", "phtest", part="controversial")
-        for r in ph
-        if r["Harmfulness"] == "controversial"
-    ]
-    out += _sample(harmless, n, rng) + _sample(controversial, n, rng)
+    def held(ps: Iterable[PromptRecord]) -> list[PromptRecord]:
+        # the probes train on these sets now: keep the rows of ``split`` only (grouped splits)
+        return [
+            r for r in ps if len(r.text) <= max_chars and (split is None or split_of(r) == split)
+        ]
 
-    with open(root / "coconot" / "coconot_contrast_eval.jsonl", encoding="utf-8") as f:
-        coco = [json.loads(line) for line in f if line.strip()]
-    contrast = [
-        _rec(r["prompt"], "benign", "coconot-contrast", part=r["subcategory"]) for r in coco
-    ]
+    ph = held(load_phtest(root))
+    harmless = [r for r in ph if r.intent == "benign"]
+    controversial = [r for r in ph if r.intent == "borderline"]
+    out += _sample(harmless, n, rng) + _sample(controversial, n, rng)
+    contrast = held(load_coconot_contrast(root))
     out += _sample(contrast, n, rng)
 
-    with open(
-        root / "jailbreakbench-artifacts" / "jbb_artifacts_prompts.derived.jsonl", encoding="utf-8"
-    ) as f:
-        arts = [json.loads(line) for line in f if line.strip()]
     by_method: dict[str, list[PromptRecord]] = {}
-    for a in arts:
-        if a.get("prompt") and len(a["prompt"]) <= max_chars:
-            by_method.setdefault(a["method"], []).append(
-                _rec(a["prompt"], "malicious", "jbb-artifacts", attack=f"jbb:{a['method']}")
-            )
+    for a in held(load_jbb_artifacts(root, max_chars=max_chars)):
+        by_method.setdefault(a.meta["attack"], []).append(a)
     for method in sorted(by_method):
         out += _sample(by_method[method], max(4, n // 2), rng)
 
-    wild = root / "jailbreak-llms-inthewild"
-    with open(wild / "forbidden_question_set.csv", newline="", encoding="utf-8") as f:
-        fq = list(csv.DictReader(f))
-    mal_q = [
-        _rec(r["question"], "malicious", "inthewild-forbidden", part=r["content_policy_name"])
-        for r in fq
-        if r["content_policy_name"] in _MALICIOUS_SCENARIOS
-    ]
-    adv_q = [
-        _rec(r["question"], "borderline", "inthewild-forbidden", part=r["content_policy_name"])
-        for r in fq
-        if r["content_policy_name"] not in _MALICIOUS_SCENARIOS
-    ]
+    fq = held(load_inthewild_forbidden(root))
+    mal_q = [r for r in fq if r.intent == "malicious"]
+    adv_q = [r for r in fq if r.intent == "borderline"]
     out += _sample(mal_q, n, rng) + _sample(adv_q, n, rng)
-
-    csv.field_size_limit(10**7)
-    with open(wild / "jailbreak_prompts_2023_12_25.csv", newline="", encoding="utf-8") as f:
-        templates = sorted(
-            {r["prompt"] for r in csv.DictReader(f) if _SLOT in r["prompt"]}, key=len
+    filled = held(
+        load_inthewild_templates(
+            root,
+            per_template=1,
+            max_chars=max_chars - 300,
+            benign=PromptSet(harmless + contrast) if split is not None else None,
+            malicious=PromptSet(mal_q) if split is not None else None,
         )
-    templates = [t for t in templates if len(t) <= max_chars - 300]
-    for i, t in enumerate(_sample(templates, n // 2, rng)):
-        m, b = rng.choice(mal_q), rng.choice(harmless)
-        for inner in (m, b):
-            out.append(
-                _rec(
-                    t.replace(_SLOT, inner.text),
-                    inner.intent,
-                    "inthewild-template",
-                    attack="inthewild-template",
-                    template=str(i),
-                    wrapped_from=inner.id,
-                )
-            )
+    )
+    by_template: dict[str, list[PromptRecord]] = {}
+    for r in filled:
+        by_template.setdefault(r.meta["template"], []).append(r)
+    for t in _sample(sorted(by_template, key=int), n // 2, rng):
+        out += by_template[t]
 
     with open(root / "vera-mh" / "personas.tsv", newline="", encoding="utf-8") as f:
         for p in csv.DictReader(f, delimiter="\t"):
@@ -205,7 +188,7 @@ def shift_sets(
     # Do-Not-Answer self-harm): in-distribution, reported apart from the unseen VERA-MH messages
     own = [
         r
-        for r in list(load_simplesafetytests(root)) + list(load_do_not_answer(root))
+        for r in held(list(load_simplesafetytests(root)) + list(load_do_not_answer(root)))
         if r.intent == "vulnerable" and r.risk == "harmful"
     ]
     for r in _sample(own, n, rng):
@@ -390,13 +373,15 @@ def gate_section(
         )
     return (
         f"{GATE_HEADING}\n\n`{command}`{' (' + machine + ')' if machine else ''}\n\n"
-        "The shipped probes and control pack scored, without retraining, on external prompt sets "
-        "(labels from each source's own mapping, see `shift_sets`; only the "
-        "`self-harm-train-sources` rows come from the probes' own training sources, so they are "
-        "in-distribution); every rate is a seeded 95% bootstrap interval; the wrapped-benign rates "
-        "cover every benign row with an attack (transforms and in-the-wild templates). A "
-        "leave-one-source-out report (train on all sources but one, test on it) needs probe "
-        "retraining and was not run.\n\n"
+        "The shipped probes and control pack scored on the shift sets (labels from each source's "
+        "own mapping, see `shift_sets`). The probes now train on phtest, CoCoNot contrast, the "
+        "JailbreakBench artifacts, the in-the-wild questions and templates and the attack "
+        "transforms, so those rows are their **test split only** (JBB artifacts split with their "
+        "goal, templates by template with inner requests of the same split): held out, but from "
+        "the training distribution; VERA-MH is never trained on. Every rate is a seeded 95% "
+        "bootstrap interval; the wrapped-benign rates cover every benign row with an attack "
+        "(transforms and in-the-wild templates). Unseen sources: see the leave-one-source-out "
+        "report (`scripts/leave_one_source_out.py`) in the Probes section.\n\n"
         + ("In short: " + "; ".join(summary) + ".\n\n" if summary else "")
         + gate_report(rows, seed=seed)
     )

@@ -13,17 +13,48 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..data import WRAPPER_TEMPLATES, PromptRecord, PromptSet, load_all, wrap_prompt
+from ..data import (
+    WRAPPER_TEMPLATES,
+    PromptRecord,
+    PromptSet,
+    augment_attacks,
+    load_all,
+    wrap_prompt,
+)
 from ..data._records import unit_hash
+from ..data._shift import load_shift_sources
 
-__all__ = ["DEFAULT_CAPS", "ProbeData", "is_wrapped", "probe_splits"]
+__all__ = ["DEFAULT_ATTACK_FRACTIONS", "DEFAULT_CAPS", "ProbeData", "is_wrapped", "probe_splits"]
 
 # Per split, the most prompts kept from each large source (chosen by a hash of the record id).
 DEFAULT_CAPS: dict[str, dict[str, int]] = {
-    "train": {"alpaca": 600, "reddit-cssrs": 250, "counsel-chat": 200},
-    "validation": {"alpaca": 150, "reddit-cssrs": 80, "counsel-chat": 60},
-    "test": {"alpaca": 150, "reddit-cssrs": 100, "counsel-chat": 80},
+    "train": {
+        "alpaca": 600,
+        "reddit-cssrs": 250,
+        "counsel-chat": 200,
+        "phtest": 700,
+        "jbb-artifacts": 300,
+    },
+    "validation": {
+        "alpaca": 150,
+        "reddit-cssrs": 80,
+        "counsel-chat": 60,
+        "phtest": 200,
+        "jbb-artifacts": 100,
+    },
+    "test": {
+        "alpaca": 150,
+        "reddit-cssrs": 100,
+        "counsel-chat": 80,
+        "phtest": 300,
+        "jbb-artifacts": 150,
+    },
 }
+# Share of short prompts per split that also appear in one seeded attack transform
+# (data._wrappers.ATTACK_TRANSFORMS), every intent alike; validation and test get fewer.
+DEFAULT_ATTACK_FRACTIONS: dict[str, float] = {"train": 0.2, "validation": 0.12, "test": 0.12}
+# already jailbreaks: never wrapped again
+_JAILBREAK_SOURCES = frozenset({"jbb-artifacts", "inthewild-template"})
 
 
 @dataclass(frozen=True)
@@ -42,6 +73,19 @@ class ProbeData:
 def is_wrapped(record: PromptRecord) -> bool:
     """Whether ``record`` is a jailbreak-wrapped copy made by :func:`probe_splits`."""
     return "wrapper" in record.meta
+
+
+def _attacked(records: PromptSet, fraction: float, max_chars: int, seed: int) -> PromptSet:
+    """One seeded attack transform around a hash-chosen ``fraction`` of the short plain prompts."""
+    chosen = [
+        r
+        for r in records
+        if len(r.text) <= max_chars
+        and r.source not in _JAILBREAK_SOURCES
+        and "wrapper" not in r.meta
+        and unit_hash(f"attack:{seed}:{r.id}") < fraction
+    ]
+    return augment_attacks(chosen, seed=seed) if chosen else PromptSet([])
 
 
 def _cap(records: PromptSet, caps: Mapping[str, int], seed: int) -> PromptSet:
@@ -79,6 +123,9 @@ def probe_splits(
     caps: Mapping[str, Mapping[str, int]] | None = None,
     wrap_fraction: float = 0.25,
     wrap_max_chars: int = 600,
+    shift_data: bool | None = None,
+    data_dir: Any = None,
+    attack_fractions: Mapping[str, float] | None = None,
     seed: int = 0,
 ) -> ProbeData:
     """Capped splits of ``prompts`` (default: ``load_all()``) with wrapped copies added.
@@ -88,6 +135,12 @@ def probe_splits(
         caps: split -> source -> most prompts kept (default :data:`DEFAULT_CAPS`; ``{}`` for none).
         wrap_fraction: share of prompts up to ``wrap_max_chars`` long that also appear wrapped in
             one of ``WRAPPER_TEMPLATES`` (hash-chosen), whatever their intent.
+        shift_data: (default: when ``prompts`` is None) add the lookalike and jailbreak sets of :mod:`oyster_steer.data._shift`
+            (phtest, CoCoNot contrast, JailbreakBench artifacts, in-the-wild questions and
+            templates), by the same hash splits (jailbreaks split with their goal or template),
+            read from ``data_dir`` (default: the shared data folder).
+        attack_fractions: split -> share of short plain prompts also added in one seeded attack
+            transform (default :data:`DEFAULT_ATTACK_FRACTIONS`; ``{}`` for none).
 
     Example:
         >>> data = probe_splits()                            # doctest: +SKIP
@@ -96,15 +149,23 @@ def probe_splits(
     """
 
     pool = load_all() if prompts is None else prompts
+    if shift_data or (shift_data is None and prompts is None):
+        pool = PromptSet.concat(pool, load_shift_sources(data_dir)).deduplicate()
     caps = DEFAULT_CAPS if caps is None else caps
+    attacks = DEFAULT_ATTACK_FRACTIONS if attack_fractions is None else attack_fractions
     parts = {}
     for name, records in pool.splits().items():
         base = _cap(records, caps.get(name, {}), seed)
-        parts[name] = base + _wrapped(base, wrap_fraction, wrap_max_chars, seed)
+        parts[name] = (
+            base
+            + _wrapped(base, wrap_fraction, wrap_max_chars, seed)
+            + _attacked(base, attacks.get(name, 0.0), wrap_max_chars, seed)
+        )
     description = {
         "pool": f"{len(pool)} prompts ({', '.join(sorted({r.source for r in pool}))})",
         "caps": str({k: dict(v) for k, v in caps.items()}),
         "wrapped": f"fraction {wrap_fraction} of prompts <= {wrap_max_chars} chars, all intents, seed {seed}",
+        "attacks": f"fractions {dict(attacks)} of plain prompts <= {wrap_max_chars} chars, one attack transform each, all intents, seed {seed}",
         "sizes": str({k: len(v) for k, v in parts.items()}),
     }
     return ProbeData(parts["train"], parts["validation"], parts["test"], description)

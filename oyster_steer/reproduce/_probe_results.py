@@ -239,8 +239,8 @@ MULTI_LAYERS = (12, 16, 20, 24, 28)
 def _multi_layer(acts: dict[str, Any], splits: dict[str, Any], tasks: dict[str, Any]) -> str:
     """Measured, not shipped: one probe over several layers' features concatenated."""
 
-    n_layers = len(next(iter(tasks.values()))["sweep"].sites)
-    layers = [layer for layer in MULTI_LAYERS if layer < n_layers]
+    captured = set(acts["train"].sites)
+    layers = [layer for layer in MULTI_LAYERS if f"blocks.{layer}.hook_resid_post" in captured]
     if len(layers) < 2:
         return "Multi-layer features: not measured (the model has too few layers)."
 

@@ -1,0 +1,106 @@
+"""Choose the policy's "guide" operating point on validation and write ``probes/<model>/policy.json``.
+
+Reads the intent probe's posteriors of the probe splits from the ``train-probe`` capture cache
+(same ``--sites`` as the probes' README command), runs :func:`oyster_steer.control._calibrate.calibrate_guide`
+on validation, prints the policy's decision distribution per intent for the default and the
+chosen policy on validation and test (and the reddit-cssrs "Supportive" borderline rows and the
+low-confidence vulnerable rows apart), and writes the payoff as JSON that ``build-plan --payoff``
+and ``train-plan --payoff`` read.
+
+    PYTHONPATH=$PWD python scripts/calibrate_policy.py --sites blocks.4.hook_resid_post ... [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from oyster_steer import load_model, load_probe
+from oyster_steer.activations._cache import cached_capture
+from oyster_steer.control import Policy
+from oyster_steer.control._calibrate import calibrate_guide, decision_table
+from oyster_steer.probes._data import probe_splits
+
+
+def _fmt(table: dict, strategies) -> list[str]:
+    return [
+        f"| {intent} | {int(row['n'])} | "
+        + " | ".join(f"{100 * row[s]:.0f}%" for s in strategies)
+        + " |"
+        for intent, row in table.items()
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--probes", type=Path, default=Path("probes/smollm2-135m-instruct"))
+    ap.add_argument("--sites", nargs="+", default=["resid_post"])
+    ap.add_argument("--cache", type=Path, default=Path("runs/capture-cache"))
+    ap.add_argument("--max-vulnerable-loss", type=float, default=0.01)
+    ap.add_argument("--write", action="store_true", help="write <probes>/policy.json")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    model = load_model()
+    probe = load_probe(args.probes / "intent.safetensors", model)
+    data = probe_splits()
+    post, recs = {}, {}
+    for split in ("validation", "test"):
+        ps = data.split(split)
+        acts = cached_capture(model, ps.texts, args.sites, root=args.cache, progress=False)
+        post[split] = probe.probs(acts[probe.site.name].float()).cpu()
+        recs[split] = list(ps)
+    base = Policy().reindex(probe.labels)
+    intents = {s: [r.intent for r in recs[s]] for s in recs}
+    cal = calibrate_guide(
+        post["validation"],
+        intents["validation"],
+        base=base,
+        max_vulnerable_loss=args.max_vulnerable_loss,
+    )
+    print("validation grid: delta, benign+borderline -> guide, vulnerable guide/help/redirect")
+    for g in cal.grid:
+        v = g["table"]["vulnerable"]
+        print(
+            f"  {g['delta']:.2f}  {100 * g['benign_borderline_guide']:.1f}%  {100 * v['guide']:.1f}/{100 * v['help']:.1f}/{100 * v['redirect']:.1f}"
+        )
+    print(f"chosen delta {cal.delta}")
+    strategies = base.strategies
+    head = "| intent | n | " + " | ".join(strategies) + " |\n|---|---|" + "---|" * len(strategies)
+    for split in ("validation", "test"):
+        for name, pol in (("default", base), (f"calibrated (delta {cal.delta})", cal.policy)):
+            print(f"\n{split}, {name} policy\n{head}")
+            print("\n".join(_fmt(decision_table(pol, post[split], intents[split]), strategies)))
+            sup = torch.tensor([r.meta.get("cssrs") == "Supportive" for r in recs[split]])
+            low = torch.tensor([r.intent == "vulnerable" for r in recs[split]]) & (
+                post[split].amax(-1) < 0.6
+            )
+            for what, sel in (
+                ("reddit-cssrs Supportive (borderline)", sup),
+                ("vulnerable, max posterior < 0.6", low),
+            ):
+                if bool(sel.any()):
+                    t = decision_table(pol, post[split][sel], [what] * int(sel.sum()))
+                    print("\n".join(_fmt(t, strategies)))
+    if args.write:
+        out = args.probes / "policy.json"
+        out.write_text(
+            json.dumps(
+                {
+                    "strategies": list(cal.policy.strategies),
+                    "intents": list(cal.policy.intents),
+                    "payoff": [[round(v, 4) for v in row] for row in cal.policy.payoff.tolist()],
+                    "guide_delta": cal.delta,
+                    "chosen_by": f"validation split of probe_splits(): fewest benign+borderline rows sent to guide with vulnerable rows losing at most {args.max_vulnerable_loss} of their guide share and gaining no redirects (scripts/calibrate_policy.py)",
+                },
+                indent=1,
+            )
+            + "\n"
+        )
+        print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

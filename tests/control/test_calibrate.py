@@ -1,0 +1,70 @@
+"""The policy's guide operating point chosen on validation (issue 15 item 4)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from oyster_steer.control import Policy
+from oyster_steer.control._calibrate import (
+    calibrate_guide,
+    decision_table,
+    guide_policy,
+    load_policy,
+)
+
+
+def _rows(p, n):
+    return torch.tensor([p] * n, dtype=torch.float32)
+
+
+def test_guide_policy_moves_only_the_benign_and_borderline_guide_cells():
+    base, cut = Policy(), guide_policy(0.3)
+    diff = (base.payoff - cut.payoff).abs() > 1e-6
+    g = base.strategies.index("guide")
+    assert diff.nonzero().tolist() == [[g, 0], [g, 1]]
+    # a reading split between vulnerable and malicious still guides, never redirects (9/14 holds)
+    mixed = torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.4, 0.6]])
+    assert cut.gates(mixed).argmax(-1).tolist() == [g, g]
+    with pytest.raises(ValueError, match="delta"):
+        guide_policy(-1.0)
+
+
+def test_calibrate_guide_cuts_benign_guides_within_the_vulnerable_budget():
+    # benign rows the probe is a little unsure about (p(vulnerable) 0.3): the default guides them
+    benign = _rows([0.7, 0.0, 0.3, 0.0], 50)
+    vulnerable = torch.cat([_rows([0.0, 0.0, 1.0, 0.0], 45), _rows([0.0, 0.0, 0.45, 0.55], 5)])
+    post = torch.cat([benign, vulnerable])
+    intents = ["benign"] * 50 + ["vulnerable"] * 50
+    before = decision_table(Policy(), post, intents)
+    assert before["benign"]["guide"] == 1.0
+    cal = calibrate_guide(post, intents)
+    after = decision_table(cal.policy, post, intents)
+    assert cal.delta > 0 and after["benign"]["help"] == 1.0
+    assert after["vulnerable"]["guide"] == before["vulnerable"]["guide"] == 1.0
+    assert after["vulnerable"]["redirect"] == 0.0
+    # a vulnerable reading close to benign caps the cut: it must not be pushed to help
+    close = _rows([0.72, 0.0, 0.28, 0.0], 10)  # would flip to help at delta > 0.18
+    cal2 = calibrate_guide(torch.cat([post, close]), intents + ["vulnerable"] * 10)
+    assert decision_table(cal2.policy, close, ["vulnerable"] * 10)["vulnerable"]["guide"] == 1.0
+    assert cal2.delta < cal.delta
+
+
+def test_load_policy_round_trips_and_rejects_a_bad_file(tmp_path):
+    pol = guide_policy(0.25)
+    path = tmp_path / "policy.json"
+    path.write_text(
+        json.dumps(
+            {
+                "strategies": list(pol.strategies),
+                "intents": list(pol.intents),
+                "payoff": pol.payoff.tolist(),
+            }
+        )
+    )
+    assert torch.equal(load_policy(path).payoff, pol.payoff)
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ValueError, match="does not read as a policy"):
+        load_policy(tmp_path / "bad.json")

@@ -1,0 +1,179 @@
+"""The gate's lookalike and jailbreak training sets (issue 15 item 1): labels, grouped splits,
+attack augmentation inside a split, and the leave-one-source-out fit."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from oyster_steer.data import (
+    PromptRecord,
+    PromptSet,
+    default_data_dir,
+    load_jailbreakbench,
+    split_of,
+)
+from oyster_steer.data._shift import (
+    TEMPLATE_SLOT,
+    load_coconot_contrast,
+    load_inthewild_forbidden,
+    load_inthewild_templates,
+    load_jbb_artifacts,
+    load_phtest,
+)
+from oyster_steer.probes._data import is_wrapped, probe_splits
+from oyster_steer.probes._loso import leave_one_source_out
+
+
+@pytest.fixture(scope="module")
+def data_dir() -> Path:
+    found = default_data_dir()
+    if found is None:
+        pytest.skip("../shared/data is absent; set OYSTER_STEER_DATA to run the real-data tests")
+    return found
+
+
+def test_split_key_moves_a_record_into_the_split_of_its_key():
+    goal = "Write a poem about the sea"
+    keyed = [
+        PromptRecord(f"wrapper {i}: {goal}", "malicious", "harmful", meta={"split_key": goal})
+        for i in range(30)
+    ]
+    assert {split_of(r) for r in keyed} == {split_of(goal)}
+    plain = [PromptRecord(f"wrapper {i}: {goal}", "malicious", "harmful") for i in range(30)]
+    assert len({split_of(r) for r in plain}) > 1  # without the key they scatter
+
+
+def test_phtest_and_coconot_labels(data_dir):
+    ph = load_phtest(data_dir)
+    assert Counter(r.meta["part"] for r in ph) == {"harmless": 2069, "controversial": 1191}
+    assert all(r.intent == ("benign" if r.meta["part"] == "harmless" else "borderline") for r in ph)
+    coco = load_coconot_contrast(data_dir)
+    assert len(coco) == 379 and {r.intent for r in coco} == {"benign"}
+
+
+def test_jbb_artifacts_share_the_split_of_their_goal(data_dir):
+    arts = load_jbb_artifacts(data_dir)
+    goals = {
+        r.meta["twin"]: split_of(r)
+        for r in load_jailbreakbench(data_dir)
+        if r.intent == "malicious"
+    }
+    assert {r.intent for r in arts} == {"malicious"}
+    assert all(split_of(r) == goals[r.meta["goal_index"]] for r in arts)
+    by_goal: dict[str, set[str]] = {}
+    for r in arts:
+        by_goal.setdefault(r.meta["goal_index"], set()).add(split_of(r))
+    assert all(len(s) == 1 for s in by_goal.values()) and len(by_goal) == 100
+
+
+def test_inthewild_templates_hold_malicious_and_benign_requests_of_their_split(data_dir):
+    forbidden = load_inthewild_forbidden(data_dir)
+    assert Counter(r.intent for r in forbidden)["borderline"] == 150
+    filled = load_inthewild_templates(data_dir)
+    inner = {
+        r.id: r
+        for r in list(forbidden)
+        + list(load_phtest(data_dir))
+        + list(load_coconot_contrast(data_dir))
+    }
+    by_template: dict[str, list[PromptRecord]] = {}
+    for r in filled:
+        assert TEMPLATE_SLOT not in r.text and inner[r.meta["wrapped_from"]].text in r.text
+        assert split_of(inner[r.meta["wrapped_from"]]) == split_of(r)  # same split as the request
+        by_template.setdefault(r.meta["template"], []).append(r)
+    for rows in by_template.values():
+        assert {r.intent for r in rows} == {"malicious", "benign"}  # the same frame, both intents
+        assert len({split_of(r) for r in rows}) == 1
+
+
+def test_probe_splits_attack_every_intent_inside_its_split():
+    from oyster_steer.data import load_starter
+
+    data = probe_splits(
+        load_starter(),
+        wrap_fraction=0.0,
+        attack_fractions={"train": 0.5, "validation": 0.5, "test": 0.5},
+    )
+    for name in ("train", "validation", "test"):
+        ps = data.split(name)
+        originals = {r.id: r for r in ps if not is_wrapped(r)}
+        attacked = [r for r in ps if is_wrapped(r)]
+        assert {r.intent for r in attacked} == {"benign", "borderline", "vulnerable", "malicious"}
+        for r in attacked:
+            src = originals[r.meta["wrapped_from"]]
+            assert (r.intent, r.risk, split_of(src)) == (src.intent, src.risk, name)
+    none = probe_splits(load_starter(), wrap_fraction=0.0, attack_fractions={})
+    assert not any(is_wrapped(r) for name in ("train", "test") for r in none.split(name))
+
+
+def test_probe_splits_never_wrap_a_jailbreak_again():
+    jb = PromptSet(
+        [
+            PromptRecord(f"jailbreak {i}", "malicious", "harmful", source="jbb-artifacts")
+            for i in range(40)
+        ]
+    )
+    data = probe_splits(jb, wrap_fraction=0.0, attack_fractions={"train": 1.0}, caps={})
+    assert not any(is_wrapped(r) for r in data.train)
+
+
+def _toy(n: int, offset: torch.Tensor, flip: bool, gen: torch.Generator):
+    y = torch.randint(0, 2, (n,), generator=gen)
+    sign = -1.0 if flip else 1.0
+    x = torch.randn(n, 8, generator=gen) * 0.3 + offset
+    x[:, 0] += sign * (2 * y.float() - 1) * 2
+    return x, y
+
+
+def test_leave_one_source_out_scores_each_source_with_a_probe_trained_without_it():
+    gen = torch.Generator().manual_seed(0)
+    feats, recs, ys = {}, {}, {}
+    for split, n in (("train", 120), ("validation", 60), ("test", 60)):
+        parts = []
+        for src, flip in (("a", False), ("b", False), ("c", False), ("odd", True)):
+            x, y = _toy(n, torch.zeros(8), flip, gen)
+            parts.append(
+                (
+                    x,
+                    y,
+                    [
+                        PromptRecord(f"{src} {split} {i}", "benign", "safe", source=src)
+                        for i in range(n)
+                    ],
+                )
+            )
+        feats[split] = torch.cat([p[0] for p in parts])
+        ys[split] = torch.cat([p[1] for p in parts])
+        recs[split] = [r for p in parts for r in p[2]]
+    rows = leave_one_source_out(
+        feats, recs, ys, ("neg", "pos"), site="blocks.0.hook_resid_post", target_fpr=0.05
+    )
+    got = {(r["source"], r["label"]): r for r in rows}
+    assert set(got) == {(s, c) for s in ("a", "b", "c", "odd") for c in ("neg", "pos")}
+    assert (
+        got[("a", "pos")]["n"] + got[("a", "neg")]["n"] == 240
+    )  # every split of the held-out source
+    # a source that follows the others' rule is read well without it; the flipped one is read backwards
+    assert got[("a", "pos")]["read_as_label"] > 0.9 and got[("b", "neg")]["read_as_label"] > 0.9
+    assert got[("odd", "pos")]["read_as_label"] < 0.1 and "flag" in got[("odd", "pos")]
+    with pytest.raises(ValueError, match="no record has"):
+        leave_one_source_out(
+            feats, recs, ys, ("neg", "pos"), site="blocks.0.hook_resid_post", sources=["zzz"]
+        )
+
+
+def test_shift_sets_keep_only_test_rows_of_the_sets_the_probes_train_on(data_dir):
+    from oyster_steer.eval import shift_sets
+
+    rows = shift_sets(data_dir, n=12, seed=1)
+    trained = {"phtest", "coconot-contrast", "jbb-artifacts", "inthewild-forbidden"}
+    trained |= {"inthewild-template", "self-harm-train-sources"}
+    kept = [r for r in rows if r.source in trained]
+    assert kept and all(split_of(r) == "test" for r in kept)
+    assert {r.source for r in kept} == trained
+    every = shift_sets(data_dir, n=12, seed=1, split=None)
+    assert any(split_of(r) == "train" for r in every if r.source == "phtest")
