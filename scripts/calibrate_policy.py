@@ -1,13 +1,13 @@
 """Choose the policy's "guide" operating point on validation and write ``probes/<model>/policy.json``.
 
 Reads the intent probe's posteriors of the probe splits from the ``train-probe`` capture cache
-(same ``--sites`` as the probes' README command), runs :func:`oyster_steer.control._calibrate.calibrate_guide`
+(the sites ``train-probe`` sweeps by default), runs :func:`oyster_steer.control._calibrate.calibrate_guide`
 on validation, prints the policy's decision distribution per intent for the default and the
 chosen policy on validation and test (and the reddit-cssrs "Supportive" borderline rows and the
 low-confidence vulnerable rows apart), and writes the payoff as JSON that ``build-plan --payoff``
 and ``train-plan --payoff`` read.
 
-    PYTHONPATH=$PWD python scripts/calibrate_policy.py --sites blocks.4.hook_resid_post ... [--write]
+    PYTHONPATH=$PWD python scripts/calibrate_policy.py [--write]
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 
 from oyster_steer import load_model, load_probe
 from oyster_steer.activations._cache import cached_capture
+from oyster_steer.cli._probe import default_sweep_sites
 from oyster_steer.control import Policy
 from oyster_steer.control._calibrate import calibrate_guide, decision_table
 from oyster_steer.probes._data import probe_splits
@@ -37,7 +38,6 @@ def _fmt(table: dict, strategies) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--probes", type=Path, default=Path("probes/smollm2-135m-instruct"))
-    ap.add_argument("--sites", nargs="+", default=["resid_post"])
     ap.add_argument("--cache", type=Path, default=Path("runs/capture-cache"))
     ap.add_argument("--max-vulnerable-loss", type=float, default=0.01)
     ap.add_argument("--write", action="store_true", help="write <probes>/policy.json")
@@ -49,7 +49,9 @@ def main() -> None:
     post, recs = {}, {}
     for split in ("validation", "test"):
         ps = data.split(split)
-        acts = cached_capture(model, ps.texts, args.sites, root=args.cache, progress=False)
+        acts = cached_capture(
+            model, ps.texts, default_sweep_sites(model.n_layers), root=args.cache, progress=False
+        )
         post[split] = probe.probs(acts[probe.site.name].float()).cpu()
         recs[split] = list(ps)
     base = Policy().reindex(probe.labels)

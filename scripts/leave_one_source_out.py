@@ -23,6 +23,7 @@ import torch
 
 from oyster_steer import load_model, load_probe
 from oyster_steer.activations._cache import cached_capture
+from oyster_steer.cli._probe import default_sweep_sites
 from oyster_steer.probes._data import probe_splits
 from oyster_steer.probes._loso import leave_one_source_out
 from oyster_steer.probes._sweep import task_labels
@@ -47,7 +48,9 @@ def main() -> None:
     data = probe_splits()
     splits = {s: data.split(s) for s in ("train", "validation", "test")}
     acts = {
-        s: cached_capture(model, ps.texts, "resid_post", root=args.cache, progress=False)
+        s: cached_capture(
+            model, ps.texts, default_sweep_sites(model.n_layers), root=args.cache, progress=False
+        )
         for s, ps in splits.items()
     }
     out: dict[str, dict[tuple[str, str], dict]] = {}

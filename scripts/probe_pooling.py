@@ -93,13 +93,26 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/pooling"))
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--train-limit",
+        type=int,
+        default=None,
+        help="fit on this many hash-chosen train prompts (default: all); the same for every pooling",
+    )
+    ap.add_argument("--splits", nargs="+", default=["validation", "test"], help="splits scored")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.time()
     model = load_model()
     data = probe_splits()
-    splits = {s: data.split(s) for s in ("train", "validation", "test")}
+    splits = {s: data.split(s) for s in ["train", *args.splits]}
+    if args.train_limit is not None:
+        from oyster_steer.data._records import unit_hash
+
+        keep = sorted(splits["train"], key=lambda r: unit_hash(f"pool:{r.id}"))[: args.train_limit]
+        ids = {r.id for r in keep}
+        splits["train"] = splits["train"].filter(predicate=lambda r: r.id in ids)
     feats_path = args.out / "features.pt"
     if feats_path.is_file():
         feats = torch.load(feats_path)
@@ -124,7 +137,7 @@ def main() -> None:
                     target_fpr=0.05 if task == "risk" else None,
                 )
                 row = {"task": task, "pool": pool, "layer": k}
-                for s in ("validation", "test"):
+                for s in args.splits:
                     p = probe.probs(feats[s][pool][k].float())
                     m = summary(p, labels[s])
                     row[s] = round(m["macro_f1"] if task == "intent" else m["auroc"], 4)

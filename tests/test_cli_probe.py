@@ -29,6 +29,7 @@ def test_train_probe_writes_probes_and_only_its_report_section(tmp_path, monkeyp
         "--report",
         str(report),
         "--no-baseline",
+        "--no-shift-data",
         "--quiet",
     ]
     assert main(argv) == 0

@@ -44,8 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--sites",
         nargs="+",
-        default=["resid_post"],
-        help="sites to sweep (default: resid_post at every layer)",
+        default=None,
+        help="sites to sweep (default: resid_post at every second layer from 4 to 80%% of the "
+        "depth, layers 4, 6, ..., 24 of SmolLM2's 30; 'resid_post' for every layer)",
     )
     p.add_argument(
         "--fpr",
@@ -87,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.time()
     model = model_from_args(args)
+    sites = args.sites or default_sweep_sites(model.n_layers)
     data = probe_splits(
         data_from_args(args),
         wrap_fraction=args.wrap_fraction,
@@ -98,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         name: cached_capture(
             model,
             ps.texts,
-            args.sites,
+            sites,
             root=args.cache,
             batch_size=args.batch_size,
             progress=not args.quiet,
@@ -154,6 +156,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote the '## Probes' section of {args.report}")
     print(f"done in {time.time() - start:.0f} s")
     return 0
+
+
+def default_sweep_sites(n_layers: int) -> list[str]:
+    """``resid_post`` at every second layer from 4 to 80% of the depth (the capture stops there).
+
+    Example:
+        >>> default_sweep_sites(30)[:2], default_sweep_sites(30)[-1]
+        (['blocks.4.hook_resid_post', 'blocks.6.hook_resid_post'], 'blocks.24.hook_resid_post')
+    """
+    top = max(1, int(0.8 * n_layers))
+    return [f"blocks.{k}.hook_resid_post" for k in range(min(4, top), top + 1, 2)]
 
 
 def _n_tokens(model: Any, texts: list[str]) -> int:

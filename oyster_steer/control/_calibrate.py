@@ -88,7 +88,7 @@ def calibrate_guide(
         )
     if "vulnerable" not in intents:
         raise ValueError("no vulnerable rows to check the guide cut on: include vulnerable prompts")
-    grid = []
+    grid: list[dict[str, Any]] = []
     for d in deltas:
         table = decision_table(guide_policy(d, base), posterior, intents)
         bb = [table[i] for i in ("benign", "borderline") if i in table]
