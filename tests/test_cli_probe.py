@@ -37,7 +37,7 @@ def test_train_probe_writes_probes_and_only_its_report_section(tmp_path, monkeyp
         load_probe(tmp_path / "probes" / f"{t}.safetensors", model) for t in ("risk", "intent")
     )
     assert risk.labels == ("not_malicious", "malicious") and risk.threshold is not None
-    assert intent.n_classes == 4 and intent.meta["chosen_by"] == "validation macro_f1"
+    assert intent.n_classes == 4 and intent.meta["chosen_by"] == "validation macro_f1, layer <= 12"
     text = report.read_text()
     assert "keep me" in text and "old text" not in text and text.count("## Probes") == 1
     assert "AUROC malicious vs benign" in text and "recall borderline" in text and "| 2 |" in text

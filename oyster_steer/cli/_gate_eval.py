@@ -78,6 +78,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--rows", type=Path, default=None, help="also write every scored row as JSONL here"
     )
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="also write the '## The gate under distribution shift' section of this markdown file",
+    )
     p.set_defaults(func=run)
 
 

@@ -71,6 +71,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=Path("runs/capture-cache"),
         help="capture cache directory (default runs/capture-cache)",
     )
+    p.add_argument(
+        "--gate-max-layer",
+        type=int,
+        default=12,
+        help="the intent (gating) probe is chosen among layers <= this one (default 12: the first "
+        "layer the shipped pack writes, so the decision exists before any write of the prompt pass)",
+    )
     p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument(
         "--report",
@@ -128,11 +135,13 @@ def run(args: argparse.Namespace) -> int:
         task = task_labels(task_name, splits["train"][:1])[1]
         fpr = args.fpr if task_name == "risk" else None
         sweep = sweep_activations(acts, labels, task, progress=not args.quiet, target_fpr=fpr)
-        choice = sweep.best(_SELECT[task_name], "validation")
+        limit = args.gate_max_layer if task_name == "intent" else None
+        choice = sweep.best(_SELECT[task_name], "validation", max_layer=limit)
         meta = {
             "task": task_name,
             "data": json.dumps(data.description),
-            "chosen_by": f"validation {_SELECT[task_name]}",
+            "chosen_by": f"validation {_SELECT[task_name]}"
+            + (f", layer <= {limit}" if limit is not None else ""),
             "sweep": json.dumps(_compact(sweep.table())),
         }
         probe = replace(choice.probe, meta=choice.probe.meta | meta)

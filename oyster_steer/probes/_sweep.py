@@ -104,8 +104,11 @@ class LayerSweep:
             )
         return [self.metrics[split][s.name][metric] for s in self.sites]
 
-    def best(self, metric: str = "auroc", split: str = "validation") -> SweepChoice:
-        """The site with the best ``metric`` on ``split`` (lower is better for ece and log_loss).
+    def best(
+        self, metric: str = "auroc", split: str = "validation", max_layer: int | None = None
+    ) -> SweepChoice:
+        """The site with the best ``metric`` on ``split`` (lower is better for ece and log_loss),
+        among the sites at or before ``max_layer`` when given.
 
         Example:
             >>> choice = sweep.best("macro_f1")                    # doctest: +SKIP
@@ -113,6 +116,14 @@ class LayerSweep:
         """
         values = torch.tensor(self.values(metric, split))
         values = -values if metric in _LOWER_IS_BETTER else values
+        if max_layer is not None:
+            allowed = torch.tensor([s.layer <= max_layer for s in self.sites])
+            if not bool(allowed.any()):
+                raise ValueError(
+                    f"max_layer={max_layer} is before every swept site "
+                    f"(first: {self.sites[0].name}): sweep earlier layers or raise max_layer"
+                )
+            values = torch.where(allowed, values, torch.tensor(float("-inf")))
         site = self.sites[int(values.nan_to_num(float("-inf")).argmax())]
         return SweepChoice(
             site, self.probes[site.name], {sp: dict(m[site.name]) for sp, m in self.metrics.items()}
