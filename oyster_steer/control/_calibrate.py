@@ -32,8 +32,8 @@ def guide_policy(delta: float, base: Policy | None = None) -> Policy:
     """``base`` (default :class:`Policy`) with guide worth ``delta`` less to benign and borderline users.
 
     Example:
-        >>> guide_policy(0.2).payoff[1].tolist()[:2]
-        [0.20000000298023224, 0.4000000059604645]
+        >>> [round(v, 2) for v in guide_policy(0.2).payoff[1].tolist()]
+        [0.2, 0.4, 1.0, 0.0]
     """
     base = base or Policy()
     if not 0 <= delta < 5:
