@@ -1,7 +1,7 @@
 """Choose the policy's "guide" operating point on validation and write ``probes/<model>/policy.json``.
 
 Reads the intent probe's posteriors of the probe splits from the ``train-probe`` capture cache
-(the sites ``train-probe`` sweeps by default), runs :func:`oyster_steer.control._calibrate.calibrate_guide`
+(the sites ``train-probe`` sweeps by default), runs :func:`oyster_steer.control._policy_calibration.calibrate_guide`
 on validation, prints the policy's decision distribution per intent for the default and the
 chosen policy on validation and test (and the reddit-cssrs "Supportive" borderline rows and the
 low-confidence vulnerable rows apart), and writes the payoff as JSON that ``build-plan --payoff``
@@ -22,7 +22,7 @@ from oyster_steer import load_model, load_probe
 from oyster_steer.activations._cache import cached_capture
 from oyster_steer.cli._probe import default_sweep_sites
 from oyster_steer.control import Policy
-from oyster_steer.control._calibrate import calibrate_guide, decision_table
+from oyster_steer.control._policy_calibration import calibrate_guide, decision_table
 from oyster_steer.probes._data import probe_splits
 
 

@@ -20,7 +20,7 @@ from oyster_steer import load_model, load_probe
 from oyster_steer.activations._cache import cached_capture
 from oyster_steer.cli._probe import default_sweep_sites
 from oyster_steer.control import Policy
-from oyster_steer.control._calibrate import load_policy
+from oyster_steer.control._policy_calibration import load_policy
 from oyster_steer.core._metrics import macro_f1
 from oyster_steer.probes._data import is_wrapped, probe_splits
 

@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..control import ControlPlan, Policy, bind, save_plan
-from ..control._calibrate import load_policy
+from ..control._policy_calibration import load_policy
 from ..core._errors import OysterError
 from ..probes._probe import load_probe
 from ..reproduce._plan_training import PlanTrainingConfig, train_plan_actions

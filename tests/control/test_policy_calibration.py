@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from oyster_steer.control import Policy
-from oyster_steer.control._calibrate import (
+from oyster_steer.control._policy_calibration import (
     calibrate_guide,
     decision_table,
     guide_policy,
