@@ -242,7 +242,7 @@ def _multi_layer(acts: dict[str, Any], splits: dict[str, Any], tasks: dict[str, 
     captured = set(acts["train"].sites)
     layers = [layer for layer in MULTI_LAYERS if f"blocks.{layer}.hook_resid_post" in captured]
     if len(layers) < 2:
-        return "Multi-layer features: not measured (the model has too few layers)."
+        return "Multi-layer features: not measured (fewer than two of its layers were captured)."
 
     def feats(split: str) -> torch.Tensor:
         return torch.cat([acts[split][f"blocks.{i}.hook_resid_post"] for i in layers], -1).float()
