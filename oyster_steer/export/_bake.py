@@ -16,6 +16,7 @@ import torch
 
 from ..core._sites import Site
 from ..models._arch import hook_point
+from ._ops import plan_writer_edits
 from ._routes import (
     ROUTES,
     ExportError,
@@ -24,6 +25,7 @@ from ._routes import (
     check_target,
     export_route,
     fill_zero_biases,
+    orthonormal,
     site_target,
     switch_config,
 )
@@ -50,13 +52,6 @@ class Baked:
     ablation: dict[str, Any] | None = None
     operators: list[dict[str, Any]] = field(default_factory=list)
     writers: list[dict[str, Any]] = field(default_factory=list)
-
-
-def orthonormal(directions: torch.Tensor) -> torch.Tensor:
-    """An orthonormal basis (d, k) of the span of ``directions`` (k', d); near-dependent rows merge."""
-    u, s, _ = torch.linalg.svd(directions.double().T, full_matrices=False)  # (d, k'), (k',)
-    keep = s > s.max() * 1e-6
-    return u[:, keep]
 
 
 # TransformerLens's bridge wraps each HF module it adopts and keeps the original under this name.
@@ -248,7 +243,6 @@ def bake_ops(model: OysterModel, ops: list[Any], basis: torch.Tensor | None) -> 
         ops: the operators (:class:`~oyster_steer.export._ops.SiteOp`), in the order they apply.
         basis: (d, k) orthonormal directions removed from every write first (``ablate=``), or None.
     """
-    from ._ops import plan_writer_edits
 
     route = export_route(model.model_type)
     edits = plan_writer_edits(model, route, ops, basis)

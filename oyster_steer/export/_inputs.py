@@ -12,8 +12,7 @@ import torch
 from ..core._errors import EmptyInputError, WidthMismatchError
 from ..core._sites import Site, resolve_site
 from ..models._artifacts import check_model
-from ._bake import orthonormal
-from ._routes import ExportError
+from ._routes import ExportError, orthonormal
 
 if TYPE_CHECKING:
     from ..models._model import OysterModel

@@ -36,6 +36,7 @@ from ..control._operators import Edit, Operator
 from ..core._sites import Site, resolve_site
 from ..models._arch import hook_point
 from ..models._artifacts import check_model
+from ._inputs import _check_width, _vector_meta
 from ._routes import ExportError, Route
 
 if TYPE_CHECKING:
@@ -96,8 +97,6 @@ def collect_ops(
 ) -> list[SiteOp]:
     """One :class:`SiteOp` per (vector, site), in the order ``patch`` would apply them."""
     from collections.abc import Mapping, Sequence
-
-    from ._inputs import _check_width, _vector_meta
 
     if isinstance(source, Mapping):
         parts = [(dict(source), 1.0 if strength is None else float(strength))]

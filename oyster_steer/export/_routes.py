@@ -25,7 +25,15 @@ import torch
 from ..core._errors import OysterError, SiteError
 from ..core._sites import Site
 
-__all__ = ["ROUTES", "ExportError", "Route", "export_route", "relabel_llama", "site_target"]
+__all__ = [
+    "ROUTES",
+    "ExportError",
+    "Route",
+    "export_route",
+    "orthonormal",
+    "relabel_llama",
+    "site_target",
+]
 
 
 class ExportError(OysterError, ValueError):
@@ -223,3 +231,10 @@ def fill_zero_biases(sd: StateDict, expected: Mapping[str, torch.Tensor]) -> lis
         weight = sd[key.removesuffix("bias") + "weight"]
         sd[key] = torch.zeros(expected[key].shape, dtype=weight.dtype, device=weight.device)
     return missing
+
+
+def orthonormal(directions: torch.Tensor) -> torch.Tensor:
+    """An orthonormal basis (d, k) of the span of ``directions`` (k', d); near-dependent rows merge."""
+    u, s, _ = torch.linalg.svd(directions.double().T, full_matrices=False)  # (d, k'), (k',)
+    keep = s > s.max() * 1e-6
+    return u[:, keep]

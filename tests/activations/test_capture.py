@@ -119,7 +119,9 @@ def test_capture_stops_early_and_keeps_no_batch_alive(tiny, monkeypatch):
     finally:
         for h in handles:
             h.remove()
-    assert ran == [0, 0]  # the shared chat head once, then the batch: block 0 only, each time
+    # block 0 only; one pass: a model with forward hooks of its own (these counters) is captured
+    # without the cached chat head, since a hook may steer (see the patched-model test below)
+    assert ran == [0]
     row = acts["blocks.0.hook_resid_post"]
     assert row.untyped_storage().nbytes() == row.numel() * row.element_size()
 
