@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core._errors import EmptyInputError, ModelMismatchError
-from ..data import PromptRecord
+from ..data import UNKNOWN_CATEGORY, PromptRecord
 from ._conditions import Condition
 from ._generate import divergence, generate_replies
 from ._judges import JUDGE_VERSION, Judges, judge_replies
@@ -55,7 +55,8 @@ class _Results:
     def __init__(self, path: str | Path | None, model: OysterModel, max_new_tokens: int) -> None:
         self.path = Path(path) if path is not None else None
         self.rows: list[dict[str, Any]] = []
-        header = {
+        self.stale = False
+        self.header = header = {
             "kind": "meta",
             "model": model.name,
             "model_fingerprint": model.fingerprint,
@@ -75,16 +76,41 @@ class _Results:
                     f"results file {str(self.path)!r} holds replies of up to {found['max_new_tokens']} tokens, not "
                     f"{max_new_tokens}: pass another results path or the same max_new_tokens"
                 )
-            if found and found.get("judge_version", 1) != JUDGE_VERSION:
-                raise ValueError(
-                    f"results file {str(self.path)!r} was judged by judge version {found.get('judge_version', 1)}, "
-                    f"not {JUDGE_VERSION} (the verdicts changed): pass another results path or delete the file"
-                )
+            # replies judged by another judge version are kept and judged again (rejudge)
+            self.stale = found is not None and found.get("judge_version", 1) != JUDGE_VERSION
             self.rows = [r for r in self.rows if r.get("kind") != "meta"]
         if self.path is not None and not self.path.is_file():
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._write([header])
         self.done = {(r["kind"], r["condition"], r["id"]) for r in self.rows}
+
+    def rejudge(self, model: OysterModel, judges: Judges, chunk: int = 64) -> None:
+        """Judge the stored replies again with this judge version (nothing is regenerated) and
+        rewrite the file atomically; for a results file written by an older judge."""
+        replies = [r for r in self.rows if r.get("kind") == "reply"]
+        for start in range(0, len(replies), chunk):
+            rows = replies[start : start + chunk]
+            records = [
+                PromptRecord(
+                    r["prompt"],
+                    r["intent"],
+                    r["risk"],
+                    r.get("category") or UNKNOWN_CATEGORY,
+                    r.get("source") or "custom",
+                    id=r["id"],
+                )
+                for r in rows
+            ]
+            judged = judge_replies(records, [r["reply"] for r in rows], model=model, judges=judges)
+            for row, j in zip(rows, judged, strict=True):
+                row.update(j)
+        if self.path is not None:
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            with tmp.open("w", encoding="utf-8") as f:
+                for row in (self.header, *self.rows):
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            tmp.replace(self.path)
+        self.stale = False
 
     def _write(self, rows: Iterable[dict[str, Any]]) -> None:
         if self.path is not None:
@@ -260,7 +286,8 @@ def evaluate(
         prompts: a :class:`~oyster_steer.data.PromptSet` (or PromptRecords): intents are needed.
         conditions: e.g. unsteered, a constructive vector, a control plan; names must be unique.
         max_new_tokens, batch_size: greedy generation budget and batch (left-padded).
-        results_path: JSONL file; rows already there are reused (resume after an interruption).
+        results_path: JSONL file; rows already there are reused (resume after an interruption);
+            replies judged by an older judge version are judged again, not regenerated.
             Rows are keyed by condition name and prompt id: change a condition's settings
             (strength, vector) under a new name or in a new file.
         judges: which judges run (default: phrases + refusal probe + MiniLM similarity).
@@ -282,6 +309,8 @@ def evaluate(
     judges = judges or Judges()
     opts = {"max_new_tokens": max_new_tokens, "batch_size": batch_size}
     store = _Results(results_path, model, max_new_tokens)
+    if store.stale:
+        store.rejudge(model, judges)
     resolved = [c.resolve(model) for c in conditions]
     with tqdm(
         total=len(records) * len(resolved),
