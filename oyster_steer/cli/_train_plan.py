@@ -82,6 +82,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "{strategy}-lowrank.safetensors beside --out, so two processes can train one each and "
         "'--strategies' with none assembles the pack",
     )
+    p.add_argument(
+        "--fallback-targets",
+        action="store_true",
+        help="give prompts that no judged-constructive sample covered a distilled target (a sampled "
+        "opening + the prompt's exemplar continuation)",
+    )
     p.add_argument("--no-pack", action="store_true", help="train and save, do not write the pack")
     p.add_argument(
         "--payoff",
@@ -129,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         gains=tuple(args.gains),
         n_validation=args.n_validation,
         strategies=tuple(args.strategies),
+        fallback=args.fallback_targets,
     )
     out_path = args.out or vector_dir / "control.safetensors"
     report: dict = {}

@@ -168,6 +168,10 @@ class PlanTrainingConfig:
     seed: int = 0
     strategies: tuple[str, ...] = ("redirect", "guide")
     n_misroute: int = 8  # per other intent: validation prompts the intervention is forced on
+    # prompts with no judged-constructive sample get a distilled target (a sampled opening + the
+    # prompt's exemplar continuation): the hardest prompts (method requests) are the ones the
+    # model's own samples never cover, and an action never trained on them leaves them as they are
+    fallback: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -546,8 +550,26 @@ def train_plan_actions(
             seed=cfg.seed,
             log=log,
         )
-        pairs = _cached_pairs(targets_cache, key, make)
-        return records, [(p, whole_sentences(t)) for p, t in pairs]  # idempotent on new samples
+        pairs = [(p, whole_sentences(t)) for p, t in _cached_pairs(targets_cache, key, make)]
+        if cfg.fallback:
+            covered = {p for p, _ in pairs}
+            key = json.dumps(
+                [strategy, cfg.n_prompts, 2, cfg.seed, cfg.max_prompt_tokens, model.fingerprint]
+            )
+            distilled = _cached_pairs(
+                targets_cache,
+                key,
+                partial(
+                    distilled_targets, model, records, strategy, samples=2, seed=cfg.seed, log=log
+                ),
+            )
+            extra = [(p, t) for p, t in distilled if p not in covered]
+            log(
+                f"{strategy}: {len(extra)} distilled targets for "
+                f"{len({p for p, _ in extra})} prompts no sample covered"
+            )
+            pairs += extra
+        return records, pairs
 
     retain_records = [
         r

@@ -57,3 +57,47 @@ def test_whole_sentences_cuts_a_sample_at_its_last_full_sentence():
     assert (
         whole_sentences("Try these: 1. Talk to a friend. 2.") == "Try these: 1. Talk to a friend."
     )
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("fallback", [False, True])
+def test_fallback_targets_cover_only_the_prompts_no_sample_covered(
+    tiny_models, monkeypatch, fallback
+):
+    """With ``fallback``, prompts without a judged-constructive sample get the distilled target;
+    prompts a sample covered keep only their sampled targets."""
+    from oyster_steer.reproduce import _plan_training as pt
+
+    seen: dict[str, list[str]] = {}
+
+    def sampled(model, records, strategy, **kw):
+        return [(records[0].text, "Sampled reply.")]  # one prompt covered
+
+    def distilled(model, records, strategy, **kw):
+        return [(r.text, "Distilled reply.") for r in records]
+
+    def train(model, prompts, targets, **kw):
+        seen["prompts"], seen["targets"] = list(prompts), list(targets)
+        raise _Stop
+
+    monkeypatch.setattr(pt, "sampled_targets", sampled)
+    monkeypatch.setattr(pt, "distilled_targets", distilled)
+    monkeypatch.setattr(pt, "train_intervention", train)
+    cfg = PlanTrainingConfig(
+        strategies=("guide",),
+        n_prompts=4,
+        n_boundary=0,
+        n_retain=0,
+        held_out=0.0,
+        fallback=fallback,
+    )
+    with pytest.raises(_Stop):
+        train_plan_actions(tiny_models("llama"), load_starter(), cfg, log=lambda s: None)
+    pairs = list(zip(seen["prompts"], seen["targets"], strict=True))
+    covered = [p for p, t in pairs if t == "Sampled reply."]
+    assert len(covered) == 1
+    filled = [p for p, t in pairs if t == "Distilled reply."]
+    assert (len(filled) == 3 and covered[0] not in filled) if fallback else filled == []
