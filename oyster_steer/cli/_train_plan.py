@@ -25,7 +25,7 @@ from ..control import ControlPlan, Policy, bind, save_plan
 from ..control._policy_calibration import load_policy
 from ..core._errors import OysterError
 from ..probes._probe import load_probe
-from ..reproduce._plan_training import PlanTrainingConfig, train_plan_actions
+from ..reproduce._plan_training import TARGET_RECIPES, PlanTrainingConfig, train_plan_actions
 from ..vectors._intervention import load_intervention, save_intervention
 from ._common import add_common, data_from_args, model_from_args
 
@@ -83,10 +83,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "'--strategies' with none assembles the pack",
     )
     p.add_argument(
-        "--fallback-targets",
-        action="store_true",
-        help="give prompts that no judged-constructive sample covered a distilled target (a sampled "
-        "opening + the prompt's exemplar continuation)",
+        "--targets",
+        choices=TARGET_RECIPES,
+        default=d.targets,
+        help="sampled: judged-constructive whole replies the model sampled; distilled: a sampled "
+        "opening + the prompt's exemplar continuation; sampled+distilled: distilled for the prompts "
+        "no sample covered",
+    )
+    p.add_argument(
+        "--held-out",
+        type=float,
+        default=d.held_out,
+        help="share of training prompts held out for early stopping (0: train every step)",
+    )
+    p.add_argument(
+        "--max-reply-tokens",
+        type=int,
+        default=d.max_reply_tokens,
+        help="longest target in tokens (distilled fallback targets need ~128)",
     )
     p.add_argument("--no-pack", action="store_true", help="train and save, do not write the pack")
     p.add_argument(
@@ -135,7 +149,9 @@ def run(args: argparse.Namespace) -> int:
         gains=tuple(args.gains),
         n_validation=args.n_validation,
         strategies=tuple(args.strategies),
-        fallback=args.fallback_targets,
+        targets=args.targets,
+        held_out=args.held_out,
+        max_reply_tokens=args.max_reply_tokens,
     )
     out_path = args.out or vector_dir / "control.safetensors"
     report: dict = {}

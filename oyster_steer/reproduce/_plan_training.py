@@ -100,6 +100,7 @@ PREFILLS = {  # each stops before its object, so the model names the request or 
     ),
 }
 INTENT_OF = {"redirect": "malicious", "guide": "vulnerable"}
+TARGET_RECIPES = ("sampled", "distilled", "sampled+distilled")
 # what the plan checks (oyster_steer.control): a boundary may go on the malicious strategy
 ROLES = {"redirect": "boundary", "guide": "anti_refusal"}
 _BAD_OPENING = re.compile(
@@ -168,10 +169,12 @@ class PlanTrainingConfig:
     seed: int = 0
     strategies: tuple[str, ...] = ("redirect", "guide")
     n_misroute: int = 8  # per other intent: validation prompts the intervention is forced on
-    # prompts with no judged-constructive sample get a distilled target (a sampled opening + the
-    # prompt's exemplar continuation): the hardest prompts (method requests) are the ones the
-    # model's own samples never cover, and an action never trained on them leaves them as they are
-    fallback: bool = False
+    # "sampled": judged-constructive whole replies the model sampled (rejection sampling);
+    # "distilled": a sampled opening + the prompt's exemplar continuation, for every prompt (the
+    # recipe of the first learned pack); "sampled+distilled": sampled, and distilled for prompts
+    # no sample covered (the hardest ones, method requests: an action never trained on them
+    # leaves them as they are)
+    targets: str = "sampled"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -550,8 +553,14 @@ def train_plan_actions(
             seed=cfg.seed,
             log=log,
         )
-        pairs = [(p, whole_sentences(t)) for p, t in _cached_pairs(targets_cache, key, make)]
-        if cfg.fallback:
+        if cfg.targets not in TARGET_RECIPES:
+            raise ValueError(
+                f"targets={cfg.targets!r} is not a target recipe: use one of {', '.join(TARGET_RECIPES)}"
+            )
+        pairs: list[tuple[str, str]] = []
+        if cfg.targets != "distilled":
+            pairs = [(p, whole_sentences(t)) for p, t in _cached_pairs(targets_cache, key, make)]
+        if cfg.targets != "sampled":
             covered = {p for p, _ in pairs}
             key = json.dumps(
                 [strategy, cfg.n_prompts, 2, cfg.seed, cfg.max_prompt_tokens, model.fingerprint]

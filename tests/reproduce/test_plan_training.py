@@ -63,12 +63,10 @@ class _Stop(Exception):
     pass
 
 
-@pytest.mark.parametrize("fallback", [False, True])
-def test_fallback_targets_cover_only_the_prompts_no_sample_covered(
-    tiny_models, monkeypatch, fallback
-):
-    """With ``fallback``, prompts without a judged-constructive sample get the distilled target;
-    prompts a sample covered keep only their sampled targets."""
+@pytest.mark.parametrize("recipe", ["sampled", "sampled+distilled", "distilled"])
+def test_target_recipes_sampled_distilled_and_the_fallback(tiny_models, monkeypatch, recipe):
+    """ "sampled+distilled": prompts without a judged-constructive sample get the distilled target,
+    prompts a sample covered keep only their sampled targets; "distilled": every prompt's."""
     from oyster_steer.reproduce import _plan_training as pt
 
     seen: dict[str, list[str]] = {}
@@ -92,12 +90,24 @@ def test_fallback_targets_cover_only_the_prompts_no_sample_covered(
         n_boundary=0,
         n_retain=0,
         held_out=0.0,
-        fallback=fallback,
+        targets=recipe,
     )
     with pytest.raises(_Stop):
         train_plan_actions(tiny_models("llama"), load_starter(), cfg, log=lambda s: None)
     pairs = list(zip(seen["prompts"], seen["targets"], strict=True))
     covered = [p for p, t in pairs if t == "Sampled reply."]
-    assert len(covered) == 1
     filled = [p for p, t in pairs if t == "Distilled reply."]
-    assert (len(filled) == 3 and covered[0] not in filled) if fallback else filled == []
+    if recipe == "sampled":
+        assert len(covered) == 1 and filled == []
+    elif recipe == "distilled":
+        assert covered == [] and len(filled) == 4
+    else:
+        assert len(covered) == 1 and len(filled) == 3 and covered[0] not in filled
+
+
+def test_an_unknown_target_recipe_names_the_choices(tiny_models):
+    cfg = PlanTrainingConfig(strategies=("guide",), n_prompts=2, targets="mixed")
+    with pytest.raises(
+        ValueError, match="targets='mixed' is not a target recipe: use one of sampled"
+    ):
+        train_plan_actions(tiny_models("llama"), load_starter(), cfg, log=lambda s: None)
