@@ -318,15 +318,19 @@ def test_results_file_resumes_without_regenerating(
 ) -> None:
     path = tmp_path / "eval.jsonl"
     conds = [Condition("unsteered"), _push(model)]
-    first = evaluate(
-        model,
-        prompts,
-        conds,
-        max_new_tokens=4,
-        results_path=path,
-        judges=Judges(probe, False),
-        progress=False,
-    )
+
+    def run(max_new_tokens: int = 4) -> EvalResult:
+        return evaluate(
+            model,
+            prompts,
+            conds,
+            max_new_tokens=max_new_tokens,
+            results_path=path,
+            judges=Judges(probe, False),
+            progress=False,
+        )
+
+    first = run()
     lines = path.read_text().splitlines()
     assert (
         json.loads(lines[0])["kind"] == "meta" and len(lines) == 1 + 8 + 2
@@ -336,52 +340,20 @@ def test_results_file_resumes_without_regenerating(
     monkeypatch.setattr(
         _evaluate, "generate_replies", lambda *a, **k: calls.append(len(a[1])) or real(*a, **k)
     )
-    again = evaluate(
-        model,
-        prompts,
-        conds,
-        max_new_tokens=4,
-        results_path=path,
-        judges=Judges(probe, False),
-        progress=False,
-    )
+    again = run()
     assert calls == [] and again.to_markdown() == first.to_markdown()
     path.write_text("\n".join(lines[:-5]) + "\n")  # drop 3 push replies and the 2 divergences
-    evaluate(
-        model,
-        prompts,
-        conds,
-        max_new_tokens=4,
-        results_path=path,
-        judges=Judges(probe, False),
-        progress=False,
-    )
+    run()
     assert calls == [3] and len(path.read_text().splitlines()) == len(lines)
     assert EvalResult.load(path).to_markdown() == first.to_markdown()
     with path.open("a") as f:
         f.write('{"kind": "reply", "condit')  # a write cut short by an interruption
-    evaluate(
-        model,
-        prompts,
-        conds,
-        max_new_tokens=4,
-        results_path=path,
-        judges=Judges(probe, False),
-        progress=False,
-    )
+    run()
     assert calls == [3] and len(path.read_text().splitlines()) == len(lines)
     with pytest.raises(
         ValueError, match="holds replies of up to 4 tokens, not 5: pass another results path"
     ):
-        evaluate(
-            model,
-            prompts,
-            conds,
-            max_new_tokens=5,
-            results_path=path,
-            judges=Judges(probe, False),
-            progress=False,
-        )
+        run(5)
     header = json.loads(lines[0])
     del header["judge_version"]  # a file judged before the finer verdicts existed
     stale = [json.loads(line) for line in lines[1:]]
@@ -390,15 +362,7 @@ def test_results_file_resumes_without_regenerating(
             row["verdict"] = "stale"  # what an older judge said: replaced, the reply kept
     path.write_text("\n".join(json.dumps(r) for r in [header, *stale]) + "\n")
     calls.clear()
-    rejudged = evaluate(
-        model,
-        prompts,
-        conds,
-        max_new_tokens=4,
-        results_path=path,
-        judges=Judges(probe, False),
-        progress=False,
-    )
+    rejudged = run()
     assert calls == []  # nothing regenerated
     assert rejudged.to_markdown() == first.to_markdown()
     stored = [json.loads(line) for line in path.read_text().splitlines()]

@@ -64,17 +64,6 @@ SHIFT_SOURCES = (
     "self-harm-train-sources",
     "wrapped",
 )
-_MALICIOUS_SCENARIOS = {
-    "Illegal Activity",
-    "Hate Speech",
-    "Malware",
-    "Physical Harm",
-    "Economic Harm",
-    "Fraud",
-    "Pornography",
-    "Privacy Violence",
-}
-_SLOT = "[INSERT PROMPT HERE]"
 
 
 def _sample(items: list[Any], n: int, rng: random.Random) -> list[Any]:
