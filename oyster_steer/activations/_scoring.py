@@ -16,9 +16,10 @@ runs only blocks ``layer..n-1`` (:func:`oyster_steer.models.forward_from`), with
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -73,6 +74,15 @@ class Packed:
     layer: int = 0  # with the hidden states below: the first block still to run
     prompt_hidden: torch.Tensor | None = None  # (P, Tp, d) resid_pre of block ``layer``
     reply_hidden: torch.Tensor | None = None  # (R, Tr, d)
+    # reply rows of similar length, each run as its own reply pass at its own width (the
+    # frozen-inputs path): (row indices, width) per bucket, and ``unbucket`` (N,) the position
+    # of each row-major reply token in the buckets' concatenated tokens
+    buckets: tuple[tuple[torch.Tensor, int], ...] = ()
+    unbucket: torch.Tensor | None = None
+    # the first ``head`` prompt tokens are the same in every row (the chat template's system
+    # head): with ``share_head``, the frozen-inputs path runs them once, as a KV prefix
+    head: int = 0
+    head_hidden: torch.Tensor | None = None  # (1, head, d) its resid_pre of block ``layer``
 
     @property
     def n_replies(self) -> int:
@@ -106,11 +116,17 @@ def pack(
     pad_id: int,
     device: torch.device | str,
     hidden: Sequence[FrozenInputs] | None = None,
+    *,
+    share_head: bool = False,
 ) -> Packed:
     """Pad prompts (left) and replies (right) of ``groups`` into one :class:`Packed` batch.
 
     With ``hidden`` (one :class:`FrozenInputs` per group, from :func:`frozen_inputs`), the
-    batch also carries them, and :func:`reply_logprobs` starts at their block.
+    batch also carries them, and :func:`reply_logprobs` starts at their block. With
+    ``share_head`` too, the prompts' common first tokens (a chat template's system head) run
+    once, at batch 1, and every row attends to them as a KV prefix: only for hooks that edit
+    each row alike (a steering vector or a learned vector at every position), since the head's
+    pass has one row.
     """
     prompt_ids, prompt_mask = left_pad([list(g.prompt) for g in groups], pad_id, device)
     replies = [r for g in groups for r in g.replies]
@@ -124,14 +140,21 @@ def pack(
     rows = torch.arange(len(replies)).unsqueeze(1).expand(-1, width)[reply_mask.bool()]  # (N,)
     targets = reply_ids[reply_mask.bool()]  # (N,)
     to = lambda t: t.to(device)  # noqa: E731
-    extra: dict[str, object] = {}
+    buckets, unbucket = _reply_buckets([len(r) for r in replies])
+    extra: dict[str, object] = {
+        "buckets": tuple((to(rows), w) for rows, w in buckets),
+        "unbucket": to(unbucket),
+    }
     if hidden is not None:
         if len(hidden) != len(groups) or len({h.layer for h in hidden}) != 1:
             raise ValueError(
                 f"pack got {len(hidden)} frozen inputs for {len(groups)} groups: pass one per "
                 "group, all from the same frozen_inputs layer"
             )
-        extra = dict(
+        head = _common_head([g.prompt for g in groups]) if share_head else 0
+        extra |= dict(
+            head=head,
+            head_hidden=hidden[0].prompt[:head].unsqueeze(0) if head else None,
             layer=hidden[0].layer,
             prompt_hidden=_pad_hidden([h.prompt for h in hidden], prompt_ids.shape[1], "left"),
             reply_hidden=_pad_hidden([r for h in hidden for r in h.replies], width, "right"),
@@ -147,6 +170,62 @@ def pack(
         to(targets),
         **extra,  # type: ignore[arg-type]
     )
+
+
+def _common_head(prompts: Sequence[Ids]) -> int:
+    """Length of the token prefix all ``prompts`` share, leaving each at least one own token."""
+    n = min(len(p) for p in prompts) - 1
+    first = prompts[0]
+    for p in prompts[1:]:
+        k = 0
+        while k < n and p[k] == first[k]:
+            k += 1
+        n = k
+    return max(n, 0)
+
+
+# One more reply pass costs about as much as this many padded tokens (python and kernel launches
+# of every block); replies are split into length buckets only where that saves more.
+_BUCKET_COST = 16
+
+
+def _reply_buckets(lengths: Sequence[int]) -> tuple[list[tuple[torch.Tensor, int]], torch.Tensor]:
+    """Reply rows in buckets of similar length that minimise padded tokens + passes.
+
+    Replies of one prompt are often of very different lengths (a 48-token constructive reply, a
+    10-token refusal): right-padded together, half of what the reply pass computes is padding.
+    Buckets are contiguous runs of the rows sorted by length (an exact dynamic programme).
+    Returns ``[(rows, width), ...]`` and the (N,) index that puts the buckets' concatenated
+    real tokens back into row-major order.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    n = len(order)
+    best = [0.0] + [float("inf")] * n  # best[k]: cost of the first k sorted rows
+    cut = [0] * (n + 1)
+    for k in range(1, n + 1):
+        for j in range(k):  # rows order[j:k] form the last bucket, width lengths[order[k-1]]
+            cost = best[j] + (k - j) * lengths[order[k - 1]] + _BUCKET_COST
+            if cost < best[k]:
+                best[k], cut[k] = cost, j
+    spans = []
+    k = n
+    while k > 0:
+        spans.append((cut[k], k))
+        k = cut[k]
+    spans.reverse()
+    offsets = [0]
+    for length in lengths:
+        offsets.append(offsets[-1] + length)
+    where = [0] * offsets[-1]
+    buckets, pos = [], 0
+    for j, k in spans:
+        rows = order[j:k]
+        for r in rows:
+            for t in range(lengths[r]):
+                where[offsets[r] + t] = pos
+                pos += 1
+        buckets.append((torch.tensor(rows, dtype=torch.long), lengths[order[k - 1]]))
+    return buckets, torch.tensor(where, dtype=torch.long)
 
 
 def _pad_hidden(rows: Sequence[torch.Tensor], width: int, side: str) -> torch.Tensor:
@@ -181,14 +260,13 @@ def reply_logprobs(model: OysterModel, packed: Packed, *, full: bool = False) ->
     pos = start + torch.arange(packed.reply_ids.shape[1], device=start.device)  # (R, Tr)
     if packed.prompt_hidden is None:
         first_h, second_h = _two_passes(model, packed, mask, pos)
+        hidden = torch.cat(
+            [first_h[packed.owner, -1:], second_h[:, :-1]], dim=1
+        )  # (R, Tr, d): position k predicts reply token k
+        tokens = hidden[packed.reply_mask.bool()]  # (N, d)
     else:
-        first_h, second_h = _two_passes_from(model, packed, mask, pos)
-    hidden = torch.cat(
-        [first_h[packed.owner, -1:], second_h[:, :-1]], dim=1
-    )  # (R, Tr, d): position k predicts reply token k
-    logp = torch.log_softmax(
-        _head(model, hidden[packed.reply_mask.bool()]).float(), dim=-1
-    )  # (N, V)
+        tokens = _two_passes_from(model, packed, mask, pos)
+    logp = torch.log_softmax(_head(model, tokens).float(), dim=-1)  # (N, V)
     if full:
         return logp
     return logp.gather(-1, packed.targets.unsqueeze(-1)).squeeze(-1)  # (N,)
@@ -220,31 +298,74 @@ def _two_passes(
 
 def _two_passes_from(
     model: OysterModel, packed: Packed, mask: torch.Tensor, pos: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`_two_passes` from the packed frozen inputs: only blocks ``packed.layer`` and up run."""
+) -> torch.Tensor:
+    """Final hidden states (N, d) that predict each reply token, row-major, from the packed
+    frozen inputs: only blocks ``packed.layer`` and up run. The prompts run once; the replies
+    run on their prompts' cache, one pass per length bucket (no pass computes much padding)."""
     from transformers import DynamicCache
 
     assert packed.prompt_hidden is not None and packed.reply_hidden is not None
+    assert packed.unbucket is not None
     cache = DynamicCache(config=model.hf.config)  # blocks below the layer never write to it
-    pmask = packed.prompt_mask
-    first = forward_from(
-        model,
-        packed.layer,
-        packed.prompt_hidden.to(model.dtype),
-        pmask,
-        position_ids(pmask),
-        past_key_values=cache,
-    )
-    cache.batch_select_indices(packed.owner)
-    second = forward_from(
-        model,
-        packed.layer,
-        packed.reply_hidden.to(model.dtype),
-        mask,
-        pos,
-        past_key_values=cache,
-    )
-    return first, second
+    pmask, head, hidden = packed.prompt_mask, packed.head, packed.prompt_hidden.to(model.dtype)
+    tp = pmask.shape[1]
+    if head:
+        # the shared head: once, at batch 1 (row 0's copy: every row's is the same), then its
+        # KV is every row's prefix; the prompts' own tokens follow, left-padded after it
+        ones = pmask.new_ones(1, head)
+        own = pmask.sum(1, keepdim=True) - head  # (P, 1) each prompt's tokens after the head
+        width = tp - head
+        own_mask = (torch.arange(width, device=pmask.device) >= width - own).long()  # (P, W)
+        assert packed.head_hidden is not None
+        forward_from(
+            model,
+            packed.layer,
+            packed.head_hidden.to(model.dtype),
+            ones,
+            position_ids(ones),
+            past_key_values=cache,
+        )
+        cache.batch_select_indices(pmask.new_zeros(pmask.shape[0]))
+        pmask = torch.cat([ones.expand(pmask.shape[0], -1), own_mask], dim=1)  # (P, Tp)
+        mask = torch.cat([pmask[packed.owner], packed.reply_mask], dim=1)
+        first = forward_from(
+            model,
+            packed.layer,
+            hidden[:, head:],
+            pmask,
+            position_ids(pmask)[:, head:],
+            past_key_values=cache,
+        )
+    else:
+        first = forward_from(
+            model, packed.layer, hidden, pmask, position_ids(pmask), past_key_values=cache
+        )
+    parts = []
+    for rows, width in packed.buckets:
+        owner = packed.owner[rows]
+        second = forward_from(
+            model,
+            packed.layer,
+            packed.reply_hidden[rows, :width].to(model.dtype),
+            mask[rows, : tp + width],
+            pos[rows, :width],
+            past_key_values=_cache_rows(cache, owner),
+        )
+        hidden = torch.cat([first[owner, -1:], second[:, :-1]], dim=1)  # (n, width, d)
+        parts.append(hidden[packed.reply_mask[rows, :width].bool()])
+    return torch.cat(parts)[packed.unbucket]
+
+
+def _cache_rows(cache: Any, rows: torch.Tensor) -> Any:
+    """A new cache holding batch rows ``rows`` of ``cache`` (which is left as it is).
+
+    Layers are copied shallowly: ``batch_select_indices`` and the next pass's ``update`` rebind
+    the copies' tensors, so several reply passes can each extend their own rows of one prompt
+    pass's cache, gradients included."""
+    out = copy.copy(cache)
+    out.layers = [copy.copy(layer) for layer in cache.layers]
+    out.batch_select_indices(rows)
+    return out
 
 
 class _Reached(Exception):
@@ -343,11 +464,13 @@ def score_groups(
     full: bool = False,
     batch_size: int = 16,
     hidden: Sequence[FrozenInputs] | None = None,
+    share_head: bool = False,
 ) -> list[torch.Tensor]:
     """Per group, on the CPU: its replies' mean token log-probs (n_replies,), or when ``full``
     the (total reply tokens, V) log-probabilities, replies concatenated in order.
 
-    ``hidden``: the groups' :func:`frozen_inputs`, to run only the blocks above them."""
+    ``hidden``: the groups' :func:`frozen_inputs`, to run only the blocks above them;
+    ``share_head``: with ``hidden``, run the prompts' common head once (see :func:`pack`)."""
     out: list[torch.Tensor] = [torch.empty(0)] * len(groups)
     for chunk in _length_batches(groups, batch_size):
         packed = pack(
@@ -355,6 +478,7 @@ def score_groups(
             model.pad_id,
             model.device,
             None if hidden is None else [hidden[i] for i in chunk],
+            share_head=share_head,
         )
         lp = reply_logprobs(model, packed, full=full)
         if full:
@@ -376,11 +500,13 @@ def kl_from(
     *,
     batch_size: int = 16,
     hidden: Sequence[FrozenInputs] | None = None,
+    share_head: bool = False,
 ) -> torch.Tensor:
     """Per group, the mean over its reply tokens of KL(reference || model): (n_groups,), CPU.
 
     ``reference[i]`` holds group i's (tokens, V) log-probabilities from :func:`score_groups`
-    with ``full=True``, e.g. computed without steering; ``hidden`` as in :func:`score_groups`.
+    with ``full=True``, e.g. computed without steering; ``hidden`` and ``share_head`` as in
+    :func:`score_groups`.
     """
     out = torch.zeros(len(groups))
     for chunk in _length_batches(groups, batch_size):
@@ -389,6 +515,7 @@ def kl_from(
             model.pad_id,
             model.device,
             None if hidden is None else [hidden[i] for i in chunk],
+            share_head=share_head,
         )
         lp = reply_logprobs(model, packed, full=True)  # (N, V)
         ref = torch.cat([reference[i] for i in chunk]).to(lp.device, torch.float32)  # (N, V)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..reproduce._vector_results import results_markdown, write_section
-from ..steering._calibrate import calibrate_strength
+from ..steering._calibrate import CalibrationCache, calibrate_strength
 from ..vectors._learn import LearnConfig
 from ..vectors._train import train_vector
 from ..vectors._vector import load_vector, save_vector
@@ -153,7 +153,13 @@ def _train(
 
 
 def _calibrated(
-    model: Any, vec: Any, heldout: Any, budget: float, grid: Any, args: argparse.Namespace
+    model: Any,
+    vec: Any,
+    heldout: Any,
+    budget: float,
+    grid: Any,
+    args: argparse.Namespace,
+    cache: CalibrationCache | None = None,
 ) -> Any:
 
     curve = calibrate_strength(
@@ -163,6 +169,7 @@ def _calibrated(
         grid or (0.5, 1, 2, 4, 8),
         n_per_intent=SHIPPED["calibration_prompts"],
         progress=not args.quiet,
+        cache=cache,
     )
     strength = curve.recommend(budget)
     meta = {
@@ -183,9 +190,10 @@ def ship(model: Any, data: Any, out_dir: Path, args: argparse.Namespace) -> int:
     args.steps, n = SHIPPED["learn"]["steps"], SHIPPED["n_per_intent"]
     site, budget, val = SHIPPED["site"], SHIPPED["kl_budget"], data.split("validation")
     gains = {}
+    cache = CalibrationCache()  # the four calibrations share their prompts and unsteered scores
     for method in ("mean_diff", "pca", "learned"):
         vec = _train(model, data, method, "constructive", site, n[method], args)
-        vec, curve = _calibrated(model, vec, val, budget, SHIPPED["strengths"][method], args)
+        vec, curve = _calibrated(model, vec, val, budget, SHIPPED["strengths"][method], args, cache)
         gains[method] = curve.gain_at_kl(budget)
         save_vector(vec, out_dir / f"constructive-{method}.safetensors")
     best = max(gains, key=lambda m: gains[m])
@@ -193,7 +201,9 @@ def ship(model: Any, data: Any, out_dir: Path, args: argparse.Namespace) -> int:
         out_dir / f"constructive-{best}.safetensors", out_dir / "constructive.safetensors"
     )
     refusal = _train(model, data, "mean_diff", "refusal", site, n["refusal"], args)
-    refusal = _calibrated(model, refusal, val, budget, SHIPPED["strengths"]["mean_diff"], args)[0]
+    refusal = _calibrated(
+        model, refusal, val, budget, SHIPPED["strengths"]["mean_diff"], args, cache
+    )[0]
     save_vector(refusal, out_dir / "refusal.safetensors")
     print(
         f"validation margin gain at KL {budget:g}: "

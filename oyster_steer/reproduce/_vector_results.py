@@ -18,7 +18,7 @@ import numpy as np
 from ..backends import get_backend
 from ..data._contrast import sample_records
 from ..eval._rules import shown_reply
-from ..steering._calibrate import StrengthCurve, calibrate_strength
+from ..steering._calibrate import CalibrationCache, StrengthCurve, calibrate_strength
 from ..steering._steer import steer
 from ..vectors._vector import SteeringVector
 from ._markdown import write_section as _write_section
@@ -160,10 +160,11 @@ def results_markdown(
     """The whole section as markdown, and the curves it was computed from."""
     started = time.monotonic()
     curves = {}
+    cache = CalibrationCache()  # same prompts for every vector: material and strength 0 once
     for name, vec in vectors.items():
         grid = (strengths or {}).get(vec.method) or (0.5, 1, 2, 4, 8)
         curves[name] = calibrate_strength(
-            model, vec, heldout, grid, n_per_intent=n_per_intent, progress=progress
+            model, vec, heldout, grid, n_per_intent=n_per_intent, progress=progress, cache=cache
         )
     records = example_records(heldout)
     replies = generations(model, vectors, records)

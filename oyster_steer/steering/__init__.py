@@ -4,7 +4,7 @@ and calibrate a vector's strength.
 
 from __future__ import annotations
 
-from ._calibrate import calibrate_strength
+from ._calibrate import CalibrationCache, calibrate_strength
 from ._steer import patch, steer
 
-__all__ = ["calibrate_strength", "patch", "steer"]
+__all__ = ["CalibrationCache", "calibrate_strength", "patch", "steer"]

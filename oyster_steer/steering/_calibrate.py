@@ -42,7 +42,7 @@ from ._steer import patch
 if TYPE_CHECKING:
     from ..models._model import OysterModel
 
-__all__ = ["NEGATIVE_NAMES", "StrengthCurve", "calibrate_strength"]
+__all__ = ["NEGATIVE_NAMES", "CalibrationCache", "StrengthCurve", "calibrate_strength"]
 
 NEGATIVE_NAMES = {"constructive": ("refusal", "compliance"), "refusal": ("other",)}
 DEFAULT_STRENGTHS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -135,37 +135,80 @@ class StrengthCurve:
         return cls(**data)
 
 
-def _material(
-    model: OysterModel,
-    heldout: Any,
-    target: str,
-    n: int,
-    kl_tokens: int,
-    max_prompt_tokens: int,
-    max_reply_tokens: int | None,
-    seed: int,
-) -> Any:
-    """Tokenised contrasts per intent and benign prompts with their greedy continuations."""
-
+def _keeper(model: OysterModel, max_prompt_tokens: int) -> Any:
     def keep(r: Any) -> bool:
         return (
             len(model.tokenizer(r.text, add_special_tokens=False)["input_ids"]) <= max_prompt_tokens
         )
 
-    records = records_of(heldout)
+    return keep
+
+
+def _target_groups(
+    model: OysterModel,
+    records: Sequence[Any],
+    target: str,
+    n: int,
+    max_prompt_tokens: int,
+    max_reply_tokens: int | None,
+    seed: int,
+) -> dict[str, list[Group]]:
+    """Tokenised contrasts per target intent: prompt + [preferred, *negatives]."""
+    keep = _keeper(model, max_prompt_tokens)
     contrasts = contrasts_for(sample_records(records, TARGETS[target][0], n, seed, keep), target)
-    benign = sample_records(records, BENIGN_INTENTS, n, seed, keep)
-    if not benign:
-        raise EmptyInputError(
-            "calibration needs benign or borderline prompts for the KL: add some to heldout"
-        )
     groups: dict[str, list[Group]] = {}
     for c in contrasts:
         replies = tuple(reply_ids(model, r, max_reply_tokens) for r in (c.positive, *c.negatives))
         groups.setdefault(c.intent, []).append(Group(chat_ids(model, c.prompt), replies))
+    return groups
+
+
+def _benign_groups(
+    model: OysterModel,
+    records: Sequence[Any],
+    n: int,
+    kl_tokens: int,
+    max_prompt_tokens: int,
+    seed: int,
+) -> list[Group]:
+    """Benign and borderline prompts with the model's own greedy continuations."""
+    benign = sample_records(records, BENIGN_INTENTS, n, seed, _keeper(model, max_prompt_tokens))
+    if not benign:
+        raise EmptyInputError(
+            "calibration needs benign or borderline prompts for the KL: add some to heldout"
+        )
     benign_ids = [chat_ids(model, r.text) for r in benign]
     continuations = greedy_continuations(model, benign_ids, kl_tokens)
-    return groups, [Group(p, (c,)) for p, c in zip(benign_ids, continuations, strict=True)]
+    return [Group(p, (c,)) for p, c in zip(benign_ids, continuations, strict=True)]
+
+
+class CalibrationCache:
+    """What calibrations of several vectors on the same held-out prompts share, computed once.
+
+    The contrasts and benign prompts a calibration samples, the greedy continuations and the
+    unsteered reference log-probabilities of the benign prompts, the cached lower blocks, and
+    the margins at strength 0 (no steering installed) depend on the model, the prompts and the
+    settings, not on the vector. Pass one cache to every :func:`calibrate_strength` call that
+    calibrates vectors of one model on the same held-out set: each entry is keyed by everything
+    it depends on, so a call with other settings computes (and keeps) its own; the curves are
+    the ones separate calls give. Do not change the model's weights or hooks between the calls.
+
+    Example:
+        >>> cache = CalibrationCache()                                               # doctest: +SKIP
+        >>> curves = {m: calibrate_strength(model, v, val, cache=cache) for m, v in vecs.items()}  # doctest: +SKIP
+    """
+
+    def __init__(self) -> None:
+        self._store: dict[tuple[Any, ...], Any] = {}
+
+    def get(self, key: tuple[Any, ...], make: Any) -> Any:
+        """The value stored under ``key``, made by ``make()`` the first time."""
+        if key not in self._store:
+            self._store[key] = make()
+        return self._store[key]
+
+    def __len__(self) -> int:
+        return len(self._store)
 
 
 def _margins(
@@ -179,8 +222,8 @@ def _margins(
     out = {}
     for intent, gs in groups.items():
         frozen = None if hidden is None else hidden[intent]
-        scores = torch.stack(
-            score_groups(model, gs, batch_size=batch_size, hidden=frozen)
+        scores = torch.stack(  # a vector edits every row alike: the chat head runs once
+            score_groups(model, gs, batch_size=batch_size, hidden=frozen, share_head=True)
         )  # (n, 1 + n_neg)
         diffs = scores[:, :1] - scores[:, 1:]  # (n, n_neg)
         out[intent] = {
@@ -204,6 +247,7 @@ def calibrate_strength(
     batch_size: int = 16,
     seed: int = 0,
     progress: bool = True,
+    cache: CalibrationCache | None = None,
 ) -> StrengthCurve:
     """Measure reply margins and benign KL of ``vector`` at each strength, on held-out prompts.
 
@@ -218,6 +262,9 @@ def calibrate_strength(
         kl_tokens: greedy tokens along which benign KL is measured (plus the last prompt token).
         max_prompt_tokens: skip longer prompts; max_reply_tokens: score replies on their first
             tokens (None: whole replies).
+        cache: a :class:`CalibrationCache` shared by the calibrations of several vectors on the
+            same prompts: the material that does not depend on the vector, and the unsteered
+            margins, are computed by the first call only (same curves as without it).
 
     Returns:
         A :class:`StrengthCurve`; ``curve.recommend(kl_budget)`` gives a strength.
@@ -234,36 +281,71 @@ def calibrate_strength(
     hfm = model.with_backend("hf")
     vector.check_model(hfm)
     grid = sorted({0.0, *(float(s) for s in strengths)})
-    groups, kl_groups = _material(
-        hfm, heldout, target, n_per_intent, kl_tokens, max_prompt_tokens, max_reply_tokens, seed
+    records = records_of(heldout)
+    store = cache if cache is not None else CalibrationCache()
+    # everything below but the steered strengths is the same for every vector of this model
+    # calibrated on these prompts with these settings (see CalibrationCache)
+    base = (hfm.fingerprint, tuple(r.id for r in records), n_per_intent, max_prompt_tokens, seed)
+    tkey = (*base, target, max_reply_tokens)
+    bkey = (*base, kl_tokens)
+    groups = store.get(
+        ("groups", *tkey),
+        lambda: _target_groups(
+            hfm, records, target, n_per_intent, max_prompt_tokens, max_reply_tokens, seed
+        ),
     )
-    reference = score_groups(hfm, kl_groups, full=True, batch_size=batch_size)
+    kl_groups = store.get(
+        ("benign", *bkey),
+        lambda: _benign_groups(hfm, records, n_per_intent, kl_tokens, max_prompt_tokens, seed),
+    )
+    reference = store.get(
+        ("reference", *bkey, batch_size),
+        lambda: score_groups(hfm, kl_groups, full=True, batch_size=batch_size),
+    )
     # blocks below the vector's first site are the same at every strength: run them once
     # (not for prompt/generated positions: their tracker sits on the first block)
-    hidden, kl_hidden = None, None
+    hidden, kl_hidden, layer = None, None, None
     if positions == "all" and supports_forward_from(hfm):
         layer = min(parse_site(site).layer for site in vector.directions)
-        hidden = {
-            i: frozen_inputs(hfm, gs, layer, batch_size=batch_size) for i, gs in groups.items()
-        }
-        kl_hidden = frozen_inputs(hfm, kl_groups, layer, batch_size=batch_size)
+        hidden = store.get(
+            ("hidden", *tkey, layer, batch_size),
+            lambda: {
+                i: frozen_inputs(hfm, gs, layer, batch_size=batch_size) for i, gs in groups.items()
+            },
+        )
+        kl_hidden = store.get(
+            ("benign hidden", *bkey, layer, batch_size),
+            lambda: frozen_inputs(hfm, kl_groups, layer, batch_size=batch_size),
+        )
+    names = NEGATIVE_NAMES[target]
     per_strength, kls = [], []
     for s in tqdm(grid, desc="calibrate", unit="strength", disable=not progress, leave=False):
-        handle = patch(hfm, vector, strength=s, positions=positions) if s else None
+        if not s:  # unsteered: the same for every vector
+            per_strength.append(
+                store.get(
+                    ("margins at 0", *tkey, layer, batch_size),
+                    lambda: _margins(hfm, groups, names, batch_size, hidden),
+                )
+            )
+            kls.append(0.0)
+            continue
+        handle = patch(hfm, vector, strength=s, positions=positions)
         try:
-            per_strength.append(_margins(hfm, groups, NEGATIVE_NAMES[target], batch_size, hidden))
+            per_strength.append(_margins(hfm, groups, names, batch_size, hidden))
             kls.append(
                 float(
                     kl_from(
-                        hfm, kl_groups, reference, batch_size=batch_size, hidden=kl_hidden
+                        hfm,
+                        kl_groups,
+                        reference,
+                        batch_size=batch_size,
+                        hidden=kl_hidden,
+                        share_head=True,
                     ).mean()
                 )
-                if s
-                else 0.0
             )
         finally:
-            if handle is not None:
-                handle.remove()
+            handle.remove()
     margins = {
         i: {n: tuple(m[i][n] for m in per_strength) for n in per_strength[0][i]}
         for i in per_strength[0]

@@ -127,6 +127,7 @@ def _terms(
         model.pad_id,
         model.device,
         hidden,
+        share_head=True,  # the learned vector edits every row alike: the chat head runs once
     )
     logp = reply_logprobs(model, packed, full=True)  # (N, V)
     is_kl = packed.reply_of >= sum(sizes)  # (N,) tokens of the benign continuations

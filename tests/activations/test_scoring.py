@@ -129,3 +129,71 @@ def test_pack_refuses_mismatched_frozen_inputs(model, groups):
     hidden = frozen_inputs(model, groups, 1)
     with pytest.raises(ValueError, match="one per group"):
         pack(groups, model.pad_id, model.device, hidden[:1])
+
+
+def test_reply_buckets_cover_every_token_once_and_cut_padding():
+    from oyster_steer.activations._scoring import _reply_buckets
+
+    lengths = [48, 10, 13, 48, 11, 16, 40]
+    buckets, unbucket = _reply_buckets(lengths)
+    assert len(buckets) > 1  # the long and the short replies are run apart
+    assert sorted(int(r) for rows, _ in buckets for r in rows) == list(range(len(lengths)))
+    assert all(w == max(lengths[int(r)] for r in rows) for rows, w in buckets)
+    assert sum(len(rows) * w for rows, w in buckets) < len(lengths) * max(lengths)
+    assert sorted(unbucket.tolist()) == list(range(sum(lengths)))
+    assert _reply_buckets([5, 5, 5])[0][0][1] == 5 and len(_reply_buckets([5, 5, 5])[0]) == 1
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma2", "gpt_neox"])
+def test_bucketed_reply_passes_and_shared_head_score_like_one_padded_pass(
+    tiny_models, arch, monkeypatch
+):
+    """Reply passes split by length (each on its own copy of the prompts' cache), and the
+    prompts' common chat head run once as a KV prefix, give the one padded pass's log-probs
+    and gradients (and those are the full forward's)."""
+    from oyster_steer.activations import _scoring
+    from oyster_steer.activations._scoring import frozen_inputs
+    from oyster_steer.backends import Hook
+    from oyster_steer.core._sites import parse_site
+
+    model = tiny_models(arch, "hf")
+    prompts = ["I feel so alone lately.", "Hi", "How do I pick a lock on my own shed door?"]
+    replies = [
+        "I'm really glad you reached out, and I am here to listen to you for as long as you like.",
+        "No.",
+        "Sure, here is how.",
+    ]
+    gs = [Group(chat_ids(model, p), tuple(reply_ids(model, r) for r in replies)) for p in prompts]
+    hidden = frozen_inputs(model, gs, 1)
+    delta = (torch.linspace(-2, 2, model.d_model) / 4).requires_grad_(True)
+    hook = Hook(parse_site("blocks.1.hook_resid_post"), lambda h: h + delta, write=True)
+    got = {}
+    # full forward; one padded pass; a pass per length bucket; buckets + shared head; head only
+    for name, cost, use, share in [
+        ("full", 10**6, None, False),
+        ("padded", 10**6, hidden, False),
+        ("buckets", 0, hidden, False),
+        ("buckets+head", 0, hidden, True),
+        ("head", 10**6, hidden, True),
+    ]:
+        monkeypatch.setattr(_scoring, "_BUCKET_COST", cost)
+        packed = pack(gs, model.pad_id, model.device, use, share_head=share)
+        assert (len(packed.buckets) > 1) == (cost == 0)
+        assert (packed.head > 0) == share  # the chat template's head is common to the prompts
+        with get_backend("hf").add_hooks(model, [hook]):
+            lp = reply_logprobs(model, packed, full=True)
+            (lp.gather(-1, packed.targets[:, None]).sum() + lp[:, :7].sum()).backward()
+        got[name] = (lp.detach(), delta.grad.clone())
+        delta.grad = None
+    for name in ("padded", "buckets", "buckets+head", "head"):
+        torch.testing.assert_close(got[name][0], got["full"][0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(got[name][1], got["full"][1], atol=1e-5, rtol=1e-4)
+    assert float(got["full"][1].abs().max()) > 1e-3  # the gradient is not trivially zero
+
+
+def test_common_head_leaves_every_prompt_a_token():
+    from oyster_steer.activations._scoring import _common_head
+
+    assert _common_head([(1, 2, 3, 4), (1, 2, 3, 5, 6)]) == 3
+    assert _common_head([(1, 2, 3), (1, 2, 3, 4)]) == 2  # the shorter prompt keeps its last token
+    assert _common_head([(7, 2), (1, 2)]) == 0

@@ -154,3 +154,33 @@ def test_cached_lower_blocks_give_the_same_curve(model, curve, monkeypatch):
             np.testing.assert_allclose(
                 curve.margins[intent][name], full.margins[intent][name], rtol=1e-5, atol=1e-5
             )
+
+
+def test_a_shared_cache_gives_the_curves_of_separate_calls(model, monkeypatch):
+    """Vectors calibrated with one CalibrationCache (two constructive, one refusal) get exactly
+    the curves separate calls give, and the vector-independent work runs once."""
+    import oyster_steer.steering._calibrate as cal
+    from oyster_steer.steering import CalibrationCache
+
+    gen = torch.Generator().manual_seed(1)
+    vecs = [
+        SteeringVector.from_tensors(
+            model, {"blocks.1.hook_resid_post": torch.randn(64, generator=gen)}, meta=meta
+        )
+        for meta in ({}, {}, {"target": "refusal"})
+    ]
+    kw = dict(strengths=(4.0, 1.0), n_per_intent=3, kl_tokens=2, progress=False)
+    data = load_starter()
+    alone = [calibrate_strength(model, v, data, **kw) for v in vecs]
+    calls = []
+    real = cal.greedy_continuations
+    monkeypatch.setattr(
+        cal, "greedy_continuations", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    cache = CalibrationCache()
+    shared = [calibrate_strength(model, v, data, cache=cache, **kw) for v in vecs]
+    assert len(calls) == 1  # the benign continuations: once for all three
+    assert shared[2].target == "refusal" and set(shared[2].margins["malicious"]) == {"other"}
+    for a, b in zip(alone, shared, strict=True):
+        assert a.strengths == b.strengths and a.kl == b.kl and a.margins == b.margins
+    assert shared[0].margins != shared[1].margins  # different vectors: the test can fail
