@@ -612,3 +612,76 @@ def test_a_self_harm_method_request_taken_up_is_harmful_validation() -> None:
     ):
         assert not answers_harm_request(ask, safe, "harmful")
     assert not answers_harm_request("How do I get my toddler to sleep?", taken_up)  # no danger
+
+
+def _fitted_plan(model, texts, intents, bound, read="last"):
+    """A plan whose probe is fitted on these prompts' own activations (so it tells them apart)."""
+    from oyster_steer.activations._capture import capture
+    from oyster_steer.control._plan import ControlPlan, bind
+    from oyster_steer.probes._train import train_probe
+
+    labels = ("benign", "borderline", "vulnerable", "malicious")
+    site = "blocks.1.hook_resid_post"
+    x = capture(model, texts, [site], pool="last", progress=False)[site]
+    y = torch.tensor([labels.index(i) for i in intents])
+    intent = train_probe(
+        x, y, site=site, label_names=labels, val=(x, y), l2_grid=(1e-6,), calibrate=False
+    )
+    gen = torch.Generator().manual_seed(0)
+    v = {"blocks.2.hook_resid_post": torch.randn(model.d_model, generator=gen) * 4}
+    return ControlPlan(intent, [bind(v, bound, name="c")], read=read)
+
+
+def test_plan_rows_the_plan_leaves_unsteered_reuse_the_unsteered_replies(
+    model, probe, monkeypatch
+) -> None:
+    """Rows whose gates switch on no action are not generated again: their replies (and the
+    plan's recorded decisions) are those of generating every row under the plan."""
+    from oyster_steer.eval import _evaluate
+
+    prompts = load_starter().split("test").sample(3, seed=1)
+    plan = _fitted_plan(
+        model,
+        [r.text for r in prompts],
+        [r.intent for r in prompts],
+        {"guide": 2.0, "redirect": 2.0},
+    )
+    conds = [Condition("unsteered"), Condition("plan", "plan", plan)]
+    kw = dict(max_new_tokens=8, batch_size=4, judges=Judges(probe, False), progress=False)
+    reused = []
+    real = _evaluate._unsteered_rows
+    monkeypatch.setattr(
+        _evaluate, "_unsteered_rows", lambda *a: reused.append(real(*a)) or reused[-1]
+    )
+    fast = evaluate(model, prompts, conds, **kw)
+    monkeypatch.setattr(_evaluate, "_unsteered_rows", lambda *a: {})
+    slow = evaluate(model, prompts, conds, **kw)
+    keys = ("reply", "control_strategy", "control_intent")
+    got = {r["id"]: [r[k] for k in keys] for r in fast.replies("plan")}
+    want = {r["id"]: [r[k] for k in keys] for r in slow.replies("plan")}
+    assert got == want
+    strategies = [v[1] for v in want.values()]
+    assert 0 < len(reused[-1]) < len(want)  # some rows reused, some generated: the test can fail
+    assert {got[i][1] for i in reused[-1]} == {"help"}
+    assert "help" in strategies and len(set(strategies)) > 1
+    unsteered = {r["id"]: r["reply"] for r in slow.replies("unsteered")}
+    assert any(want[i][0] != unsteered[i] for i in want)  # the gated rows are steered
+
+
+def test_inert_rows_are_the_rows_without_an_action(model) -> None:
+    from oyster_steer.control import patch_plan
+    from oyster_steer.eval._generate import prompt_pass
+
+    records = load_starter().split("test").sample(3, seed=1)
+    texts, intents = [r.text for r in records], [r.intent for r in records]
+    for read in ("last", "running"):
+        plan = _fitted_plan(model, texts, intents, {"guide": 2.0}, read=read)
+        with patch_plan(model, plan) as handle:
+            prompt_pass(model, texts, stop_layer=2)
+            strategy, inert = handle.decisions().strategy, handle.inert_rows()
+        assert inert.shape == (len(texts),)
+        if read == "running":
+            assert not inert.any()  # the decision may change after the prompt pass
+        else:
+            assert inert.tolist() == [s != "guide" for s in strategy]
+            assert "guide" in strategy and not all(s == "guide" for s in strategy)

@@ -148,6 +148,24 @@ class ControlHandle(HookHandle):
             fault=s.fault[:rows, 0].cpu() > 0,
         )
 
+    def inert_rows(self) -> torch.Tensor:
+        """(B,) bool on the CPU: rows of the calling thread's last sequence that the plan leaves
+        exactly as the unpatched model computes them (read outside the hot path, like
+        :meth:`decisions`).
+
+        A row is inert when every strategy its latched gates switch on has no action (no
+        vector, no low-rank part): each site's edit is then ``x + w * 0``, bitwise ``x``, and
+        decode steps keep the latch. Plans whose decision can change after the prompt pass
+        (``read="running"`` or ``"after_thinking"``) or that hold custom operators (whose
+        gated-off output is ``0 * fn(x)``) have no inert rows.
+        """
+        st = self._state
+        gates = st.run.gates[: st.run.batch].cpu()  # (B, S)
+        if st.read_mode not in ("last", "window") or st.custom_gain.shape[1]:
+            return torch.zeros(gates.shape[0], dtype=torch.bool)
+        acts = (st.stacked != 0).any(1) | (st.low_gain != 0).any(1)  # (S,) strategies that edit
+        return ~((gates != 0) & acts.cpu()).any(1)
+
     def trace(self) -> ControlTrace:
         """Per-token readings and applied gates of the last sequence (needs ``trace=True``)."""
         s = self._state.run

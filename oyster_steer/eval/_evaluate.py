@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core._errors import EmptyInputError, ModelMismatchError
+from ..core._sites import resolve_site
 from ..data import UNKNOWN_CATEGORY, PromptRecord
 from ._conditions import Condition
-from ._generate import divergence, generate_replies
+from ._generate import divergence, generate_replies, prompt_pass
 from ._judges import JUDGE_VERSION, Judges, judge_replies
 from ._result import EvalResult
 
@@ -181,6 +182,52 @@ def _by_length(model: OysterModel, records: list[PromptRecord]) -> list[PromptRe
     return [records[i] for i in order]
 
 
+def _unsteered_rows(
+    model: OysterModel,
+    store: _Results,
+    cond: Condition,
+    todo: list[PromptRecord],
+    base: str | None,
+    step: int,
+) -> dict[str, dict[str, Any]]:
+    """Replies of a control plan's rows that the plan leaves unsteered, without generating them.
+
+    Per batch (the batches the unsteered condition was answered in), one prompt pass up to the
+    plan's probes latches the decisions; a row whose gates switch on no action
+    (:meth:`~oyster_steer.control.ControlHandle.inert_rows`) computes exactly what the
+    unpatched model computes in that batch, so its reply is the unsteered condition's. Returns
+    id -> its row fields (reply, decision); empty unless ``cond`` is a plan, ``base`` (the
+    unsteered condition) is answered, and the model runs on the hf backend.
+    """
+    if cond.kind != "plan" or base is None or model.backend != "hf":
+        return {}
+    have = store.replies(base)
+    if not todo or any(r.id not in have for r in todo):
+        return {}  # another batching than the unsteered run's: generate them all
+    out: dict[str, dict[str, Any]] = {}
+    with cond.applied(model) as handle:
+        plan = handle.plan
+        stop = 1 + max(
+            resolve_site(p.site, model.n_layers).layer
+            for p in (plan.probe, *plan.monitors.values())
+        )
+        for start in range(0, len(todo), step):
+            chunk = todo[start : start + step]
+            t0 = time.perf_counter()
+            prompt_pass(model, [r.text for r in chunk], stop)
+            dec, inert = handle.decisions(), handle.inert_rows()
+            seconds = (time.perf_counter() - t0) / len(chunk)
+            for row, r in enumerate(chunk):
+                if bool(inert[row]):
+                    out[r.id] = {
+                        "reply": have[r.id],
+                        "gen_seconds": seconds,
+                        "control_strategy": dec.strategy[row],
+                        "control_intent": dec.intent[row],
+                    }
+    return out
+
+
 def _answer(
     model: OysterModel,
     store: _Results,
@@ -192,6 +239,17 @@ def _answer(
 ) -> None:
     todo = _by_length(model, [r for r in records if ("reply", cond.name, r.id) not in store.done])
     step = opts["batch_size"]
+    known = _unsteered_rows(model, store, cond, todo, opts.get("base"), step)
+    reused = [r for r in todo if r.id in known]
+    for start in range(0, len(reused), step):  # judged and stored like generated rows
+        chunk = reused[start : start + step]
+        texts = [known[r.id]["reply"] for r in chunk]
+        judged = judge_replies(chunk, texts, model=model, judges=judges)
+        store.add(
+            [_record_row(r, cond) | known[r.id] | j for r, j in zip(chunk, judged, strict=True)]
+        )
+        bar.update(len(chunk))
+    todo = [r for r in todo if r.id not in known]
     for start in range(0, len(todo), step):
         chunk = todo[start : start + step]
         decided: dict[int, dict[str, Any]] = {}
@@ -307,7 +365,7 @@ def evaluate(
         )
     records = _records(prompts)
     judges = judges or Judges()
-    opts = {"max_new_tokens": max_new_tokens, "batch_size": batch_size}
+    opts: dict[str, Any] = {"max_new_tokens": max_new_tokens, "batch_size": batch_size}
     store = _Results(results_path, model, max_new_tokens)
     if store.stale:
         store.rejudge(model, judges)
@@ -321,6 +379,8 @@ def evaluate(
     ) as bar:
         for cond in resolved:
             _answer(model, store, cond, records, judges, opts, bar)
+            if not cond.steered:
+                opts["base"] = cond.name
     base = next((c.name for c in resolved if not c.steered), None)
     near = [r for r in records if r.intent in divergence_intents]
     steered = [c for c in resolved if c.steered]

@@ -18,7 +18,7 @@ from ..models._model import left_pad
 if TYPE_CHECKING:
     from ..models._model import OysterModel
 
-__all__ = ["divergence", "generate_replies"]
+__all__ = ["divergence", "generate_replies", "prompt_pass"]
 
 
 @torch.inference_mode()
@@ -55,6 +55,41 @@ def generate_replies(
         if after_batch is not None:
             after_batch(batch)
     return replies
+
+
+class _Stop(Exception):
+    """Raised by :func:`prompt_pass`'s pre-hook once the blocks it needs have run."""
+
+
+@torch.inference_mode()
+def prompt_pass(model: OysterModel, prompts: Sequence[str], stop_layer: int | None = None) -> None:
+    """Run ``prompts`` (chat-formatted, left-padded in this order) as ``generate`` runs its
+    prompt pass, with whatever hooks are installed, up to block ``stop_layer`` (exclusive).
+
+    For reading what hooks latch on a prompt pass (a control plan's per-row decisions) without
+    generating: the blocks above the probes and the LM head are not run. hf backend only.
+    """
+    if not prompts:
+        raise EmptyInputError("no prompts to run: pass at least one prompt")
+    ids, mask = left_pad(
+        [model.encode([p])[0][0].tolist() for p in prompts], model.pad_id, model.device
+    )
+    pos = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1)  # as generate's prompt pass
+    handle = None
+    if stop_layer is not None and stop_layer < model.n_layers:
+
+        def stop(*_: Any) -> None:
+            raise _Stop
+
+        block = model.hf.get_submodule(model.spec.layers)[stop_layer]
+        handle = block.register_forward_pre_hook(stop)
+    try:
+        model.hf(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)
+    except _Stop:
+        pass
+    finally:
+        if handle is not None:
+            handle.remove()
 
 
 def _decode(model: OysterModel, new: torch.Tensor) -> str:
