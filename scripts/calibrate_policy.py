@@ -22,7 +22,7 @@ from oyster_steer import load_model, load_probe
 from oyster_steer.activations._cache import cached_capture
 from oyster_steer.cli._probe import default_sweep_sites
 from oyster_steer.control import Policy
-from oyster_steer.control._policy_calibration import calibrate_guide, decision_table
+from oyster_steer.control._policy_calibration import calibrate_guide, decision_table, load_policy
 from oyster_steer.probes._data import probe_splits
 
 
@@ -40,7 +40,11 @@ def main() -> None:
     ap.add_argument("--probes", type=Path, default=Path("probes/smollm2-135m-instruct"))
     ap.add_argument("--cache", type=Path, default=Path("runs/capture-cache"))
     ap.add_argument("--max-vulnerable-loss", type=float, default=0.01)
+    ap.add_argument("--max-malicious-help-gain", type=float, default=0.04)
     ap.add_argument("--write", action="store_true", help="write <probes>/policy.json")
+    ap.add_argument(
+        "--previous", type=Path, default=None, help="also tabulate this policy JSON (before/after)"
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     model = load_model()
@@ -56,23 +60,40 @@ def main() -> None:
         recs[split] = list(ps)
     base = Policy().reindex(probe.labels)
     intents = {s: [r.intent for r in recs[s]] for s in recs}
+    self_harm = {
+        s: torch.tensor([r.intent == "vulnerable" and r.risk == "harmful" for r in recs[s]])
+        for s in recs
+    }
     cal = calibrate_guide(
         post["validation"],
         intents["validation"],
         base=base,
         max_vulnerable_loss=args.max_vulnerable_loss,
+        max_malicious_help_gain=args.max_malicious_help_gain,
+        self_harm=self_harm["validation"],
     )
-    print("validation grid: delta, benign+borderline -> guide, vulnerable guide/help/redirect")
+    print(
+        "validation grid: delta, guide_malicious, benign+borderline help/guide/redirect, "
+        "vulnerable guide/help/redirect, malicious help/guide/redirect, self-harm redirect (%)"
+    )
     for g in cal.grid:
-        v = g["table"]["vulnerable"]
+        v, m = g["table"]["vulnerable"], g["table"]["malicious"]
+        sh = g["self_harm"]["redirect"] if g.get("self_harm") else float("nan")
         print(
-            f"  {g['delta']:.2f}  {100 * g['benign_borderline_guide']:.1f}%  {100 * v['guide']:.1f}/{100 * v['help']:.1f}/{100 * v['redirect']:.1f}"
+            f"  {g['delta']:.2f} {g['guide_malicious']:.1f}  "
+            f"{100 * g['benign_borderline_help']:.1f}/{100 * g['benign_borderline_guide']:.1f}/{100 * g['benign_borderline_redirect']:.1f}  "
+            f"{100 * v['guide']:.1f}/{100 * v['help']:.1f}/{100 * v['redirect']:.1f}  "
+            f"{100 * m['help']:.1f}/{100 * m['guide']:.1f}/{100 * m['redirect']:.1f}  {100 * sh:.1f}"
         )
-    print(f"chosen delta {cal.delta}")
+    print(f"chosen delta {cal.delta}, guide_malicious {cal.guide_malicious}")
     strategies = base.strategies
     head = "| intent | n | " + " | ".join(strategies) + " |\n|---|---|" + "---|" * len(strategies)
     for split in ("validation", "test"):
-        for name, pol in (("default", base), (f"calibrated (delta {cal.delta})", cal.policy)):
+        chosen = f"calibrated (delta {cal.delta}, guide_malicious {cal.guide_malicious})"
+        named = [("default", base)]
+        if args.previous is not None:
+            named.append(("previous", load_policy(args.previous).reindex(probe.labels)))
+        for name, pol in [*named, (chosen, cal.policy)]:
             print(f"\n{split}, {name} policy\n{head}")
             print("\n".join(_fmt(decision_table(pol, post[split], intents[split]), strategies)))
             sup = torch.tensor([r.meta.get("cssrs") == "Supportive" for r in recs[split]])
@@ -80,6 +101,7 @@ def main() -> None:
                 post[split].amax(-1) < 0.6
             )
             for what, sel in (
+                ("self-directed harm (vulnerable/harmful)", self_harm[split]),
                 ("reddit-cssrs Supportive (borderline)", sup),
                 ("vulnerable, max posterior < 0.6", low),
             ):
@@ -95,7 +117,8 @@ def main() -> None:
                     "intents": list(cal.policy.intents),
                     "payoff": [[round(v, 4) for v in row] for row in cal.policy.payoff.tolist()],
                     "guide_delta": cal.delta,
-                    "chosen_by": f"validation split of probe_splits(): fewest benign+borderline rows sent to guide with vulnerable rows losing at most {args.max_vulnerable_loss} of their guide share and gaining no redirects (scripts/calibrate_policy.py)",
+                    "guide_malicious": cal.guide_malicious,
+                    "chosen_by": f"validation split of probe_splits(): most benign+borderline rows helped with, against the default payoff, vulnerable rows losing at most {args.max_vulnerable_loss} of their guide share and gaining no redirects, self-directed harm rows gaining no redirects and no help, malicious rows helped rising by at most {args.max_malicious_help_gain} and redirected not falling (scripts/calibrate_policy.py)",
                 },
                 indent=1,
             )

@@ -2,15 +2,26 @@
 
 Under :data:`~oyster_steer.control.DEFAULT_PAYOFF` a benign reading has to beat a vulnerable
 one by a wide margin before the policy helps (guide wins while p(vulnerable) > 0.23 of the
-benign/vulnerable mass): every benign or borderline prompt the intent probe is a little unsure
-about is steered toward "guide", which is what shows up as benign KL in issue 14. The knob here
-is one number, ``delta``: how much less a guided reply is worth to a benign or borderline user
-than the default says (``U[guide, benign] = 0.4 - delta``, ``U[guide, borderline] = 0.6 -
-delta``). The vulnerable and malicious columns do not move, so guide vs redirect for a
-vulnerable-or-malicious reading (9/14) is unchanged: a low-confidence self-harm reading that
-mixes vulnerable and malicious still lands on guide, never redirect. ``delta`` is chosen on
-validation posteriors: the largest cut in benign+borderline -> guide whose cost on vulnerable
-rows (sent to help or redirect instead of guide) stays within ``max_vulnerable_loss``.
+benign/vulnerable mass), and guide is also the policy's abstention between benign and malicious
+(it guides while 3/13 < p(malicious) < 7/12 of that mass): every benign or borderline prompt the
+intent probe is a little unsure about is steered toward "guide", whose learned action answers
+with crisis guidance ("I'm sorry you're facing this ... a counsellor can help") to questions with
+no danger in them. Two knobs, both moving only the guide row:
+
+* ``delta``: how much less a guided reply is worth to a benign or borderline user than the
+  default says (``U[guide, benign] = 0.4 - delta``, ``U[guide, borderline] = 0.6 - delta``);
+* ``guide_malicious`` (``gm``): how much more a guided reply is worth against a malicious
+  reading (``U[guide, malicious] = 0 + gm``; it stays below redirect's 1, so a sure malicious
+  reading is still redirected). It keeps guide as the abstention for the *vulnerable-or-malicious*
+  doubt that matters (guide beats redirect up to p(malicious) = (1.8 / (1.8 + 1 - gm)) of that
+  mass: 9/14 at gm = 0, 0.69 at gm = 0.2) while ``delta`` takes it away from benign doubts.
+
+Both are chosen on validation posteriors: the most benign + borderline rows helped (ties: fewer
+of them redirected, then the smaller knobs) among the operating points where, against the
+default payoff, vulnerable rows lose at most ``max_vulnerable_loss`` of their guide share and
+gain no redirects, self-directed harm rows (when marked) gain no redirects and no help, malicious rows
+helped rise by at most ``max_malicious_help_gain`` and malicious rows redirected do not fall
+(guide must not become the answer to a reading the default would redirect).
 """
 
 from __future__ import annotations
@@ -25,23 +36,34 @@ from ._policy import Policy
 
 __all__ = ["GuideCalibration", "calibrate_guide", "decision_table", "guide_policy", "load_policy"]
 
-DELTAS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(13))  # 0 .. 0.6
+DELTAS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(17))  # 0 .. 0.8
+GUIDE_MALICIOUS: tuple[float, ...] = tuple(round(0.1 * k, 1) for k in range(6))  # 0 .. 0.5
 
 
-def guide_policy(delta: float, base: Policy | None = None) -> Policy:
-    """``base`` (default :class:`Policy`) with guide worth ``delta`` less to benign and borderline users.
+def guide_policy(
+    delta: float, base: Policy | None = None, *, guide_malicious: float = 0.0
+) -> Policy:
+    """``base`` (default :class:`Policy`) with guide worth ``delta`` less to benign and borderline
+    users and ``guide_malicious`` more against a malicious reading.
 
     Example:
-        >>> [round(v, 2) for v in guide_policy(0.2).payoff[1].tolist()]
-        [0.2, 0.4, 1.0, 0.0]
+        >>> [round(v, 2) for v in guide_policy(0.2, guide_malicious=0.1).payoff[1].tolist()]
+        [0.2, 0.4, 1.0, 0.1]
     """
     base = base or Policy()
     if not 0 <= delta < 5:
         raise ValueError(f"delta={delta} must be in [0, 5): a utility cut for guiding benign users")
     payoff = base.payoff.clone()
-    g = base.strategies.index("guide")
+    g, r = base.strategies.index("guide"), base.strategies.index("redirect")
+    m = base.intents.index("malicious")
+    if not 0 <= guide_malicious < float(payoff[r, m] - payoff[g, m]):
+        raise ValueError(
+            f"guide_malicious={guide_malicious} must be in [0, {float(payoff[r, m] - payoff[g, m]):g}): "
+            "guide has to stay worth less than redirect against a sure malicious reading"
+        )
     for intent in ("benign", "borderline"):
         payoff[g, base.intents.index(intent)] -= delta
+    payoff[g, m] += guide_malicious
     return base.replace(payoff=payoff)
 
 
@@ -62,11 +84,13 @@ def decision_table(
 
 @dataclass(frozen=True)
 class GuideCalibration:
-    """The chosen ``delta``, its policy, and the validation table of every ``delta`` tried."""
+    """The chosen ``delta`` and ``guide_malicious``, their policy, and the validation table of
+    every operating point tried."""
 
     delta: float
     policy: Policy
     grid: list[dict[str, Any]]
+    guide_malicious: float = 0.0
 
 
 def calibrate_guide(
@@ -75,11 +99,15 @@ def calibrate_guide(
     *,
     base: Policy | None = None,
     deltas: Sequence[float] = DELTAS,
+    guide_malicious: Sequence[float] = GUIDE_MALICIOUS,
     max_vulnerable_loss: float = 0.01,
+    max_malicious_help_gain: float = 0.04,
+    self_harm: torch.Tensor | None = None,
 ) -> GuideCalibration:
-    """The ``delta`` (see module doc) that sends the fewest benign and borderline rows to guide
-    while vulnerable rows lose at most ``max_vulnerable_loss`` of their guide share to help and
-    never gain redirects, on validation posteriors (N, C) in the policy's intent order."""
+    """The ``delta`` and ``guide_malicious`` (see module doc) that help the most benign and
+    borderline rows within the vulnerable, self-harm and malicious budgets, on validation
+    posteriors (N, C) in the policy's intent order; ``self_harm`` is an optional (N,) bool mask
+    of self-directed harm rows that must gain no redirects."""
     base = base or Policy()
     if posterior.shape[0] != len(intents) or posterior.shape[1] != base.n_intents:
         raise ValueError(
@@ -88,22 +116,73 @@ def calibrate_guide(
         )
     if "vulnerable" not in intents:
         raise ValueError("no vulnerable rows to check the guide cut on: include vulnerable prompts")
+    if self_harm is not None and tuple(self_harm.shape) != (len(intents),):
+        raise ValueError(
+            f"self_harm has shape {tuple(self_harm.shape)} for {len(intents)} rows: pass one bool per row"
+        )
+    sh_names = list(intents)
+    if self_harm is not None:
+        sh_names = ["self-harm" if bool(f) else "-" for f in self_harm.tolist()]
     grid: list[dict[str, Any]] = []
-    for d in deltas:
-        table = decision_table(guide_policy(d, base), posterior, intents)
-        bb = [table[i] for i in ("benign", "borderline") if i in table]
-        n = sum(r["n"] for r in bb)
-        guided = sum(r["guide"] * r["n"] for r in bb) / max(n, 1.0)
-        grid.append({"delta": d, "benign_borderline_guide": guided, "table": table})
-    v0 = grid[0]["table"]["vulnerable"]
-    ok = [
-        g
-        for g in grid
-        if g["table"]["vulnerable"]["guide"] >= v0["guide"] - max_vulnerable_loss - 1e-9
-        and g["table"]["vulnerable"]["redirect"] <= v0["redirect"] + 1e-9
-    ]
-    best = min(ok, key=lambda g: (round(g["benign_borderline_guide"], 6), g["delta"]))
-    return GuideCalibration(best["delta"], guide_policy(best["delta"], base), grid)
+    for gm in guide_malicious:
+        for d in deltas:
+            policy = guide_policy(d, base, guide_malicious=gm)
+            table = decision_table(policy, posterior, intents)
+            bb = [table[i] for i in ("benign", "borderline") if i in table]
+            n = max(sum(r["n"] for r in bb), 1.0)
+            row = {
+                "delta": d,
+                "guide_malicious": gm,
+                "benign_borderline_guide": sum(r["guide"] * r["n"] for r in bb) / n,
+                "benign_borderline_help": sum(r["help"] * r["n"] for r in bb) / n,
+                "benign_borderline_redirect": sum(r["redirect"] * r["n"] for r in bb) / n,
+                "table": table,
+            }
+            if self_harm is not None:
+                row["self_harm"] = decision_table(policy, posterior, sh_names).get("self-harm")
+            grid.append(row)
+    ref_table = decision_table(base, posterior, intents)  # the budgets are against the default
+    ref_sh = decision_table(base, posterior, sh_names).get("self-harm")
+    v0, m0 = ref_table["vulnerable"], ref_table.get("malicious")
+
+    def ok(g: dict[str, Any]) -> bool:
+        v, m, sh = g["table"]["vulnerable"], g["table"].get("malicious"), g.get("self_harm")
+        return (
+            v["guide"] >= v0["guide"] - max_vulnerable_loss - 1e-9
+            and v["redirect"] <= v0["redirect"] + 1e-9
+            and (
+                sh is None
+                or ref_sh is None
+                or (
+                    sh["redirect"] <= ref_sh["redirect"] + 1e-9
+                    and sh["help"] <= ref_sh["help"] + 1e-9
+                )
+            )
+            and (
+                m is None
+                or m0 is None
+                or (
+                    m["help"] <= m0["help"] + max_malicious_help_gain + 1e-9
+                    and m["redirect"] >= m0["redirect"] - 1e-9
+                )
+            )
+        )
+
+    feasible = [g for g in grid if ok(g)] or [grid[0]]
+    best = min(
+        feasible,
+        key=lambda g: (
+            -round(g["benign_borderline_help"], 6),
+            round(g["benign_borderline_redirect"], 6),
+            g["delta"] + g["guide_malicious"],
+        ),
+    )
+    return GuideCalibration(
+        best["delta"],
+        guide_policy(best["delta"], base, guide_malicious=best["guide_malicious"]),
+        grid,
+        best["guide_malicious"],
+    )
 
 
 def load_policy(path: Any) -> Policy:

@@ -68,3 +68,49 @@ def test_load_policy_round_trips_and_rejects_a_bad_file(tmp_path):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ValueError, match="does not read as a policy"):
         load_policy(tmp_path / "bad.json")
+
+
+def test_guide_malicious_keeps_a_sure_malicious_reading_redirected():
+    pol = guide_policy(0.0, guide_malicious=0.5)
+    g, r = pol.strategies.index("guide"), pol.strategies.index("redirect")
+    assert pol.gates(torch.tensor([[0.0, 0.0, 0.0, 1.0]])).argmax(-1).tolist() == [r]
+    # vulnerable-or-malicious doubt: guides further toward malicious than gm = 0 (9/14 = 0.643)
+    doubt = torch.tensor([[0.0, 0.0, 0.33, 0.67]])
+    assert guide_policy(0.0).gates(doubt).argmax(-1).tolist() == [r]
+    assert guide_policy(0.0, guide_malicious=0.2).gates(doubt).argmax(-1).tolist() == [g]
+    with pytest.raises(ValueError, match="guide_malicious"):
+        guide_policy(0.0, guide_malicious=1.0)
+
+
+def test_calibrate_guide_never_buys_benign_help_with_a_self_harm_row():
+    # benign rows with some malicious doubt: any delta > 0.1 helps them...
+    benign = _rows([0.62, 0.0, 0.0, 0.38], 40)
+    vulnerable = _rows([0.0, 0.0, 1.0, 0.0], 40)
+    # ...but the same cut would send this self-harm reading (benign-looking wording) to help
+    self_harm = _rows([0.5, 0.2, 0.04, 0.26], 4)
+    post = torch.cat([benign, vulnerable, self_harm])
+    intents = ["benign"] * 40 + ["vulnerable"] * 44
+    free = calibrate_guide(post, intents, max_vulnerable_loss=0.1)
+    mask = torch.tensor([False] * 80 + [True] * 4)
+    held = calibrate_guide(post, intents, max_vulnerable_loss=0.1, self_harm=mask)
+    sh = ["vulnerable"] * 4
+    assert decision_table(free.policy, self_harm, sh)["vulnerable"]["help"] == 1.0
+    assert decision_table(held.policy, self_harm, sh)["vulnerable"]["guide"] == 1.0
+    assert held.delta + held.guide_malicious < free.delta + free.guide_malicious
+
+
+def test_calibrate_guide_keeps_malicious_help_within_budget():
+    # helping this benign doubt needs delta > 0.34; that cut helps these malicious rows (> 0.26)
+    benign = _rows([0.68, 0.0, 0.0, 0.32], 40)
+    malicious = _rows([0.7, 0.0, 0.0, 0.3], 20)
+    vulnerable = _rows([0.0, 0.0, 1.0, 0.0], 20)
+    post = torch.cat([benign, malicious, vulnerable])
+    intents = ["benign"] * 40 + ["malicious"] * 20 + ["vulnerable"] * 20
+    free = decision_table(
+        calibrate_guide(post, intents, max_malicious_help_gain=1.0).policy, post, intents
+    )
+    held = decision_table(
+        calibrate_guide(post, intents, max_malicious_help_gain=0.0).policy, post, intents
+    )
+    assert free["benign"]["help"] == 1.0 and free["malicious"]["help"] == 1.0
+    assert held["malicious"]["help"] == 0.0 and held["benign"]["help"] == 0.0
