@@ -57,7 +57,33 @@ def full_forwards() -> Iterator[None]:
             m.supports_forward_from = fn
 
 
-def jobs(model: Any, args: argparse.Namespace) -> dict[str, Callable[[], Any]]:
+@contextlib.contextmanager
+def one_padded_pass() -> Iterator[None]:
+    """The cached-lower-blocks path as it was before the reply buckets and the shared head:
+    one reply pass padded to the longest reply, and every prompt's chat head run per row."""
+    from oyster_steer.activations import _scoring
+
+    saved = _scoring._BUCKET_COST, _scoring._common_head
+    _scoring._BUCKET_COST = 10**9
+    _scoring._common_head = lambda prompts: 0  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        _scoring._BUCKET_COST, _scoring._common_head = saved
+
+
+MODES = ("full forwards", "cached, before", "cached lower blocks")
+
+
+def mode_context(mode: str) -> Any:
+    if mode == "full forwards":
+        return full_forwards()
+    if mode == "cached, before":
+        return one_padded_pass()
+    return contextlib.nullcontext()
+
+
+def jobs(model: Any, args: argparse.Namespace) -> dict[str, Callable[[str], Any]]:
     from oyster_steer.data import load_starter
     from oyster_steer.steering._calibrate import calibrate_strength
     from oyster_steer.vectors._learn import LearnConfig
@@ -72,7 +98,7 @@ def jobs(model: Any, args: argparse.Namespace) -> dict[str, Callable[[], Any]]:
     )
     cfg = LearnConfig(steps=args.steps, eval_every=args.steps, max_reply_tokens=24, seed=0)
 
-    def train() -> Any:
+    def train(mode: str) -> Any:
         v = train_vector(
             model,
             data,
@@ -84,13 +110,45 @@ def jobs(model: Any, args: argparse.Namespace) -> dict[str, Callable[[], Any]]:
         )
         return v.directions[site]
 
-    def calibrate() -> Any:
+    def calibrate(mode: str) -> Any:
         c = calibrate_strength(
             model, vec, data, (0.5, 1.0, 2.0), n_per_intent=args.n, kl_tokens=4, progress=False
         )
         return torch.tensor([*c.kl, *c.margin()])
 
-    return {"train-vector (learned)": train, "calibrate_strength": calibrate}
+    vecs = [
+        SteeringVector.from_tensors(
+            model, {site: torch.randn(model.d_model, generator=gen)}, method="mean_diff"
+        )
+        for _ in range(3)
+    ]
+
+    def calibrate3(mode: str) -> Any:
+        # what vector-results does: three vectors on the same prompts, with one shared
+        # CalibrationCache in today's mode (separate calls before)
+        from oyster_steer.steering._calibrate import CalibrationCache
+
+        cache = CalibrationCache() if mode == "cached lower blocks" else None
+        out = []
+        for v in vecs:
+            c = calibrate_strength(
+                model,
+                v,
+                data,
+                (0.5, 1.0, 2.0),
+                n_per_intent=args.n,
+                kl_tokens=4,
+                progress=False,
+                cache=cache,
+            )
+            out += [*c.kl, *c.margin()]
+        return torch.tensor(out)
+
+    return {
+        "train-vector (learned)": train,
+        "calibrate_strength": calibrate,
+        "calibrate 3 vectors": calibrate3,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.where:
         for name, fn in todo.items():
             prof = cProfile.Profile()
-            prof.runcall(fn)
+            prof.runcall(fn, "cached lower blocks")
             print(f"== {name}")
             pstats.Stats(prof).sort_stats("cumulative").print_stats(
                 r"_scoring|_learn|_calibrate|_capture|_generate|_forward|generate\b", 25
@@ -121,11 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     outs: dict[str, Any] = {}
     for round_ in range(args.repeats):
         for name, fn in todo.items():
-            for mode in ("full forwards", "cached lower blocks"):
-                ctx = full_forwards() if mode == "full forwards" else contextlib.nullcontext()
+            modes = MODES if round_ % 2 == 0 else MODES[::-1]
+            for mode in modes:
                 wall, cpu = time.perf_counter(), time.process_time()
-                with ctx:
-                    outs[name, mode] = fn().cpu()
+                with mode_context(mode):
+                    outs[name, mode] = fn(mode).cpu()
                 times.setdefault(f"{name}|{mode}", []).append(
                     (time.perf_counter() - wall, time.process_time() - cpu)
                 )
@@ -137,9 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for name in todo:
         base = f"{name}|full forwards"
-        diff = float((outs[name, "full forwards"] - outs[name, "cached lower blocks"]).abs().max())
-        for mode in ("full forwards", "cached lower blocks"):
+        for mode in MODES:
             k = f"{name}|{mode}"
+            diff = float((outs[name, "full forwards"] - outs[name, mode]).abs().max())
             rows.append(
                 f"| {name} | {mode} | {med(k, 1):.1f} | {med(base, 1) / med(k, 1):.2f}x | "
                 f"{med(k, 0):.1f} | {med(base, 0) / med(k, 0):.2f}x | "
@@ -155,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{model.name}, steered site `{site}`; train-vector: learned, {args.n} prompts per intent, "
         f"{args.steps} steps (+ material and one validation); calibrate_strength: 3 strengths + 0, "
-        f"{args.n} prompts per intent. Median of {args.repeats} interleaved rounds.\n\n"
+        f"{args.n} prompts per intent; calibrate 3 vectors: three such calibrations on the same prompts. Median of {args.repeats} interleaved rounds.\n\n"
         f"Machine: {machine()}.\n\nCommand: `{command}`\n\n" + "\n".join(rows)
     )
     return 0
