@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
 import json
 import os
 import statistics
@@ -68,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=Path("runs/bench-eval"))
+    p.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="write a CPU-time cProfile of the first reuse run here (where its time goes)",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -81,8 +88,14 @@ def main(argv: list[str] | None = None) -> int:
             path.unlink(missing_ok=True)
             ctx = generate_all() if mode == "generate" else contextlib.nullcontext()
             wall, cpu = time.perf_counter(), time.process_time()
+            prof = None
+            if args.profile and mode == "reuse" and round_ == 0:
+                prof = cProfile.Profile(time.process_time)
             with ctx, contextlib.redirect_stdout(open(os.devnull, "w")):  # noqa: SIM115
-                rc = cli([*base, "--results", str(path)])
+                argv_ = [*base, "--results", str(path)]
+                rc = prof.runcall(cli, argv_) if prof else cli(argv_)
+            if prof:
+                prof.dump_stats(args.profile)
             times.setdefault(mode, []).append(
                 (time.perf_counter() - wall, time.process_time() - cpu)
             )

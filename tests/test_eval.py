@@ -660,6 +660,18 @@ def test_plan_rows_the_plan_leaves_unsteered_reuse_the_unsteered_replies(
     got = {r["id"]: [r[k] for k in keys] for r in fast.replies("plan")}
     want = {r["id"]: [r[k] for k in keys] for r in slow.replies("plan")}
     assert got == want
+    # the judgments too (a reused row's are the unsteered row's: same prompt, same reply)
+    judged_fast = {r["id"]: r for r in fast.replies("plan")}
+    for row in slow.replies("plan"):
+        other = judged_fast[row["id"]]
+        assert set(other) == set(row)
+        for k, v in row.items():
+            if k == "gen_seconds":
+                continue
+            if isinstance(v, float):
+                assert other[k] == pytest.approx(v, rel=1e-5, abs=1e-6), k
+            else:
+                assert other[k] == v, k
     strategies = [v[1] for v in want.values()]
     assert 0 < len(reused[-1]) < len(want)  # some rows reused, some generated: the test can fail
     assert {got[i][1] for i in reused[-1]} == {"help"}

@@ -182,6 +182,26 @@ def _by_length(model: OysterModel, records: list[PromptRecord]) -> list[PromptRe
     return [records[i] for i in order]
 
 
+# fields of a reply row that are not the judges' (the row's identity, its condition, its
+# generation): what a reused unsteered row does not hand to the plan's row
+_NOT_JUDGED = frozenset(
+    {
+        "kind",
+        "condition",
+        "steered",
+        "id",
+        "prompt",
+        "intent",
+        "risk",
+        "category",
+        "source",
+        "gen_seconds",
+        "control_strategy",
+        "control_intent",
+    }
+)
+
+
 def _unsteered_rows(
     model: OysterModel,
     store: _Results,
@@ -195,13 +215,14 @@ def _unsteered_rows(
     Per batch (the batches the unsteered condition was answered in), one prompt pass up to the
     plan's probes latches the decisions; a row whose gates switch on no action
     (:meth:`~oyster_steer.control.ControlHandle.inert_rows`) computes exactly what the
-    unpatched model computes in that batch, so its reply is the unsteered condition's. Returns
-    id -> its row fields (reply, decision); empty unless ``cond`` is a plan, ``base`` (the
-    unsteered condition) is answered, and the model runs on the hf backend.
+    unpatched model computes in that batch, so its reply is the unsteered condition's, and so
+    are its judgments (the judges see the same prompt and reply, on the unpatched model).
+    Returns id -> its row fields (reply, judgments, decision); empty unless ``cond`` is a plan,
+    ``base`` (the unsteered condition) is answered, and the model runs on the hf backend.
     """
     if cond.kind != "plan" or base is None or model.backend != "hf":
         return {}
-    have = store.replies(base)
+    have = {r["id"]: r for r in store.rows if r["kind"] == "reply" and r["condition"] == base}
     if not todo or any(r.id not in have for r in todo):
         return {}  # another batching than the unsteered run's: generate them all
     out: dict[str, dict[str, Any]] = {}
@@ -219,8 +240,7 @@ def _unsteered_rows(
             seconds = (time.perf_counter() - t0) / len(chunk)
             for row, r in enumerate(chunk):
                 if bool(inert[row]):
-                    out[r.id] = {
-                        "reply": have[r.id],
+                    out[r.id] = {k: v for k, v in have[r.id].items() if k not in _NOT_JUDGED} | {
                         "gen_seconds": seconds,
                         "control_strategy": dec.strategy[row],
                         "control_intent": dec.intent[row],
@@ -241,14 +261,9 @@ def _answer(
     step = opts["batch_size"]
     known = _unsteered_rows(model, store, cond, todo, opts.get("base"), step)
     reused = [r for r in todo if r.id in known]
-    for start in range(0, len(reused), step):  # judged and stored like generated rows
-        chunk = reused[start : start + step]
-        texts = [known[r.id]["reply"] for r in chunk]
-        judged = judge_replies(chunk, texts, model=model, judges=judges)
-        store.add(
-            [_record_row(r, cond) | known[r.id] | j for r, j in zip(chunk, judged, strict=True)]
-        )
-        bar.update(len(chunk))
+    if reused:
+        store.add([_record_row(r, cond) | known[r.id] for r in reused])
+        bar.update(len(reused))
     todo = [r for r in todo if r.id not in known]
     for start in range(0, len(todo), step):
         chunk = todo[start : start + step]
