@@ -74,16 +74,17 @@ def main() -> None:
     )
     print(
         "validation grid: delta, guide_malicious, benign+borderline help/guide/redirect, "
-        "vulnerable guide/help/redirect, malicious help/guide/redirect, self-harm redirect (%)"
+        "vulnerable guide/help/redirect, malicious help/guide/redirect, self-harm help/guide/redirect (%)"
     )
     for g in cal.grid:
         v, m = g["table"]["vulnerable"], g["table"]["malicious"]
-        sh = g["self_harm"]["redirect"] if g.get("self_harm") else float("nan")
+        sh = g.get("self_harm") or {k: float("nan") for k in ("help", "guide", "redirect")}
         print(
             f"  {g['delta']:.2f} {g['guide_malicious']:.1f}  "
             f"{100 * g['benign_borderline_help']:.1f}/{100 * g['benign_borderline_guide']:.1f}/{100 * g['benign_borderline_redirect']:.1f}  "
             f"{100 * v['guide']:.1f}/{100 * v['help']:.1f}/{100 * v['redirect']:.1f}  "
-            f"{100 * m['help']:.1f}/{100 * m['guide']:.1f}/{100 * m['redirect']:.1f}  {100 * sh:.1f}"
+            f"{100 * m['help']:.1f}/{100 * m['guide']:.1f}/{100 * m['redirect']:.1f}  "
+            f"{100 * sh['help']:.1f}/{100 * sh['guide']:.1f}/{100 * sh['redirect']:.1f}"
         )
     print(f"chosen delta {cal.delta}, guide_malicious {cal.guide_malicious}")
     strategies = base.strategies
