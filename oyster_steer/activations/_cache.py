@@ -126,6 +126,7 @@ def cached_capture(
     meta = {
         "model_name": model.name,
         "model_fingerprint": model.fingerprint,
+        "n_layers": str(model.n_layers),
         "chat": str(chat),
         "captured_now": str(len(missing)),
     }

@@ -19,8 +19,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..backends import Hook, get_backend
-from ..core._errors import EmptyInputError, OysterError
-from ..core._sites import Site, resolve_sites
+from ..core._errors import EmptyInputError, OysterError, SiteError
+from ..core._sites import Site, parse_site, resolve_site, resolve_sites
 from ..data import INTENTS, RISKS
 from ..models._artifacts import load_artifact, save_artifact
 from ..models._model import OysterModel, left_pad
@@ -44,7 +44,7 @@ class Activations:
             flattened, split by ``token_offsets`` (N + 1,).
         labels: field name -> (N,) class ids; label_names: field name -> class names.
         positions: the :data:`Pool` used (the file format's name for it).
-        meta: model name, fingerprint, positions, backend, chat flag.
+        meta: model name, fingerprint, layer count, positions, backend, chat flag.
     """
 
     acts: dict[str, torch.Tensor]
@@ -62,10 +62,28 @@ class Activations:
     def __getitem__(self, site: str | Site) -> torch.Tensor:
         name = site.name if isinstance(site, Site) else site
         if name not in self.acts:
+            name = self._resolve(site)
+        if name not in self.acts:
             raise KeyError(
                 f"site {name!r} was not captured; captured sites: {', '.join(self.sites)}"
             )
         return self.acts[name]
+
+    def _resolve(self, site: str | Site) -> str:
+        """``site``'s canonical name: a negative layer counts from the model's last block."""
+        try:
+            parsed = parse_site(site)
+        except SiteError:
+            return site.name if isinstance(site, Site) else site
+        if parsed.layer >= 0:
+            return parsed.name
+        if "n_layers" not in self.meta:
+            raise KeyError(
+                f"site {parsed.name!r} counts from the last layer, but these activations do not "
+                "record the model's layer count (saved by an older version): use the "
+                f"non-negative layer, one of {', '.join(self.sites)}"
+            )
+        return resolve_site(parsed, int(self.meta["n_layers"])).name
 
     @property
     def sites(self) -> list[str]:
@@ -358,6 +376,7 @@ def capture(
         meta={
             "model_name": model.name,
             "model_fingerprint": model.fingerprint,
+            "n_layers": str(model.n_layers),
             "backend": model.backend,
             "chat": str(chat),
         },

@@ -67,6 +67,7 @@ def test_bare_kind_captures_every_layer_in_order(tiny):
     assert acts.meta == {
         "model_name": "tiny-llama-0",
         "model_fingerprint": tiny.fingerprint,
+        "n_layers": str(tiny.n_layers),
         "backend": "hf",
         "chat": "True",
     }
@@ -447,3 +448,27 @@ def test_cached_capture_takes_pool_and_positions_is_its_deprecated_alias(tiny, t
     assert old.positions == new.positions == "mean" and torch.equal(old[site], new[site])
     with pytest.raises(ValueError, match="cached_capture keeps one row per prompt: use pool="):
         cached_capture(tiny, ["hi"], site, pool="all", root=tmp_path, progress=False)
+
+
+def test_negative_layers_index_from_the_last_block(tiny, tmp_path):
+    from oyster_steer.activations._cache import cached_capture
+
+    acts = capture(tiny, ["hi", "there"], "resid_post", progress=False)
+    last = tiny.n_layers - 1
+    assert torch.equal(acts["blocks.-1.hook_resid_post"], acts[f"blocks.{last}.hook_resid_post"])
+    assert torch.equal(
+        acts["blocks.-2.hook_resid_post"], acts[f"blocks.{last - 1}.hook_resid_post"]
+    )
+    back = Activations.load(acts.save(tmp_path / "acts.safetensors"))
+    assert torch.equal(back["blocks.-1.hook_resid_post"], acts[f"blocks.{last}.hook_resid_post"])
+    cached = cached_capture(tiny, ["hi"], ["blocks.-1.hook_resid_post"], root=tmp_path / "c")
+    assert torch.equal(
+        cached["blocks.-1.hook_resid_post"], acts[f"blocks.{last}.hook_resid_post"][:1]
+    )
+    with pytest.raises(KeyError, match=r"blocks\.0\.hook_attn_out' was not captured"):
+        acts["blocks.0.hook_attn_out"]
+    with pytest.raises(SiteError, match="out of range"):
+        acts[f"blocks.-{tiny.n_layers + 1}.hook_resid_post"]
+    acts.meta.pop("n_layers")  # saved by an older version
+    with pytest.raises(KeyError, match="do not record the model's layer count"):
+        acts["blocks.-1.hook_resid_post"]
