@@ -11,6 +11,9 @@ strength calibration, intervention training) can skip the blocks below the first
 :func:`frozen_inputs` runs them once, unsteered, and keeps each group's ``resid_pre`` of block
 ``layer``; ``pack(..., hidden=...)`` carries those activations and :func:`reply_logprobs` then
 runs only blocks ``layer..n-1`` (:func:`oyster_steer.models.forward_from`), with the same result.
+Not under steering that selects prompt or generated tokens (its position tracker sits on the
+first block): that path refuses it, and the full forward scores it (the reply pass counts as
+generated tokens, as decoding does).
 """
 
 from __future__ import annotations
@@ -265,11 +268,27 @@ def reply_logprobs(model: OysterModel, packed: Packed, *, full: bool = False) ->
         )  # (R, Tr, d): position k predicts reply token k
         tokens = hidden[packed.reply_mask.bool()]  # (N, d)
     else:
+        _refuse_position_trackers(model)
         tokens = _two_passes_from(model, packed, mask, pos)
     logp = torch.log_softmax(_head(model, tokens).float(), dim=-1)  # (N, V)
     if full:
         return logp
     return logp.gather(-1, packed.targets.unsqueeze(-1)).squeeze(-1)  # (N,)
+
+
+def _refuse_position_trackers(model: OysterModel) -> None:
+    """Raise if a position tracker (``positions="prompt"``/``"generated"`` steering, a
+    ControlPlan) is attached: it learns each row's prompt end from a hook on the first block,
+    which the frozen-inputs passes skip, so its masks there would be stale or another row's."""
+    block = model.hf.get_submodule(f"{model.spec.layers}.0")
+    if any(
+        getattr(getattr(hook, "__self__", None), "keys_on_first_block", False)
+        for hook in block._forward_pre_hooks.values()
+    ):
+        raise ValueError(
+            "scoring from frozen inputs cannot run under steering that selects prompt or "
+            "generated tokens (or a ControlPlan): score with the full forward (pack without hidden=)"
+        )
 
 
 def _two_passes(

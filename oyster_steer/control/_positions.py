@@ -42,7 +42,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import torch
 
@@ -67,6 +67,10 @@ class PositionTracker:
         generated: (B, T, 1) bool, True on generated tokens.
         gen_index: (B, T, 1) long, position - prompt_end (0 = first generated token).
     """
+
+    # Read by scoring from cached lower blocks (activations._scoring), which runs blocks
+    # directly: a tracker's first-block hook never sees those passes, so that path refuses it.
+    keys_on_first_block: ClassVar[bool] = True
 
     def __init__(self) -> None:
         self._local = threading.local()  # one latch per thread: concurrent requests stay apart

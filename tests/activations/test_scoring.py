@@ -197,3 +197,66 @@ def test_common_head_leaves_every_prompt_a_token():
     assert _common_head([(1, 2, 3, 4), (1, 2, 3, 5, 6)]) == 3
     assert _common_head([(1, 2, 3), (1, 2, 3, 4)]) == 2  # the shorter prompt keeps its last token
     assert _common_head([(7, 2), (1, 2)]) == 0
+
+
+def _one_forward_per_reply(model, groups, site, delta, which):
+    """Oracle: each (prompt, reply) alone in one forward, ``delta`` added by hand at ``site`` on
+    exactly the ``which`` tokens: "prompt" = the prompt's tokens (its last one included, whose
+    logits predict the first reply token), "generated" = the reply's tokens."""
+    from oyster_steer.backends import Hook
+    from oyster_steer.core._sites import parse_site
+
+    out = []
+    for g in groups:
+        per_reply = []
+        for r in g.replies:
+            ids = torch.tensor([list(g.prompt) + list(r)])
+            is_prompt = (torch.arange(ids.shape[1]) < len(g.prompt)).view(1, -1, 1)
+            sel = {"prompt": is_prompt, "generated": ~is_prompt, "none": is_prompt & False}[which]
+            m = sel.float()
+            hook = Hook(parse_site(site), lambda h, m=m: h + m * delta, write=True)
+            with get_backend("hf").add_hooks(model, [hook]), torch.no_grad():
+                logits = get_backend("hf").forward(model, ids, torch.ones_like(ids))
+            per_reply.append(torch.log_softmax(logits[0, len(g.prompt) - 1 : -1].float(), -1))
+        out.append(torch.cat(per_reply))
+    return out
+
+
+@pytest.mark.parametrize("which", ["prompt", "generated"])
+def test_prompt_or_generated_steering_scores_like_one_forward_per_reply(model, which):
+    """Several replies per prompt run as rows of one reply pass, while the position tracker
+    latches one prompt end per prompt row: the full-forward scores still steer exactly the
+    prompt (or the reply) tokens of each pair, at any batching (more reply rows than prompts,
+    uneven reply counts, one reply each). The cached-lower-blocks path, whose passes the
+    tracker never sees, refuses such steering instead of mis-masking it."""
+    from oyster_steer.activations._scoring import frozen_inputs
+
+    site = "blocks.1.hook_resid_post"
+    direction = torch.randn(64, generator=torch.Generator().manual_seed(0))
+    vec = SteeringVector.from_tensors(model, {site: direction})
+    prompts = [
+        "I feel so alone lately.",
+        "Hi",
+        "How do I pick a lock on my own shed door, quickly?",
+    ]
+    replies = ["I'm really glad you reached out to me today.", "I can't help with that.", "Sure."]
+    gs = [Group(chat_ids(model, p), tuple(reply_ids(model, r) for r in replies)) for p in prompts]
+    uneven = [Group(g.prompt, g.replies[: k + 1]) for k, g in enumerate(gs)]  # 1, 2, 3 replies
+    single = [Group(g.prompt, g.replies[:1]) for g in gs]  # as many reply rows as prompt rows
+    for groups in (gs, uneven, single):
+        want = _one_forward_per_reply(model, groups, site, 3.0 * direction, which)
+        plain = _one_forward_per_reply(model, groups, site, 3.0 * direction, "none")
+        with steer(model, vec, strength=3.0, positions=which), torch.no_grad():
+            for batch_size in (16, 2):
+                got = score_groups(model, groups, full=True, batch_size=batch_size)
+                for g, w, p in zip(got, want, plain, strict=True):
+                    torch.testing.assert_close(g, w, atol=1e-5, rtol=1e-5)
+                    assert float((w - p).abs().max()) > 1e-2  # the steering moves each group
+    for layer in (0, 1):
+        hidden = frozen_inputs(model, gs, layer)
+        with (
+            steer(model, vec, strength=3.0, positions=which),
+            torch.no_grad(),
+            pytest.raises(ValueError, match="full forward"),
+        ):
+            score_groups(model, gs, hidden=hidden, share_head=True)

@@ -184,3 +184,51 @@ def test_a_shared_cache_gives_the_curves_of_separate_calls(model, monkeypatch):
     for a, b in zip(alone, shared, strict=True):
         assert a.strengths == b.strengths and a.kl == b.kl and a.margins == b.margins
     assert shared[0].margins != shared[1].margins  # different vectors: the test can fail
+
+
+@pytest.mark.parametrize("which", ["prompt", "generated"])
+def test_prompt_or_generated_calibration_matches_one_forward_per_reply(model, which):
+    """calibrate_strength(positions=...) with three replies per prompt (scored as rows of one
+    reply pass): its margins and benign KL are those of each (prompt, reply) pair run alone with
+    the vector added by hand to exactly the prompt tokens (or the reply tokens)."""
+    import oyster_steer.steering._calibrate as cal
+    from oyster_steer.backends import Hook, get_backend
+    from oyster_steer.core._sites import parse_site
+    from oyster_steer.data._contrast import records_of
+
+    site, strength = "blocks.1.hook_resid_post", 4.0
+    direction = torch.randn(64, generator=torch.Generator().manual_seed(0))
+    v = SteeringVector.from_tensors(model, {site: direction})
+    data = load_starter()
+    curve = calibrate_strength(
+        model, v, data, strengths=(strength,), n_per_intent=3, kl_tokens=2, positions=which,
+        progress=False,
+    )  # fmt: skip
+
+    def logprobs(prompt, reply, steered):  # (len(reply), V), one forward for the pair alone
+        ids = torch.tensor([list(prompt) + list(reply)])
+        is_prompt = (torch.arange(ids.shape[1]) < len(prompt)).view(1, -1, 1)
+        sel = (is_prompt if which == "prompt" else ~is_prompt).float() * float(steered)
+        hook = Hook(parse_site(site), lambda h: h + sel * strength * direction, write=True)
+        with get_backend("hf").add_hooks(model, [hook]), torch.no_grad():
+            logits = get_backend("hf").forward(model, ids, torch.ones_like(ids))
+        return torch.log_softmax(logits[0, len(prompt) - 1 : -1].float(), -1)
+
+    def mean_lp(prompt, reply):
+        lp = logprobs(prompt, reply, True)
+        return float(lp.gather(-1, torch.tensor(reply)[:, None]).mean())
+
+    records = records_of(data)
+    groups = cal._target_groups(model, records, "constructive", 3, 96, 48, 0)
+    assert all(len(g.replies) == 3 for gs in groups.values() for g in gs)
+    for intent, gs in groups.items():
+        scores = torch.tensor([[mean_lp(g.prompt, r) for r in g.replies] for g in gs])
+        for k, name in enumerate(("refusal", "compliance"), start=1):
+            want = float((scores[:, 0] - scores[:, k]).mean())
+            assert curve.margins[intent][name][1] == pytest.approx(want, abs=1e-4)
+    kls = []
+    for g in cal._benign_groups(model, records, 3, 2, 96, 0):
+        p, q = logprobs(g.prompt, g.replies[0], False), logprobs(g.prompt, g.replies[0], True)
+        kls.append(float((p.exp() * (p - q)).sum(-1).mean()))
+    assert curve.kl[1] == pytest.approx(float(np.mean(kls)), abs=1e-5)
+    assert curve.kl[1] > 1e-3  # the steering moves the benign replies: the test can fail
