@@ -58,6 +58,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--retain-weight", type=float, default=d.retain_weight, help="weight of the retain KL"
     )
     p.add_argument(
+        "--retain-routed",
+        type=int,
+        default=d.retain_routed,
+        help="also retain up to this many benign + borderline training prompts that the pack's "
+        "gate (probe + policy) sends to the strategy being trained (its likely mis-routes)",
+    )
+    p.add_argument(
         "--n-boundary",
         type=int,
         default=d.n_boundary,
@@ -141,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
         keep=args.keep,
         n_retain=args.n_retain,
         retain_weight=args.retain_weight,
+        retain_routed=args.retain_routed,
         n_boundary=args.n_boundary,
         layers=tuple(args.layers),
         rank=args.rank,
@@ -154,6 +162,9 @@ def run(args: argparse.Namespace) -> int:
         max_reply_tokens=args.max_reply_tokens,
     )
     out_path = args.out or vector_dir / "control.safetensors"
+    payoff = args.payoff or probe_dir / "policy.json"
+    policy = load_policy(payoff) if args.payoff is not None or payoff.is_file() else Policy()
+    gate = ControlPlan(probe, [], policy=policy) if cfg.retain_routed else None
     report: dict = {}
     for strategy in cfg.strategies:  # one at a time: each is saved as soon as it is trained
         actions, found = train_plan_actions(
@@ -162,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
             replace(cfg, strategies=(strategy,)),
             log=lambda s: print(s, flush=True),
             targets_cache=args.targets_cache,
+            gate=gate,
         )
         iv, gain = actions[strategy]
         iv = replace(iv, meta={**iv.meta, "gain": f"{gain:g}"})
@@ -184,12 +196,8 @@ def run(args: argparse.Namespace) -> int:
             bind(iv, {strategy: float(iv.meta.get("gain", 1.0))}, name=f"{strategy}-lowrank")
         )
     command = " ".join(shlex.quote(a) for a in ["oyster-steer", *args.argv])
-    payoff = args.payoff or probe_dir / "policy.json"
     if args.payoff is not None or payoff.is_file():
-        policy = load_policy(payoff)
         print(f"policy: {payoff}")
-    else:
-        policy = Policy()
     plan = ControlPlan(
         probe,
         bindings,

@@ -43,6 +43,7 @@ import torch
 
 from ..activations._scoring import Group, chat_ids, pack, reply_ids, reply_logprobs, score_groups
 from ..backends import Hook, get_backend
+from ..control._runtime import install
 from ..core._errors import EmptyInputError
 from ..core._sites import resolve_site
 from ..data._exemplars import exemplar_for
@@ -52,6 +53,7 @@ from ..models._model import left_pad
 from ..vectors._intervention import InterventionConfig, lowrank_delta, train_intervention
 
 if TYPE_CHECKING:
+    from ..control import ControlPlan
     from ..models._model import OysterModel
     from ..vectors._intervention import LowRankIntervention
 
@@ -64,6 +66,7 @@ __all__ = [
     "misroute_check",
     "sampled_targets",
     "repetition",
+    "routed",
     "select_gain",
 ]
 
@@ -161,6 +164,10 @@ class PlanTrainingConfig:
     lr: float = 4e-3
     n_retain: int = 32  # benign + borderline training prompts whose replies must stay as they are
     retain_weight: float = 4.0
+    # with a gate: up to this many more benign + borderline training prompts that the gate sends
+    # to the strategy (its mis-routes), drawn from ``routing_pool`` such prompts, join its retain set
+    retain_routed: int = 0
+    routing_pool: int = 256
     n_boundary: int = 16  # malicious prompts with boundary targets in "guide"'s training set
     held_out: float = 0.2  # share of training prompts held out for early stopping
     gains: tuple[float, ...] = (1.0, 1.5, 2.0)
@@ -352,6 +359,23 @@ def retain_replies(
     return [(t, r) for t, r in zip(texts, replies, strict=True) if r.strip()]
 
 
+@torch.inference_mode()
+def routed(
+    model: OysterModel, gate: ControlPlan, prompts: Sequence[str], *, batch_size: int = 16
+) -> list[str]:
+    """The strategy ``gate`` (a control plan: probe + policy) picks for each of ``prompts``."""
+    out = [""] * len(prompts)
+    with install(model, gate) as handle:
+
+        def read(batch: list[int]) -> None:
+            strategies = handle.decisions().strategy
+            for row, i in enumerate(batch):
+                out[i] = strategies[row]
+
+        generate_replies(model, prompts, max_new_tokens=1, batch_size=batch_size, after_batch=read)
+    return out
+
+
 def repetition(text: str) -> float:
     """Share of repeated word 3-grams in ``text`` (0: none; a loop is well above 0.3)."""
     words = text.split()
@@ -510,13 +534,16 @@ def train_plan_actions(
     *,
     log: Callable[[str], None] = print,
     targets_cache: Path | None = None,
+    gate: ControlPlan | None = None,
 ) -> tuple[dict[str, tuple[LowRankIntervention, float]], dict[str, Any]]:
     """Train one intervention per strategy and pick its gain; returns ``{strategy: (iv, gain)}``.
 
     ``data``: a :class:`~oyster_steer.data.PromptSet` with "train" and "validation" splits.
     ``targets_cache``: a JSON file that keeps the sampled targets and retain replies (keyed by
     strategy, sampling settings and model fingerprint), so a rerun with other training settings
-    reuses them.
+    reuses them. ``gate``: the plan whose probe and policy will route prompts to the actions;
+    with ``config.retain_routed``, the benign and borderline training prompts it sends to a
+    strategy join that strategy's retain set (what it will really be applied to by mistake).
     """
 
     cfg = config or PlanTrainingConfig()
@@ -591,10 +618,43 @@ def train_plan_actions(
             ["retain-v1", cfg.n_retain, cfg.seed, cfg.max_prompt_tokens, model.fingerprint]
         )
         retain = _cached_pairs(targets_cache, key, partial(retain_replies, model, retain_records))
+
+    def misroutes(strategy: str) -> list[tuple[str, str]]:
+        if not (gate is not None and cfg.retain_routed and cfg.retain_weight):
+            return []
+        pool = [
+            r
+            for intent in ("benign", "borderline")
+            for r in _sample(
+                model, train, intent, cfg.routing_pool // 2, cfg.seed + 3, cfg.max_prompt_tokens
+            )
+        ]
+        if not pool:
+            return []
+        sent = routed(model, gate, [r.text for r in pool])
+        found = [r for r, s in zip(pool, sent, strict=True) if s == strategy]
+        taken = {p for p, _ in retain}
+        chosen = [r for r in found if r.text not in taken][: cfg.retain_routed]
+        log(
+            f"{strategy}: the gate sends {len(found)} of {len(pool)} benign + borderline training "
+            f"prompts to it; {len(chosen)} join its retain set"
+        )
+        if not chosen:
+            return []
+        key = json.dumps(
+            [
+                "retain-routed-v1",
+                hashlib.sha256("\x00".join(r.text for r in chosen).encode()).hexdigest(),
+                model.fingerprint,
+            ]
+        )
+        return _cached_pairs(targets_cache, key, partial(retain_replies, model, chosen))
+
     for strategy in cfg.strategies:
         intent = INTENT_OF[strategy]
         started = time.monotonic()
         records, pairs = targets(strategy)
+        kept = retain + misroutes(strategy)
         if not pairs:
             raise EmptyInputError(
                 f"strategy {strategy!r}: no sampled reply to its {len(records)} {intent} prompts was judged constructive; raise samples"
@@ -610,7 +670,7 @@ def train_plan_actions(
         held_pairs = [pt for pt in pairs if pt[0] in held]
         log(
             f"{strategy}: {len(fit)} training targets, {len(held_pairs)} held out, "
-            f"{len(retain)} retain replies, from {len(records)} {intent} prompts"
+            f"{len(kept)} retain replies, from {len(records)} {intent} prompts"
         )
         iv = train_intervention(
             model,
@@ -633,7 +693,7 @@ def train_plan_actions(
                 "role": ROLES[strategy],
                 "targets": "rejection-sampled whole replies of the model under a system prompt",
             },
-            retain=([p for p, _ in retain], [r for _, r in retain]) if retain else None,
+            retain=([p for p, _ in kept], [r for _, r in kept]) if kept else None,
             held_out=([p for p, _ in held_pairs], [t for _, t in held_pairs])
             if held_pairs
             else None,

@@ -111,3 +111,67 @@ def test_an_unknown_target_recipe_names_the_choices(tiny_models):
         ValueError, match="targets='mixed' is not a target recipe: use one of sampled"
     ):
         train_plan_actions(tiny_models("llama"), load_starter(), cfg, log=lambda s: None)
+
+
+def test_routed_reads_the_gates_strategy_per_prompt(tiny_models):
+    """A planted probe sends the vulnerable prompt to "guide" and the benign one to "help"."""
+    from _planted import planted_intent_probe
+
+    from oyster_steer.control import ControlPlan
+    from oyster_steer.models._artifacts import model_meta
+    from oyster_steer.reproduce._plan_training import routed
+
+    model = tiny_models("llama", "hf")
+    benign, vulnerable = "What is the capital of France?", "I feel so alone, everything is hopeless"
+    probe = planted_intent_probe(model, benign, vulnerable, "blocks.0.hook_resid_post")
+    gate = ControlPlan(probe, [], identity=model_meta(model))
+    prompts = [vulnerable, benign, benign, vulnerable, benign]
+    assert routed(model, gate, prompts, batch_size=2) == ["guide", "help", "help", "guide", "help"]
+
+
+def test_a_gate_adds_the_prompts_it_misroutes_to_the_strategys_retain_set(tiny_models, monkeypatch):
+    """With ``retain_routed``, benign/borderline training prompts the gate sends to "guide" (and
+    only those, at most ``retain_routed``) join guide's retain set with the model's own replies."""
+    from oyster_steer.reproduce import _plan_training as pt
+
+    data = load_starter()
+    pool = {r.text for r in data.split("train") if r.intent in ("benign", "borderline")}
+    sent: dict[str, str] = {}
+
+    def fake_routed(model, gate, prompts, **kw):
+        assert set(prompts) <= pool  # only benign and borderline training prompts are routed
+        out = ["guide" if i % 3 == 0 else "help" for i in range(len(prompts))]
+        sent.update(zip(prompts, out, strict=True))
+        return out
+
+    seen: dict[str, list[str]] = {}
+
+    def train(model, prompts, targets, *, retain=None, **kw):
+        seen["retain"], seen["replies"] = (list(retain[0]), list(retain[1])) if retain else ([], [])
+        raise _Stop
+
+    monkeypatch.setattr(pt, "routed", fake_routed)
+    monkeypatch.setattr(
+        pt, "distilled_targets", lambda m, records, s, **kw: [(records[0].text, "T.")]
+    )
+    monkeypatch.setattr(pt, "retain_replies", lambda m, records: [(r.text, "R.") for r in records])
+    monkeypatch.setattr(pt, "train_intervention", train)
+    cfg = PlanTrainingConfig(
+        strategies=("guide",),
+        n_prompts=2,
+        n_boundary=0,
+        n_retain=0,
+        retain_routed=3,
+        routing_pool=16,
+        held_out=0.0,
+        targets="distilled",
+    )
+    with pytest.raises(_Stop):
+        train_plan_actions(tiny_models("llama"), data, cfg, gate=object(), log=lambda s: None)
+    assert len(seen["retain"]) == 3 and seen["replies"] == ["R."] * 3
+    assert all(sent[p] == "guide" for p in seen["retain"])
+    # no gate: no routed retain prompts (and n_retain=0: no retain set at all)
+    seen.clear()
+    with pytest.raises(_Stop):
+        train_plan_actions(tiny_models("llama"), data, cfg, log=lambda s: None)
+    assert seen["retain"] == []
