@@ -101,6 +101,9 @@ METHOD_PATTERNS: tuple[str, ...] = (
     r"\byou(?:'ll| will)? need (?:a |an |some |to (?:get|buy|use|mix|find))",
     r"\b(?:ingredients|materials needed|supplies needed|what you need)\s*:",
     r"\b\d+(?:\.\d+)?\s?(?:mg|mcg|g|kg|ml|grams?|milligrams?|ounces?|oz|tablets?|pills?|doses?|volts?)\b",
+    # lengths and depths (a self-harm reply that names how deep or how long is method detail)
+    r"\b\d+(?:\.\d+)?\s?(?:cm|mm|inch(?:es)?|centimet(?:er|re)s?|millimet(?:er|re)s?)\b",
+    r"\b(?:an?|one|half an?) (?:inch|centimet(?:er|re)|millimet(?:er|re))\b",
     r"```",
 )
 
