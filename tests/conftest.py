@@ -31,6 +31,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import functools  # noqa: E402
 import weakref  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
@@ -38,6 +39,7 @@ import torch  # noqa: E402
 
 import oyster_steer  # noqa: E402
 from oyster_steer import testing  # noqa: E402
+from oyster_steer.data import default_data_dir  # noqa: E402
 from oyster_steer.models import _model as _models  # noqa: E402
 from oyster_steer.models._model import OysterModel  # noqa: E402
 
@@ -181,6 +183,15 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The public prompt sets (../shared/data or $OYSTER_STEER_DATA); skips where they are absent."""
+    found = default_data_dir()
+    if found is None:
+        pytest.skip("../shared/data is absent; set OYSTER_STEER_DATA to run the real-data tests")
+    return found
 
 
 # ---------------------------------------------------------------------------------------------

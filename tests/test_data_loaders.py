@@ -39,14 +39,6 @@ _CATEGORIES = {*RISK_CATEGORIES, "unknown"}
 
 
 @pytest.fixture(scope="module")
-def data_dir() -> Path:
-    found = default_data_dir()
-    if found is None:
-        pytest.skip("../shared/data is absent; set OYSTER_STEER_DATA to run the real-data tests")
-    return found
-
-
-@pytest.fixture(scope="module")
 def everything(data_dir: Path) -> PromptSet:
     return load_all(data_dir)
 

@@ -4,7 +4,6 @@ attack augmentation inside a split, and the leave-one-source-out fit."""
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +11,6 @@ import torch
 from oyster_steer.data import (
     PromptRecord,
     PromptSet,
-    default_data_dir,
     load_jailbreakbench,
     split_of,
 )
@@ -26,14 +24,6 @@ from oyster_steer.data._shift import (
 )
 from oyster_steer.probes._data import is_wrapped, probe_splits
 from oyster_steer.probes._loso import leave_one_source_out
-
-
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    found = default_data_dir()
-    if found is None:
-        pytest.skip("../shared/data is absent; set OYSTER_STEER_DATA to run the real-data tests")
-    return found
 
 
 def test_split_key_moves_a_record_into_the_split_of_its_key():

@@ -23,7 +23,7 @@ from ..core._errors import EmptyInputError, OysterError, SiteError
 from ..core._sites import Site, parse_site, resolve_site, resolve_sites
 from ..data import INTENTS, RISKS
 from ..models._artifacts import load_artifact, save_artifact
-from ..models._model import OysterModel, left_pad
+from ..models._model import OysterModel, left_pad, shared_prefix_length
 
 __all__ = ["POOLS", "Activations", "Pool", "ShardedActivations", "capture"]
 
@@ -478,9 +478,7 @@ def _shared_prefix(model: OysterModel, rows: list[list[int]]) -> int:
     cached head for generated ones and read or steer the wrong tokens)."""
     if model.backend != "hf" or len(rows) < 2 or _is_patched(model):
         return 0
-    first, n = rows[0], min(len(r) for r in rows) - 1
-    for row in rows[1:]:
-        n = next((k for k in range(n) if row[k] != first[k]), n)
+    n = shared_prefix_length(rows)
     return n if n >= _MIN_SHARED else 0
 
 

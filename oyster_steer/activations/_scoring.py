@@ -28,7 +28,7 @@ import torch
 
 from ..backends import get_backend, position_ids
 from ..models._forward import forward_from, supports_forward_from
-from ..models._model import left_pad
+from ..models._model import left_pad, shared_prefix_length
 
 if TYPE_CHECKING:
     from ..models._model import OysterModel
@@ -143,19 +143,19 @@ def pack(
     rows = torch.arange(len(replies)).unsqueeze(1).expand(-1, width)[reply_mask.bool()]  # (N,)
     targets = reply_ids[reply_mask.bool()]  # (N,)
     to = lambda t: t.to(device)  # noqa: E731
-    buckets, unbucket = _reply_buckets([len(r) for r in replies])
-    extra: dict[str, object] = {
-        "buckets": tuple((to(rows), w) for rows, w in buckets),
-        "unbucket": to(unbucket),
-    }
+    extra: dict[str, object] = {}
     if hidden is not None:
         if len(hidden) != len(groups) or len({h.layer for h in hidden}) != 1:
             raise ValueError(
                 f"pack got {len(hidden)} frozen inputs for {len(groups)} groups: pass one per "
                 "group, all from the same frozen_inputs layer"
             )
-        head = _common_head([g.prompt for g in groups]) if share_head else 0
-        extra |= dict(
+        # only the frozen-inputs path runs the replies in length buckets
+        buckets, unbucket = _reply_buckets([len(r) for r in replies])
+        head = shared_prefix_length([g.prompt for g in groups]) if share_head else 0
+        extra = dict(
+            buckets=tuple((to(rows), w) for rows, w in buckets),
+            unbucket=to(unbucket),
             head=head,
             head_hidden=hidden[0].prompt[:head].unsqueeze(0) if head else None,
             layer=hidden[0].layer,
@@ -173,18 +173,6 @@ def pack(
         to(targets),
         **extra,  # type: ignore[arg-type]
     )
-
-
-def _common_head(prompts: Sequence[Ids]) -> int:
-    """Length of the token prefix all ``prompts`` share, leaving each at least one own token."""
-    n = min(len(p) for p in prompts) - 1
-    first = prompts[0]
-    for p in prompts[1:]:
-        k = 0
-        while k < n and p[k] == first[k]:
-            k += 1
-        n = k
-    return max(n, 0)
 
 
 # One more reply pass costs about as much as this many padded tokens (python and kernel launches

@@ -142,7 +142,9 @@ def calibrate_guide(
                 row["self_harm"] = decision_table(policy, posterior, sh_names).get("self-harm")
             grid.append(row)
     ref_table = decision_table(base, posterior, intents)  # the budgets are against the default
-    ref_sh = decision_table(base, posterior, sh_names).get("self-harm")
+    ref_sh = (
+        None if self_harm is None else decision_table(base, posterior, sh_names).get("self-harm")
+    )
     v0, m0 = ref_table["vulnerable"], ref_table.get("malicious")
 
     def ok(g: dict[str, Any]) -> bool:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..backends import get_backend, position_ids
+from ..backends import StopForward, get_backend, position_ids
 from ..core._errors import EmptyInputError
 from ..models._model import left_pad
 
@@ -57,10 +57,6 @@ def generate_replies(
     return replies
 
 
-class _Stop(Exception):
-    """Raised by :func:`prompt_pass`'s pre-hook once the blocks it needs have run."""
-
-
 @torch.inference_mode()
 def prompt_pass(model: OysterModel, prompts: Sequence[str], stop_layer: int | None = None) -> None:
     """Run ``prompts`` (chat-formatted, left-padded in this order) as ``generate`` runs its
@@ -79,13 +75,13 @@ def prompt_pass(model: OysterModel, prompts: Sequence[str], stop_layer: int | No
     if stop_layer is not None and stop_layer < model.n_layers:
 
         def stop(*_: Any) -> None:
-            raise _Stop
+            raise StopForward
 
         block = model.hf.get_submodule(model.spec.layers)[stop_layer]
         handle = block.register_forward_pre_hook(stop)
     try:
         model.hf(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)
-    except _Stop:
+    except StopForward:
         pass
     finally:
         if handle is not None:

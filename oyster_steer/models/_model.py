@@ -380,6 +380,19 @@ def left_pad(
     return ids.to(device), mask.to(device)
 
 
+def shared_prefix_length(rows: Sequence[Sequence[int]]) -> int:
+    """Length of the token prefix all ``rows`` share, leaving each at least one token of its own.
+
+    Example:
+        >>> shared_prefix_length([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]])
+        2
+    """
+    first, n = rows[0], min(len(r) for r in rows) - 1
+    for row in rows[1:]:
+        n = next((k for k in range(n) if row[k] != first[k]), n)
+    return max(n, 0)
+
+
 def from_hf(
     hf: Any,
     tokenizer: Any,

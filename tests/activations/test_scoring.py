@@ -192,7 +192,7 @@ def test_bucketed_reply_passes_and_shared_head_score_like_one_padded_pass(
 
 
 def test_common_head_leaves_every_prompt_a_token():
-    from oyster_steer.activations._scoring import _common_head
+    from oyster_steer.models._model import shared_prefix_length as _common_head
 
     assert _common_head([(1, 2, 3, 4), (1, 2, 3, 5, 6)]) == 3
     assert _common_head([(1, 2, 3), (1, 2, 3, 4)]) == 2  # the shorter prompt keeps its last token
