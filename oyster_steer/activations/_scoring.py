@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -250,6 +250,16 @@ def reply_logprobs(model: OysterModel, packed: Packed, *, full: bool = False) ->
     start = pmask.sum(1)[packed.owner].unsqueeze(1)  # (R, 1) each reply's first position
     pos = start + torch.arange(packed.reply_ids.shape[1], device=start.device)  # (R, Tr)
     if packed.prompt_hidden is None:
+        if packed.n_replies != pmask.shape[0] and _position_tracked(model):
+            # a tracker keeps one state per batch row from the prompt pass (its decision, the
+            # prompt's end): the reply pass must see the same rows, so each reply gets its own
+            # copy of its prompt instead of a gathered cache row
+            packed = replace(
+                packed,
+                prompt_ids=packed.prompt_ids[packed.owner],
+                prompt_mask=pmask[packed.owner],
+                owner=torch.arange(packed.n_replies, device=packed.owner.device),
+            )
         first_h, second_h = _two_passes(model, packed, mask, pos)
         hidden = torch.cat(
             [first_h[packed.owner, -1:], second_h[:, :-1]], dim=1
@@ -264,15 +274,21 @@ def reply_logprobs(model: OysterModel, packed: Packed, *, full: bool = False) ->
     return logp.gather(-1, packed.targets.unsqueeze(-1)).squeeze(-1)  # (N,)
 
 
-def _refuse_position_trackers(model: OysterModel) -> None:
-    """Raise if a position tracker (``positions="prompt"``/``"generated"`` steering, a
-    ControlPlan) is attached: it learns each row's prompt end from a hook on the first block,
-    which the frozen-inputs passes skip, so its masks there would be stale or another row's."""
+def _position_tracked(model: OysterModel) -> bool:
+    """Whether a position tracker (``positions="prompt"``/``"generated"`` steering, a
+    ControlPlan) is attached: it learns each row's prompt end (and a plan its decision) from a
+    hook on the first block and keeps that state per batch row."""
     block = model.hf.get_submodule(f"{model.spec.layers}.0")
-    if any(
+    return any(
         getattr(getattr(hook, "__self__", None), "keys_on_first_block", False)
         for hook in block._forward_pre_hooks.values()
-    ):
+    )
+
+
+def _refuse_position_trackers(model: OysterModel) -> None:
+    """Raise if a position tracker is attached (:func:`_position_tracked`): the frozen-inputs
+    passes skip the first block, so its masks there would be stale or another row's."""
+    if _position_tracked(model):
         raise ValueError(
             "scoring from frozen inputs cannot run under steering that selects prompt or "
             "generated tokens (or a ControlPlan): score with the full forward (pack without hidden=)"

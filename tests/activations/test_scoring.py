@@ -6,6 +6,7 @@ import os
 
 import pytest
 import torch
+from _planted import planted_intent_probe
 
 from oyster_steer.activations._scoring import (
     Group,
@@ -18,6 +19,8 @@ from oyster_steer.activations._scoring import (
     score_groups,
 )
 from oyster_steer.backends import get_backend
+from oyster_steer.control import ControlPlan, bind, patch_plan
+from oyster_steer.models._artifacts import model_meta
 from oyster_steer.steering._steer import steer
 from oyster_steer.testing import tiny_model
 from oyster_steer.vectors._vector import SteeringVector
@@ -260,3 +263,31 @@ def test_prompt_or_generated_steering_scores_like_one_forward_per_reply(model, w
             pytest.raises(ValueError, match="full forward"),
         ):
             score_groups(model, gs, hidden=hidden, share_head=True)
+
+
+@torch.no_grad()
+def test_a_plan_scores_several_replies_per_prompt_as_one_reply_each(model):
+    """A ControlPlan keeps its gate decision per batch row: a prompt that owns several replies
+    must give each reply the decision of its own prompt (a gathered cache row would not)."""
+    benign, vulnerable = "What is the capital of France?", "I feel so alone, everything is hopeless"
+    probe = planted_intent_probe(model, benign, vulnerable, "blocks.0.hook_resid_post")
+    vec = SteeringVector.from_tensors(
+        model, {"blocks.1.hook_resid_post": 3 * torch.linspace(-1, 1, model.d_model)}
+    )
+    plan = ControlPlan(probe, [bind(vec, {"guide": 1.0}, name="guide")], identity=model_meta(model))
+    replies = ["I'm really glad you reached out.", "I can't help with that.", "Sure thing."]
+    shared = [
+        Group(chat_ids(model, benign), (reply_ids(model, replies[0]),)),
+        Group(chat_ids(model, vulnerable), tuple(reply_ids(model, r) for r in replies)),
+    ]
+    one_each = [Group(shared[0].prompt, shared[0].replies)] + [
+        Group(shared[1].prompt, (r,)) for r in shared[1].replies
+    ]
+    with patch_plan(model, plan):
+        got = reply_logprobs(model, pack(shared, model.pad_id, "cpu"))
+        want = reply_logprobs(model, pack(one_each, model.pad_id, "cpu"))
+    plain = reply_logprobs(model, pack(one_each, model.pad_id, "cpu"))
+    n0 = len(shared[0].replies[0])
+    assert (want[n0:] - plain[n0:]).abs().max() > 1e-2  # the vulnerable prompt is steered
+    assert torch.allclose(want[:n0], plain[:n0], atol=1e-5)  # the benign one is not
+    assert torch.allclose(got, want, atol=1e-5)
