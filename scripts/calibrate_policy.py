@@ -1,7 +1,7 @@
 """Choose the policy's "guide" operating point on validation and write ``probes/<model>/policy.json``.
 
 Reads the intent probe's posteriors of the probe splits from the ``train-probe`` capture cache
-(the sites ``train-probe`` sweeps by default), runs :func:`oyster_steer.control._policy_calibration.calibrate_guide`
+(the probe's own features: its pool and the sites ``train-probe`` captured), runs :func:`oyster_steer.control._policy_calibration.calibrate_guide`
 on validation, prints the policy's decision distribution per intent for the default and the
 chosen policy on validation and test (and the reddit-cssrs "Supportive" borderline rows and the
 low-confidence vulnerable rows apart), and writes the payoff as JSON that ``build-plan --payoff``
@@ -19,8 +19,7 @@ from pathlib import Path
 import torch
 
 from oyster_steer import load_model, load_probe
-from oyster_steer.activations._cache import cached_capture
-from oyster_steer.cli._probe import default_sweep_sites
+from oyster_steer.cli._probe import probe_features
 from oyster_steer.control import Policy
 from oyster_steer.control._policy_calibration import calibrate_guide, decision_table, load_policy
 from oyster_steer.probes._data import probe_splits
@@ -53,10 +52,7 @@ def main() -> None:
     post, recs = {}, {}
     for split in ("validation", "test"):
         ps = data.split(split)
-        acts = cached_capture(
-            model, ps.texts, default_sweep_sites(model.n_layers), root=args.cache, progress=False
-        )
-        post[split] = probe.probs(acts[probe.site.name].float()).cpu()
+        post[split] = probe.probs(probe_features(model, probe, ps.texts, args.cache)).cpu()
         recs[split] = list(ps)
     base = Policy().reindex(probe.labels)
     intents = {s: [r.intent for r in recs[s]] for s in recs}

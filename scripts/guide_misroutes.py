@@ -41,8 +41,7 @@ from pathlib import Path
 import torch
 
 from oyster_steer import load_model, load_probe
-from oyster_steer.activations._cache import cached_capture
-from oyster_steer.cli._probe import default_sweep_sites
+from oyster_steer.cli._probe import probe_features
 from oyster_steer.control._policy_calibration import load_policy
 from oyster_steer.probes._data import probe_splits
 
@@ -84,10 +83,8 @@ def main() -> None:
     post, recs = {}, {}
     for split in ("train", "validation", "test"):
         ps = data.split(split)
-        acts = cached_capture(
-            model, ps.texts, default_sweep_sites(model.n_layers), root=args.cache, progress=False
-        )
-        post[split], recs[split] = probe.probs(acts[probe.site.name].float()).cpu(), list(ps)
+        feats = probe_features(model, probe, ps.texts, args.cache)
+        post[split], recs[split] = probe.probs(feats).cpu(), list(ps)
     for split in (args.split,):
         choice = policy.gates(post[split]).argmax(-1)
         causes: Counter = Counter()
@@ -149,10 +146,7 @@ def _reweigh(args, model, probe, data) -> None:
     x, recs = {}, {}
     for split in ("train", "validation", "test"):
         ps = data.split(split)
-        acts = cached_capture(
-            model, ps.texts, default_sweep_sites(model.n_layers), root=args.cache, progress=False
-        )
-        x[split], recs[split] = acts[site].float(), list(ps)
+        x[split], recs[split] = probe_features(model, probe, ps.texts, args.cache), list(ps)
     labels = list(probe.labels)
     harm = lambda r: r.intent == "vulnerable" and r.risk == "harmful"  # noqa: E731
     print(f"\nintent probe refit at {site} with self-directed harm rows weighted")
@@ -198,10 +192,8 @@ def _route_rows(args, model, probe, policy, post, recs) -> None:
             seen[row["prompt"]] = row
     missing = [p for p in seen if p not in index]
     if missing:  # rows the probe splits' caps left out: read them now (and cache them)
-        acts = cached_capture(
-            model, missing, default_sweep_sites(model.n_layers), root=args.cache, progress=False
-        )
-        index.update(zip(missing, probe.probs(acts[probe.site.name].float()).cpu(), strict=True))
+        feats = probe_features(model, probe, missing, args.cache)
+        index.update(zip(missing, probe.probs(feats).cpu(), strict=True))
     found = [(row, index[p]) for p, row in seen.items()]
     print(f"\n{args.rows}: {len(found)} prompts ({len(missing)} read now, outside probe_splits())")
     policies = [("shipped", policy)]

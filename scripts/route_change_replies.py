@@ -1,8 +1,8 @@
 """Read what the model says where a policy change moved a prompt's route (issue 15, "read replies").
 
 Finds the validation rows of ``probe_splits()`` (plain prompts, no attack wrapper) whose strategy
-differs between two control packs (the intent probe's posteriors from the ``train-probe`` capture
-cache, each pack's own payoff), picks up to ``--per-intent`` of them per intent (hash order,
+differs between two control packs (each pack's intent probe on its own features, last token or
+prompt mean, from the ``train-probe`` capture cache; each pack's own payoff), picks up to ``--per-intent`` of them per intent (hash order,
 seeded), and writes each one's greedy reply under both packs with the strategy each pack
 actually applied (read back from the hooks), as markdown.
 
@@ -19,8 +19,7 @@ from pathlib import Path
 import torch
 
 from oyster_steer import load_model
-from oyster_steer.activations._cache import cached_capture
-from oyster_steer.cli._probe import default_sweep_sites
+from oyster_steer.cli._probe import probe_features
 from oyster_steer.control import load_plan, patch_plan
 from oyster_steer.eval._generate import generate_replies
 from oyster_steer.probes._data import probe_splits
@@ -58,15 +57,11 @@ def main() -> None:
     model = load_model()
     before, after = load_plan(args.before, model), load_plan(args.after, model)
     recs = [r for r in probe_splits().split(args.split) if not r.meta.get("attack")]
-    acts = cached_capture(
-        model,
-        [r.text for r in recs],
-        default_sweep_sites(model.n_layers),
-        root=args.cache,
-        progress=False,
-    )
-    post = after.probe.probs(acts[after.probe.site.name].float()).cpu()
-    sb = before.policy.reindex(after.probe.labels).gates(post).argmax(-1)
+    texts = [r.text for r in recs]
+    # each pack's own probe on its own features (last token or prompt mean), its own payoff
+    post_b = before.probe.probs(probe_features(model, before.probe, texts, args.cache)).cpu()
+    post = after.probe.probs(probe_features(model, after.probe, texts, args.cache)).cpu()
+    sb = before.policy.reindex(before.probe.labels).gates(post_b).argmax(-1)
     sa = after.policy.reindex(after.probe.labels).gates(post).argmax(-1)
     moved = [i for i in range(len(recs)) if int(sb[i]) != int(sa[i])]
     print(f"{len(moved)} of {len(recs)} plain {args.split} rows change route")

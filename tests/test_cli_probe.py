@@ -43,6 +43,31 @@ def test_train_probe_writes_probes_and_only_its_report_section(tmp_path, monkeyp
     assert "AUROC malicious vs benign" in text and "recall borderline" in text and "| 2 |" in text
 
 
+def test_train_probe_pool_mean_fits_on_prompt_means_and_records_it(tmp_path, monkeypatch, tiny):
+    from oyster_steer.activations._capture import capture
+    from oyster_steer.cli import _probe
+    from oyster_steer.data import load_starter
+    from oyster_steer.probes._probe import load_probe
+
+    model = tiny
+    data = load_starter().sample(10, seed=0)
+    monkeypatch.setattr(_probe, "model_from_args", lambda args: model)
+    monkeypatch.setattr(_probe, "data_from_args", lambda args: data)
+    sites = ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
+    argv = ["train-probe", "--out", str(tmp_path / "probes"), "--cache", str(tmp_path / "cache")]
+    argv += ["--pool", "mean", "--sites", *sites, "--no-shift-data", "--quiet"]
+    assert main(argv) == 0
+    intent = load_probe(tmp_path / "probes" / "intent.safetensors", model)
+    assert intent.pool == "mean" and _probe.capture_sites(intent, model.n_layers) == sites
+    texts = [r.text for r in data][:6]
+    # the cache serves the probe's own features: the prompt mean, not the last token
+    got = _probe.probe_features(model, intent, texts, tmp_path / "cache")
+    mean = capture(model, texts, intent.site, pool="mean", progress=False)[intent.site]
+    last = capture(model, texts, intent.site, progress=False)[intent.site]
+    torch.testing.assert_close(got, mean.float(), atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(got, last.float(), atol=1e-3)
+
+
 def test_risk_and_intent_metrics_split_plain_and_wrapped():
     from oyster_steer.data import PromptRecord
     from oyster_steer.reproduce._probe_report import intent_metrics, risk_metrics

@@ -88,8 +88,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--read",
         choices=READS,
-        default="last",
-        help="where the probe reads (default last; after_thinking: at a reasoning model's </think>)",
+        default=None,
+        help="where the probe reads (default: the probe's own features, last token or mean over "
+        "the prompt; after_thinking: at a reasoning model's </think>)",
     )
     p.add_argument("--window", type=positive_int, default=4, help="tokens of a window read")
     p.add_argument(
@@ -166,7 +167,8 @@ def _command(args: argparse.Namespace) -> str:
     for flag, values in (("--monitor", args.monitor), ("--vector", args.vector)):
         for value in values or ():
             parts += [flag, value]
-    parts += ["--mode", args.mode, "--temperature", str(args.temperature), "--read", args.read]
+    parts += ["--mode", args.mode, "--temperature", str(args.temperature)]
+    parts += ["--read", args.read] if args.read is not None else []  # else: the probe's pool
     parts += ["--window", str(args.window), "--positions", args.positions]
     parts += ["--schedule", *map(str, args.schedule)]
     parts += ["--allow-compliance-steering"] if args.allow_compliance_steering else []
@@ -195,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
         probe,
         bindings,
         _policy(args),
-        read=args.read,
+        read=args.read or probe.pool,
         window=args.window,
         positions=args.positions,
         schedule=args.schedule,

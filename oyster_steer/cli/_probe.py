@@ -15,6 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..activations._cache import cached_capture
 from ..probes._data import probe_splits
 from ..probes._probe import save_probe
@@ -78,6 +80,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the intent (gating) probe is chosen among layers <= this one (default 12: the first "
         "layer the shipped pack writes, so the decision exists before any write of the prompt pass)",
     )
+    p.add_argument(
+        "--pool",
+        choices=("last", "mean"),
+        default="last",
+        help="prompt features the probes are fit on: the last prompt token (default) or the mean "
+        "over every chat-formatted prompt token (recorded in the probes; a control pack built "
+        "from them reads read='mean')",
+    )
     p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument(
         "--report",
@@ -108,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
             model,
             ps.texts,
             sites,
+            pool=args.pool,
             root=args.cache,
             batch_size=args.batch_size,
             progress=not args.quiet,
@@ -121,7 +132,10 @@ def run(args: argparse.Namespace) -> int:
         "model": model.name,
         "n_layers": model.n_layers,
         "out_dir": str(out_dir),
-        "command": "oyster-steer train-probe" + (f" --report {args.report}" if args.report else ""),
+        "command": "oyster-steer train-probe"
+        + (f" --pool {args.pool}" if args.pool != "last" else "")
+        + (f" --sites {' '.join(args.sites)}" if args.sites else "")
+        + (f" --report {args.report}" if args.report else ""),
         "tasks": {},
         "timing": {
             "capture_s": captured - start,
@@ -139,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
         choice = sweep.best(_SELECT[task_name], "validation", max_layer=limit)
         meta = {
             "task": task_name,
+            "pool": args.pool,
+            "capture_sites": ",".join(sites),
             "data": json.dumps(data.description),
             "chosen_by": f"validation {_SELECT[task_name]}"
             + (f", layer <= {limit}" if limit is not None else ""),
@@ -176,6 +192,29 @@ def default_sweep_sites(n_layers: int) -> list[str]:
     """
     top = max(1, int(0.8 * n_layers))
     return [f"blocks.{k}.hook_resid_post" for k in range(min(4, top), top + 1, 2)]
+
+
+def capture_sites(probe: Any, n_layers: int) -> list[str]:
+    """The sites ``train-probe`` captured a probe's features at (its capture-cache directory):
+    ``meta["capture_sites"]``, else the default sweep."""
+    recorded = probe.meta.get("capture_sites")
+    return recorded.split(",") if recorded else default_sweep_sites(n_layers)
+
+
+def probe_features(
+    model: Any, probe: Any, texts: list[str], cache: Path, progress: bool = False
+) -> torch.Tensor:
+    """(N, d) float32 features ``probe`` reads for ``texts`` (its pool, its site), from the
+    ``train-probe`` capture cache under ``cache`` (missing rows are captured and cached)."""
+    acts = cached_capture(
+        model,
+        texts,
+        capture_sites(probe, model.n_layers),
+        pool=probe.pool,
+        root=cache,
+        progress=progress,
+    )
+    return acts[probe.site.name].float()
 
 
 def _n_tokens(model: Any, texts: list[str]) -> int:

@@ -202,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
         probe,
         bindings,
         policy=policy,
+        read=probe.pool,  # the features the probes were fit on: last token or prompt mean
         monitors=monitors,
         meta={"command": command, "cpu_minutes": f"{(time.time() - start) / 60:.0f}"},
     )

@@ -8,7 +8,8 @@ How a pass runs under a patched plan (every step is tensor code on the model's d
    new sequence does not exist before the read site) and computes the pass's write weights
    ``posw = schedule[min(decode step, L - 1)] * positions mask``, (B, T, 1).
 2. The read hook at the probe's site reads the last prompt token (``x[:, -1]``: correct under left
-   padding), a masked window of them, or a running mean over generated tokens; the folded probe
+   padding), a masked window of them, the masked mean of the whole prompt pass, or a running
+   mean over generated tokens; the folded probe
    gives the posterior, the policy the expected utilities and gates. ``torch.where(starts, new,
    old)`` copies them into preallocated per-row buffers: the latch. Decode steps keep what the
    prompt pass decided (``read="running"`` re-decides every step instead).
@@ -336,9 +337,10 @@ class ControlState:
             acc = run.acc[: x.shape[0]]
             acc.copy_(torch.where(run.starts.unsqueeze(-1), last, acc + last))
             return acc / (run.last_gen + 2).clamp(min=1).float().unsqueeze(-1)
-        if self.read_mode != "window":
+        if self.read_mode not in ("window", "mean"):
             return last
-        k = min(self.window, x.shape[1])
+        # a shape, not a value: "mean" reads every token of the pass (the whole prompt)
+        k = x.shape[1] if self.read_mode == "mean" else min(self.window, x.shape[1])
         mask = run.mask
         if mask is not None and mask.shape == x.shape[:2]:
             real = mask[:, -k:].float()  # (B, k): left padding excluded
@@ -393,7 +395,8 @@ class ControlState:
     def grab_mask(
         self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
-        """Top-level pre-hook keeping a reference to the (B, T) attention mask (window reads)."""
+        """Top-level pre-hook keeping a reference to the (B, T) attention mask (window and mean
+        reads)."""
         mask = kwargs.get("attention_mask")
         self.run.mask = mask if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
 

@@ -42,9 +42,9 @@ __all__ = ["POSITIONS", "READS", "Binding", "ControlPlan", "Read", "bind", "exec
 Bindable: TypeAlias = "SteeringVector | LowRankIntervention | Mapping[str, torch.Tensor]"
 """What :func:`bind` takes: a steering vector, a low-rank intervention, or ``{site: (d,) tensor}``."""
 
-Read = Literal["last", "window", "running", "after_thinking"]
+Read = Literal["last", "window", "mean", "running", "after_thinking"]
 """Where the gating probe reads (see :class:`ControlPlan`)."""
-READS: tuple[Read, ...] = ("last", "window", "running", "after_thinking")
+READS: tuple[Read, ...] = ("last", "window", "mean", "running", "after_thinking")
 POSITIONS = ("all", "prompt", "generated", "thinking", "answer")  # or several joined by "+"
 _IDENTITY = ("model_name", "model_fingerprint", "model_weights", "d_model", "n_layers")
 _VECTOR_KEYS = ("method", "strength", *_IDENTITY)
@@ -240,7 +240,9 @@ class ControlPlan:
         policy: payoffs over the probe's classes (default: :data:`~oyster_steer.DEFAULT_PAYOFF`,
             columns reordered to the probe's labels).
         read: where the probe reads: ``"last"`` prompt token (default), ``"window"`` (mean over
-            the last ``window`` real prompt tokens), or ``"running"`` (mean over the last prompt
+            the last ``window`` real prompt tokens), ``"mean"`` (mean over every real token of the
+            prompt pass: the chat-formatted prompt, what ``capture(pool="mean")`` and
+            ``train-probe --pool mean`` read), or ``"running"`` (mean over the last prompt
             token and every generated token so far; the decision is re-made each step), or
             ``"after_thinking"`` (at the end of a reasoning model's thinking: the token before
             each row's first answer token -- its ``</think>``, or the last prompt token of a row
@@ -296,6 +298,15 @@ class ControlPlan:
             raise ValueError(
                 f"read={self.read!r} is not a read mode: use one of {', '.join(READS)}"
             )
+        probes = {"the gating probe": self.probe} | {
+            f"monitor {k!r}": p for k, p in self.monitors.items()
+        }
+        for name, p in probes.items():  # every probe reads the same feature of the pass
+            if p.pool == "mean" and self.read != "mean":
+                raise ValueError(
+                    f"{name} was fit on the mean over the prompt (meta pool='mean') but the plan "
+                    f"reads read={self.read!r}: pass read='mean'"
+                )
         parse_positions(self.positions)  # raises for an unknown selection
         if self.window < 1:
             raise ValueError(f"window={self.window} must be >= 1 token")

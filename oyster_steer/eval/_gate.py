@@ -1,7 +1,8 @@
 """The gate under distribution shift: score a control plan's probe and policy on external prompts.
 
 Scores prompts through the public API exactly as a user would (``capture`` at the last prompt
-token with the chat template -> ``probe.probs`` -> ``policy.decide``) and tabulates, with seeded
+token with the chat template, or its mean over the prompt for a plan that reads ``read="mean"``
+-> ``probe.probs`` -> ``policy.decide``) and tabulates, with seeded
 95% bootstrap intervals, per source and per attack: the intent read, the risk monitor's flag at
 its shipped threshold and the policy's strategy. :func:`shift_sets` assembles the shared
 lookalike, jailbreak and distress sets (phtest, CoCoNot contrast, JailbreakBench artifacts,
@@ -231,7 +232,7 @@ def score_gate(
         model,
         [r.text for r in recs],
         sites,
-        positions="last",
+        pool=plan.read if plan.read == "mean" else "last",
         batch_size=batch_size,
         progress=progress,
     )

@@ -37,12 +37,19 @@ __all__ = [
 def _scores(
     model: OysterModel, probe: LinearProbe, texts: Sequence[str], cache: Any = None
 ) -> torch.Tensor:
-    """(N, C) logits of the probe at the last prompt token; ``cache``: reuse an all-layer capture cache."""
+    """(N, C) logits of the probe on its own features (last prompt token or prompt mean,
+    ``probe.pool``); ``cache``: reuse an all-layer capture cache (last-token probes) or the
+    probe's site alone (mean-pooled ones)."""
     site = resolve_site(probe.site, model.n_layers)
     if cache is not None:
-        x = cached_capture(model, list(texts), site.kind, root=cache, progress=False)[site]
+        sites = site.kind if probe.pool == "last" else [site]
+        x = cached_capture(model, list(texts), sites, pool=probe.pool, root=cache, progress=False)[
+            site
+        ]
     else:
-        x = cast(Activations, capture(model, list(texts), site, progress=False))[site]
+        x = cast(Activations, capture(model, list(texts), site, pool=probe.pool, progress=False))[
+            site
+        ]
     return probe.to(model.device).logits(x.to(model.device)).cpu()
 
 

@@ -17,7 +17,7 @@ import json
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +44,9 @@ class LinearProbe:
         weight: (C, d) and bias: (C,) act on the standardised activation ``(x - mean) / scale``.
         temperature: logits are divided by it (temperature scaling on validation data).
         threshold: flag rule of binary probes, ``probs(x)[..., 1] > threshold``; None if uncalibrated.
-        meta: provenance strings (task, data, metrics as JSON, ...).
+        meta: provenance strings (task, data, metrics as JSON, ...); ``meta["pool"]`` names the
+            features it was fit on (``"last"`` prompt token when absent, or ``"mean"`` over the
+            prompt: :attr:`pool`).
     """
 
     site: Site
@@ -87,6 +89,13 @@ class LinearProbe:
         b = (self.bias - w @ self.mean * self.temperature) / self.temperature  # (C,)
         object.__setattr__(self, "_w", w)
         object.__setattr__(self, "_b", b)
+
+    @property
+    def pool(self) -> Literal["last", "mean"]:
+        """The prompt features it reads: ``"last"`` token (default) or ``"mean"`` over the prompt
+        (``capture(pool=probe.pool)`` gives them; a control plan reads them with
+        ``read=probe.pool``)."""
+        return "mean" if self.meta.get("pool") == "mean" else "last"
 
     @property
     def n_classes(self) -> int:

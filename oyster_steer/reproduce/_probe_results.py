@@ -128,6 +128,9 @@ def build_report(
     return "\n\n".join(lines)
 
 
+_POOLED = {"last": "Last-token", "mean": "Prompt-mean (every chat-formatted prompt token)"}
+
+
 def _header(results: dict[str, Any], splits: dict[str, Any], tasks: dict[str, Any]) -> str:
     sizes = ", ".join(
         f"{k} {len(v)} ({sum('wrapper' in r.meta for r in v)} wrapped)" for k, v in splits.items()
@@ -138,7 +141,7 @@ def _header(results: dict[str, Any], splits: dict[str, Any], tasks: dict[str, An
     )
     return (
         f"Reproduce: `{results['command']}` (writes `{results['out_dir']}/{{risk,intent}}.safetensors` and this section).\n"
-        f"Last-token residual probes (`resid_post`), multinomial logistic regression, L2 and temperature chosen on validation. Data: {sizes}. "
+        f"{_POOLED[next(iter(tasks.values()))['probe'].pool]} residual probes (`resid_post`), multinomial logistic regression, L2 and temperature chosen on validation. Data: {sizes}. "
         f"All numbers below are on the **test** split; layers, L2, temperature and thresholds were chosen on validation. Chosen layers: {chosen}."
     )
 

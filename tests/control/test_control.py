@@ -188,6 +188,40 @@ def test_window_read_ignores_left_padding(model, plan):
     torch.testing.assert_close(alone, together[:1], atol=1e-5, rtol=1e-4)
 
 
+def test_mean_read_is_the_capture_mean_pool_of_the_whole_prompt(model, plan):
+    short, long = "Hi", "Please tell me a long story about the sea and the wind"
+    mean = plan.replace(read="mean")
+    with patch_plan(model, mean) as handle:
+        _forward(model, *model.encode([short, long]))
+        together = handle.decisions().posterior
+        _forward(model, *model.encode([short]))
+        alone = handle.decisions().posterior
+    pooled = osteer.capture(model, [short, long], READ, pool="mean", progress=False)[READ]
+    expected = plan.probe.probs(pooled.float())
+    torch.testing.assert_close(together, expected, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(alone, expected[:1], atol=1e-5, rtol=1e-4)  # padding masked
+    last = plan.probe.probs(osteer.capture(model, [long], READ, progress=False)[READ].float())
+    assert not torch.allclose(together[1:], last, atol=1e-3)  # not the last token's reading
+    with patch_plan(model, plan.replace(read="window", window=10_000)) as handle:
+        _forward(model, *model.encode([short, long]))
+        torch.testing.assert_close(handle.decisions().posterior, together, atol=1e-6, rtol=1e-5)
+
+
+def test_mean_read_latches_at_the_prompt_pass_and_compiles_fullgraph(model, plan, batch):
+    ids, mask = batch
+    mean = plan.replace(read="mean")
+    kwargs = dict(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask))
+    with torch.no_grad(), patch_plan(model, mean) as handle:
+        eager = model.hf(**kwargs).logits
+        decided = handle.decisions().posterior
+        torch._dynamo.reset()  # fullgraph=True raises on any graph break or host sync
+        compiled = torch.compile(model.hf, fullgraph=True, backend="eager")(**kwargs).logits
+        torch.testing.assert_close(handle.decisions().posterior, decided)
+        _generate(model, ids, mask, n=3)  # decode steps keep the prompt pass's decision
+        torch.testing.assert_close(handle.decisions().posterior, decided)
+    torch.testing.assert_close(compiled, eager)
+
+
 def test_monitor_probes_are_recorded_and_soft_policies_blend(model, plan, probe, batch):
     soft = plan.replace(
         policy=osteer.Policy(mode="soft", temperature=0.5), monitors={"risk": probe}
@@ -448,6 +482,41 @@ def test_build_plan_cli_writes_a_pack_from_probe_and_vector_files(
         plan.meta["command"].startswith("oyster-steer build-plan --model")
         and "guide=1x" in plan.meta["command"]
     )
+    assert plan.read == "last" and "--read" not in plan.meta["command"]
+
+
+def test_a_mean_pooled_probe_is_read_as_a_mean_by_plans_packs_and_build_plan(
+    model, plan, probe, vector, tmp_path, capsys
+):
+    import dataclasses
+
+    from oyster_steer.cli import main
+    from oyster_steer.probes._probe import load_probe, save_probe
+    from oyster_steer.testing import default_tokenizer, tiny_hf_model
+    from oyster_steer.vectors._vector import SteeringVector, save_vector
+
+    assert probe.pool == "last"  # no meta: the last prompt token
+    pooled = dataclasses.replace(probe, meta=probe.meta | {"pool": "mean"})
+    with pytest.raises(ValueError, match="read='mean'"):
+        plan.replace(probe=pooled)  # a last-token read of mean-pooled weights
+    with pytest.raises(ValueError, match="monitor 'risk'.*read='mean'"):
+        plan.replace(monitors={"risk": pooled})
+    mean = plan.replace(probe=pooled, monitors={"risk": pooled}, read="mean")
+    loaded = load_plan(save_plan(mean, tmp_path / "control.safetensors"), model)
+    assert loaded.read == "mean" and loaded.probe.pool == loaded.monitors["risk"].pool == "mean"
+    # build-plan reads the probe's own features unless --read says otherwise
+    tiny_hf_model("llama").save_pretrained(tmp_path / "m")
+    default_tokenizer().save_pretrained(tmp_path / "m")
+    probe_path = save_probe(pooled, tmp_path / "intent.safetensors", model)
+    assert load_probe(probe_path, model).pool == "mean"
+    vec = SteeringVector.from_tensors(model, vector, method="mean_diff", strength=2.5)
+    vec_path = save_vector(vec, tmp_path / "constructive.safetensors")
+    argv = ["build-plan", "--model", str(tmp_path / "m"), "--probe", str(probe_path)]
+    argv += ["--monitor", f"risk={probe_path}", "--vector", f"constructive={vec_path}:guide=1x"]
+    assert main([*argv, "--out", str(tmp_path / "built.safetensors")]) == 0
+    assert load_plan(tmp_path / "built.safetensors", model).read == "mean"
+    assert main([*argv, "--read", "last", "--out", str(tmp_path / "bad.safetensors")]) == 2
+    assert "read='mean'" in capsys.readouterr().err
 
 
 # -- bindings that cannot backfire ----------------------------------------------------------------
