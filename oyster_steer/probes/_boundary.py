@@ -39,10 +39,11 @@ def _scores(
 ) -> torch.Tensor:
     """(N, C) logits of the probe on its own features (last prompt token or prompt mean,
     ``probe.pool``); ``cache``: reuse an all-layer capture cache (last-token probes) or the
-    probe's site alone (mean-pooled ones)."""
+    sites ``train-probe`` captured (mean-pooled ones, ``meta["capture_sites"]``)."""
     site = resolve_site(probe.site, model.n_layers)
     if cache is not None:
-        sites = site.kind if probe.pool == "last" else [site]
+        recorded = probe.meta.get("capture_sites")
+        sites = site.kind if probe.pool == "last" else (recorded.split(",") if recorded else [site])
         x = cached_capture(model, list(texts), sites, pool=probe.pool, root=cache, progress=False)[
             site
         ]

@@ -190,6 +190,8 @@ def test_window_read_ignores_left_padding(model, plan):
 
 def test_mean_read_is_the_capture_mean_pool_of_the_whole_prompt(model, plan):
     short, long = "Hi", "Please tell me a long story about the sea and the wind"
+    soft = plan.probe.with_calibration(temperature=200.0)  # unsaturated: every token counts
+    plan = plan.replace(probe=soft)
     mean = plan.replace(read="mean")
     with patch_plan(model, mean) as handle:
         _forward(model, *model.encode([short, long]))
@@ -395,6 +397,22 @@ def test_backends_agree_with_hf(model, plan, batch, backend, tiny_models):
     real = batch[1].bool()
     assert (logits[real] - want_logits[real]).abs().max() <= 1e-4
     assert torch.equal(tokens[:, -4:], want_tokens[:, -4:])
+
+
+@pytest.mark.parametrize("backend", ["tl", "nnsight"])
+def test_backends_agree_with_hf_on_a_mean_read(model, plan, backend, tiny_models):
+    other = tiny_models("llama", backend)
+    soft = plan.probe.with_calibration(temperature=200.0)  # unsaturated: every token counts
+    mean = plan.replace(probe=soft, read="mean")
+    batch = model.encode(["Hi", "Please tell me a long story about the sea and the wind"])
+    with patch_plan(model, mean) as handle:
+        _forward(model, *batch)
+        want = handle.decisions().posterior
+    with patch_plan(other, mean) as handle:
+        _forward(other, *batch)  # left padding masked on every backend
+        torch.testing.assert_close(handle.decisions().posterior, want, atol=1e-5, rtol=1e-4)
+    pooled = osteer.capture(model, ["Hi"], READ, pool="mean", progress=False)[READ]
+    torch.testing.assert_close(want[:1], soft.probs(pooled.float()), atol=1e-5, rtol=1e-4)
 
 
 @pytest.fixture
