@@ -1,11 +1,23 @@
-"""``oyster-steer eval`` end to end: the plan's unsteered rows reused vs generated again.
+"""``oyster-steer eval`` end to end: the state before, the plan's rows reused, the judges' passes cut.
 
 Runs the CLI's ``eval`` (unsteered + one control plan, judges included) the way a user does, in
-two modes, interleaved round after round: ``reuse`` (today: a plan's rows whose gates switch on
-no action take the unsteered condition's reply, after one prompt pass up to the probes) and
-``generate`` (before: every row of every condition generated). The table reports median CPU and
-wall seconds of the whole command, the speed-up, and how many of the plan's replies and
-decisions are identical between the two.
+three modes, interleaved round after round in one process:
+
+- ``generate``: every row of every condition generated; the judges run the coherence NLL (two
+  passes, LM head everywhere) and the refusal probe's forward separately; divergence runs every
+  row steered (the code before the plan-row reuse, eb71423);
+- ``reuse``: a plan's rows whose gates switch on no action take the unsteered condition's reply
+  (after one prompt pass up to the probes), judges and divergence as in ``generate`` (main at
+  a35fb8a);
+- ``now``: as ``reuse``, and the judges read NLL and probe features from one pass over prompt +
+  reply with the chat head shared and the LM head only at reply positions
+  (``eval._judge_pass``); the unsteered replies' reads come from their generation itself;
+  divergence runs only the plan's gated rows steered, and its prompt pass computes the LM head
+  at the last position only.
+
+The table reports median CPU and wall seconds of the whole command, speed-ups against
+``generate``, and how many replies, decisions and verdicts are identical to ``generate``'s
+(judge values to 1e-5).
 
     python benchmarks/eval.py --n-per-class 8 --repeats 1 --threads 1
 """
@@ -33,31 +45,62 @@ from capture import machine  # noqa: E402
 
 
 @contextlib.contextmanager
-def generate_all() -> Iterator[None]:
-    """The path before the reuse: no row is taken from the unsteered condition."""
-    from oyster_steer.eval import _evaluate
+def patched(mode: str) -> Iterator[None]:
+    """The code path of ``mode`` (see the module docstring)."""
+    from oyster_steer.eval import _evaluate, _generate, _judges
 
-    saved = _evaluate._unsteered_rows
-    _evaluate._unsteered_rows = lambda *a: {}  # type: ignore[assignment]
+    saved = [
+        (_evaluate, "_unsteered_rows"),
+        (_evaluate, "_generation_reads"),
+        (_judges, "_model_reads"),
+        (_generate, "_steered_rows"),
+        (_generate, "_last_logits_only"),
+    ]
+    old = [getattr(m, n) for m, n in saved]
+    if mode in ("generate", "reuse"):
+        separate = _judges._probe_scores, _judges._nlls
+        _evaluate._generation_reads = lambda *a: (None, False)  # type: ignore[assignment]
+        _judges._model_reads = lambda j, m, rec, rep, known=None: (  # type: ignore[assignment]
+            separate[0](j, m, rec, rep),
+            separate[1](j, m, rec, rep),
+        )
+        _generate._steered_rows = lambda m, h, p: list(range(len(p)))  # type: ignore[assignment]
+        _generate._last_logits_only = lambda m: {}  # type: ignore[assignment]
+    if mode == "generate":
+        _evaluate._unsteered_rows = lambda *a: {}  # type: ignore[assignment]
     try:
         yield
     finally:
-        _evaluate._unsteered_rows = saved  # type: ignore[assignment]
+        for (m, n), f in zip(saved, old, strict=True):
+            setattr(m, n, f)
 
 
-def _rows(path: Path) -> dict[tuple[str, str, str], tuple]:
+def _rows(path: Path) -> dict[tuple[str, str, str], dict]:
     out = {}
     for line in path.read_text().splitlines():
         r = json.loads(line)
-        if r.get("kind") == "reply":
-            out[r["kind"], r["condition"], r["id"]] = (
-                r["reply"],
-                r.get("control_strategy"),
-                r.get("control_intent"),
-            )
-        elif r.get("kind") == "divergence":
-            out[r["kind"], r["condition"], r["id"]] = (round(r["kl"], 6),)
+        if r.get("kind") in ("reply", "divergence"):
+            out[r["kind"], r["condition"], r["id"]] = r
     return out
+
+
+def _same(a: dict, b: dict | None) -> bool:
+    """Two rows equal: every field but the timing, floats to 1e-5 (relative) / 1e-6."""
+    if b is None or set(a) != set(b):
+        return False
+    for k, v in a.items():
+        if k == "gen_seconds":
+            continue
+        w = b[k]
+        if isinstance(v, float) and isinstance(w, float):
+            if abs(v - w) > max(1e-6, 1e-5 * abs(v)):
+                return False
+        elif v != w:
+            return False
+    return True
+
+
+MODES = ("generate", "reuse", "now")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         "--profile",
         type=Path,
         default=None,
-        help="write a CPU-time cProfile of the first reuse run here (where its time goes)",
+        help="write a CPU-time cProfile of the first now run here (where its time goes)",
     )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -81,17 +124,17 @@ def main(argv: list[str] | None = None) -> int:
     base = ["eval", "--n-per-class", str(args.n_per_class), "--plan", args.plan, "--quiet"]
     times: dict[str, list[tuple[float, float]]] = {}
     rows: dict[str, dict] = {}
+    loads = ""
     for round_ in range(args.repeats):
-        modes = ["generate", "reuse"] if round_ % 2 == 0 else ["reuse", "generate"]
-        for mode in modes:
+        k = round_ % len(MODES)
+        for mode in MODES[k:] + MODES[:k]:  # rotating order
             path = args.out / f"{mode}-{round_}.jsonl"
             path.unlink(missing_ok=True)
-            ctx = generate_all() if mode == "generate" else contextlib.nullcontext()
             wall, cpu = time.perf_counter(), time.process_time()
             prof = None
-            if args.profile and mode == "reuse" and round_ == 0:
+            if args.profile and mode == "now" and round_ == 0:
                 prof = cProfile.Profile(time.process_time)
-            with ctx, contextlib.redirect_stdout(open(os.devnull, "w")):  # noqa: SIM115
+            with patched(mode), contextlib.redirect_stdout(open(os.devnull, "w")):  # noqa: SIM115
                 argv_ = [*base, "--results", str(path)]
                 rc = prof.runcall(cli, argv_) if prof else cli(argv_)
             if prof:
@@ -102,37 +145,39 @@ def main(argv: list[str] | None = None) -> int:
             if rc:
                 raise SystemExit(f"oyster-steer eval failed in mode {mode} (exit {rc})")
             rows[mode] = _rows(path)
-        print(f"round {round_ + 1}/{args.repeats} done", file=sys.stderr)
+            print(f"round {round_ + 1} {mode}: {times[mode][-1]}", file=sys.stderr)
+        loads = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     med = {m: [statistics.median(t[i] for t in ts) for i in (0, 1)] for m, ts in times.items()}
-    old, new = rows["generate"], rows["reuse"]
-    plan_keys = [k for k in old if k[0] == "reply" and k[1] != "unsteered"]
-    same = sum(old[k] == new.get(k) for k in plan_keys)
-    div = [k for k in old if k[0] == "divergence"]
-    same_div = sum(old[k] == new.get(k) for k in div)
-    helped = sum(new[k][1] == "help" for k in plan_keys if k in new)
-    reused = f" Plan rows decided `help` (no action: reused): {helped}/{len(plan_keys)}."
+    ref = rows["generate"]
+    replies = [k for k in ref if k[0] == "reply"]
+    div = [k for k in ref if k[0] == "divergence"]
+    plan_keys = [k for k in replies if k[1] != "unsteered"]
+    helped = sum(rows["now"][k].get("control_strategy") == "help" for k in plan_keys)
     lines = [
         f"`oyster-steer eval --n-per-class {args.n_per_class} --plan {args.plan}` (unsteered + the "
-        f"plan, judges included), median of {args.repeats} interleaved rounds.",
+        f"plan, judges included), median of {args.repeats} interleaved rounds (rotating order).",
         "",
-        f"Machine: {machine()}.",
+        f"Machine: {machine()}; load average {loads} when the last round ended.",
         "",
         f"Command: `python benchmarks/eval.py --n-per-class {args.n_per_class} --repeats "
         f"{args.repeats} --threads {args.threads}`",
         "",
-        "| mode | CPU s (median) | speed-up, CPU | wall s (median) | speed-up, wall |",
-        "|---|---:|---:|---:|---:|",
+        "| mode | CPU s (median) | speed-up, CPU | wall s (median) | speed-up, wall | "
+        "reply rows identical to generate | divergence rows identical |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for mode in ("generate", "reuse"):
+    for mode in MODES:
         c, w = med[mode][1], med[mode][0]
+        same = sum(_same(ref[k], rows[mode].get(k)) for k in replies)
+        same_div = sum(_same(ref[k], rows[mode].get(k)) for k in div)
         lines.append(
             f"| {mode} | {c:.1f} | {med['generate'][1] / c:.2f}x | {w:.1f} | "
-            f"{med['generate'][0] / w:.2f}x |"
+            f"{med['generate'][0] / w:.2f}x | {same}/{len(replies)} | {same_div}/{len(div)} |"
         )
     lines += [
         "",
-        f"Plan replies (with decisions) identical: {same}/{len(plan_keys)}; divergence rows "
-        f"identical (KL to 1e-6): {same_div}/{len(div)}.{reused}",
+        f"Identical: reply, decision, verdict and every judge field (floats to 1e-5). Plan rows "
+        f"decided `help` (no action: reused): {helped}/{len(plan_keys)}.",
     ]
     print("\n".join(lines))
     return 0

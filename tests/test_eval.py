@@ -339,9 +339,9 @@ def test_results_file_resumes_without_regenerating(
         json.loads(lines[0])["kind"] == "meta" and len(lines) == 1 + 8 + 2
     )  # header, replies, divergences
     calls = []
-    real = _evaluate.generate_replies
+    real = _evaluate._generate
     monkeypatch.setattr(
-        _evaluate, "generate_replies", lambda *a, **k: calls.append(len(a[1])) or real(*a, **k)
+        _evaluate, "_generate", lambda *a, **k: calls.append(len(a[1])) or real(*a, **k)
     )
     again = run()
     assert calls == [] and again.to_markdown() == first.to_markdown()
@@ -716,3 +716,27 @@ def test_inert_rows_are_the_rows_without_an_action(model) -> None:
         else:
             assert inert.tolist() == [s != "guide" for s in strategy]
             assert "guide" in strategy and not all(s == "guide" for s in strategy)
+
+
+def test_divergence_skips_the_plans_inert_rows_at_equal_values(model, monkeypatch) -> None:
+    """Under a plan, rows whose gates switch on no action are not run steered again (their
+    steered log-probs are the unsteered ones): KL and NLLs equal running every row steered."""
+    from oyster_steer.eval import _generate
+
+    records = load_starter().split("test").sample(3, seed=1)
+    texts, intents = [r.text for r in records], [r.intent for r in records]
+    plan = _fitted_plan(model, texts, intents, {"guide": 2.0, "redirect": 2.0})
+    refs = [f"Reply number {i}: here is a short answer about it." for i in range(len(texts))]
+    cond = Condition("plan", "plan", plan)
+    seen = []
+    real = _generate._steered_rows
+    monkeypatch.setattr(_generate, "_steered_rows", lambda *a: seen.append(real(*a)) or seen[-1])
+    fast = divergence(model, texts, refs, cond, batch_size=len(texts))
+    monkeypatch.setattr(_generate, "_steered_rows", lambda m, h, p: list(range(len(p))))
+    slow = divergence(model, texts, refs, cond, batch_size=len(texts))
+    assert 0 < len(seen[0]) < len(texts)  # some rows skipped, some steered: the test can fail
+    for a, b in zip(fast, slow, strict=True):
+        assert a == pytest.approx(b, rel=1e-5, abs=1e-6)
+    skipped = [i for i in range(len(texts)) if i not in seen[0]]
+    assert all(fast[i]["kl"] == 0.0 for i in skipped)
+    assert any(slow[i]["kl"] > 1e-4 for i in seen[0])  # the steered rows moved

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core._errors import EmptyInputError, ModelMismatchError
-from ..core._sites import resolve_site
+from ..core._sites import Site, resolve_site
 from ..data import UNKNOWN_CATEGORY, PromptRecord
 from ._conditions import Condition
-from ._generate import divergence, generate_replies, prompt_pass
-from ._judges import JUDGE_VERSION, Judges, judge_replies
+from ._generate import _generate, divergence, generate_replies, prompt_pass
+from ._judges import JUDGE_VERSION, Judges, _judge, judge_replies
 from ._result import EvalResult
 
 if TYPE_CHECKING:
@@ -248,6 +248,22 @@ def _unsteered_rows(
     return out
 
 
+def _generation_reads(
+    model: OysterModel, cond: Condition, judges: Judges
+) -> tuple[Site | None, bool]:
+    """What the judges read from the unpatched model that an unsteered generation can hand
+    them (the refusal probe's site, the reply NLL): only for the unsteered condition on an hf
+    model that carries no hooks of its own."""
+    if cond.steered or model.backend != "hf" or _has_hooks(model):
+        return None, False
+    probe = judges.probe_for(model)
+    return (probe.site if probe is not None else None), judges.coherence
+
+
+def _has_hooks(model: OysterModel) -> bool:
+    return any(m._forward_hooks or m._forward_pre_hooks for m in model.hf.modules())
+
+
 def _answer(
     model: OysterModel,
     store: _Results,
@@ -269,16 +285,19 @@ def _answer(
         chunk = todo[start : start + step]
         decided: dict[int, dict[str, Any]] = {}
         t0 = time.perf_counter()
+        site, nll = _generation_reads(model, cond, judges)
         with cond.applied(model) as handle:
-            replies = generate_replies(
+            replies, reads = _generate(
                 model,
                 [r.text for r in chunk],
                 max_new_tokens=opts["max_new_tokens"],
                 batch_size=step,
                 after_batch=_decision_reader(handle, decided),
+                read_site=site,
+                read_nll=nll,
             )
         seconds = time.perf_counter() - t0
-        judged = judge_replies(chunk, replies, model=model, judges=judges)
+        judged = _judge(chunk, replies, model, judges, reads)
         rows = [
             _record_row(r, cond)
             | {"reply": text, "gen_seconds": seconds / len(chunk)}

@@ -66,7 +66,9 @@ from ..models._model import cache_dir
 from ..probes._baseline import embed_texts
 from . import _rules
 from ._coherence import repetition_loop, reply_nll
+from ._generate import Read
 from ._harm import danger_theme, misplaced_guidance, validates_harm
+from ._judge_pass import judge_reads
 from ._reply_probe import refusal_probe, reply_activations
 
 if TYPE_CHECKING:
@@ -288,6 +290,44 @@ def _probe_scores(
     return probe.to(x.device).probs(x)[:, 1].tolist()
 
 
+def _model_reads(
+    judges: Judges,
+    model: OysterModel,
+    records: Sequence[PromptRecord],
+    replies: Sequence[str],
+    known: Sequence[Read | None] | None = None,
+) -> tuple[list[float | None], list[float | None]]:
+    """Refusal-probe probabilities and reply NLLs from one pass of the unsteered model over
+    prompt + reply (:func:`~oyster_steer.eval._judge_pass.judge_reads`; hf backend); rows with
+    ``known`` reads (taken from the unsteered generation itself) are not run again."""
+    probe = judges.probe_for(model)
+    site = probe.site if probe is not None else None
+    known = known or [None] * len(replies)
+    todo = [i for i, k in enumerate(known) if k is None or (site is not None and k[1] is None)]
+    nlls: list[float | None] = [k[0] if k is not None else None for k in known]
+    x = torch.zeros(len(replies), model.d_model)
+    for i, k in enumerate(known):
+        if k is not None and k[1] is not None:
+            x[i] = k[1]
+    if todo:
+        got_nll, got_x = judge_reads(
+            model,
+            [records[i].text for i in todo],
+            [replies[i] for i in todo],
+            site,
+            nll=judges.coherence,
+        )
+        for j, i in enumerate(todo):
+            nlls[i] = got_nll[j]
+            if got_x is not None:
+                x[i] = got_x[j]
+    if not judges.coherence:
+        nlls = [None] * len(replies)
+    if probe is None:
+        return [None] * len(replies), nlls
+    return probe.to(x.device).probs(x)[:, 1].tolist(), nlls
+
+
 def judge_replies(
     records: Sequence[PromptRecord],
     replies: Sequence[str],
@@ -314,16 +354,31 @@ def judge_replies(
         >>> judge_replies([rec], ["I can't help with that."], judges=Judges(False, False))[0]["verdict"]  # doctest: +SKIP
         'refusal'
     """
+    return _judge(records, replies, model, judges)
+
+
+def _judge(
+    records: Sequence[PromptRecord],
+    replies: Sequence[str],
+    model: OysterModel | None,
+    judges: Judges | None,
+    known: Sequence[Read | None] | None = None,
+) -> list[dict[str, Any]]:
+    """:func:`judge_replies`, with the model's reads of some replies already ``known`` (from
+    the unsteered generation; hf backend)."""
     judges = judges or Judges()
     if len(records) != len(replies):
         raise ValueError(
             f"got {len(records)} prompts and {len(replies)} replies: pass one reply per prompt"
         )
-    probs = _probe_scores(judges, model, records, replies)
+    if model is not None and model.backend == "hf" and replies:
+        probs, nlls = _model_reads(judges, model, records, replies, known)
+    else:
+        probs = _probe_scores(judges, model, records, replies)
+        nlls = _nlls(judges, model, records, replies)
     emb = _embeddings(judges, records, replies)
     sims = _similarities(judges, records, emb)
     topics = _topicality(judges, replies, emb)
-    nlls = _nlls(judges, model, records, replies)
     rows = []
     for rec, reply, prob, sim, topic, nll in zip(
         records, replies, probs, sims, topics, nlls, strict=True
