@@ -111,6 +111,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-pack", action="store_true", help="train and save, do not write the pack")
     p.add_argument(
+        "--schedule",
+        nargs="+",
+        default=None,
+        metavar="STRATEGY=V,...",
+        help="the pack's decode-step schedule per strategy (index 0: prompt tokens, i: the i-th "
+        "reply token; the last value holds): 'guide=1x17,0.5' steers the prompt and 16 reply "
+        "tokens at gain x1, then x0.5 ('AxN': A repeated N times); strategies not named keep 1",
+    )
+    p.add_argument(
         "--payoff",
         type=Path,
         default=None,
@@ -203,6 +212,7 @@ def run(args: argparse.Namespace) -> int:
         bindings,
         policy=policy,
         read=probe.pool,  # the features the probes were fit on: last token or prompt mean
+        schedule=parse_schedules(args.schedule) if args.schedule else (1.0,),
         monitors=monitors,
         meta={"command": command, "cpu_minutes": f"{(time.time() - start) / 60:.0f}"},
     )
@@ -211,3 +221,25 @@ def run(args: argparse.Namespace) -> int:
     for b in plan.bindings:
         print(f"  {b.name}: {b.strengths} at {len(b.sites)} site(s), rank {b.meta.get('rank')}")
     return 0
+
+
+def parse_schedules(items: list[str]) -> dict[str, tuple[float, ...]]:
+    """``["guide=1x17,0.5"]`` -> ``{"guide": (1.0,) * 17 + (0.5,)}`` (``AxN``: A repeated N times)."""
+    out: dict[str, tuple[float, ...]] = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        seq: list[float] = []
+        try:
+            for part in values.split(",") if sep and name and values else ["?"]:
+                value, times, count = part.partition("x")
+                n = int(count) if times else 1
+                if n < 1:
+                    raise ValueError(part)
+                seq += [float(value)] * n
+        except ValueError:
+            raise OysterError(
+                f"--schedule {item!r} is not STRATEGY=V[,V...] with V a number or AxN (N >= 1): "
+                "write e.g. guide=1x17,0.5"
+            ) from None
+        out[name] = tuple(seq)
+    return out

@@ -6,7 +6,9 @@ How a pass runs under a patched plan (every step is tensor code on the model's d
    row's prompt end from its position ids; right after it, :meth:`ControlState.begin` marks the
    rows whose pass is a prompt pass (``starts``, (B,)), zeroes their gates (the decision for a
    new sequence does not exist before the read site) and computes the pass's write weights
-   ``posw = schedule[min(decode step, L - 1)] * positions mask``, (B, T, 1).
+   ``posw = schedule[min(decode step, L - 1)] * positions mask``, (B, T, 1). With a schedule per
+   strategy, ``posw`` is the positions mask and ``sched = table[:, step]`` (B, T, S) scales the
+   gates instead (step 3).
 2. The read hook at the probe's site reads the last prompt token (``x[:, -1]``: correct under left
    padding), a masked window of them, the masked mean of the whole prompt pass, or a running
    mean over generated tokens; the folded probe
@@ -16,7 +18,9 @@ How a pass runs under a patched plan (every step is tensor code on the model's d
 3. Whenever gates change (pass start, read), ONE matmul ``gates (B, S) @ stacked (S, n * d)``
    gives every steered site's delta, split into (B, 1, d) views. ``stacked`` already sums every
    bound vector's strength-weighted direction per strategy and site. Each site's write hook is
-   then one ``torch.addcmul(x, posw, delta)``: all its vectors, in one operation.
+   then one ``torch.addcmul(x, posw, delta)``: all its vectors, in one operation. With a schedule
+   per strategy the scaled gates ``gates * sched`` (B, T, S) differ per token, so each write hook
+   takes its own site's delta, ``(gates * sched) @ stacked[site]`` (B, T, d), still one matmul.
 
 No ``.item()``, ``.tolist()``, ``.cpu()``, host copies or branches on tensor values. The only
 python branches are on shapes (batch growth, trace bookkeeping) and on the plan's constants.
@@ -52,9 +56,11 @@ class _Run:
     starts: torch.Tensor  # (B,) rows in a prompt pass
     last_gen: torch.Tensor  # (B,) decode index
     posw: torch.Tensor  # (B, T, 1) write weights
-    deltas: torch.Tensor  # (B, n, 1, d)
-    coefs: torch.Tensor  # (B, 1, K) gated strengths of the low-rank components
-    custom_coefs: torch.Tensor  # (B, 1, J) gated strengths of the custom operators
+    sched: torch.Tensor  # (B, T, S) per-strategy schedule of the pass (else (1, 1, 1) ones)
+    scaled: torch.Tensor  # (B, T', S) gates x per-strategy schedule (T' = 1 without one)
+    deltas: torch.Tensor  # (B, 1, n, d) (plan-wide schedule only)
+    coefs: torch.Tensor  # (B, T', K) gated strengths of the low-rank components
+    custom_coefs: torch.Tensor  # (B, T', J) gated strengths of the custom operators
     posterior: torch.Tensor  # (B, C)
     eu: torch.Tensor  # (B, S)
     weights: torch.Tensor  # (B, S)
@@ -108,12 +114,19 @@ class ControlState:
         self.monitor_wb = {
             k: tuple(t.to(dev, torch.float32) for t in p.folded()) for k, p in plan.monitors.items()
         }
-        self.schedule = torch.tensor(plan.schedule, dtype=torch.float32, device=dev) * gain  # (L,)
+        table = plan.schedule_table().to(dev) * gain  # (S, L)
+        self.per_strategy = plan.per_strategy_schedule  # a constant of the plan
+        self.schedule = table[0]  # (L,): the plan-wide schedule
+        self.schedule_t = table.T.contiguous()  # (L, S): row i = every strategy's i-th multiplier
         self.sites = plan.sites
         stacked = [plan.stacked(site) for site in self.sites] or [
             torch.zeros(len(plan.strategies), 0)
         ]
         self.stacked = torch.cat(stacked, dim=1).to(dev, torch.float32)  # (S, n_sites * d)
+        # per site: its (S, d) block of stacked, or None where no vector writes (schedule per strategy)
+        self.site_stacked = [
+            s.to(dev, torch.float32) if bool(s.any()) else None for s in stacked[: len(self.sites)]
+        ]
         self.device, self.dtype, self.d_model, self.trace = (
             dev,
             model.dtype,
@@ -171,7 +184,9 @@ class ControlState:
         run.starts = torch.zeros(0, dtype=torch.bool, device=dev)
         run.last_gen = torch.full((1,), -1, dtype=torch.long, device=dev)
         run.posw = torch.zeros(1, 1, 1, device=dev, dtype=self.dtype)
-        run.deltas = torch.zeros(1, len(self.sites), 1, self.d_model, device=dev)
+        run.sched = torch.ones(1, 1, 1, device=dev)
+        run.scaled = torch.zeros(1, 1, self.payoff.shape[0], device=dev)
+        run.deltas = torch.zeros(1, 1, len(self.sites), self.d_model, device=dev)
         run.coefs = torch.zeros(1, 1, self.low_gain.shape[1], device=dev, dtype=self.dtype)
         run.custom_coefs = torch.zeros(
             1, 1, self.custom_gain.shape[1], device=dev, dtype=self.dtype
@@ -216,12 +231,6 @@ class ControlState:
         run.starts = run.last_gen < 0  # (B,) a prompt pass: this row starts a new sequence
         run.gates[:rows].mul_((~run.starts).unsqueeze(-1).float())  # undecided before the read
         spans = self.spans
-        if spans is not None and self.read_mode == "after_thinking":
-            # rows whose first answer token opens this pass decide now, from the read site's
-            # activation of the token before it (the close marker), before any site writes
-            now = cast(torch.Tensor, spans.first_answer)[:, 0] & ~run.starts  # (B,)
-            self._latch(run, run.last_feat[:rows], now)
-        self._refresh(run, rows)
         # (B, T, 1): 0 on prompt tokens; i for the i-th token of its span (span positions) or
         # the i-th generated token (otherwise)
         span_of = spans if spans is not None and self.in_span else None
@@ -229,25 +238,44 @@ class ControlState:
             step = (cast(torch.Tensor, span_of.index) + 1).unsqueeze(-1)
         else:
             step = gen + 1
-        posw = self.schedule[step.clamp(0, self.schedule.shape[0] - 1)]  # (B, T, 1)
+        step = step.clamp(0, self.schedule.shape[0] - 1)
+        if self.per_strategy:  # (B, T, S) multipliers; the write weight keeps only positions
+            run.sched = self.schedule_t[step[..., 0]]
+            posw = torch.ones_like(step, dtype=torch.float32)
+        else:
+            posw = self.schedule[step]  # (B, T, 1)
         if span_of is not None:
             posw = posw * span_of.mask(self.positions)
         elif self.positions != "all":
             posw = posw * self.tracker.mask(self.positions)
         run.posw = posw.to(self.dtype)
+        if spans is not None and self.read_mode == "after_thinking":
+            # rows whose first answer token opens this pass decide now, from the read site's
+            # activation of the token before it (the close marker), before any site writes
+            now = cast(torch.Tensor, spans.first_answer)[:, 0] & ~run.starts  # (B,)
+            self._latch(run, run.last_feat[:rows], now)
+        self._refresh(run, rows)
         if self.trace and tokens > 1:
             run.records, run.span_records = [], []
 
     def _refresh(self, run: _Run, rows: int) -> None:
-        """Every site's delta from the current gates: one (B, S) @ (S, n * d) matmul."""
+        """Every site's delta from the current gates: one (B, S) @ (S, n * d) matmul.
+
+        With a schedule per strategy the gates are scaled per token, ``gates * sched``
+        (B, T, S), and each write hook takes its own site's delta from them.
+        """
         n = len(self.sites)
-        deltas = (run.gates[:rows] @ self.stacked).view(rows, n, 1, self.d_model)  # (B, n, 1, d)
-        run.deltas = deltas.to(self.dtype)
+        gates = run.gates[:rows].unsqueeze(1)  # (B, 1, S)
+        if self.per_strategy:  # a constant of the plan
+            gates = gates * run.sched  # (B, T, S)
+            run.scaled = gates.to(self.dtype)
+        else:
+            deltas = (gates @ self.stacked).view(rows, 1, n, self.d_model)  # (B, 1, n, d)
+            run.deltas = deltas.to(self.dtype)
         if self.low_gain.shape[1]:  # a constant of the plan
-            run.coefs = (run.gates[:rows] @ self.low_gain).unsqueeze(1).to(self.dtype)  # (B, 1, K)
+            run.coefs = (gates @ self.low_gain).to(self.dtype)  # (B, T', K)
         if self.custom_gain.shape[1]:  # a constant of the plan
-            gains = (run.gates[:rows] @ self.custom_gain).unsqueeze(1)  # (B, 1, J)
-            run.custom_coefs = gains.to(self.dtype)
+            run.custom_coefs = (gates @ self.custom_gain).to(self.dtype)  # (B, T', J)
 
     # -- the read hook ------------------------------------------------------------------------
     def read(self, x: torch.Tensor, gate: bool, monitors: tuple[str, ...]) -> None:
@@ -353,6 +381,8 @@ class ControlState:
         posterior = (x.float() @ self.w.T + self.b).softmax(-1)  # (B, T, C)
         eu = posterior @ self.payoff.T  # (B, T, S)
         applied = run.gates[:rows].unsqueeze(1) * run.posw.float()  # (B, T, S)
+        if self.per_strategy:  # a constant of the plan
+            applied = applied * run.sched
         run.records.append((posterior.detach(), eu.detach(), applied.detach()))
         if self.spans is not None:
             run.span_records.append(cast(torch.Tensor, self.spans.span).detach())
@@ -367,11 +397,19 @@ class ControlState:
         ``fn(x, direction)``.
         """
         low, custom = self.low[index], self.custom[index]
-        if low is not None or custom:  # constants of the plan
+        stacked = self.site_stacked[index] if self.per_strategy else None
+        if low is not None or custom or self.per_strategy:  # constants of the plan
 
             def write_edit(x: torch.Tensor) -> torch.Tensor:
                 run = self.run
-                delta = run.deltas[:, index].to(x.dtype)  # (B, 1, d)
+                if self.per_strategy:  # this site's (B, T, d) delta from the scaled gates
+                    delta = (
+                        run.scaled.to(x.dtype) @ stacked.to(x.dtype)
+                        if stacked is not None
+                        else x.new_zeros(1, 1, 1)
+                    )
+                else:
+                    delta = run.deltas[:, :, index].to(x.dtype)  # (B, 1, d)
                 if low is not None:
                     A, c, R, lo, hi = low
                     z = (x @ A.T.to(x.dtype) + c.to(x.dtype)) * run.coefs[:, :, lo:hi].to(x.dtype)
@@ -387,7 +425,7 @@ class ControlState:
             run = self.run
             # .to(x.dtype): a no-op unless the model was cast after patch (then a device-side cast)
             return torch.addcmul(
-                x, run.posw.to(x.dtype), run.deltas[:, index].to(x.dtype)
+                x, run.posw.to(x.dtype), run.deltas[:, :, index].to(x.dtype)
             )  # (B, T, d) + (B, T, 1) * (B, 1, d)
 
         return write

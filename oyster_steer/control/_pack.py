@@ -2,7 +2,9 @@
 
 Tensors (float32): ``probe/{weight,bias,mean,scale}``, ``monitors/{name}/{...}``,
 ``vectors/{binding}/{site}`` (d,), ``lowrank/{binding}/{site}/{R,W,b}`` (r, d), (r, d), (r,)
-(version 2), ``policy/payoff`` (S, C) and ``schedule`` (L,). String
+(version 2), ``policy/payoff`` (S, C) and ``schedule`` (L,), or with a schedule per strategy
+(version 3, only then) ``schedule/{strategy}`` (L_s,) for the strategies the manifest's
+``schedule_strategies`` names. String
 metadata: the model identity (``model_fingerprint``, ``d_model``, ``n_layers``, ``model_name``)
 and a JSON ``manifest`` naming every tensor and the configuration. The manifest is validated
 against the tensors before anything is built; nothing is ever unpickled.
@@ -14,7 +16,7 @@ import dataclasses
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -37,7 +39,7 @@ __all__ = [
     "write_pack",
 ]
 
-FORMAT, VERSION = "oyster_steer.control", 2  # 2: low-rank bindings
+FORMAT, VERSION = "oyster_steer.control", 3  # 2: low-rank bindings; 3: per-strategy schedules
 _PROBE_TENSORS = ("weight", "bias", "mean", "scale")
 _LOWRANK_TENSORS = ("R", "W", "b")
 _REQUIRED = ("probe", "monitors", "policy", "bindings", "read", "window", "positions")
@@ -83,7 +85,13 @@ def write_pack(plan: ControlPlan, path: str | Path) -> Path:
         "allow_compliance_steering": plan.allow_compliance_steering,
     }
     tensors["policy/payoff"] = policy.payoff.float().clone()
-    tensors["schedule"] = torch.tensor(plan.schedule, dtype=torch.float32)
+    if plan.per_strategy_schedule:  # version 3; a plan-wide schedule keeps version 2
+        per = cast("Mapping[str, Any]", plan.schedule)
+        manifest["schedule_strategies"] = list(per)
+        for strategy, values in per.items():
+            tensors[f"schedule/{strategy}"] = torch.tensor(values, dtype=torch.float32)
+    else:
+        tensors["schedule"] = torch.tensor(plan.schedule, dtype=torch.float32)
     for b in plan.bindings:
         if b.custom:
             raise ValueError(
@@ -109,7 +117,7 @@ def write_pack(plan: ControlPlan, path: str | Path) -> Path:
         tensors,
         {**identity, "manifest": json.dumps(manifest)},
         format=FORMAT,
-        version=VERSION,
+        version=VERSION if plan.per_strategy_schedule else 2,
     )
 
 
@@ -165,7 +173,11 @@ def read_pack(
             read=manifest["read"],
             window=int(manifest["window"]),
             positions=manifest["positions"],
-            schedule=tensors["schedule"].tolist(),
+            schedule=(
+                {s: tensors[f"schedule/{s}"].tolist() for s in manifest["schedule_strategies"]}
+                if "schedule_strategies" in manifest
+                else tensors["schedule"].tolist()
+            ),
             monitors=monitors,
             identity=identity,
             meta=manifest.get("meta", {}),
@@ -213,8 +225,11 @@ def _expected(manifest: dict[str, Any]) -> dict[str, tuple[int, ...] | None]:
     c = len(manifest["probe"]["labels"])
     want: dict[str, tuple[int, ...] | None] = {
         "policy/payoff": (len(manifest["policy"]["strategies"]), c),
-        "schedule": None,
     }
+    if "schedule_strategies" in manifest:
+        want.update({f"schedule/{s}": None for s in manifest["schedule_strategies"]})
+    else:
+        want["schedule"] = None
     for prefix, entry in [("probe", manifest["probe"])] + [
         (f"monitors/{k}", v) for k, v in manifest["monitors"].items()
     ]:

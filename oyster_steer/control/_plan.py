@@ -258,6 +258,9 @@ class ControlPlan:
         schedule: strength multiplier per token: index 0 for prompt tokens, index i for the
             i-th generated token fed back; the last value holds for later tokens. With span
             positions the count restarts in each span (index i: the i-th thinking or answer token).
+            Plan-wide (one sequence), or per strategy: ``{"guide": (1.0,) * 17 + (0.5,),
+            "redirect": (1.0,)}`` (strategies not named keep a constant 1); a row's write is
+            then ``sum_s gate_s * schedule_s[i] * strength_s`` (:meth:`schedule_table`).
         monitors: extra probes (name -> probe, at any site), read like the gating probe and
             latched at the prompt pass; only recorded in decisions (e.g. the risk probe).
         identity: model_name / model_fingerprint / d_model / n_layers of the model it is for
@@ -273,7 +276,7 @@ class ControlPlan:
     read: Read = "last"
     window: int = 4
     positions: str = "all"
-    schedule: Sequence[float] = (1.0,)
+    schedule: Sequence[float] | Mapping[str, Sequence[float]] = (1.0,)
     monitors: Mapping[str, LinearProbe] = field(default_factory=dict)
     identity: Mapping[str, str] = field(default_factory=dict)
     meta: Mapping[str, str] = field(default_factory=dict)
@@ -281,7 +284,11 @@ class ControlPlan:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bindings", tuple(self.bindings))
-        object.__setattr__(self, "schedule", tuple(float(s) for s in self.schedule))
+        if isinstance(self.schedule, Mapping):
+            per = {str(k): tuple(float(x) for x in v) for k, v in self.schedule.items()}
+            object.__setattr__(self, "schedule", per)
+        else:
+            object.__setattr__(self, "schedule", tuple(float(s) for s in self.schedule))
         object.__setattr__(self, "monitors", dict(self.monitors))
         policy = self.policy or Policy()
         if policy.intents != tuple(self.probe.labels):
@@ -310,9 +317,17 @@ class ControlPlan:
         parse_positions(self.positions)  # raises for an unknown selection
         if self.window < 1:
             raise ValueError(f"window={self.window} must be >= 1 token")
-        if not self.schedule or not all(torch.isfinite(torch.tensor(self.schedule))):
+        per = dict(self.schedule) if isinstance(self.schedule, Mapping) else None
+        rows = list(per.values()) if per is not None else [self.schedule]
+        if not rows or not all(r and all(torch.isfinite(torch.tensor(r))) for r in rows):
             raise ValueError(
-                f"schedule={self.schedule} must be a non-empty list of finite multipliers"
+                f"schedule={self.schedule} must be a non-empty list of finite multipliers "
+                "(or a mapping strategy -> such a list)"
+            )
+        extra = sorted(set(per or ()) - set(self.strategies))
+        if extra:
+            raise ValueError(
+                f"schedule names strategies {extra} that the policy lacks: use some of {list(self.strategies)}"
             )
         names = [b.name for b in self.bindings]
         if len(set(names)) != len(names):
@@ -338,6 +353,31 @@ class ControlPlan:
     def strategies(self) -> tuple[str, ...]:
         assert self.policy is not None, "__post_init__ always sets a policy"
         return self.policy.strategies
+
+    @property
+    def per_strategy_schedule(self) -> bool:
+        """Whether :attr:`schedule` is a mapping strategy -> schedule (else one for the plan)."""
+        return isinstance(self.schedule, Mapping)
+
+    def schedule_table(self) -> torch.Tensor:
+        """(S, L) multiplier per strategy (rows in :attr:`strategies` order) and decode step.
+
+        Each row is padded with its last value (which holds for later tokens); a plan-wide
+        schedule gives S equal rows, and strategies a per-strategy one does not name get 1.
+        """
+        sched = cast("Mapping[str, Sequence[float]]", self.schedule)
+        rows = (
+            [tuple(sched.get(s, (1.0,))) for s in self.strategies]
+            if self.per_strategy_schedule
+            else [tuple(cast("Sequence[float]", self.schedule))] * len(self.strategies)
+        )
+        n = max(len(r) for r in rows)
+        return torch.tensor([list(r) + [r[-1]] * (n - len(r)) for r in rows], dtype=torch.float32)
+
+    @property
+    def constant_schedule(self) -> bool:
+        """Whether every strategy's schedule is 1 at every step (a static binding can be baked)."""
+        return bool((self.schedule_table() == 1.0).all())
 
     @property
     def sites(self) -> list[str]:
@@ -440,8 +480,7 @@ class ControlPlan:
             and not b.custom
             and len(gains) == 1
             and self.positions == "all"
-            and len(set(self.schedule)) == 1
-            and self.schedule[0] == 1.0
+            and self.constant_schedule
             and all(self._writes_after_read(site) for site in b.directions)
         )
 

@@ -187,9 +187,13 @@ def _verify(
 
 def _refuse_conditional(conditional: Any = None) -> None:
     lowrank = [b.name for b in getattr(conditional, "bindings", ()) if getattr(b, "lowrank", None)]
+    stepwise = conditional is not None and not conditional.constant_schedule
     what = (
         f"input-dependent low-rank bindings {lowrank} (never a bias, gated or not)"
         if lowrank
+        else "parts under a decode-step schedule that is not a constant 1 (a bias cannot change "
+        "with the decode step, gated or not)"
+        if stepwise
         else "probe-gated (conditional) parts"
     )
     raise ExportError(

@@ -149,7 +149,7 @@ def _static_operator(plan: Any, b: Any) -> bool:
         and len(gains) == 1
         and gains != {0.0}
         and plan.positions == "all"
-        and set(plan.schedule) == {1.0}
+        and plan.constant_schedule
         and all(plan._writes_after_read(site) for site in b.sites)
     )
 

@@ -175,3 +175,16 @@ def test_a_gate_adds_the_prompts_it_misroutes_to_the_strategys_retain_set(tiny_m
     with pytest.raises(_Stop):
         train_plan_actions(tiny_models("llama"), data, cfg, log=lambda s: None)
     assert seen["retain"] == []
+
+
+def test_train_plan_schedules_parse_per_strategy_and_bad_ones_name_the_form():
+    from oyster_steer.cli._train_plan import parse_schedules
+    from oyster_steer.core._errors import OysterError
+
+    assert parse_schedules(["guide=1x3,0.5", "redirect=1"]) == {
+        "guide": (1.0, 1.0, 1.0, 0.5),
+        "redirect": (1.0,),
+    }
+    for bad in ("guide", "guide=", "=1", "guide=1x0", "guide=ax2", "guide=1,,2"):
+        with pytest.raises(OysterError, match=rf"--schedule '{bad}' is not STRATEGY=V"):
+            parse_schedules([bad])

@@ -103,7 +103,15 @@ def _lowrank_plan():
     return plan.replace(bindings=[*plan.bindings, bind(iv, {"redirect": 1.0}, name="lr")])
 
 
-@pytest.mark.parametrize("make", [_plan, _lowrank_plan], ids=["vectors", "with-low-rank"])
+def _per_strategy_plan():
+    return _lowrank_plan().replace(schedule={"guide": (1.0, 0.5), "redirect": (1.0, 1.0, 0.25)})
+
+
+@pytest.mark.parametrize(
+    "make",
+    [_plan, _lowrank_plan, _per_strategy_plan],
+    ids=["vectors", "with-low-rank", "per-strategy-schedule"],
+)
 def test_hot_path_compiles_without_graph_breaks(make):
     state = _state(make())
     state.prepare(["a", "b"], np.array([0, 3, 4]), np.array([3, 2]), np.array([0, 1]))
@@ -144,3 +152,27 @@ def test_low_rank_bindings_are_applied_like_the_library():
     _, after = _step(state, torch.tensor([0, 1]), x)
     edit = 2.0 * ((x @ (W - R).T + b) @ R)
     assert torch.allclose(after, x + 1.0 + edit, atol=1e-5)  # vector (guide 1.0) + low-rank edit
+
+
+def test_per_strategy_schedules_scale_each_requests_own_strategy():
+    """Decode tokens of a guided and a redirected request: each gets its strategy's multiplier."""
+    plan = _plan(schedule={"guide": (1.0, 0.5), "redirect": (1.0, 1.0, 0.25)})
+    state = _state(plan)
+    # step 1: both prompts whole (a: 2 tokens -> guide, b: 2 tokens -> redirect)
+    state.prepare(["a", "b"], np.array([0, 2, 4]), np.array([2, 2]), np.array([0, 0]))
+    x = torch.zeros(4, D)
+    x[1, 1], x[3, 2] = 1.0, 1.0
+    _, after = _step(state, torch.tensor([0, 1, 0, 1]), x)
+    assert torch.allclose(after, x + torch.tensor([1.0, 1.0, 2.0, 2.0])[:, None])  # prompt: 1
+    for positions, guide, redirect in (
+        ([2, 2], 0.5, 1.0),
+        ([3, 3], 0.5, 0.25),
+        ([4, 4], 0.5, 0.25),
+    ):
+        # a decode step: one token each, the i-th generated token fed back
+        plen = np.array([2, 2])
+        state.prepare(["a", "b"], np.array([0, 1, 2]), plen, np.array(positions))
+        x = torch.zeros(2, D)
+        before, after = _step(state, torch.tensor(positions), x)
+        want = torch.tensor([1.0 * guide, 2.0 * redirect])[:, None].expand(2, D)
+        assert torch.allclose(before, want) and torch.allclose(after, want)

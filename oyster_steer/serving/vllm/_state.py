@@ -12,7 +12,8 @@ same decisions per *request slot* rather than per row:
   a request keeps its slot while other requests join and leave the batch;
 * on the device, per token: ``gen = position - prompt_len`` (negative on prompt tokens),
   ``is_last = position == prompt_len - 1`` (this step holds the request's last prompt token),
-  and the write weight ``schedule[clamp(gen + 1)] x positions mask``;
+  and the write weight ``schedule[clamp(gen + 1)] x positions mask`` (with a schedule per
+  strategy, ``schedule[:, clamp(gen + 1)]`` scales each strategy's gate instead);
 * the read hook computes the folded probe's posterior and the policy's gates for every token and
   latches them into the slot buffers only where ``is_last`` (``index_copy_`` into the token's
   slot, other tokens into a scratch row): the decision is made once per request, from its last
@@ -125,7 +126,10 @@ class PlanState:
         self.low_gain = (
             torch.cat(gains, dim=1) if gains else torch.zeros(len(self.strategies), 0)
         ).to(device, torch.float32)  # (S, K)
-        self.schedule = torch.tensor(plan.schedule, dtype=torch.float32, device=device)
+        table = plan.schedule_table().to(device)  # (S, L)
+        self.per_strategy = plan.per_strategy_schedule  # a constant of the plan
+        self.schedule, self.schedule_t = table[0], table.T.contiguous()  # (L,), (L, S)
+        self.tok_sched = torch.ones(max_tokens, len(self.strategies), device=device)
         self.positions_mode = plan.positions
         self.max_tokens = max_tokens
         # per-token inputs, filled by the host before each step (persistent addresses)
@@ -270,7 +274,11 @@ class PlanState:
         slot, plen = self.tok_slot[:tokens], self.tok_plen[:tokens]
         gen = positions[:tokens].long() - plen  # (N,) < 0 on prompt tokens
         step = (gen + 1).clamp(0, self.schedule.shape[0] - 1)
-        weight = self.schedule[step] * self.tok_live[:tokens]
+        if self.per_strategy:  # (N, S) multipliers scale the gates; the weight keeps the rest
+            self.tok_sched = self.schedule_t[step]
+            weight = self.tok_live[:tokens]
+        else:
+            weight = self.schedule[step] * self.tok_live[:tokens]
         if self.positions_mode == "prompt":
             weight = weight * (gen < 0)
         elif self.positions_mode == "generated":
@@ -284,6 +292,8 @@ class PlanState:
     def _refresh(self, weight: torch.Tensor) -> None:
         n, tokens = len(self.sites), weight.shape[0]
         gates = self.gates[self.slot_now]  # (N, S)
+        if self.per_strategy:  # a constant of the plan
+            gates = gates * self.tok_sched  # (N, S): each strategy's schedule at each token
         delta = gates @ self.stacked  # (N, n * d)
         self.contrib = (weight * delta).view(tokens, n, self.d_model).to(self.dtype)
         if self.low_gain.shape[1]:  # a constant of the plan
