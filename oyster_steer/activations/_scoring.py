@@ -28,7 +28,7 @@ import torch
 
 from ..backends import get_backend, position_ids
 from ..models._forward import forward_from, supports_forward_from
-from ..models._model import left_pad, shared_prefix_length
+from ..models._model import left_pad, shared_prefix_length, sliding_window
 
 if TYPE_CHECKING:
     from ..models._model import OysterModel
@@ -332,6 +332,9 @@ def _two_passes_from(
     cache = DynamicCache(config=model.hf.config)  # blocks below the layer never write to it
     pmask, head, hidden = packed.prompt_mask, packed.head, packed.prompt_hidden.to(model.dtype)
     tp = pmask.shape[1]
+    window = sliding_window(model)
+    if window is not None and tp + packed.reply_mask.shape[1] >= window:
+        head = 0  # the padding after a cached head could push it out of a row's sliding window
     if head:
         # the shared head: once, at batch 1 (row 0's copy: every row's is the same), then its
         # KV is every row's prefix; the prompts' own tokens follow, left-padded after it

@@ -380,6 +380,21 @@ def left_pad(
     return ids.to(device), mask.to(device)
 
 
+def sliding_window(model: OysterModel) -> int | None:
+    """The attention window of ``model``'s sliding-window layers (tokens), or None without any.
+
+    A window counts KV-cache slots, not positions: a shared prefix cached before left-padded
+    rows (capture's chat head, scoring's ``share_head``) is only exact while a whole padded row
+    fits in the window.
+    """
+    cfg = model.hf.config
+    window = getattr(cfg, "sliding_window", None)
+    types = getattr(cfg, "layer_types", None)
+    if types is not None and "sliding_attention" not in types:
+        return None
+    return int(window) if window else None
+
+
 def shared_prefix_length(rows: Sequence[Sequence[int]]) -> int:
     """Length of the token prefix all ``rows`` share, leaving each at least one token of its own.
 

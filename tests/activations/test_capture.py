@@ -472,3 +472,27 @@ def test_negative_layers_index_from_the_last_block(tiny, tmp_path):
     acts.meta.pop("n_layers")  # saved by an older version
     with pytest.raises(KeyError, match="do not record the model's layer count"):
         acts["blocks.-1.hook_resid_post"]
+
+
+@pytest.mark.parametrize("arch", ["gemma2", "gemma3"])
+def test_shared_chat_head_keeps_out_of_a_sliding_window_it_does_not_fit(tiny_models, arch):
+    """A sliding window counts cache slots: with the chat head cached before left-padded rows,
+    a short row batched with one longer than the window lost the head from its window (last
+    activations off by ~3-5 on the tiny Gemma 2 / 3, window 64). The head is shared only while
+    every row fits; the batch matches each prompt alone either way."""
+    from oyster_steer.activations._capture import _shared_prefix
+    from oyster_steer.models._model import sliding_window
+
+    model = tiny_models(arch, "hf")
+    window = sliding_window(model)
+    assert window == 64
+    long = "Tell me a long story about a fox who swims in the river " * 6
+    short = ["Hi", "What is 2+2?"]
+    assert _shared_prefix(model, model.token_rows(short)) >= 8  # rows that fit share the head
+    texts = [*short, long]
+    rows = model.token_rows(texts)
+    assert max(len(r) for r in rows) > window and _shared_prefix(model, rows) == 0
+    site = "blocks.1.hook_resid_post"
+    got = capture(model, texts, [site], pool="last", batch_size=3, progress=False)[site]
+    for i, prompt in enumerate(texts):
+        torch.testing.assert_close(got[i], _alone(model, prompt, site)[-1], atol=1e-5, rtol=1e-5)

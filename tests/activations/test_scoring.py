@@ -147,13 +147,18 @@ def test_reply_buckets_cover_every_token_once_and_cut_padding():
     assert _reply_buckets([5, 5, 5])[0][0][1] == 5 and len(_reply_buckets([5, 5, 5])[0]) == 1
 
 
-@pytest.mark.parametrize("arch", ["llama", "gemma2", "gpt_neox"])
+@pytest.mark.parametrize(
+    "arch, long",
+    [("llama", False), ("gemma2", False), ("gpt_neox", False), ("gemma2", True), ("gemma3", True)],
+)
 def test_bucketed_reply_passes_and_shared_head_score_like_one_padded_pass(
-    tiny_models, arch, monkeypatch
+    tiny_models, arch, long, monkeypatch
 ):
     """Reply passes split by length (each on its own copy of the prompts' cache), and the
     prompts' common chat head run once as a KV prefix, give the one padded pass's log-probs
-    and gradients (and those are the full forward's)."""
+    and gradients (and those are the full forward's). ``long``: a reply longer than the tiny
+    Gemma's sliding window (64), where the cached head is not used (the padding after it would
+    push it out of the short rows' windows)."""
     from oyster_steer.activations import _scoring
     from oyster_steer.activations._scoring import frozen_inputs
     from oyster_steer.backends import Hook
@@ -166,6 +171,8 @@ def test_bucketed_reply_passes_and_shared_head_score_like_one_padded_pass(
         "No.",
         "Sure, here is how.",
     ]
+    if long:
+        replies[0] = replies[0] * 4
     gs = [Group(chat_ids(model, p), tuple(reply_ids(model, r) for r in replies)) for p in prompts]
     hidden = frozen_inputs(model, gs, 1)
     delta = (torch.linspace(-2, 2, model.d_model) / 4).requires_grad_(True)
