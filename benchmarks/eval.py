@@ -124,7 +124,6 @@ def main(argv: list[str] | None = None) -> int:
     base = ["eval", "--n-per-class", str(args.n_per_class), "--plan", args.plan, "--quiet"]
     times: dict[str, list[tuple[float, float]]] = {}
     rows: dict[str, dict] = {}
-    loads = ""
     for round_ in range(args.repeats):
         k = round_ % len(MODES)
         for mode in MODES[k:] + MODES[:k]:  # rotating order
@@ -146,7 +145,6 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"oyster-steer eval failed in mode {mode} (exit {rc})")
             rows[mode] = _rows(path)
             print(f"round {round_ + 1} {mode}: {times[mode][-1]}", file=sys.stderr)
-        loads = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     med = {m: [statistics.median(t[i] for t in ts) for i in (0, 1)] for m, ts in times.items()}
     ref = rows["generate"]
     replies = [k for k in ref if k[0] == "reply"]
@@ -157,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         f"`oyster-steer eval --n-per-class {args.n_per_class} --plan {args.plan}` (unsteered + the "
         f"plan, judges included), median of {args.repeats} interleaved rounds (rotating order).",
         "",
-        f"Machine: {machine()}; load average {loads} when the last round ended.",
+        f"Machine: {machine()}.",
         "",
         f"Command: `python benchmarks/eval.py --n-per-class {args.n_per_class} --repeats "
         f"{args.repeats} --threads {args.threads}`",
