@@ -189,3 +189,32 @@ def test_evaluate_judges_unsteered_replies_from_their_generation(tiny, monkeypat
                 assert row[k] == pytest.approx(v, rel=1e-5, abs=1e-6), k
             else:
                 assert row[k] == v, k
+
+
+@pytest.mark.slow
+def test_on_the_default_model_generation_and_one_pass_read_what_the_separate_passes_read(
+    smollm,
+) -> None:
+    """SmolLM2-135M-Instruct, one starter prompt per intent: the unsteered generation's reads,
+    the one judge pass and the separate NLL and refusal-probe passes agree (1e-4: float rounding
+    of 30 real blocks in other batch layouts), and most replies round-trip the tokenizer."""
+    from oyster_steer.eval._generate import _generate
+    from oyster_steer.eval._reply_probe import default_reply_site
+
+    site = default_reply_site(smollm)
+    prompts = [r.text for r in load_starter().split("test").sample(2, seed=0)]
+    replies, reads = _generate(
+        smollm, prompts, max_new_tokens=24, batch_size=8, read_site=site, read_nll=True
+    )
+    nlls, feats = judge_reads(smollm, prompts, replies, site)
+    want_nll = reply_nll(smollm, prompts, replies)
+    want_x = reply_activations(smollm, prompts, replies, site)
+    assert feats is not None
+    assert nlls == pytest.approx(want_nll, rel=1e-4, abs=1e-4)
+    torch.testing.assert_close(feats, want_x, atol=1e-4, rtol=1e-4)
+    kept = [i for i, r in enumerate(reads) if r is not None]
+    assert len(kept) >= len(prompts) // 2, replies
+    for i in kept:
+        nll, x = reads[i]
+        assert nll == pytest.approx(want_nll[i], rel=1e-4, abs=1e-4)
+        torch.testing.assert_close(x, want_x[i], atol=1e-4, rtol=1e-4)
