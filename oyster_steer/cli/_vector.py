@@ -16,7 +16,7 @@ from typing import Any
 from ..reproduce._vector_results import results_markdown, write_section
 from ..steering._calibrate import CalibrationCache, calibrate_strength
 from ..vectors._learn import LearnConfig
-from ..vectors._train import train_vector
+from ..vectors._train import shared_activations, train_vector
 from ..vectors._vector import load_vector, save_vector
 from ._common import add_common, data_from_args, model_from_args, positive_int
 
@@ -191,11 +191,14 @@ def ship(model: Any, data: Any, out_dir: Path, args: argparse.Namespace) -> int:
     site, budget, val = SHIPPED["site"], SHIPPED["kl_budget"], data.split("validation")
     gains = {}
     cache = CalibrationCache()  # the four calibrations share their prompts and unsteered scores
-    for method in ("mean_diff", "pca", "learned"):
-        vec = _train(model, data, method, "constructive", site, n[method], args)
-        vec, curve = _calibrated(model, vec, val, budget, SHIPPED["strengths"][method], args, cache)
-        gains[method] = curve.gain_at_kl(budget)
-        save_vector(vec, out_dir / f"constructive-{method}.safetensors")
+    with shared_activations():  # mean_diff and pca read the same contrasts: captured once
+        for method in ("mean_diff", "pca", "learned"):
+            vec = _train(model, data, method, "constructive", site, n[method], args)
+            vec, curve = _calibrated(
+                model, vec, val, budget, SHIPPED["strengths"][method], args, cache
+            )
+            gains[method] = curve.gain_at_kl(budget)
+            save_vector(vec, out_dir / f"constructive-{method}.safetensors")
     best = max(gains, key=lambda m: gains[m])
     shutil.copyfile(
         out_dir / f"constructive-{best}.safetensors", out_dir / "constructive.safetensors"

@@ -31,9 +31,10 @@ prompts) or ``refusal`` (bare refusal over compliance and helpful openings).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -358,18 +359,55 @@ def _pair_acts(
         prefixes = None
         texts = [p for p, _ in data] + [n for _, n in data]
         use_chat = bool(chat)
-    rows = text_activations(
-        model,
-        texts,
-        sites,
-        read,
-        chat=use_chat if kind == "pairs" else False,
-        prefixes=prefixes,
-        batch_size=batch_size,
-        progress=progress,
-    )
+
+    def run() -> dict[str, torch.Tensor]:
+        return text_activations(
+            model,
+            texts,
+            sites,
+            read,
+            chat=use_chat if kind == "pairs" else False,
+            prefixes=prefixes,
+            batch_size=batch_size,
+            progress=progress,
+        )
+
+    memo = _SHARED[-1] if _SHARED else None
+    if memo is None or not isinstance(read, (str, int)):
+        rows = run()
+    else:
+        key = (
+            id(model),
+            model.fingerprint,
+            tuple(texts),
+            None if prefixes is None else tuple(prefixes),
+            tuple(s.name for s in sites),
+            read,
+            use_chat,
+            kind,
+            batch_size,
+        )
+        if key not in memo:
+            memo[key] = run()
+        rows = memo[key]
     n = len(data)
     return {k: (v[:n], v[n:]) for k, v in rows.items()}, True, _read_name(read)
+
+
+_SHARED: list[dict[tuple[Any, ...], dict[str, torch.Tensor]]] = []  # the innermost block's last
+
+
+@contextlib.contextmanager
+def shared_activations() -> Iterator[None]:
+    """Inside the block, :func:`train_vector` calls that read the same texts at the same sites
+    the same way (``mean_diff`` and ``pca`` on the same contrasts) capture them once; the later
+    call aggregates the first one's activations (no method changes them in place), so its vector
+    is the one a separate capture gives. Do not change the model's weights or hooks inside."""
+    _SHARED.append({})
+    try:
+        yield
+    finally:
+        _SHARED.pop()
 
 
 def _read_name(read: Any) -> str:

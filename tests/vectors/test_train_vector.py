@@ -207,3 +207,29 @@ def test_learned_from_cached_lower_blocks_equals_full_forward_training(model, da
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     assert fast.meta["best_step"] == full.meta["best_step"]
     assert abs(float(fast.meta["best_val_loss"]) - float(full.meta["best_val_loss"])) < 1e-5
+
+
+def test_shared_activations_capture_the_same_contrasts_once(model, data, monkeypatch):
+    """``train-vector --shipped`` trains mean_diff and pca on the same contrasts: inside
+    ``shared_activations`` they are captured once, and both vectors (and their metadata) equal
+    separately trained ones exactly; other contrasts (another target) are captured anew."""
+    from oyster_steer.vectors import _train
+
+    kw = dict(n_per_intent=6, progress=False)
+    alone = {m: train_vector(model, data, method=m, **kw) for m in ("mean_diff", "pca")}
+    calls = []
+    real = _train.text_activations
+    monkeypatch.setattr(
+        _train, "text_activations", lambda *a, **k: calls.append(len(a[1])) or real(*a, **k)
+    )
+    with _train.shared_activations():
+        shared = {m: train_vector(model, data, method=m, **kw) for m in ("mean_diff", "pca")}
+        refusal = train_vector(model, data, method="mean_diff", target="refusal", **kw)
+    assert len(calls) == 2  # the constructive contrasts once, the refusal ones once
+    for m, v in shared.items():
+        assert v.meta == alone[m].meta
+        for site in v.directions:
+            assert torch.equal(v.directions[site], alone[m].directions[site]), m
+    assert refusal.meta["target"] == "refusal"
+    train_vector(model, data, method="pca", **kw)  # outside the block: captured again
+    assert len(calls) == 3
