@@ -89,6 +89,12 @@ def main() -> None:
     ap.add_argument(
         "--splits", nargs="+", default=["validation", "test"], help="splits scored (fit on train)"
     )
+    ap.add_argument(
+        "--misread",
+        nargs="*",
+        default=["last:12:1", "mean:12:1", "mean:16:8", "last+mean:16:8"],
+        help="POOL:LAYER:WEIGHT fits whose self-harm rows read malicious are listed side by side",
+    )
     ap.add_argument("--out", type=Path, default=Path("runs/gate_pooling.json"))
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -129,6 +135,9 @@ def main() -> None:
                     sh = [_self_harm(r) for r in recs[s]]
                     bb = [r.intent in ("benign", "borderline") for r in recs[s]]
                     row[s] = {
+                        "self_harm_misread": [
+                            recs[s][i].text for i in range(len(sh)) if sh[i] and int(pred[i]) == 3
+                        ],
                         "macro_f1": round(summary(p, y[s])["macro_f1"], 4),
                         "self_harm_read_malicious": _rate(pred == 3, sh),
                         "self_harm_read_vulnerable": _rate(pred == 2, sh),
@@ -178,7 +187,28 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=1))
     print("\n".join(table(rows, scored)))
+    print("\n".join(misread(rows, scored, args.misread)))
     print(f"wrote {args.out} in {time.time() - start:.0f} s")
+
+
+def misread(rows: list[dict], splits: list[str], fits: list[str]) -> list[str]:
+    """The self-harm rows each of ``fits`` (``pool:layer:weight``) reads malicious, one line per
+    row with the fits that misread it (the prompt cut at 100 characters)."""
+    keys = {
+        f"{r['pool']}:{r['layer']}:{r['self_harm_weight']}": r
+        for r in rows
+        if r["task"] == "intent"
+    }
+    out = [f"\nself-harm rows read malicious by {', '.join(fits)}"]
+    for s in splits:
+        seen: dict[str, list[str]] = {}
+        for f in fits:
+            if f in keys:
+                for text in keys[f][s]["self_harm_misread"]:
+                    seen.setdefault(text, []).append(f)
+        for text, by in seen.items():
+            out.append(f"{s} | {' '.join(by)} | {text[:100]!r}")
+    return out
 
 
 def _pct(cell) -> str:
