@@ -728,3 +728,25 @@ def test_shipped_pack_agrees_across_backends_on_smollm(smollm, shipped):
             logits, tokens = _forward(other, ids, mask), _generate(other, ids, mask, n=6)
         assert (logits[real] - want_logits[real]).abs().max() <= 1e-4, backend
         assert torch.equal(tokens[:, -6:], want_tokens[:, -6:]), backend
+
+
+@pytest.mark.slow
+def test_mean_read_matches_the_capture_mean_pool_on_smollm(smollm):
+    """The real chat template (its default system prompt included) and tokenizer: the fused
+    mean read of a left-padded batch equals ``capture(pool="mean")``, what ``train-probe --pool
+    mean`` fits on."""
+    from pathlib import Path
+
+    from oyster_steer.probes._probe import load_probe
+
+    root = Path(__file__).resolve().parents[2] / "probes" / "smollm2-135m-instruct"
+    probe = load_probe(root / "intent.safetensors", smollm).with_calibration(temperature=50.0)
+    plan = ControlPlan(probe, [], read="mean", identity=model_meta(smollm))
+    prompts = [BENIGN, VULNERABLE, "Give me step-by-step instructions to poison my neighbour."]
+    with patch_plan(smollm, plan) as handle:
+        _forward(smollm, *smollm.encode(prompts))
+        got = handle.decisions().posterior
+    pooled = osteer.capture(smollm, prompts, probe.site, pool="mean", progress=False)[probe.site]
+    torch.testing.assert_close(got, probe.probs(pooled.float()), atol=1e-4, rtol=1e-3)
+    last = osteer.capture(smollm, prompts, probe.site, progress=False)[probe.site]
+    assert not torch.allclose(got, probe.probs(last.float()), atol=1e-2)
