@@ -11,6 +11,12 @@ intents. Replies are kept in the JSON output; replies to malicious prompts are d
 do not publish them.
 
     python scripts/fade_check.py runs/fade.json --schedules const 0:0 8:0 16:0 32:0 16:0.5
+
+``--analyse`` reads such a JSON file instead and prints where the replies' perplexity under the
+unsteered model comes from: per schedule and intent, the perplexity of reply tokens 1-8, 9-16,
+17-32 and 33+, and the reply tokens with the largest summed negative log-likelihood.
+
+    python scripts/fade_check.py runs/fade.json --analyse --schedules unsteered const 16:0
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import oyster_steer as osteer
 from oyster_steer.control import load_plan, patch_plan
 from oyster_steer.data import load_all
 from oyster_steer.eval import generate_replies, judge_replies, made_worse
+from oyster_steer.eval._coherence import _reply_logprobs
 from oyster_steer.reproduce._plan_training import PlanTrainingConfig, _sample
 
 
@@ -78,6 +85,36 @@ def line(name: str, intent: str, s: dict[str, Any]) -> str:
     return f"{name:>8} {intent:>10}: {v} | median ppl {s['median_ppl']:.2f} top {s['topicality']:.3f}{extra}"
 
 
+SEGMENTS = {"1-8": (0, 8), "9-16": (8, 16), "17-32": (16, 32), "33+": (32, 10**6)}
+
+
+def analyse(model: Any, data: dict[str, Any], schedules: list[str]) -> None:
+    """Per-segment reply perplexity and the costliest tokens (see the module docstring)."""
+    hf = model.with_backend("hf")
+    prompts, intents = data["prompts"], data["intents"]
+    for spec in schedules:
+        rows = data["runs"][spec]["rows"]
+        for intent in sorted(set(intents)):
+            seg: dict[str, list[float]] = {k: [] for k in SEGMENTS}
+            cost: dict[str, float] = {}
+            for i in (i for i, it in enumerate(intents) if it == intent):
+                head = hf.encode([prompts[i]])[0][0].tolist()
+                tail = hf.tokenizer(rows[i]["reply"], add_special_tokens=False)["input_ids"]
+                if not tail:
+                    continue
+                lp = _reply_logprobs(hf, [(head, tail)])[0]
+                nll = (-lp.gather(-1, torch.tensor(tail, device=lp.device)[:, None]))[:, 0]
+                for k, (a, b) in SEGMENTS.items():
+                    seg[k] += nll[a:b].tolist()
+                for t, v in zip(tail, nll.tolist(), strict=True):
+                    word = hf.tokenizer.decode([t])
+                    cost[word] = cost.get(word, 0.0) + v
+            ppl = " ".join(f"{k} {math.exp(sum(v) / len(v)):.1f}" for k, v in seg.items() if v)
+            top = sorted(cost.items(), key=lambda kv: -kv[1])[:8]
+            print(f"{spec:>9} {intent:>10}: ppl by reply tokens {ppl}", flush=True)
+            print(f"{'':>21} costliest: " + ", ".join(f"{w!r} {c:.0f}" for w, c in top))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("out", type=Path, help="JSON file: summaries and replies per schedule")
@@ -94,9 +131,13 @@ def main() -> None:
         help="schedules to also run each action ungated on 8 benign + 8 borderline prompts",
     )
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--analyse", action="store_true", help="analyse OUT (see above), no replies")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     model = osteer.load_model()
+    if args.analyse:
+        analyse(model, json.loads(args.out.read_text()), args.schedules)
+        return
     cfg = PlanTrainingConfig()
     val = load_all(data_dir=args.data).split("validation")
     recs = [r for i in args.intents for r in _sample(model, val, i, args.n, cfg.seed + 1, 96)]
