@@ -29,6 +29,10 @@ from ..reproduce._plan_training import TARGET_RECIPES, PlanTrainingConfig, train
 from ..vectors._intervention import load_intervention, save_intervention
 from ._common import add_common, data_from_args, model_from_args
 
+# the shipped pack's decode-step schedule (RESULTS.md "Decode-step schedules"): both actions at
+# gain x1 over the prompt and the first 32 reply tokens, then x0.5
+SHIPPED_SCHEDULE = ("guide=1x33,0.5", "redirect=1x33,0.5")
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
 
@@ -113,11 +117,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--schedule",
         nargs="+",
-        default=None,
+        default=list(SHIPPED_SCHEDULE),
         metavar="STRATEGY=V,...",
         help="the pack's decode-step schedule per strategy (index 0: prompt tokens, i: the i-th "
         "reply token; the last value holds): 'guide=1x17,0.5' steers the prompt and 16 reply "
-        "tokens at gain x1, then x0.5 ('AxN': A repeated N times); strategies not named keep 1",
+        "tokens at gain x1, then x0.5 ('AxN': A repeated N times); strategies not named keep 1; "
+        "one list without a strategy ('1') is plan-wide (default: the shipped pack's, "
+        f"{' '.join(SHIPPED_SCHEDULE)})",
     )
     p.add_argument(
         "--payoff",
@@ -212,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
         bindings,
         policy=policy,
         read=probe.pool,  # the features the probes were fit on: last token or prompt mean
-        schedule=parse_schedules(args.schedule) if args.schedule else (1.0,),
+        schedule=parse_schedules(args.schedule),
         monitors=monitors,
         meta={"command": command, "cpu_minutes": f"{(time.time() - start) / 60:.0f}"},
     )
@@ -223,14 +229,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_schedules(items: list[str]) -> dict[str, tuple[float, ...]]:
-    """``["guide=1x17,0.5"]`` -> ``{"guide": (1.0,) * 17 + (0.5,)}`` (``AxN``: A repeated N times)."""
+def parse_schedules(items: list[str]) -> dict[str, tuple[float, ...]] | tuple[float, ...]:
+    """``["guide=1x17,0.5"]`` -> ``{"guide": (1.0,) * 17 + (0.5,)}`` (``AxN``: A repeated N times);
+    ``["1"]`` (no strategy) -> the plan-wide ``(1.0,)``."""
     out: dict[str, tuple[float, ...]] = {}
+    wide = len(items) == 1 and "=" not in items[0]
     for item in items:
-        name, sep, values = item.partition("=")
+        name, sep, values = ("", "=", item) if wide else item.partition("=")
         seq: list[float] = []
         try:
-            for part in values.split(",") if sep and name and values else ["?"]:
+            for part in values.split(",") if sep and (name or wide) and values else ["?"]:
                 value, times, count = part.partition("x")
                 n = int(count) if times else 1
                 if n < 1:
@@ -239,7 +247,7 @@ def parse_schedules(items: list[str]) -> dict[str, tuple[float, ...]]:
         except ValueError:
             raise OysterError(
                 f"--schedule {item!r} is not STRATEGY=V[,V...] with V a number or AxN (N >= 1): "
-                "write e.g. guide=1x17,0.5"
+                "write e.g. guide=1x17,0.5 (or one plan-wide V[,V...] alone)"
             ) from None
         out[name] = tuple(seq)
-    return out
+    return out[""] if wide else out

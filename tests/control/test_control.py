@@ -705,11 +705,12 @@ def test_shipped_pack_gates_each_row_and_latches_on_smollm(smollm, shipped):
         d, trace = handle.decisions(), handle.trace()
     torch.testing.assert_close(d.posterior.sum(-1), torch.ones(3))
     assert d.step == 5 and trace.applied.shape == (3, ids.shape[1] + 5, len(shipped.strategies))
-    sched = torch.tensor([shipped.schedule[min(i, len(shipped.schedule) - 1)] for i in range(1, 6)])
+    table = shipped.schedule_table()  # (S, L): per strategy, or the plan-wide one S times
+    sched = table[:, [min(i, table.shape[1] - 1) for i in range(1, 6)]].T  # (5, S)
     sched = sched * (
         shipped.positions != "prompt"
     )  # decode steps write unless only the prompt is steered
-    want = d.gates.unsqueeze(1) * sched.view(1, 5, 1)  # the gates decided at the prompt pass, kept
+    want = d.gates.unsqueeze(1) * sched.unsqueeze(0)  # the gates decided at the prompt pass, kept
     torch.testing.assert_close(trace.applied[:, -5:], want)
     assert tokens.shape == (3, ids.shape[1] + 6)
 

@@ -185,6 +185,7 @@ def test_train_plan_schedules_parse_per_strategy_and_bad_ones_name_the_form():
         "guide": (1.0, 1.0, 1.0, 0.5),
         "redirect": (1.0,),
     }
+    assert parse_schedules(["1x2,0.5"]) == (1.0, 1.0, 0.5)  # one list alone: plan-wide
     for bad in ("guide", "guide=", "=1", "guide=1x0", "guide=ax2", "guide=1,,2"):
         with pytest.raises(OysterError, match=rf"--schedule '{bad}' is not STRATEGY=V"):
             parse_schedules([bad])
