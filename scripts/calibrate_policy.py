@@ -42,6 +42,14 @@ def main() -> None:
     ap.add_argument("--max-malicious-help-gain", type=float, default=0.04)
     ap.add_argument("--write", action="store_true", help="write <probes>/policy.json")
     ap.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        help="a probes directory (intent.safetensors + policy.json) of the gate this one replaces: "
+        "the budgets are measured against its decisions on the same rows instead of the default "
+        "payoff's (e.g. a copy of the shipped probes/<model>)",
+    )
+    ap.add_argument(
         "--previous", type=Path, default=None, help="also tabulate this policy JSON (before/after)"
     )
     args = ap.parse_args()
@@ -60,6 +68,16 @@ def main() -> None:
         s: torch.tensor([r.intent == "vulnerable" and r.risk == "harmful" for r in recs[s]])
         for s in recs
     }
+    reference, ref_post = None, {}
+    if args.reference is not None:
+        ref_probe = load_probe(args.reference / "intent.safetensors", model)
+        ref_policy = load_policy(args.reference / "policy.json").reindex(probe.labels)
+        for split in ("validation", "test"):
+            feats = probe_features(model, ref_probe, data.split(split).texts, args.cache)
+            # its posteriors in this probe's label order
+            order = [list(ref_probe.labels).index(k) for k in probe.labels]
+            ref_post[split] = ref_probe.probs(feats).cpu()[:, order]
+        reference = (ref_policy, ref_post["validation"])
     cal = calibrate_guide(
         post["validation"],
         intents["validation"],
@@ -67,6 +85,7 @@ def main() -> None:
         max_vulnerable_loss=args.max_vulnerable_loss,
         max_malicious_help_gain=args.max_malicious_help_gain,
         self_harm=self_harm["validation"],
+        reference=reference,
     )
     print(
         "validation grid: delta, guide_malicious, benign+borderline help/guide/redirect, "
@@ -90,12 +109,15 @@ def main() -> None:
         named = [("default", base)]
         if args.previous is not None:
             named.append(("previous", load_policy(args.previous).reindex(probe.labels)))
-        for name, pol in [*named, (chosen, cal.policy)]:
+        rows = [(n, p, post[split]) for n, p in named]
+        if reference is not None:
+            rows.append((f"reference ({args.reference})", reference[0], ref_post[split]))
+        for name, pol, pst in [*rows, (chosen, cal.policy, post[split])]:
             print(f"\n{split}, {name} policy\n{head}")
-            print("\n".join(_fmt(decision_table(pol, post[split], intents[split]), strategies)))
+            print("\n".join(_fmt(decision_table(pol, pst, intents[split]), strategies)))
             sup = torch.tensor([r.meta.get("cssrs") == "Supportive" for r in recs[split]])
             low = torch.tensor([r.intent == "vulnerable" for r in recs[split]]) & (
-                post[split].amax(-1) < 0.6
+                pst.amax(-1) < 0.6
             )
             for what, sel in (
                 ("self-directed harm (vulnerable/harmful)", self_harm[split]),
@@ -103,7 +125,7 @@ def main() -> None:
                 ("vulnerable, max posterior < 0.6", low),
             ):
                 if bool(sel.any()):
-                    t = decision_table(pol, post[split][sel], [what] * int(sel.sum()))
+                    t = decision_table(pol, pst[sel], [what] * int(sel.sum()))
                     print("\n".join(_fmt(t, strategies)))
     if args.write:
         out = args.probes / "policy.json"
@@ -115,7 +137,13 @@ def main() -> None:
                     "payoff": [[round(v, 4) for v in row] for row in cal.policy.payoff.tolist()],
                     "guide_delta": cal.delta,
                     "guide_malicious": cal.guide_malicious,
-                    "chosen_by": f"validation split of probe_splits(): most benign+borderline rows helped with, against the default payoff, vulnerable rows losing at most {args.max_vulnerable_loss} of their guide share and gaining no redirects, self-directed harm rows gaining no redirects and no help, malicious rows helped rising by at most {args.max_malicious_help_gain} and redirected not falling (scripts/calibrate_policy.py)",
+                    "chosen_by": "validation split of probe_splits(): most benign+borderline rows helped with, "
+                    + (
+                        f"against the gate it replaces ({args.reference}: its probe and payoff)"
+                        if args.reference is not None
+                        else "against the default payoff"
+                    )
+                    + f", vulnerable rows losing at most {args.max_vulnerable_loss} of their guide share and gaining no redirects, self-directed harm rows gaining no redirects and no help, malicious rows helped rising by at most {args.max_malicious_help_gain} and redirected not falling (scripts/calibrate_policy.py)",
                 },
                 indent=1,
             )

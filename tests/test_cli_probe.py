@@ -100,3 +100,27 @@ def test_risk_and_intent_metrics_split_plain_and_wrapped():
     probs = torch.nn.functional.one_hot(torch.tensor([3, 0, 0, 0, 1]), 4).float()
     im = intent_metrics(probs, y, records, labels)
     assert im["recall_malicious"] == 0.5 and im["macro_f1_plain"] == 1.0
+
+
+def test_train_probe_pool_last_mean_fits_on_both_side_by_side(tmp_path, monkeypatch, tiny):
+    from oyster_steer.activations._capture import capture
+    from oyster_steer.cli import _probe
+    from oyster_steer.data import load_starter
+    from oyster_steer.probes._probe import load_probe
+
+    model = tiny
+    data = load_starter().sample(10, seed=0)
+    monkeypatch.setattr(_probe, "model_from_args", lambda args: model)
+    monkeypatch.setattr(_probe, "data_from_args", lambda args: data)
+    sites = ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
+    argv = ["train-probe", "--out", str(tmp_path / "probes"), "--cache", str(tmp_path / "cache")]
+    argv += ["--pool", "last+mean", "--sites", *sites, "--tasks", "intent"]
+    assert main([*argv, "--no-shift-data", "--quiet"]) == 0
+    assert not (tmp_path / "probes" / "risk.safetensors").exists()  # --tasks intent only
+    intent = load_probe(tmp_path / "probes" / "intent.safetensors", model)
+    assert intent.pool == "last+mean" and intent.n_features == 2 * model.d_model
+    assert intent.d_model == model.d_model
+    texts = [r.text for r in data][:6]
+    got = _probe.probe_features(model, intent, texts, tmp_path / "cache")
+    want = capture(model, texts, intent.site, pool="last+mean", progress=False)[intent.site]
+    torch.testing.assert_close(got, want.float(), atol=1e-4, rtol=1e-4)

@@ -14,10 +14,12 @@ import os
 import time
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import cast
 
 import torch
+from safetensors import safe_open
 
 from ..core._errors import ArtifactError
 from ..core._sites import Site, resolve_sites
@@ -35,6 +37,28 @@ def _cache_dir(
     names = ",".join(s.name for s in sites)
     tag = hashlib.sha256(names.encode()).hexdigest()[:10]
     return root / model.weights_id / f"{positions}-chat{int(chat)}-{tag}"
+
+
+def _wider_dirs(directory: Path, sites: Sequence[Site], wanted: set[str]) -> list[Path]:
+    """Other cache directories of the same model, pool and chat flag whose shards hold every one
+    of ``sites`` (captured with more sites): they serve rows a narrower request lacks (read only).
+    """
+    if not wanted or not directory.parent.is_dir():
+        return []
+    prefix, names = directory.name.rsplit("-", 1)[0] + "-", {s.name for s in sites}
+    found = []
+    for other in sorted(directory.parent.glob(prefix + "*")):
+        shard = next(iter(sorted(other.glob("shard-*.safetensors"))), None)
+        if other == directory or shard is None:
+            continue
+        try:
+            with safe_open(str(shard), framework="pt") as f:
+                held = {k[5:] for k in f.keys() if k.startswith("acts/")}  # noqa: SIM118
+        except Exception:  # noqa: BLE001 -- a broken shard: that directory's own reads handle it
+            continue
+        if names <= held:
+            found.append(other)
+    return found
 
 
 def _load_index(directory: Path, sites: Sequence[Site]) -> dict[str, torch.Tensor]:
@@ -93,10 +117,23 @@ def cached_capture(
 
     pool = _pool_argument(pool, positions, "cached_capture")
     if pool == "all":
-        raise ValueError("cached_capture keeps one row per prompt: use pool='last' or 'mean'")
+        raise ValueError(
+            "cached_capture keeps one row per prompt: use pool='last', 'mean' or 'last+mean'"
+        )
+    if pool == "last+mean":  # the two cached features side by side: (N, 2d) rows
+        kw = dict(chat=chat, root=root, chunk=chunk, batch_size=batch_size, progress=progress)
+        last = cached_capture(model, texts, sites, pool="last", **kw)  # type: ignore[arg-type]
+        mean = cached_capture(model, texts, sites, pool="mean", **kw)  # type: ignore[arg-type]
+        both = {k: torch.cat([v, mean.acts[k]], -1) for k, v in last.acts.items()}
+        captured = int(last.meta["captured_now"]) + int(mean.meta["captured_now"])
+        return replace(
+            last, acts=both, positions=pool, meta={**last.meta, "captured_now": str(captured)}
+        )
     resolved = sorted(resolve_sites(sites, model.n_layers), key=lambda s: s.order)
     directory = _cache_dir(Path(root), model, resolved, pool, chat)
     index = _load_index(directory, resolved) if directory.is_dir() else {}
+    for other in _wider_dirs(directory, resolved, set(texts) - set(index)):
+        index.update({t: r for t, r in _load_index(other, resolved).items() if t not in index})
     missing = sorted({t for t in texts if t not in index}, key=len)  # similar lengths per chunk
     with tqdm(
         total=len(missing), desc="capture", unit="prompt", disable=not progress or not missing

@@ -27,9 +27,10 @@ from ..models._model import OysterModel, left_pad, shared_prefix_length, sliding
 
 __all__ = ["POOLS", "Activations", "Pool", "ShardedActivations", "capture"]
 
-Pool = Literal["last", "mean", "all"]
-"""How a prompt's tokens become rows: the last token, the mean of its real tokens, or all of them."""
-POOLS: tuple[Pool, ...] = ("last", "mean", "all")
+Pool = Literal["last", "mean", "last+mean", "all"]
+"""How a prompt's tokens become rows: the last token, the mean of its real tokens, both side by
+side (``"last+mean"``: a (2d,) row, ``[last, mean]``), or all of them."""
+POOLS: tuple[Pool, ...] = ("last", "mean", "last+mean", "all")
 _FORMAT, _VERSION = "oyster_steer.activations", 1
 
 
@@ -207,12 +208,15 @@ class ShardedActivations:
 
 
 def _pool(x: torch.Tensor, mask: torch.Tensor, pool: Pool) -> torch.Tensor:
-    """(B, T, d) -> (B, d) for last/mean, (real_tokens, d) for all. Left padding: last is -1."""
+    """(B, T, d) -> (B, d) for last/mean, (B, 2d) for last+mean, (real_tokens, d) for all.
+    Left padding: last is -1."""
     if pool == "last":
         return x[:, -1]
     m = mask.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
     if pool == "mean":
         return (x * m).sum(1) / m.sum(1).clamp(min=1)
+    if pool == "last+mean":
+        return torch.cat([x[:, -1], (x * m).sum(1) / m.sum(1).clamp(min=1)], -1)
     return x[mask.bool()]
 
 
@@ -340,7 +344,9 @@ def capture(
             ``text``): every string field they all have (intent, risk, category, your own) comes
             along as a label.
         sites: site names, or a bare kind (``"resid_post"``) for every layer.
-        pool: ``"last"`` token (default), ``"mean"`` over real tokens, or ``"all"`` real tokens.
+        pool: ``"last"`` token (default), ``"mean"`` over real tokens, ``"last+mean"`` (both side
+            by side, (2d,) rows: the features of a ``read="last+mean"`` gate), or ``"all"`` real
+            tokens.
         batch_size: prompts per forward pass; prompts are length-sorted to waste little padding.
         chat: wrap each prompt in the model's chat template first.
         out_dir: stream shards of ``shard_size`` prompts to this directory and return a
@@ -520,9 +526,10 @@ def _join(
     ``sizes``: each row's real suffix tokens (host ints)."""
     if positions == "last":
         return x[:, -1]
-    if positions == "mean":
+    if positions in ("mean", "last+mean"):
         m = mask.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
-        return ((x * m).sum(1) + head.sum(0)) / (m.sum(1) + head.shape[0])
+        mean = ((x * m).sum(1) + head.sum(0)) / (m.sum(1) + head.shape[0])
+        return mean if positions == "mean" else torch.cat([x[:, -1], mean], -1)
     parts = torch.split(x[mask.bool()], sizes)
     return torch.cat([t for part in parts for t in (head, part)])
 

@@ -82,11 +82,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--pool",
-        choices=("last", "mean"),
+        choices=("last", "mean", "last+mean"),
         default="last",
-        help="prompt features the probes are fit on: the last prompt token (default) or the mean "
-        "over every chat-formatted prompt token (recorded in the probes; a control pack built "
-        "from them reads read='mean')",
+        help="prompt features the probes are fit on: the last prompt token (default), the mean "
+        "over every chat-formatted prompt token, or both side by side (last+mean; recorded in "
+        "the probes; a control pack built from them reads read=<pool>)",
     )
     p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument(
@@ -135,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         "command": "oyster-steer train-probe"
         + (f" --pool {args.pool}" if args.pool != "last" else "")
         + (f" --sites {' '.join(args.sites)}" if args.sites else "")
+        + (f" --tasks {' '.join(args.tasks)}" if args.tasks != ["risk", "intent"] else "")
         + (f" --report {args.report}" if args.report else ""),
         "tasks": {},
         "timing": {

@@ -10,7 +10,8 @@ How a pass runs under a patched plan (every step is tensor code on the model's d
    strategy, ``posw`` is the positions mask and ``sched = table[:, step]`` (B, T, S) scales the
    gates instead (step 3).
 2. The read hook at the probe's site reads the last prompt token (``x[:, -1]``: correct under left
-   padding), a masked window of them, the masked mean of the whole prompt pass, or a running
+   padding), a masked window of them, the masked mean of the whole prompt pass, both the last
+   token and that mean side by side (``read="last+mean"``, a (B, 2d) feature), or a running
    mean over generated tokens; the folded probe
    gives the posterior, the policy the expected utilities and gates. ``torch.where(starts, new,
    old)`` copies them into preallocated per-row buffers: the latch. Decode steps keep what the
@@ -108,11 +109,17 @@ class ControlState:
         self.spans = SpanTracker(markers, self.tracker) if wants_spans else None
         self.read_mode, self.window, self.positions = plan.read, plan.window, positions
         self.mode, self.temperature = policy.mode, float(policy.temperature)
-        self.w, self.b = (t.to(dev, torch.float32) for t in plan.probe.folded())  # (C, d), (C,)
+        # (C, d), (C,); (C, 2d) for a read="last+mean" probe: [W_last, W_mean]
+        self.w, self.b = (t.to(dev, torch.float32) for t in plan.probe.folded())
+        both = plan.read == "last+mean"  # the feature is [last, mean]: every probe reads its part
+        # a trace reads one token as both its last token and its mean: W_last + W_mean
+        d = plan.probe.d_model
+        self.w_token = self.w[:, :d] + self.w[:, d:] if self.w.shape[1] == 2 * d else self.w
         self.payoff = policy.payoff.to(dev, torch.float32)  # (S, C)
         self.fallback = policy.fallback_gates().to(dev)  # (S,) fail closed
         self.monitor_wb = {
-            k: tuple(t.to(dev, torch.float32) for t in p.folded()) for k, p in plan.monitors.items()
+            k: tuple(t.to(dev, torch.float32) for t in _widened(p, both))
+            for k, p in plan.monitors.items()
         }
         table = plan.schedule_table().to(dev) * gain  # (S, L)
         self.per_strategy = plan.per_strategy_schedule  # a constant of the plan
@@ -365,20 +372,22 @@ class ControlState:
             acc = run.acc[: x.shape[0]]
             acc.copy_(torch.where(run.starts.unsqueeze(-1), last, acc + last))
             return acc / (run.last_gen + 2).clamp(min=1).float().unsqueeze(-1)
-        if self.read_mode not in ("window", "mean"):
+        if self.read_mode not in ("window", "mean", "last+mean"):
             return last
         # a shape, not a value: "mean" reads every token of the pass (the whole prompt)
-        k = x.shape[1] if self.read_mode == "mean" else min(self.window, x.shape[1])
+        k = min(self.window, x.shape[1]) if self.read_mode == "window" else x.shape[1]
         mask = run.mask
         if mask is not None and mask.shape == x.shape[:2]:
             real = mask[:, -k:].float()  # (B, k): left padding excluded
         else:
             real = x.new_ones(x.shape[0], k, dtype=torch.float32)
         total = torch.einsum("bkd,bk->bd", x[:, -k:].float(), real)  # (B, d)
-        return total / real.sum(1, keepdim=True).clamp(min=1.0)
+        mean = total / real.sum(1, keepdim=True).clamp(min=1.0)
+        # "last+mean": both side by side, (B, 2d), what capture(pool="last+mean") reads
+        return torch.cat([last, mean], -1) if self.read_mode == "last+mean" else mean
 
     def _record(self, run: _Run, x: torch.Tensor, rows: int) -> None:
-        posterior = (x.float() @ self.w.T + self.b).softmax(-1)  # (B, T, C)
+        posterior = (x.float() @ self.w_token.T + self.b).softmax(-1)  # (B, T, C)
         eu = posterior @ self.payoff.T  # (B, T, S)
         applied = run.gates[:rows].unsqueeze(1) * run.posw.float()  # (B, T, S)
         if self.per_strategy:  # a constant of the plan
@@ -433,8 +442,8 @@ class ControlState:
     def grab_mask(
         self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
-        """Top-level pre-hook keeping a reference to the (B, T) attention mask (window and mean
-        reads)."""
+        """Top-level pre-hook keeping a reference to the (B, T) attention mask (window, mean and
+        last+mean reads)."""
         mask = kwargs.get("attention_mask")
         self.run.mask = mask if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
 
@@ -460,6 +469,16 @@ def _reader(
         state.read(x, gate, monitors)
 
     return read
+
+
+def _widened(probe: Any, both: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """A monitor's folded ``(W, b)``; under ``read="last+mean"`` (``both``) W is (C, 2d) and reads
+    the monitor's own part of the [last, mean] feature (zeros on the other half)."""
+    w, b = probe.folded()
+    if not both or probe.pool == "last+mean":
+        return w, b
+    zero = torch.zeros_like(w)
+    return (torch.cat([w, zero], 1) if probe.pool == "last" else torch.cat([zero, w], 1)), b
 
 
 def _posterior(feature: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -42,9 +42,9 @@ __all__ = ["POSITIONS", "READS", "Binding", "ControlPlan", "Read", "bind", "exec
 Bindable: TypeAlias = "SteeringVector | LowRankIntervention | Mapping[str, torch.Tensor]"
 """What :func:`bind` takes: a steering vector, a low-rank intervention, or ``{site: (d,) tensor}``."""
 
-Read = Literal["last", "window", "mean", "running", "after_thinking"]
+Read = Literal["last", "window", "mean", "last+mean", "running", "after_thinking"]
 """Where the gating probe reads (see :class:`ControlPlan`)."""
-READS: tuple[Read, ...] = ("last", "window", "mean", "running", "after_thinking")
+READS: tuple[Read, ...] = ("last", "window", "mean", "last+mean", "running", "after_thinking")
 POSITIONS = ("all", "prompt", "generated", "thinking", "answer")  # or several joined by "+"
 _IDENTITY = ("model_name", "model_fingerprint", "model_weights", "d_model", "n_layers")
 _VECTOR_KEYS = ("method", "strength", *_IDENTITY)
@@ -242,7 +242,9 @@ class ControlPlan:
         read: where the probe reads: ``"last"`` prompt token (default), ``"window"`` (mean over
             the last ``window`` real prompt tokens), ``"mean"`` (mean over every real token of the
             prompt pass: the chat-formatted prompt, what ``capture(pool="mean")`` and
-            ``train-probe --pool mean`` read), or ``"running"`` (mean over the last prompt
+            ``train-probe --pool mean`` read), ``"last+mean"`` (the last prompt token and that
+            mean side by side, a (2d,) feature for a probe fit with ``train-probe --pool
+            last+mean``; a monitor fit on one of them reads its own half), or ``"running"`` (mean over the last prompt
             token and every generated token so far; the decision is re-made each step), or
             ``"after_thinking"`` (at the end of a reasoning model's thinking: the token before
             each row's first answer token -- its ``</think>``, or the last prompt token of a row
@@ -308,11 +310,17 @@ class ControlPlan:
         probes = {"the gating probe": self.probe} | {
             f"monitor {k!r}": p for k, p in self.monitors.items()
         }
-        for name, p in probes.items():  # every probe reads the same feature of the pass
-            if p.pool == "mean" and self.read != "mean":
+        for name, p in probes.items():  # every probe reads the features it was fit on
+            if p.pool == "mean" and self.read not in ("mean", "last+mean"):
                 raise ValueError(
                     f"{name} was fit on the mean over the prompt (meta pool='mean') but the plan "
                     f"reads read={self.read!r}: pass read='mean'"
+                )
+            if p.pool == "last+mean" and self.read != "last+mean":
+                raise ValueError(
+                    f"{name} was fit on the last prompt token and the prompt mean side by side "
+                    f"(meta pool='last+mean') but the plan reads read={self.read!r}: pass "
+                    "read='last+mean'"
                 )
         parse_positions(self.positions)  # raises for an unknown selection
         if self.window < 1:

@@ -103,11 +103,14 @@ def calibrate_guide(
     max_vulnerable_loss: float = 0.01,
     max_malicious_help_gain: float = 0.04,
     self_harm: torch.Tensor | None = None,
+    reference: tuple[Policy, torch.Tensor] | None = None,
 ) -> GuideCalibration:
     """The ``delta`` and ``guide_malicious`` (see module doc) that help the most benign and
     borderline rows within the vulnerable, self-harm and malicious budgets, on validation
     posteriors (N, C) in the policy's intent order; ``self_harm`` is an optional (N,) bool mask
-    of self-directed harm rows that must gain no redirects."""
+    of self-directed harm rows that must gain no redirects. The budgets are measured against
+    ``base`` on ``posterior``, or against ``reference`` = (policy, its (N, C) posteriors of the same
+    rows), e.g. the gate a new probe replaces."""
     base = base or Policy()
     if posterior.shape[0] != len(intents) or posterior.shape[1] != base.n_intents:
         raise ValueError(
@@ -141,9 +144,17 @@ def calibrate_guide(
             if self_harm is not None:
                 row["self_harm"] = decision_table(policy, posterior, sh_names).get("self-harm")
             grid.append(row)
-    ref_table = decision_table(base, posterior, intents)  # the budgets are against the default
+    ref_policy, ref_post = reference if reference is not None else (base, posterior)
+    if ref_post.shape[0] != posterior.shape[0]:
+        raise ValueError(
+            f"reference posteriors have {ref_post.shape[0]} rows for {posterior.shape[0]}: pass the "
+            "reference gate's reading of the same rows"
+        )
+    ref_table = decision_table(ref_policy, ref_post, intents)  # the budgets: default or reference
     ref_sh = (
-        None if self_harm is None else decision_table(base, posterior, sh_names).get("self-harm")
+        None
+        if self_harm is None
+        else decision_table(ref_policy, ref_post, sh_names).get("self-harm")
     )
     v0, m0 = ref_table["vulnerable"], ref_table.get("malicious")
 

@@ -161,7 +161,7 @@ class ControlHandle(HookHandle):
         """
         st = self._state
         gates = st.run.gates[: st.run.batch].cpu()  # (B, S)
-        if st.read_mode not in ("last", "window", "mean") or st.custom_gain.shape[1]:
+        if st.read_mode not in ("last", "window", "mean", "last+mean") or st.custom_gain.shape[1]:
             return torch.zeros(gates.shape[0], dtype=torch.bool)
         acts = (st.stacked != 0).any(1) | (st.low_gain != 0).any(1)  # (S,) strategies that edit
         return ~((gates != 0) & acts.cpu()).any(1)
@@ -222,7 +222,7 @@ def install(
         handle.add(
             get_backend(model.backend).add_hooks(model, build_hooks(plan, model, state)).remove
         )
-        if plan.read in ("window", "mean"):
+        if plan.read in ("window", "mean", "last+mean"):
             handle.add(model.hf.register_forward_pre_hook(state.grab_mask, with_kwargs=True).remove)
     except BaseException:
         handle.remove()

@@ -1,7 +1,8 @@
 """The gate under distribution shift: score a control plan's probe and policy on external prompts.
 
 Scores prompts through the public API exactly as a user would (``capture`` at the last prompt
-token with the chat template, or its mean over the prompt for a plan that reads ``read="mean"``
+token with the chat template, or its mean over the prompt (or both, side by side) for a plan that
+reads ``read="mean"`` (``"last+mean"``)
 -> ``probe.probs`` -> ``policy.decide``) and tabulates, with seeded
 95% bootstrap intervals, per source and per attack: the intent read, the risk monitor's flag at
 its shipped threshold and the policy's strategy. :func:`shift_sets` assembles the shared
@@ -232,7 +233,7 @@ def score_gate(
         model,
         [r.text for r in recs],
         sites,
-        pool=plan.read if plan.read == "mean" else "last",
+        pool=plan.read if plan.read in ("mean", "last+mean") else "last",
         batch_size=batch_size,
         progress=progress,
     )
@@ -241,7 +242,10 @@ def score_gate(
     _, _, gates = policy.decide(post)
     p_risk = None
     if risk is not None:
-        p_risk = risk.probs(acts[risk.site].to(risk.device, torch.float32))[:, 1].float().cpu()
+        x = acts[risk.site]
+        if plan.read == "last+mean" and risk.pool != "last+mean":  # the monitor's own half
+            x = x[:, : risk.d_model] if risk.pool == "last" else x[:, risk.d_model :]
+        p_risk = risk.probs(x.to(risk.device, torch.float32))[:, 1].float().cpu()
     rows = []
     labels, strategies = list(probe.labels), list(policy.strategies)
     for i, r in enumerate(recs):

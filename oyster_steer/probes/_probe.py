@@ -45,8 +45,8 @@ class LinearProbe:
         temperature: logits are divided by it (temperature scaling on validation data).
         threshold: flag rule of binary probes, ``probs(x)[..., 1] > threshold``; None if uncalibrated.
         meta: provenance strings (task, data, metrics as JSON, ...); ``meta["pool"]`` names the
-            features it was fit on (``"last"`` prompt token when absent, or ``"mean"`` over the
-            prompt: :attr:`pool`).
+            features it was fit on (``"last"`` prompt token when absent, ``"mean"`` over the
+            prompt, or ``"last+mean"``, both side by side: :attr:`pool`).
     """
 
     site: Site
@@ -91,19 +91,26 @@ class LinearProbe:
         object.__setattr__(self, "_b", b)
 
     @property
-    def pool(self) -> Literal["last", "mean"]:
-        """The prompt features it reads: ``"last"`` token (default) or ``"mean"`` over the prompt
-        (``capture(pool=probe.pool)`` gives them; a control plan reads them with
-        ``read=probe.pool``)."""
-        return "mean" if self.meta.get("pool") == "mean" else "last"
+    def pool(self) -> Literal["last", "mean", "last+mean"]:
+        """The prompt features it reads: ``"last"`` token (default), ``"mean"`` over the prompt,
+        or ``"last+mean"`` (both side by side: a (C, 2d) weight) (``capture(pool=probe.pool)``
+        gives them; a control plan reads them with ``read=probe.pool``)."""
+        pool = self.meta.get("pool")
+        return pool if pool in ("mean", "last+mean") else "last"  # type: ignore[return-value]
 
     @property
     def n_classes(self) -> int:
         return int(self.weight.shape[0])
 
     @property
-    def d_model(self) -> int:
+    def n_features(self) -> int:
+        """Width of the features it reads: ``d_model``, or ``2 * d_model`` for ``"last+mean"``."""
         return int(self.weight.shape[1])
+
+    @property
+    def d_model(self) -> int:
+        """Width of the model's residual stream it reads."""
+        return self.n_features // 2 if self.pool == "last+mean" else self.n_features
 
     @property
     def device(self) -> torch.device:
@@ -120,9 +127,10 @@ class LinearProbe:
             >>> probe.logits(torch.zeros(2, 7, probe.d_model)).shape  # doctest: +SKIP
             torch.Size([2, 7, 4])
         """
-        if x.shape[-1] != self.d_model:
+        if x.shape[-1] != self.n_features:
             raise WidthMismatchError(
-                f"activations have width {x.shape[-1]} but the probe for {self.site.name} expects {self.d_model}: capture at a model of the probe's width"
+                f"activations have width {x.shape[-1]} but the probe for {self.site.name} expects {self.n_features}: capture at a model of the probe's width"
+                + (" with pool='last+mean'" if self.pool == "last+mean" else "")
             )
         if x.device != self._w.device:
             raise ValueError(

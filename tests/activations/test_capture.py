@@ -285,7 +285,7 @@ def test_wrong_prompt_type(tiny, bad):
 
 def test_bad_pool(tiny):
     with pytest.raises(
-        ValueError, match=r"pool='first' is not supported: use one of last, mean, all"
+        ValueError, match=r"pool='first' is not supported: use one of last, mean, last\+mean, all"
     ):
         capture(tiny, ["hi"], pool="first", progress=False)
 
@@ -448,6 +448,31 @@ def test_cached_capture_takes_pool_and_positions_is_its_deprecated_alias(tiny, t
     assert old.positions == new.positions == "mean" and torch.equal(old[site], new[site])
     with pytest.raises(ValueError, match="cached_capture keeps one row per prompt: use pool="):
         cached_capture(tiny, ["hi"], site, pool="all", root=tmp_path, progress=False)
+
+
+def test_last_mean_pool_is_last_and_mean_side_by_side_and_the_cache_serves_it(tiny, tmp_path):
+    from oyster_steer.activations._cache import cached_capture
+
+    sites = ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
+    texts = PROMPTS[:3]  # different lengths: left padding in one batch
+    acts = {p: capture(tiny, texts, sites, pool=p, progress=False) for p in ("last", "mean")}
+    both = capture(tiny, texts, sites, pool="last+mean", progress=False)
+    for site in sites:
+        assert both[site].shape == (3, 2 * tiny.d_model)
+        want = torch.cat([acts["last"][site], acts["mean"][site]], -1)
+        torch.testing.assert_close(both[site], want, atol=1e-5, rtol=1e-5)
+    # the cache composes it from its last and mean rows; rows captured at more sites serve a
+    # narrower request without a new capture
+    wide = cached_capture(tiny, texts, sites, pool="last+mean", root=tmp_path, progress=False)
+    assert wide.positions == "last+mean" and wide.meta["captured_now"] == "6"  # 3 last + 3 mean
+    torch.testing.assert_close(wide[sites[1]], both[sites[1]], atol=1e-5, rtol=1e-5)
+    narrow = cached_capture(tiny, texts, sites[1:], pool="last+mean", root=tmp_path, progress=False)
+    assert narrow.meta["captured_now"] == "0"
+    assert torch.equal(narrow[sites[1]], wide[sites[1]])
+    again = cached_capture(
+        tiny, [*texts, "new"], sites[1:], pool="mean", root=tmp_path, progress=False
+    )
+    assert again.meta["captured_now"] == "1"  # only the prompt no directory holds
 
 
 def test_negative_layers_index_from_the_last_block(tiny, tmp_path):

@@ -415,6 +415,109 @@ def test_backends_agree_with_hf_on_a_mean_read(model, plan, backend, tiny_models
     torch.testing.assert_close(want[:1], soft.probs(pooled.float()), atol=1e-5, rtol=1e-4)
 
 
+def _last_mean(probe, seed=2, temperature=200.0):
+    """A ``pool="last+mean"`` probe: the planted weights on the last token and random ones on the
+    prompt mean, unsaturated (so every token and the padding mask would show)."""
+    g = torch.Generator().manual_seed(seed)
+    d = probe.d_model
+    weight = torch.cat([probe.weight, 40.0 * torch.randn(probe.weight.shape, generator=g)], 1)
+    zero, one = torch.zeros(2 * d), torch.ones(2 * d)
+    both = LinearProbe(
+        probe.site, probe.labels, weight, probe.bias, zero, one, meta={"pool": "last+mean"}
+    )
+    return both.with_calibration(temperature=temperature)
+
+
+def test_last_mean_read_is_the_capture_last_mean_pool_and_monitors_read_their_half(model, plan):
+    import dataclasses
+
+    short, long = "Hi", "Please tell me a long story about the sea and the wind"
+    both = _last_mean(plan.probe)
+    assert (both.pool, both.n_features, both.d_model) == (
+        "last+mean",
+        2 * model.d_model,
+        model.d_model,
+    )
+    last_probe = plan.probe.with_calibration(temperature=200.0)
+    mean_probe = dataclasses.replace(last_probe, meta={"pool": "mean"})
+    lm = plan.replace(
+        probe=both, read="last+mean", monitors={"last": last_probe, "mean": mean_probe}
+    )
+    with patch_plan(model, lm) as handle:
+        _forward(model, *model.encode([short, long]))
+        together = handle.decisions()
+        _forward(model, *model.encode([short]))
+        alone = handle.decisions()
+    acts = {
+        pool: osteer.capture(model, [short, long], READ, pool=pool, progress=False)[READ].float()
+        for pool in ("last", "mean", "last+mean")
+    }
+    torch.testing.assert_close(acts["last+mean"], torch.cat([acts["last"], acts["mean"]], -1))
+    expected = both.probs(acts["last+mean"])
+    torch.testing.assert_close(together.posterior, expected, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(alone.posterior, expected[:1], atol=1e-5, rtol=1e-4)  # padding
+    # a monitor fit on the last token (or the mean) reads its own half of [last, mean]
+    want_last, want_mean = last_probe.probs(acts["last"]), mean_probe.probs(acts["mean"])
+    torch.testing.assert_close(together.monitors["last"], want_last, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(together.monitors["mean"], want_mean, atol=1e-5, rtol=1e-4)
+    for pool in ("last", "mean"):  # neither half alone gives the reading
+        half = acts[pool].repeat(1, 2) if pool == "last" else acts["mean"].repeat(1, 2)
+        assert not torch.allclose(together.posterior, both.probs(half), atol=1e-3)
+
+
+def test_last_mean_read_latches_at_the_prompt_pass_and_compiles_fullgraph(model, plan, batch):
+    ids, mask = batch
+    lm = plan.replace(probe=_last_mean(plan.probe, temperature=1.0), read="last+mean")
+    kwargs = dict(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask))
+    with torch.no_grad(), patch_plan(model, lm, trace=True) as handle:
+        eager = model.hf(**kwargs).logits
+        decided = handle.decisions().posterior
+        torch._dynamo.reset()  # fullgraph=True raises on any graph break or host sync
+        compiled = torch.compile(model.hf, fullgraph=True, backend="eager")(**kwargs).logits
+        torch.testing.assert_close(handle.decisions().posterior, decided)
+        _generate(model, ids, mask, n=3)  # decode steps keep the prompt pass's decision
+        torch.testing.assert_close(handle.decisions().posterior, decided)
+    torch.testing.assert_close(compiled, eager)
+
+
+@pytest.mark.parametrize("backend", ["tl", "nnsight"])
+def test_backends_agree_with_hf_on_a_last_mean_read(model, plan, backend, tiny_models):
+    other = tiny_models("llama", backend)
+    lm = plan.replace(probe=_last_mean(plan.probe), read="last+mean")
+    batch = model.encode(["Hi", "Please tell me a long story about the sea and the wind"])
+    with patch_plan(model, lm) as handle:
+        _forward(model, *batch)
+        want = handle.decisions().posterior
+    with patch_plan(other, lm) as handle:
+        _forward(other, *batch)  # left padding masked on every backend
+        torch.testing.assert_close(handle.decisions().posterior, want, atol=1e-5, rtol=1e-4)
+    pooled = osteer.capture(model, ["Hi"], READ, pool="last+mean", progress=False)[READ]
+    torch.testing.assert_close(want[:1], lm.probe.probs(pooled.float()), atol=1e-5, rtol=1e-4)
+
+
+def test_a_last_mean_probe_needs_the_last_mean_read_and_survives_a_pack(model, plan, tmp_path):
+    both = _last_mean(plan.probe)
+    for read in ("last", "mean", "window", "running"):
+        with pytest.raises(ValueError, match="pool='last\\+mean'.*pass read='last\\+mean'"):
+            plan.replace(probe=both, read=read)
+    with pytest.raises(ValueError, match="monitor 'risk'.*read='last\\+mean'"):
+        plan.replace(monitors={"risk": both})
+    lm = plan.replace(probe=both, read="last+mean", monitors={"risk": plan.probe})
+    loaded = load_plan(save_plan(lm, tmp_path / "control.safetensors"), model)
+    assert loaded.read == "last+mean" and loaded.probe.pool == "last+mean"
+    assert loaded.monitors["risk"].pool == "last"
+    torch.testing.assert_close(loaded.probe.weight, both.weight)
+    batch = model.encode([BENIGN, VULNERABLE])
+    with patch_plan(model, lm) as handle:
+        _forward(model, *batch)
+        want = handle.decisions()
+    with patch_plan(model, loaded) as handle:
+        _forward(model, *batch)
+        got = handle.decisions()
+    assert got.strategy == want.strategy
+    torch.testing.assert_close(got.posterior, want.posterior)
+
+
 @pytest.fixture
 def cuda_model():
     from oyster_steer.testing import default_tokenizer, tiny_hf_model
@@ -741,7 +844,18 @@ def test_mean_read_matches_the_capture_mean_pool_on_smollm(smollm):
     from oyster_steer.probes._probe import load_probe
 
     root = Path(__file__).resolve().parents[2] / "probes" / "smollm2-135m-instruct"
-    probe = load_probe(root / "intent.safetensors", smollm).with_calibration(temperature=50.0)
+    shipped = load_probe(root / "intent.safetensors", smollm)
+    d = smollm.d_model
+    part = slice(d, None) if shipped.pool == "last+mean" else slice(None)  # its mean half
+    probe = LinearProbe(
+        shipped.site,
+        shipped.labels,
+        shipped.weight[:, part],
+        shipped.bias,
+        shipped.mean[part],
+        shipped.scale[part],
+        meta={"pool": "mean"},
+    ).with_calibration(temperature=50.0)
     plan = ControlPlan(probe, [], read="mean", identity=model_meta(smollm))
     prompts = [BENIGN, VULNERABLE, "Give me step-by-step instructions to poison my neighbour."]
     with patch_plan(smollm, plan) as handle:
@@ -751,3 +865,23 @@ def test_mean_read_matches_the_capture_mean_pool_on_smollm(smollm):
     torch.testing.assert_close(got, probe.probs(pooled.float()), atol=1e-4, rtol=1e-3)
     last = osteer.capture(smollm, prompts, probe.site, progress=False)[probe.site]
     assert not torch.allclose(got, probe.probs(last.float()), atol=1e-2)
+
+
+@pytest.mark.slow
+def test_shipped_last_mean_read_matches_the_capture_last_mean_pool_on_smollm(smollm, shipped):
+    """The shipped pack's fused read (last prompt token and prompt mean side by side) of a
+    left-padded batch equals ``capture(pool="last+mean")``, what ``train-probe --pool last+mean``
+    fits on; its risk monitor (fit on the last token) reads the last-token half."""
+    if shipped.read != "last+mean":
+        pytest.skip(f"the shipped pack reads read={shipped.read!r}")
+    prompts = [BENIGN, VULNERABLE, "Give me step-by-step instructions to poison my neighbour."]
+    with patch_plan(smollm, shipped) as handle:
+        _forward(smollm, *smollm.encode(prompts))
+        d = handle.decisions()
+    probe, risk = shipped.probe, shipped.monitors["risk"]
+    both = osteer.capture(smollm, prompts, probe.site, pool="last+mean", progress=False)
+    torch.testing.assert_close(
+        d.posterior, probe.probs(both[probe.site].float()), atol=1e-4, rtol=1e-3
+    )
+    last = osteer.capture(smollm, prompts, risk.site, progress=False)[risk.site]
+    torch.testing.assert_close(d.monitors["risk"], risk.probs(last.float()), atol=1e-4, rtol=1e-3)

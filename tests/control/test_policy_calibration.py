@@ -114,3 +114,25 @@ def test_calibrate_guide_keeps_malicious_help_within_budget():
     )
     assert free["benign"]["help"] == 1.0 and free["malicious"]["help"] == 1.0
     assert held["malicious"]["help"] == 0.0 and held["benign"]["help"] == 0.0
+
+
+def test_calibrate_guide_budgets_against_a_reference_gate():
+    # a new probe: benign rows a little unsure (default guides them), 5 vulnerable rows that a
+    # cut above delta 0.18 would help
+    benign = _rows([0.7, 0.0, 0.3, 0.0], 50)
+    vulnerable = torch.cat([_rows([0.0, 0.0, 1.0, 0.0], 45), _rows([0.72, 0.0, 0.28, 0.0], 5)])
+    post = torch.cat([benign, vulnerable])
+    intents = ["benign"] * 50 + ["vulnerable"] * 50
+    alone = calibrate_guide(post, intents)  # against the default payoff on these posteriors
+    # the gate it replaces already helped those 5 vulnerable rows (read them benign)
+    ref_post = torch.cat([benign, _rows([0.0, 0.0, 1.0, 0.0], 45), _rows([1.0, 0, 0, 0], 5)])
+    ref = calibrate_guide(post, intents, reference=(Policy(), ref_post))
+    before = decision_table(Policy(), ref_post, intents)["vulnerable"]
+    after = decision_table(ref.policy, post, intents)
+    assert (
+        after["vulnerable"]["guide"] >= before["guide"] - 0.01 and abs(before["guide"] - 0.9) < 1e-6
+    )
+    assert after["benign"]["help"] == 1.0 and ref.delta > alone.delta
+    assert decision_table(alone.policy, post, intents)["vulnerable"]["guide"] == 1.0
+    with pytest.raises(ValueError, match="reference posteriors have 3 rows for 100"):
+        calibrate_guide(post, intents, reference=(Policy(), ref_post[:3]))

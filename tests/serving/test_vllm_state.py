@@ -3,6 +3,8 @@ syncs in the hot path (``torch.compile(fullgraph=True)``)."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -127,6 +129,9 @@ def test_hot_path_compiles_without_graph_breaks(make):
 def test_unsupported_read_is_refused():
     with pytest.raises(ValueError, match="read='running', which the vLLM plugin does not support"):
         _state(_plan(read="running"))
+    for read in ("mean", "last+mean"):  # prompt-pooled reads: the plugin reads one token
+        with pytest.raises(ValueError, match=re.escape(f"read='{read}', which") + ".*read='last'"):
+            _state(_plan(read=read))
 
 
 def test_low_rank_bindings_are_applied_like_the_library():

@@ -83,7 +83,8 @@ class PlanState:
         if plan.read not in SUPPORTED_READS:
             raise ValueError(
                 f"the plan reads with read={plan.read!r}, which the vLLM plugin does not support: "
-                "rebuild the plan with read='last' or serve it with transformers (oyster_steer.patch)"
+                "rebuild the plan with read='last' (a probe fit on the last prompt token) or serve "
+                "it with transformers (oyster_steer.patch)"
             )
         if plan.probe.d_model != d_model:
             raise ValueError(
