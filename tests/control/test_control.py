@@ -883,11 +883,5 @@ def test_shipped_last_mean_read_matches_the_capture_last_mean_pool_on_smollm(smo
     torch.testing.assert_close(
         d.posterior, probe.probs(both[probe.site].float()), atol=1e-4, rtol=1e-3
     )
-    # the risk monitor reads layer 16, after the pack's first write (layer 12): only rows routed
-    # to "help" (nothing written) read the unsteered model's activations there
     last = osteer.capture(smollm, prompts, risk.site, progress=False)[risk.site]
-    helped = torch.tensor([s == "help" for s in d.strategy])
-    assert d.strategy[0] == "help"  # the benign prompt
-    torch.testing.assert_close(
-        d.monitors["risk"][helped], risk.probs(last.float())[helped], atol=1e-4, rtol=1e-3
-    )
+    torch.testing.assert_close(d.monitors["risk"], risk.probs(last.float()), atol=1e-4, rtol=1e-3)
