@@ -218,3 +218,25 @@ def test_on_the_default_model_generation_and_one_pass_read_what_the_separate_pas
         nll, x = reads[i]
         assert nll == pytest.approx(want_nll[i], rel=1e-4, abs=1e-4)
         torch.testing.assert_close(x, want_x[i], atol=1e-4, rtol=1e-4)
+
+
+def test_output_capturing_hooks_do_not_switch_off_the_shared_head() -> None:
+    """transformers installs output-capturing hooks for good on the first
+    ``output_hidden_states=True`` call; they only record outputs, so the shared chat head (and
+    capture's, and the generation reads) stay on; a user's own hook switches them off."""
+    from oyster_steer.models._model import carries_hooks
+    from oyster_steer.testing import tiny_model
+
+    model = tiny_model("llama")
+    heads = [model.encode([p])[0][0].tolist() for p in PROMPTS]
+    assert _shared_head(model, heads)[1] >= 8
+    ids, mask = model.encode(PROMPTS[:2])
+    with torch.no_grad():
+        model.hf(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    assert any(m._forward_hooks or m._forward_pre_hooks for m in model.hf.modules())
+    assert not carries_hooks(model) and _shared_head(model, heads)[1] >= 8
+    handle = model.hf.model.layers[0].register_forward_hook(lambda *a: None)
+    try:
+        assert carries_hooks(model) and _shared_head(model, heads)[1] == 0
+    finally:
+        handle.remove()

@@ -23,7 +23,13 @@ from ..core._errors import EmptyInputError, OysterError, SiteError
 from ..core._sites import Site, parse_site, resolve_site, resolve_sites
 from ..data import INTENTS, RISKS
 from ..models._artifacts import load_artifact, save_artifact
-from ..models._model import OysterModel, left_pad, shared_prefix_length, sliding_window
+from ..models._model import (
+    OysterModel,
+    carries_hooks,
+    left_pad,
+    shared_prefix_length,
+    sliding_window,
+)
 
 __all__ = ["POOLS", "Activations", "Pool", "ShardedActivations", "capture"]
 
@@ -482,18 +488,13 @@ def _shared_prefix(model: OysterModel, rows: list[list[int]]) -> int:
     each row at least one token of its own; 0 when too short to pay, the backend cannot, a row
     does not fit in the model's sliding attention window, or the model is patched (a plan or a position-selective vector would take the rows' own tokens after a
     cached head for generated ones and read or steer the wrong tokens)."""
-    if model.backend != "hf" or len(rows) < 2 or _is_patched(model):
+    if model.backend != "hf" or len(rows) < 2 or carries_hooks(model):
         return 0
     window = sliding_window(model)
     if window is not None and max(len(r) for r in rows) >= window:
         return 0  # the padding between head and a short row could push the head out of its window
     n = shared_prefix_length(rows)
     return n if n >= _MIN_SHARED else 0
-
-
-def _is_patched(model: OysterModel) -> bool:
-    """Whether any module of ``model`` carries a forward hook (a patch, or a user's own hook)."""
-    return any(m._forward_hooks or m._forward_pre_hooks for m in model.hf.modules())
 
 
 def _keep(head: dict[str, torch.Tensor], name: str) -> Any:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..core._errors import EmptyInputError, ModelMismatchError
 from ..core._sites import Site, resolve_site
 from ..data import UNKNOWN_CATEGORY, PromptRecord
+from ..models._model import carries_hooks
 from ._conditions import Condition
 from ._generate import _generate, divergence, generate_replies, prompt_pass
 from ._judges import JUDGE_VERSION, Judges, _judge, judge_replies
@@ -254,14 +255,10 @@ def _generation_reads(
     """What the judges read from the unpatched model that an unsteered generation can hand
     them (the refusal probe's site, the reply NLL): only for the unsteered condition on an hf
     model that carries no hooks of its own."""
-    if cond.steered or model.backend != "hf" or _has_hooks(model):
+    if cond.steered or model.backend != "hf" or carries_hooks(model):
         return None, False
     probe = judges.probe_for(model)
     return (probe.site if probe is not None else None), judges.coherence
-
-
-def _has_hooks(model: OysterModel) -> bool:
-    return any(m._forward_hooks or m._forward_pre_hooks for m in model.hf.modules())
 
 
 def _answer(

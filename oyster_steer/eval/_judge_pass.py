@@ -25,7 +25,7 @@ from ..activations._scoring import _head
 from ..backends import Hook, StopForward, get_backend, position_ids
 from ..core._errors import EmptyInputError
 from ..core._sites import Site, resolve_site
-from ..models._model import left_pad, shared_prefix_length, sliding_window
+from ..models._model import carries_hooks, left_pad, shared_prefix_length, sliding_window
 
 if TYPE_CHECKING:
     from ..models._model import OysterModel
@@ -148,11 +148,7 @@ def _shared_head(model: OysterModel, heads: Sequence[Sequence[int]]) -> tuple[An
     model carries hooks (a patch would steer or read the head's tokens per row), or it has
     sliding-window attention (its window counts cache slots, and the left padding between the
     head and a short row's tokens would push the head out of the row's window)."""
-    if (
-        len(heads) < 2
-        or sliding_window(model) is not None
-        or any(m._forward_hooks or m._forward_pre_hooks for m in model.hf.modules())
-    ):
+    if len(heads) < 2 or sliding_window(model) is not None or carries_hooks(model):
         return None, 0
     n = shared_prefix_length(heads)  # each row keeps at least one prompt token of its own
     if n < _MIN_SHARED:

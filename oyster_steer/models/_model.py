@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -393,6 +394,25 @@ def sliding_window(model: OysterModel) -> int | None:
     if types is not None and "sliding_attention" not in types:
         return None
     return int(window) if window else None
+
+
+def _hook_module(fn: Any) -> str:
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return getattr(fn, "__module__", None) or ""
+
+
+def carries_hooks(model: OysterModel) -> bool:
+    """Whether a module of ``model`` carries a forward (pre-)hook that may change what it computes:
+    a patch, a ControlPlan, or a user's own hook. The output-capturing hooks transformers installs
+    for good after the first ``output_hidden_states=True`` call only record outputs, so they do
+    not count (they would switch off every shared-prefix fast path for the rest of the session).
+    """
+    for m in model.hf.modules():
+        for table in (m._forward_hooks, m._forward_pre_hooks):
+            if any(not _hook_module(fn).startswith("transformers.") for fn in table.values()):
+                return True
+    return False
 
 
 def shared_prefix_length(rows: Sequence[Sequence[int]]) -> int:
