@@ -130,9 +130,10 @@ class ControlState:
             torch.zeros(len(plan.strategies), 0)
         ]
         self.stacked = torch.cat(stacked, dim=1).to(dev, torch.float32)  # (S, n_sites * d)
-        # per site: its (S, d) block of stacked, or None where no vector writes (schedule per strategy)
+        # per site: its (S, d) block of stacked in the model's dtype (schedule per strategy; the
+        # write hook's .to(x.dtype) is then a no-op), or None where no vector writes there
         self.site_stacked = [
-            s.to(dev, torch.float32) if bool(s.any()) else None for s in stacked[: len(self.sites)]
+            s.to(dev, model.dtype) if bool(s.any()) else None for s in stacked[: len(self.sites)]
         ]
         self.device, self.dtype, self.d_model, self.trace = (
             dev,
@@ -407,6 +408,8 @@ class ControlState:
         """
         low, custom = self.low[index], self.custom[index]
         stacked = self.site_stacked[index] if self.per_strategy else None
+        # no vector writes at this site: a zero delta, allocated once (not per call)
+        zero = torch.zeros((), device=self.device, dtype=self.dtype)
         if low is not None or custom or self.per_strategy:  # constants of the plan
 
             def write_edit(x: torch.Tensor) -> torch.Tensor:
@@ -415,7 +418,7 @@ class ControlState:
                     delta = (
                         run.scaled.to(x.dtype) @ stacked.to(x.dtype)
                         if stacked is not None
-                        else x.new_zeros(1, 1, 1)
+                        else zero.to(x.dtype)
                     )
                 else:
                     delta = run.deltas[:, :, index].to(x.dtype)  # (B, 1, d)
