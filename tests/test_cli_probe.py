@@ -43,20 +43,30 @@ def test_train_probe_writes_probes_and_only_its_report_section(tmp_path, monkeyp
     assert "AUROC malicious vs benign" in text and "recall borderline" in text and "| 2 |" in text
 
 
-def test_train_probe_pool_mean_fits_on_prompt_means_and_records_it(tmp_path, monkeypatch, tiny):
-    from oyster_steer.activations._capture import capture
+SITES = ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
+
+
+def _train_probe(tmp_path, monkeypatch, model, *extra):
+    """``train-probe`` on 10 starter prompts of the tiny model at SITES; its data and argv."""
     from oyster_steer.cli import _probe
     from oyster_steer.data import load_starter
-    from oyster_steer.probes._probe import load_probe
 
-    model = tiny
     data = load_starter().sample(10, seed=0)
     monkeypatch.setattr(_probe, "model_from_args", lambda args: model)
     monkeypatch.setattr(_probe, "data_from_args", lambda args: data)
-    sites = ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
     argv = ["train-probe", "--out", str(tmp_path / "probes"), "--cache", str(tmp_path / "cache")]
-    argv += ["--pool", "mean", "--sites", *sites, "--no-shift-data", "--quiet"]
+    argv += ["--sites", *SITES, *extra, "--no-shift-data", "--quiet"]
     assert main(argv) == 0
+    return data
+
+
+def test_train_probe_pool_mean_fits_on_prompt_means_and_records_it(tmp_path, monkeypatch, tiny):
+    from oyster_steer.activations._capture import capture
+    from oyster_steer.cli import _probe
+    from oyster_steer.probes._probe import load_probe
+
+    model, sites = tiny, SITES
+    data = _train_probe(tmp_path, monkeypatch, model, "--pool", "mean")
     intent = load_probe(tmp_path / "probes" / "intent.safetensors", model)
     assert intent.pool == "mean" and _probe.capture_sites(intent, model.n_layers) == sites
     texts = [r.text for r in data][:6]
@@ -105,17 +115,10 @@ def test_risk_and_intent_metrics_split_plain_and_wrapped():
 def test_train_probe_pool_last_mean_fits_on_both_side_by_side(tmp_path, monkeypatch, tiny):
     from oyster_steer.activations._capture import capture
     from oyster_steer.cli import _probe
-    from oyster_steer.data import load_starter
     from oyster_steer.probes._probe import load_probe
 
     model = tiny
-    data = load_starter().sample(10, seed=0)
-    monkeypatch.setattr(_probe, "model_from_args", lambda args: model)
-    monkeypatch.setattr(_probe, "data_from_args", lambda args: data)
-    sites = ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
-    argv = ["train-probe", "--out", str(tmp_path / "probes"), "--cache", str(tmp_path / "cache")]
-    argv += ["--pool", "last+mean", "--sites", *sites, "--tasks", "intent"]
-    assert main([*argv, "--no-shift-data", "--quiet"]) == 0
+    data = _train_probe(tmp_path, monkeypatch, model, "--pool", "last+mean", "--tasks", "intent")
     assert not (tmp_path / "probes" / "risk.safetensors").exists()  # --tasks intent only
     intent = load_probe(tmp_path / "probes" / "intent.safetensors", model)
     assert intent.pool == "last+mean" and intent.n_features == 2 * model.d_model

@@ -209,11 +209,16 @@ def test_mean_read_is_the_capture_mean_pool_of_the_whole_prompt(model, plan):
         torch.testing.assert_close(handle.decisions().posterior, together, atol=1e-6, rtol=1e-5)
 
 
-def test_mean_read_latches_at_the_prompt_pass_and_compiles_fullgraph(model, plan, batch):
+@pytest.mark.parametrize("read", ["mean", "last+mean"])
+def test_pooled_reads_latch_at_the_prompt_pass_and_compile_fullgraph(model, plan, batch, read):
     ids, mask = batch
-    mean = plan.replace(read="mean")
+    if read == "mean":
+        pooled, trace = plan.replace(read="mean"), False
+    else:
+        pooled = plan.replace(probe=_last_mean(plan.probe, temperature=1.0), read="last+mean")
+        trace = True
     kwargs = dict(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask))
-    with torch.no_grad(), patch_plan(model, mean) as handle:
+    with torch.no_grad(), patch_plan(model, pooled, trace=trace) as handle:
         eager = model.hf(**kwargs).logits
         decided = handle.decisions().posterior
         torch._dynamo.reset()  # fullgraph=True raises on any graph break or host sync
@@ -463,21 +468,6 @@ def test_last_mean_read_is_the_capture_last_mean_pool_and_monitors_read_their_ha
     for pool in ("last", "mean"):  # neither half alone gives the reading
         half = acts[pool].repeat(1, 2) if pool == "last" else acts["mean"].repeat(1, 2)
         assert not torch.allclose(together.posterior, both.probs(half), atol=1e-3)
-
-
-def test_last_mean_read_latches_at_the_prompt_pass_and_compiles_fullgraph(model, plan, batch):
-    ids, mask = batch
-    lm = plan.replace(probe=_last_mean(plan.probe, temperature=1.0), read="last+mean")
-    kwargs = dict(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask))
-    with torch.no_grad(), patch_plan(model, lm, trace=True) as handle:
-        eager = model.hf(**kwargs).logits
-        decided = handle.decisions().posterior
-        torch._dynamo.reset()  # fullgraph=True raises on any graph break or host sync
-        compiled = torch.compile(model.hf, fullgraph=True, backend="eager")(**kwargs).logits
-        torch.testing.assert_close(handle.decisions().posterior, decided)
-        _generate(model, ids, mask, n=3)  # decode steps keep the prompt pass's decision
-        torch.testing.assert_close(handle.decisions().posterior, decided)
-    torch.testing.assert_close(compiled, eager)
 
 
 @pytest.mark.parametrize("backend", ["tl", "nnsight"])
