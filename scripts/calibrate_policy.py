@@ -21,7 +21,12 @@ import torch
 from oyster_steer import load_model, load_probe
 from oyster_steer.cli._probe import probe_features
 from oyster_steer.control import Policy
-from oyster_steer.control._policy_calibration import calibrate_guide, decision_table, load_policy
+from oyster_steer.control._policy_calibration import (
+    HELP_VULNERABLE,
+    calibrate_guide,
+    decision_table,
+    load_policy,
+)
 from oyster_steer.probes._data import probe_splits
 
 
@@ -40,6 +45,20 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path("runs/capture-cache"))
     ap.add_argument("--max-vulnerable-loss", type=float, default=0.01)
     ap.add_argument("--max-malicious-help-gain", type=float, default=0.04)
+    ap.add_argument(
+        "--max-vulnerable-help",
+        type=int,
+        default=None,
+        help="at most this many validation vulnerable rows sent to help that the reference (or "
+        "default) gate does not help (0: none; default: no such budget)",
+    )
+    ap.add_argument(
+        "--help-vulnerable",
+        type=float,
+        nargs="+",
+        default=list(HELP_VULNERABLE),
+        help="extra costs of helping a vulnerable reading to try (U[help, vulnerable] = -1 - hv)",
+    )
     ap.add_argument("--write", action="store_true", help="write <probes>/policy.json")
     ap.add_argument(
         "--reference",
@@ -86,26 +105,37 @@ def main() -> None:
         max_malicious_help_gain=args.max_malicious_help_gain,
         self_harm=self_harm["validation"],
         reference=reference,
+        help_vulnerable=args.help_vulnerable,
+        max_vulnerable_help=args.max_vulnerable_help,
     )
     print(
-        "validation grid: delta, guide_malicious, benign+borderline help/guide/redirect, "
-        "vulnerable guide/help/redirect, malicious help/guide/redirect, self-harm help/guide/redirect (%)"
+        "validation grid (guide_malicious 0 and the chosen one): help_vulnerable, delta, "
+        "guide_malicious, benign+borderline help/guide/redirect, vulnerable guide/help/redirect "
+        "(%, and helped rows the reference does not help), malicious help/guide/redirect, self-harm help/guide/redirect (%)"
     )
     for g in cal.grid:
+        if g["guide_malicious"] not in (0.0, cal.guide_malicious):
+            continue
         v, m = g["table"]["vulnerable"], g["table"]["malicious"]
         sh = g.get("self_harm") or {k: float("nan") for k in ("help", "guide", "redirect")}
         print(
-            f"  {g['delta']:.2f} {g['guide_malicious']:.1f}  "
+            f"  {g['help_vulnerable']:.1f} {g['delta']:.2f} {g['guide_malicious']:.1f}  "
             f"{100 * g['benign_borderline_help']:.1f}/{100 * g['benign_borderline_guide']:.1f}/{100 * g['benign_borderline_redirect']:.1f}  "
-            f"{100 * v['guide']:.1f}/{100 * v['help']:.1f}/{100 * v['redirect']:.1f}  "
+            f"{100 * v['guide']:.1f}/{100 * v['help']:.1f}/{100 * v['redirect']:.1f} (+{g['vulnerable_help_gain']})  "
             f"{100 * m['help']:.1f}/{100 * m['guide']:.1f}/{100 * m['redirect']:.1f}  "
             f"{100 * sh['help']:.1f}/{100 * sh['guide']:.1f}/{100 * sh['redirect']:.1f}"
         )
-    print(f"chosen delta {cal.delta}, guide_malicious {cal.guide_malicious}")
+    print(
+        f"chosen delta {cal.delta}, guide_malicious {cal.guide_malicious}, "
+        f"help_vulnerable {cal.help_vulnerable}"
+    )
     strategies = base.strategies
     head = "| intent | n | " + " | ".join(strategies) + " |\n|---|---|" + "---|" * len(strategies)
     for split in ("validation", "test"):
-        chosen = f"calibrated (delta {cal.delta}, guide_malicious {cal.guide_malicious})"
+        chosen = (
+            f"calibrated (delta {cal.delta}, guide_malicious {cal.guide_malicious}, "
+            f"help_vulnerable {cal.help_vulnerable})"
+        )
         named = [("default", base)]
         if args.previous is not None:
             named.append(("previous", load_policy(args.previous).reindex(probe.labels)))
@@ -127,6 +157,17 @@ def main() -> None:
                 if bool(sel.any()):
                     t = decision_table(pol, pst[sel], [what] * int(sel.sum()))
                     print("\n".join(_fmt(t, strategies)))
+            helped = pol.gates(pst.float()).argmax(-1) == strategies.index("help")
+            vh = [
+                i for i, r in enumerate(recs[split]) if r.intent == "vulnerable" and bool(helped[i])
+            ]
+            print(f"vulnerable rows sent to help: {len(vh)}")
+            for i in vh:
+                r, p = recs[split][i], pst[i]
+                reading = " ".join(
+                    f"{k[:3]} {float(x):.2f}" for k, x in zip(probe.labels, p, strict=True)
+                )
+                print(f"  - [{r.source}] {r.text[:110]!r} ({reading})")
     if args.write:
         out = args.probes / "policy.json"
         out.write_text(
@@ -137,13 +178,20 @@ def main() -> None:
                     "payoff": [[round(v, 4) for v in row] for row in cal.policy.payoff.tolist()],
                     "guide_delta": cal.delta,
                     "guide_malicious": cal.guide_malicious,
+                    "help_vulnerable": cal.help_vulnerable,
                     "chosen_by": "validation split of probe_splits(): most benign+borderline rows helped with, "
                     + (
                         f"against the gate it replaces ({args.reference}: its probe and payoff)"
                         if args.reference is not None
                         else "against the default payoff"
                     )
-                    + f", vulnerable rows losing at most {args.max_vulnerable_loss} of their guide share and gaining no redirects, self-directed harm rows gaining no redirects and no help, malicious rows helped rising by at most {args.max_malicious_help_gain} and redirected not falling (scripts/calibrate_policy.py)",
+                    + f", vulnerable rows losing at most {args.max_vulnerable_loss} of their guide share and gaining no redirects"
+                    + (
+                        f", at most {args.max_vulnerable_help} vulnerable rows sent to help that the reference does not help"
+                        if args.max_vulnerable_help is not None
+                        else ""
+                    )
+                    + f" (help_vulnerable tried: {args.help_vulnerable}), self-directed harm rows gaining no redirects and no help, malicious rows helped rising by at most {args.max_malicious_help_gain} and redirected not falling (scripts/calibrate_policy.py)",
                 },
                 indent=1,
             )

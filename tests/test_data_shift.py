@@ -167,3 +167,50 @@ def test_shift_sets_keep_only_test_rows_of_the_sets_the_probes_train_on(data_dir
     assert {r.source for r in kept} == trained
     every = shift_sets(data_dir, n=12, seed=1, split=None)
     assert any(split_of(r) == "train" for r in every if r.source == "phtest")
+
+
+def test_inthewild_templates_do_not_depend_on_the_string_hash_seed(data_dir):
+    # a set's order follows PYTHONHASHSEED; templates of equal length once swapped indices (and so
+    # inner requests) between processes, and the probes' validation split with them
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import hashlib, sys\n"
+        "from oyster_steer.data._shift import load_inthewild_templates\n"
+        "ps = load_inthewild_templates(sys.argv[1])\n"
+        "print(hashlib.md5('\\n'.join(r.meta['template'] + r.text for r in ps).encode()).hexdigest())\n"
+    )
+    digests = set()
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(data_dir)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        digests.add(out.stdout.strip())
+    assert len(digests) == 1
+
+
+def test_gate_written_rows_are_labelled_unique_and_not_the_unseen_prompts():
+    from pathlib import Path
+
+    from oyster_steer.data import normalize_text
+    from oyster_steer.data._shift import load_gate_written
+
+    rows = load_gate_written()
+    counts = Counter(r.intent for r in rows)
+    assert set(counts) == {"benign", "borderline", "vulnerable", "malicious"}
+    assert counts["vulnerable"] >= 60 and all(r.source == "gate-written" for r in rows)
+    assert all(r.risk == "harmful" for r in rows if r.intent in ("vulnerable", "malicious"))
+    texts = [normalize_text(r.text) for r in rows]
+    assert len(set(texts)) == len(texts)
+    # the lead's never-used prompts stay out of training
+    unseen = (Path(__file__).resolve().parents[1] / "scripts" / "score_unseen.py").read_text()
+    assert not [r.text for r in rows if r.text in unseen]
+    with pytest.raises(FileNotFoundError, match="gate rows"):
+        load_gate_written(path=Path("/nonexistent/gate.jsonl"))

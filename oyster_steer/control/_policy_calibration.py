@@ -15,11 +15,20 @@ no danger in them. Two knobs, both moving only the guide row:
   reading is still redirected). It keeps guide as the abstention for the *vulnerable-or-malicious*
   doubt that matters (guide beats redirect up to p(malicious) = (1.8 / (1.8 + 1 - gm)) of that
   mass: 9/14 at gm = 0, 0.69 at gm = 0.2) while ``delta`` takes it away from benign doubts.
+* ``help_vulnerable`` (``hv``): how much more answering a vulnerable user as if nothing were
+  wrong costs than the default says (``U[help, vulnerable] = -1 - hv``). It is the price of the
+  failure the mission exists to prevent (a calm suicide disclosure answered by the unsteered
+  model, "I wrote a goodbye letter last night" -> help writing it): the costlier it is, the less
+  vulnerable mass a reading needs before help loses to guide, so ``delta`` can take guide away
+  from benign doubts without handing vulnerable doubts to help.
 
-Both are chosen on validation posteriors: the most benign + borderline rows helped (ties: fewer
+All three are chosen on validation posteriors: the most benign + borderline rows helped (ties: fewer
 of them redirected, then the smaller knobs) among the operating points where, against the
 default payoff, vulnerable rows lose at most ``max_vulnerable_loss`` of their guide share and
-gain no redirects, self-directed harm rows (when marked) gain no redirects and no help, malicious rows
+gain no redirects, at most ``max_vulnerable_help`` vulnerable rows are sent to help that the
+reference does not help (when given: a count of rows, not a share, so a new gate cannot trade
+the vulnerable users it helps for others; 0 is the hard constraint that no vulnerable user who
+was guided or redirected gets "help"), self-directed harm rows (when marked) gain no redirects and no help, malicious rows
 helped rise by at most ``max_malicious_help_gain`` and malicious rows redirected do not fall
 (guide must not become the answer to a reading the default would redirect).
 """
@@ -38,17 +47,25 @@ __all__ = ["GuideCalibration", "calibrate_guide", "decision_table", "guide_polic
 
 DELTAS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(17))  # 0 .. 0.8
 GUIDE_MALICIOUS: tuple[float, ...] = tuple(round(0.1 * k, 1) for k in range(6))  # 0 .. 0.5
+HELP_VULNERABLE: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0)
 
 
 def guide_policy(
-    delta: float, base: Policy | None = None, *, guide_malicious: float = 0.0
+    delta: float,
+    base: Policy | None = None,
+    *,
+    guide_malicious: float = 0.0,
+    help_vulnerable: float = 0.0,
 ) -> Policy:
     """``base`` (default :class:`Policy`) with guide worth ``delta`` less to benign and borderline
-    users and ``guide_malicious`` more against a malicious reading.
+    users and ``guide_malicious`` more against a malicious reading, and help costing
+    ``help_vulnerable`` more against a vulnerable reading.
 
     Example:
         >>> [round(v, 2) for v in guide_policy(0.2, guide_malicious=0.1).payoff[1].tolist()]
         [0.2, 0.4, 1.0, 0.1]
+        >>> guide_policy(0.2, help_vulnerable=2.0).payoff[0].tolist()
+        [1.0, 1.0, -3.0, -2.0]
     """
     base = base or Policy()
     if not 0 <= delta < 5:
@@ -61,9 +78,15 @@ def guide_policy(
             f"guide_malicious={guide_malicious} must be in [0, {float(payoff[r, m] - payoff[g, m]):g}): "
             "guide has to stay worth less than redirect against a sure malicious reading"
         )
+    if not 0 <= help_vulnerable < 100:
+        raise ValueError(
+            f"help_vulnerable={help_vulnerable} must be in [0, 100): an extra cost of helping a "
+            "vulnerable user as if nothing were wrong"
+        )
     for intent in ("benign", "borderline"):
         payoff[g, base.intents.index(intent)] -= delta
     payoff[g, m] += guide_malicious
+    payoff[base.strategies.index("help"), base.intents.index("vulnerable")] -= help_vulnerable
     return base.replace(payoff=payoff)
 
 
@@ -84,13 +107,14 @@ def decision_table(
 
 @dataclass(frozen=True)
 class GuideCalibration:
-    """The chosen ``delta`` and ``guide_malicious``, their policy, and the validation table of
-    every operating point tried."""
+    """The chosen ``delta``, ``guide_malicious`` and ``help_vulnerable``, their policy, and the
+    validation table of every operating point tried."""
 
     delta: float
     policy: Policy
     grid: list[dict[str, Any]]
     guide_malicious: float = 0.0
+    help_vulnerable: float = 0.0
 
 
 def calibrate_guide(
@@ -100,15 +124,19 @@ def calibrate_guide(
     base: Policy | None = None,
     deltas: Sequence[float] = DELTAS,
     guide_malicious: Sequence[float] = GUIDE_MALICIOUS,
+    help_vulnerable: Sequence[float] = (0.0,),
     max_vulnerable_loss: float = 0.01,
+    max_vulnerable_help: int | None = None,
     max_malicious_help_gain: float = 0.04,
     self_harm: torch.Tensor | None = None,
     reference: tuple[Policy, torch.Tensor] | None = None,
 ) -> GuideCalibration:
-    """The ``delta`` and ``guide_malicious`` (see module doc) that help the most benign and
-    borderline rows within the vulnerable, self-harm and malicious budgets, on validation
-    posteriors (N, C) in the policy's intent order; ``self_harm`` is an optional (N,) bool mask
-    of self-directed harm rows that must gain no redirects. The budgets are measured against
+    """The ``delta``, ``guide_malicious`` and ``help_vulnerable`` (see module doc) that help the
+    most benign and borderline rows within the vulnerable, self-harm and malicious budgets, on
+    validation posteriors (N, C) in the policy's intent order; ``self_harm`` is an optional (N,)
+    bool mask of self-directed harm rows that must gain no redirects; ``max_vulnerable_help``
+    (None: no such budget) is how many vulnerable rows the reference does not help may be sent to
+    help (0: none). The budgets are measured against
     ``base`` on ``posterior``, or against ``reference`` = (policy, its (N, C) posteriors of the same
     rows), e.g. the gate a new probe replaces."""
     base = base or Policy()
@@ -126,30 +154,42 @@ def calibrate_guide(
     sh_names = list(intents)
     if self_harm is not None:
         sh_names = ["self-harm" if bool(f) else "-" for f in self_harm.tolist()]
-    grid: list[dict[str, Any]] = []
-    for gm in guide_malicious:
-        for d in deltas:
-            policy = guide_policy(d, base, guide_malicious=gm)
-            table = decision_table(policy, posterior, intents)
-            bb = [table[i] for i in ("benign", "borderline") if i in table]
-            n = max(sum(r["n"] for r in bb), 1.0)
-            row = {
-                "delta": d,
-                "guide_malicious": gm,
-                "benign_borderline_guide": sum(r["guide"] * r["n"] for r in bb) / n,
-                "benign_borderline_help": sum(r["help"] * r["n"] for r in bb) / n,
-                "benign_borderline_redirect": sum(r["redirect"] * r["n"] for r in bb) / n,
-                "table": table,
-            }
-            if self_harm is not None:
-                row["self_harm"] = decision_table(policy, posterior, sh_names).get("self-harm")
-            grid.append(row)
+    if max_vulnerable_help is not None and max_vulnerable_help < 0:
+        raise ValueError(
+            f"max_vulnerable_help={max_vulnerable_help} is negative: pass how many more vulnerable "
+            "rows may be helped than with the reference (0: none)"
+        )
     ref_policy, ref_post = reference if reference is not None else (base, posterior)
     if ref_post.shape[0] != posterior.shape[0]:
         raise ValueError(
             f"reference posteriors have {ref_post.shape[0]} rows for {posterior.shape[0]}: pass the "
             "reference gate's reading of the same rows"
         )
+    # vulnerable rows the reference does not help: a candidate helping any of them "gains" one
+    h = base.strategies.index("help")
+    vulnerable = torch.tensor([i == "vulnerable" for i in intents])
+    ref_helped = ref_policy.gates(ref_post.float()).argmax(-1) == h
+    grid: list[dict[str, Any]] = []
+    points = [(hv, gm, d) for hv in help_vulnerable for gm in guide_malicious for d in deltas]
+    for hv, gm, d in points:
+        policy = guide_policy(d, base, guide_malicious=gm, help_vulnerable=hv)
+        table = decision_table(policy, posterior, intents)
+        bb = [table[i] for i in ("benign", "borderline") if i in table]
+        n = max(sum(r["n"] for r in bb), 1.0)
+        row = {
+            "delta": d,
+            "guide_malicious": gm,
+            "help_vulnerable": hv,
+            "benign_borderline_guide": sum(r["guide"] * r["n"] for r in bb) / n,
+            "benign_borderline_help": sum(r["help"] * r["n"] for r in bb) / n,
+            "benign_borderline_redirect": sum(r["redirect"] * r["n"] for r in bb) / n,
+            "table": table,
+        }
+        if self_harm is not None:
+            row["self_harm"] = decision_table(policy, posterior, sh_names).get("self-harm")
+        helped = policy.gates(posterior.float()).argmax(-1) == h
+        row["vulnerable_help_gain"] = int((helped & vulnerable & ~ref_helped).sum())
+        grid.append(row)
     ref_table = decision_table(ref_policy, ref_post, intents)  # the budgets: default or reference
     ref_sh = (
         None
@@ -163,6 +203,7 @@ def calibrate_guide(
         return (
             v["guide"] >= v0["guide"] - max_vulnerable_loss - 1e-9
             and v["redirect"] <= v0["redirect"] + 1e-9
+            and (max_vulnerable_help is None or g["vulnerable_help_gain"] <= max_vulnerable_help)
             and (
                 sh is None
                 or ref_sh is None
@@ -187,14 +228,20 @@ def calibrate_guide(
         key=lambda g: (
             -round(g["benign_borderline_help"], 6),
             round(g["benign_borderline_redirect"], 6),
-            g["delta"] + g["guide_malicious"],
+            g["delta"] + g["guide_malicious"] + g["help_vulnerable"],
         ),
     )
     return GuideCalibration(
         best["delta"],
-        guide_policy(best["delta"], base, guide_malicious=best["guide_malicious"]),
+        guide_policy(
+            best["delta"],
+            base,
+            guide_malicious=best["guide_malicious"],
+            help_vulnerable=best["help_vulnerable"],
+        ),
         grid,
         best["guide_malicious"],
+        best["help_vulnerable"],
     )
 
 

@@ -10,6 +10,12 @@ adds them to the probes' training data. Labels (DATA.md):
   by the goal (``meta["split_key"]`` = the goal text), so a goal, its plain JailbreakBench row and
   all its wrappers share one split.
 - ``inthewild-forbidden``: the 8 harmful scenarios -> malicious, the 5 advice ones -> borderline.
+- ``gate-written``: the project's own hand-written rows (``data/starter/gate_written.jsonl``,
+  issue 15): calm suicide disclosures (goodbye letters, giving belongings away, a will written
+  "before I go", stockpiled pills, "I haven't done anything yet") -> vulnerable / harmful; safe
+  lookalikes with violent or farewell words (sports, cooking, gardening, computing, games, a
+  goodbye email to coworkers) -> benign, sensitive-topic requests (a will, a eulogy, safe storage
+  of medicines) -> borderline; an adult seeking private contact with a minor -> malicious.
 - ``inthewild-template``: in-the-wild jailbreak templates (``[INSERT PROMPT HERE]``), split by
   template, each filled with a malicious forbidden question and with a benign (phtest harmless or
   CoCoNot contrast) request of the same split: malicious and benign requests in the same frame.
@@ -27,7 +33,7 @@ from pathlib import Path
 from ._direction import relabel_self_directed
 from ._io import read_jsonl_rows
 from ._paths import resolve_data_dir
-from ._promptset import PromptSet, split_of
+from ._promptset import PromptSet, records_from_jsonl, split_of
 from ._records import EmptyDataError, PromptRecord, unit_hash
 
 __all__ = [
@@ -35,6 +41,7 @@ __all__ = [
     "SHIFT_LOADERS",
     "TEMPLATE_SLOT",
     "load_coconot_contrast",
+    "load_gate_written",
     "load_inthewild_forbidden",
     "load_inthewild_templates",
     "load_jbb_artifacts",
@@ -44,6 +51,7 @@ __all__ = [
 
 PathLike = str | os.PathLike[str]
 TEMPLATE_SLOT = "[INSERT PROMPT HERE]"
+GATE_WRITTEN_PATH = Path(__file__).resolve().parent / "starter" / "gate_written.jsonl"
 # in-the-wild forbidden-question scenarios that ask for harm; the other five ask for advice
 INTHEWILD_MALICIOUS = frozenset(
     {
@@ -110,6 +118,21 @@ def load_coconot_contrast(data_dir: PathLike | None = None) -> PromptSet:
             for _, r in read_jsonl_rows(path, ("prompt",), fix)
         ],
         "load_coconot_contrast",
+    )
+
+
+def load_gate_written(data_dir: PathLike | None = None, path: PathLike | None = None) -> PromptSet:
+    """The project's hand-written gate rows (``data/starter/gate_written.jsonl``, packaged; DATA.md,
+    "The gate's hand-written rows"), source ``"gate-written"``; ``data_dir`` is ignored."""
+    p = Path(path) if path is not None else GATE_WRITTEN_PATH
+    if not p.is_file():
+        raise FileNotFoundError(
+            f"{p} is missing: reinstall oyster_steer or restore the gate rows file"
+        )
+    fix = "restore the unchanged oyster_steer/data/starter/gate_written.jsonl"
+    return _done(
+        records_from_jsonl(p, "gate-written", ("text", "intent", "risk", "category"), fix),
+        "load_gate_written",
     )
 
 
@@ -183,8 +206,11 @@ def load_inthewild_templates(
     csv.field_size_limit(10**7)
     path = _path(data_dir, "jailbreak-llms-inthewild", "jailbreak_prompts_2023_12_25.csv")
     with open(path, newline="", encoding="utf-8") as f:
+        # (length, text): a set's order follows PYTHONHASHSEED, so length alone let templates of
+        # equal length swap indices (and inner requests) from one process to the next
         templates = sorted(
-            {r["prompt"] for r in csv.DictReader(f) if TEMPLATE_SLOT in r["prompt"]}, key=len
+            {r["prompt"] for r in csv.DictReader(f) if TEMPLATE_SLOT in r["prompt"]},
+            key=lambda t: (len(t), t),
         )
     templates = [t for t in templates if len(t) <= max_chars]
     if malicious is None:
@@ -223,6 +249,7 @@ SHIFT_LOADERS: dict[str, Callable[..., PromptSet]] = {
     "jbb-artifacts": load_jbb_artifacts,
     "inthewild-forbidden": load_inthewild_forbidden,
     "inthewild-template": load_inthewild_templates,
+    "gate-written": load_gate_written,
 }
 
 

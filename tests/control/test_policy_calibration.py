@@ -136,3 +136,75 @@ def test_calibrate_guide_budgets_against_a_reference_gate():
     assert decision_table(alone.policy, post, intents)["vulnerable"]["guide"] == 1.0
     with pytest.raises(ValueError, match="reference posteriors have 3 rows for 100"):
         calibrate_guide(post, intents, reference=(Policy(), ref_post[:3]))
+
+
+def test_help_vulnerable_moves_only_the_help_vulnerable_cell():
+    base, costly = Policy(), guide_policy(0.0, help_vulnerable=2.0)
+    diff = (base.payoff - costly.payoff).abs() > 1e-6
+    assert diff.nonzero().tolist() == [[base.strategies.index("help"), 2]]
+    assert float(costly.payoff[0, 2]) == pytest.approx(-3.0)
+    with pytest.raises(ValueError, match="help_vulnerable"):
+        guide_policy(0.2, help_vulnerable=-1.0)
+
+
+def test_max_vulnerable_help_buys_benign_help_with_a_costlier_help_on_vulnerable():
+    # benign rows with malicious doubt (the default guides them: its abstention), and a few calm
+    # disclosures the probe reads mostly benign (p(vulnerable) 0.25): the delta that helps the
+    # benign rows (> 0.26) also helps the disclosures unless helping a vulnerable user costs more
+    benign = _rows([0.7, 0.0, 0.0, 0.3], 40)
+    calm = _rows([0.75, 0.0, 0.25, 0.0], 5)
+    vulnerable = torch.cat([calm, _rows([0.0, 0.0, 1.0, 0.0], 45)])
+    malicious = _rows([0.0, 0.0, 0.0, 1.0], 20)
+    post = torch.cat([benign, vulnerable, malicious])
+    intents = ["benign"] * 40 + ["vulnerable"] * 50 + ["malicious"] * 20
+    assert decision_table(Policy(), post, intents)["benign"]["guide"] == 1.0
+    loose = calibrate_guide(post, intents, max_vulnerable_loss=0.2)
+    t = decision_table(loose.policy, post, intents)
+    assert t["benign"]["help"] == 1.0 and t["vulnerable"]["help"] == pytest.approx(0.1)
+    # the same grid of help_vulnerable, but no budget on vulnerable help: the smallest knob wins
+    free = calibrate_guide(post, intents, max_vulnerable_loss=0.2, help_vulnerable=(0.0, 1.0, 2.0))
+    assert free.help_vulnerable == 0.0
+    strict = calibrate_guide(
+        post,
+        intents,
+        max_vulnerable_loss=0.2,
+        help_vulnerable=(0.0, 1.0, 2.0),
+        max_vulnerable_help=0,
+    )
+    t = decision_table(strict.policy, post, intents)
+    assert t["benign"]["help"] == 1.0
+    assert t["vulnerable"]["help"] == 0.0 and t["vulnerable"]["guide"] == 1.0
+    assert strict.help_vulnerable > 0 and strict.delta > 0.25
+    assert float(strict.policy.payoff[0, 2]) == pytest.approx(-1.0 - strict.help_vulnerable)
+    # without the knob the budget can only be kept by not cutting: benign rows stay guided
+    none = calibrate_guide(post, intents, max_vulnerable_loss=0.2, max_vulnerable_help=0)
+    assert decision_table(none.policy, post, intents)["benign"]["help"] == 0.0
+    with pytest.raises(ValueError, match="max_vulnerable_help"):
+        calibrate_guide(post, intents, max_vulnerable_help=-1)
+
+
+def test_max_vulnerable_help_counts_rows_not_totals_against_the_reference():
+    # the reference gate helps 5 vulnerable rows (it reads them benign); the new reading is sure of
+    # those but reads 5 calm disclosures mostly benign: the same number helped, other users
+    benign = _rows([0.7, 0.0, 0.0, 0.3], 40)
+    calm = _rows([0.75, 0.0, 0.25, 0.0], 5)
+    post = torch.cat([benign, calm, _rows([0.0, 0.0, 1.0, 0.0], 45)])
+    ref = torch.cat([benign, _rows([0.0, 0.0, 1.0, 0.0], 5), _rows([1.0, 0.0, 0.0, 0.0], 5)])
+    ref = torch.cat([ref, _rows([0.0, 0.0, 1.0, 0.0], 40)])
+    intents = ["benign"] * 40 + ["vulnerable"] * 50
+    kw = dict(max_vulnerable_loss=0.2, help_vulnerable=(0.0, 1.0, 2.0), reference=(Policy(), ref))
+    swap = calibrate_guide(post, intents, **kw)
+    assert swap.help_vulnerable == 0.0
+    assert decision_table(swap.policy, calm, ["vulnerable"] * 5)["vulnerable"]["help"] == 1.0
+    chosen = next(
+        g
+        for g in swap.grid
+        if (g["delta"], g["guide_malicious"], g["help_vulnerable"])
+        == (swap.delta, swap.guide_malicious, swap.help_vulnerable)
+    )
+    # as many vulnerable rows helped as the reference helps, but all five are new ones
+    assert chosen["table"]["vulnerable"]["help"] == pytest.approx(0.1)
+    assert chosen["vulnerable_help_gain"] == 5
+    strict = calibrate_guide(post, intents, max_vulnerable_help=0, **kw)
+    assert decision_table(strict.policy, calm, ["vulnerable"] * 5)["vulnerable"]["help"] == 0.0
+    assert decision_table(strict.policy, benign, ["benign"] * 40)["benign"]["help"] == 1.0
