@@ -99,7 +99,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=d.targets,
         help="sampled: judged-constructive whole replies the model sampled; distilled: a sampled "
         "opening + the prompt's exemplar continuation; sampled+distilled: distilled for the prompts "
-        "no sample covered",
+        "no sample covered; onpolicy: judged-constructive replies the model sampled under the "
+        "trained actions of --sample-actions at --sample-gains (no system prompt), distilled for "
+        "the prompts no sample covered",
+    )
+    p.add_argument(
+        "--sample-actions",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="with --targets onpolicy: the folder holding the {strategy}-lowrank.safetensors to "
+        "sample under (default: vectors/<model>/, the shipped actions)",
+    )
+    p.add_argument(
+        "--sample-gains",
+        type=float,
+        nargs="+",
+        default=list(d.sample_gains),
+        help="with --targets onpolicy: gains of the sampling action (each gets --samples replies "
+        "per prompt)",
+    )
+    p.add_argument(
+        "--sample-temperature",
+        type=float,
+        default=d.sample_temperature,
+        help="with --targets onpolicy: sampling temperature (top-p 0.9)",
     )
     p.add_argument(
         "--held-out",
@@ -175,11 +199,24 @@ def run(args: argparse.Namespace) -> int:
         targets=args.targets,
         held_out=args.held_out,
         max_reply_tokens=args.max_reply_tokens,
+        sample_gains=tuple(args.sample_gains),
+        sample_temperature=args.sample_temperature,
     )
     out_path = args.out or vector_dir / "control.safetensors"
     payoff = args.payoff or probe_dir / "policy.json"
     policy = load_policy(payoff) if args.payoff is not None or payoff.is_file() else Policy()
     gate = ControlPlan(probe, [], policy=policy) if cfg.retain_routed else None
+    sample_dir = args.sample_actions or vector_dir
+    sample_actions = {}
+    if cfg.targets == "onpolicy":
+        for strategy in cfg.strategies:
+            file = sample_dir / f"{strategy}-lowrank.safetensors"
+            if not file.is_file():
+                raise OysterError(
+                    f"--targets onpolicy samples under {file}, which does not exist: pass "
+                    f"--sample-actions DIR holding a trained {strategy}-lowrank.safetensors"
+                )
+            sample_actions[strategy] = load_intervention(file, model)
     report: dict = {}
     for strategy in cfg.strategies:  # one at a time: each is saved as soon as it is trained
         actions, found = train_plan_actions(
@@ -189,6 +226,7 @@ def run(args: argparse.Namespace) -> int:
             log=lambda s: print(s, flush=True),
             targets_cache=args.targets_cache,
             gate=gate,
+            sample_actions=sample_actions,
         )
         iv, gain = actions[strategy]
         iv = replace(iv, meta={**iv.meta, "gain": f"{gain:g}"})

@@ -33,7 +33,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -63,7 +63,9 @@ __all__ = [
     "PlanTrainingConfig",
     "coherence",
     "distilled_targets",
+    "action_digest",
     "misroute_check",
+    "onpolicy_targets",
     "sampled_targets",
     "repetition",
     "routed",
@@ -103,7 +105,13 @@ PREFILLS = {  # each stops before its object, so the model names the request or 
     ),
 }
 INTENT_OF = {"redirect": "malicious", "guide": "vulnerable"}
-TARGET_RECIPES = ("sampled", "distilled", "sampled+distilled")
+TARGET_RECIPES = ("sampled", "distilled", "sampled+distilled", "onpolicy")
+TARGET_META = {
+    "sampled": "rejection-sampled whole replies of the model under a system prompt",
+    "distilled": "a sampled opening sentence + the prompt's exemplar continuation",
+    "sampled+distilled": "rejection-sampled whole replies; distilled for prompts none covered",
+    "onpolicy": "judged replies the model sampled under the trained action; distilled for the rest",
+}
 # what the plan checks (oyster_steer.control): a boundary may go on the malicious strategy
 ROLES = {"redirect": "boundary", "guide": "anti_refusal"}
 _BAD_OPENING = re.compile(
@@ -181,7 +189,12 @@ class PlanTrainingConfig:
     # recipe of the first learned pack); "sampled+distilled": sampled, and distilled for prompts
     # no sample covered (the hardest ones, method requests: an action never trained on them
     # leaves them as they are)
+    # "onpolicy": replies sampled under an already trained action for the strategy (e.g. the
+    # shipped one, passed as ``sample_actions``) at ``sample_gains``, judged and kept like
+    # "sampled"; distilled targets for the prompts no kept sample covered
     targets: str = "sampled"
+    sample_gains: tuple[float, ...] = (0.6, 0.8)
+    sample_temperature: float = 0.8
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -287,6 +300,67 @@ def whole_sentences(text: str) -> str:
     return text[: ends[-1]] if ends else text
 
 
+def _judged_pairs(
+    model: OysterModel,
+    records: Sequence[Any],
+    strategy: str,
+    rounds: Iterable[list[str]],
+    *,
+    keep: int,
+    log: Callable[[str], None] = print,
+    trace: list[dict[str, Any]] | None = None,
+) -> list[tuple[str, str]]:
+    """(prompt, reply) pairs from ``rounds`` (one reply per record each) that the judge keeps.
+
+    Every reply is judged like any reply (:func:`~oyster_steer.eval.judge_replies`, the eval's
+    judge): only judged-constructive ones without method detail, loops or near-empty text are
+    kept, at most ``keep`` per prompt, the most natural to the unsteered model first (reply
+    perplexity under the unsteered model, then topicality). ``trace`` gets one row per reply
+    (prompt, reply, verdict, perplexity, topicality, kept).
+    """
+
+    texts = [r.text for r in records]
+    candidates: list[dict[str, tuple[float, float]]] = [{} for _ in records]
+    counts: dict[str, int] = {}
+    for replies in rounds:
+        for i, (reply, row) in enumerate(
+            zip(replies, judge_replies(records, replies, model=model), strict=True)
+        ):
+            counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
+            ok = not (
+                row["verdict"] != "constructive"
+                or row["method_detail"]
+                or has_method_detail(reply)
+                or repetition(reply) > 0.2
+                or len(reply.split()) < 8
+            )
+            if ok:
+                candidates[i][reply] = (
+                    float(row["reply_ppl"] or 0.0),
+                    float(row["topicality"] or 0.0),
+                )
+            if trace is not None:
+                trace.append(
+                    {
+                        "prompt": texts[i],
+                        "reply": reply,
+                        "verdict": row["verdict"],
+                        "ppl": row["reply_ppl"],
+                        "topicality": row["topicality"],
+                        "kept": ok,
+                    }
+                )
+    pairs = []
+    for text, found in zip(texts, candidates, strict=True):
+        ranked = sorted(found, key=lambda r: math.log(max(found[r][0], 1.0)) - 2 * found[r][1])
+        pairs += [(text, reply) for reply in ranked[:keep]]
+    log(
+        f"{strategy}: sampled verdicts {counts}; kept {len(pairs)} targets for "
+        f"{sum(1 for f in candidates if f)} of {len(texts)} prompts"
+    )
+    return pairs
+
+
 def sampled_targets(
     model: OysterModel,
     records: Sequence[Any],
@@ -302,51 +376,93 @@ def sampled_targets(
 
     Each prompt gets ``samples`` replies sampled under the strategy's system prompt after a
     prefilled opening (context distillation), cut to whole sentences and judged like any reply
-    (:func:`~oyster_steer.eval.judge_replies`, without the system prompt): only judged
-    constructive ones without method detail or loops are kept, at most ``keep`` per prompt, the
-    most natural to the unsteered model first (perplexity, then topicality). Prompts with no
-    such sample get no target.
+    (without the system prompt; :func:`_judged_pairs` keeps the best judged-constructive ones).
+    Prompts with no such sample get no target.
     """
 
     texts = [r.text for r in records]
-    candidates: list[dict[str, tuple[float, float]]] = [{} for _ in records]
-    counts: dict[str, int] = {}
-    for k in range(samples):
-        log(f"{strategy}: sampling replies {k + 1}/{samples} for {len(texts)} prompts")
-        prefills = [_pick(PREFILLS[strategy], t, seed + k) for t in texts]
-        replies = [
-            whole_sentences(r)
-            for r in _sample_openings(
-                model,
-                texts,
-                SYSTEM_PROMPTS[strategy],
-                prefills,
-                max_new_tokens=max_new_tokens,
-                seed=seed + k,
-            )
-        ]
-        for i, (reply, row) in enumerate(
-            zip(replies, judge_replies(records, replies, model=model), strict=True)
-        ):
-            counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
-            if (
-                row["verdict"] != "constructive"
-                or row["method_detail"]
-                or has_method_detail(reply)
-                or repetition(reply) > 0.2
-                or len(reply.split()) < 8
-            ):
-                continue
-            candidates[i][reply] = (float(row["reply_ppl"] or 0.0), float(row["topicality"] or 0.0))
-    pairs = []
-    for text, found in zip(texts, candidates, strict=True):
-        ranked = sorted(found, key=lambda r: math.log(max(found[r][0], 1.0)) - 2 * found[r][1])
-        pairs += [(text, reply) for reply in ranked[:keep]]
-    log(
-        f"{strategy}: sampled verdicts {counts}; kept {len(pairs)} targets for "
-        f"{sum(1 for f in candidates if f)} of {len(texts)} prompts"
-    )
-    return pairs
+
+    def rounds() -> Iterator[list[str]]:
+        for k in range(samples):
+            log(f"{strategy}: sampling replies {k + 1}/{samples} for {len(texts)} prompts")
+            prefills = [_pick(PREFILLS[strategy], t, seed + k) for t in texts]
+            yield [
+                whole_sentences(r)
+                for r in _sample_openings(
+                    model,
+                    texts,
+                    SYSTEM_PROMPTS[strategy],
+                    prefills,
+                    max_new_tokens=max_new_tokens,
+                    seed=seed + k,
+                )
+            ]
+
+    return _judged_pairs(model, records, strategy, rounds(), keep=keep, log=log)
+
+
+def action_digest(intervention: LowRankIntervention) -> str:
+    """A short hash of ``intervention``'s parameters (keys a cache of samples drawn under it)."""
+    h = hashlib.sha256()
+    for site in sorted(intervention.parts):
+        h.update(site.encode())
+        for t in intervention.parts[site]:
+            h.update(t.detach().float().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def onpolicy_targets(
+    model: OysterModel,
+    records: Sequence[Any],
+    strategy: str,
+    action: LowRankIntervention,
+    *,
+    gains: Sequence[float] = (0.6, 0.8),
+    samples: int = 2,
+    keep: int = 2,
+    seed: int = 0,
+    max_new_tokens: int = 48,
+    temperature: float = 0.8,
+    log: Callable[[str], None] = print,
+    trace: list[dict[str, Any]] | None = None,
+) -> list[tuple[str, str]]:
+    """(prompt, target) pairs for ``strategy``: replies the model wrote *under* ``action``.
+
+    The on-policy round: ``action`` (an already trained intervention for the strategy, e.g. the
+    shipped one) is applied ungated at each of ``gains`` (reduced gains: the shipped grip, less
+    of its trained wording) and the model samples ``samples`` replies per prompt and gain (no
+    system prompt, no prefill, ``temperature``, top-p 0.9), cut to whole sentences and judged
+    like any reply; :func:`_judged_pairs` keeps the best judged-constructive ones per prompt (by
+    perplexity under the unsteered model, then topicality). Prompts with no such sample get no
+    target. ``trace`` gets every sample with its gain and verdict.
+    """
+
+    if not gains or any(g <= 0 for g in gains):
+        raise ValueError(
+            f"gains={list(gains)} must be one or more positive gains to sample under: pass e.g. (0.6, 0.8)"
+        )
+    texts = [r.text for r in records]
+    backend = get_backend(model.backend)
+    sample_kwargs = {"do_sample": True, "temperature": temperature, "top_p": 0.9}
+
+    def rounds() -> Iterator[list[str]]:
+        for gain in gains:
+            for k in range(samples):
+                log(
+                    f"{strategy}: sampling under the action at gain {gain:g}, "
+                    f"{k + 1}/{samples}, for {len(texts)} prompts"
+                )
+                torch.manual_seed(seed * 1_000_003 + k * 7919 + round(gain * 1000))
+                with backend.add_hooks(model, _hooks(model, action, gain)):
+                    replies = generate_replies(
+                        model, texts, max_new_tokens=max_new_tokens, generate_kwargs=sample_kwargs
+                    )
+                start = len(trace) if trace is not None else 0
+                yield [whole_sentences(r) for r in replies]
+                for row in trace[start:] if trace is not None else ():
+                    row["gain"] = gain
+
+    return _judged_pairs(model, records, strategy, rounds(), keep=keep, log=log, trace=trace)
 
 
 @torch.inference_mode()
@@ -535,6 +651,7 @@ def train_plan_actions(
     log: Callable[[str], None] = print,
     targets_cache: Path | None = None,
     gate: ControlPlan | None = None,
+    sample_actions: Mapping[str, LowRankIntervention] | None = None,
 ) -> tuple[dict[str, tuple[LowRankIntervention, float]], dict[str, Any]]:
     """Train one intervention per strategy and pick its gain; returns ``{strategy: (iv, gain)}``.
 
@@ -544,12 +661,16 @@ def train_plan_actions(
     reuses them. ``gate``: the plan whose probe and policy will route prompts to the actions;
     with ``config.retain_routed``, the benign and borderline training prompts it sends to a
     strategy join that strategy's retain set (what it will really be applied to by mistake).
+    ``sample_actions``: with ``config.targets == "onpolicy"``, the trained action per strategy to
+    sample targets under (:func:`onpolicy_targets`; the samples and their verdicts go to the
+    report's ``"onpolicy_samples"`` when they were drawn, not read from the cache).
     """
 
     cfg = config or PlanTrainingConfig()
     train, val = data.split("train"), data.split("validation")
     out: dict[str, tuple[LowRankIntervention, float]] = {}
     report: dict[str, Any] = {}
+    trace: dict[str, list[dict[str, Any]]] = {}
 
     def targets(strategy: str) -> tuple[list[Any], list[tuple[str, str]]]:
         intent = INTENT_OF[strategy]
@@ -583,6 +704,43 @@ def train_plan_actions(
         if cfg.targets not in TARGET_RECIPES:
             raise ValueError(
                 f"targets={cfg.targets!r} is not a target recipe: use one of {', '.join(TARGET_RECIPES)}"
+            )
+        if cfg.targets == "onpolicy":
+            action = (sample_actions or {}).get(strategy)
+            if action is None:
+                raise ValueError(
+                    f"targets='onpolicy' samples under a trained {strategy!r} action: pass "
+                    f"sample_actions={{{strategy!r}: intervention}} (CLI: --sample-actions DIR)"
+                )
+            key = json.dumps(
+                [
+                    "onpolicy-v1",
+                    strategy,
+                    cfg.n_prompts,
+                    cfg.samples,
+                    cfg.keep,
+                    cfg.seed,
+                    cfg.max_prompt_tokens,
+                    list(cfg.sample_gains),
+                    cfg.sample_temperature,
+                    action_digest(action),
+                    model.fingerprint,
+                ]
+            )
+            make = partial(
+                onpolicy_targets,
+                model,
+                records,
+                strategy,
+                action,
+                gains=cfg.sample_gains,
+                samples=cfg.samples,
+                keep=cfg.keep,
+                seed=cfg.seed,
+                max_new_tokens=cfg.max_new_tokens,
+                temperature=cfg.sample_temperature,
+                log=log,
+                trace=trace.setdefault(strategy, []),
             )
         pairs: list[tuple[str, str]] = []
         if cfg.targets != "distilled":
@@ -691,7 +849,7 @@ def train_plan_actions(
                 "strategy": strategy,
                 "population": intent,
                 "role": ROLES[strategy],
-                "targets": "rejection-sampled whole replies of the model under a system prompt",
+                "targets": TARGET_META[cfg.targets],
             },
             retain=([p for p, _ in kept], [r for _, r in kept]) if kept else None,
             held_out=([p for p, _ in held_pairs], [t for _, t in held_pairs])
@@ -713,6 +871,8 @@ def train_plan_actions(
             "val_prompts": [r.text for r in val_records],
             "meta": dict(iv.meta),
         }
+        if trace.get(strategy):
+            report[strategy]["onpolicy_samples"] = trace[strategy]
         if cfg.n_misroute:
             others = ("benign", "borderline") + (("malicious",) if strategy == "guide" else ())
             check = [

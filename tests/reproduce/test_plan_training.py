@@ -189,3 +189,156 @@ def test_train_plan_schedules_parse_per_strategy_and_bad_ones_name_the_form():
     for bad in ("guide", "guide=", "=1", "guide=1x0", "guide=ax2", "guide=1,,2"):
         with pytest.raises(OysterError, match=rf"--schedule '{bad}' is not STRATEGY=V"):
             parse_schedules([bad])
+
+
+def _constant_action(model, site: str, direction, scale: float):
+    """A low-rank action whose edit at ``site`` is the constant ``scale * direction`` (W = R)."""
+    import torch
+
+    from oyster_steer.vectors._intervention import LowRankIntervention
+
+    R = (direction / direction.norm()).reshape(1, -1)
+    return LowRankIntervention({site: (R, R.clone(), torch.tensor([scale]))})
+
+
+def test_onpolicy_samples_under_the_action_at_each_gain_and_keeps_only_judged_ones(
+    tiny_models, monkeypatch
+):
+    """Every sampling round runs with the action installed at its gain (measured on the model's
+    own residual stream), sampled, and the judge's filter keeps judged-constructive replies only
+    (no method detail), the least perplexing first, at most ``keep`` per prompt."""
+    import torch
+
+    from oyster_steer.backends import get_backend
+    from oyster_steer.reproduce import _plan_training as pt
+
+    model = tiny_models("llama", "hf")
+    direction = torch.randn(model.d_model, generator=torch.Generator().manual_seed(0))
+    action = _constant_action(model, "blocks.1.hook_resid_post", direction, 3.0)
+
+    def logits(text):
+        ids, mask = model.encode([text])
+        with torch.inference_mode():
+            return model.hf(input_ids=ids, attention_mask=mask).logits[0, -1].float()
+
+    def steered(text, gain):
+        if not gain:
+            return logits(text)
+        with get_backend("hf").add_hooks(model, pt._hooks(model, action, gain)):
+            return logits(text)
+
+    expected: dict = {}
+    calls = []
+
+    def fake_generate(m, texts, *, max_new_tokens, generate_kwargs=None, **kw):
+        assert generate_kwargs["do_sample"] is True and generate_kwargs["temperature"] == 0.9
+        # which gain the installed hooks steer at: the one whose logits they reproduce
+        gains = [
+            next(g for g, ref in expected[t].items() if torch.allclose(logits(t), ref, atol=1e-5))
+            for t in texts
+        ]
+        calls.append(gains)
+        # reply i of this round: "ok" for even prompts (constructive), "bad" for odd ones
+        return [
+            f"{'ok' if i % 2 == 0 else 'bad'} g{g} round{len(calls)} says enough words to count. Cut"
+            for i, g in enumerate(gains)
+        ]
+
+    def fake_judge(records, replies, model=None):
+        return [
+            {
+                "verdict": "constructive" if r.startswith("ok") else "compliance",
+                "method_detail": "round2" in r or "round4" in r,  # constructive, with method detail
+                "reply_ppl": 2.0 if "g0.8" in r else 5.0,
+                "topicality": 0.5,
+            }
+            for r in replies
+        ]
+
+    records = [r for r in load_starter().filter(intent="vulnerable")][:4]
+    for r in records:
+        expected[r.text] = {g: steered(r.text, g) for g in (0.0, 0.6, 0.8)}
+        assert not torch.allclose(expected[r.text][0.6], expected[r.text][0.8], atol=1e-3)
+    monkeypatch.setattr(pt, "generate_replies", fake_generate)
+    monkeypatch.setattr(pt, "judge_replies", fake_judge)
+    trace: list = []
+    pairs = pt.onpolicy_targets(
+        model,
+        records,
+        "guide",
+        action,
+        gains=(0.6, 0.8),
+        samples=2,
+        keep=1,
+        temperature=0.9,
+        log=lambda s: None,
+        trace=trace,
+    )
+    # two rounds per gain, each under the action at that gain (and nothing left installed after)
+    assert calls == [[0.6] * 4, [0.6] * 4, [0.8] * 4, [0.8] * 4]
+    assert torch.allclose(logits(records[0].text), expected[records[0].text][0.0])
+    assert len(trace) == 16 and [row["gain"] for row in trace] == [0.6] * 8 + [0.8] * 8
+    # even prompts keep one reply: constructive, no method detail (round 2 and 4 dropped), and
+    # of rounds 1 (gain 0.6, ppl 5) and 3 (gain 0.8, ppl 2) the less perplexing one
+    assert pairs == [
+        (records[0].text, "ok g0.8 round3 says enough words to count."),
+        (records[2].text, "ok g0.8 round3 says enough words to count."),
+    ]
+    assert sum(row["kept"] for row in trace) == 4  # rounds 1 and 3, even prompts
+    with pytest.raises(ValueError, match=r"gains=\[\] must be one or more positive gains"):
+        pt.onpolicy_targets(model, records, "guide", action, gains=())
+
+
+def test_onpolicy_recipe_samples_under_the_strategys_action_and_falls_back_to_distilled(
+    tiny_models, monkeypatch
+):
+    """targets="onpolicy": the strategy's own action is sampled under, at the config's gains;
+    prompts no kept sample covered get their distilled target; no action: a clear error."""
+    import torch
+
+    from oyster_steer.reproduce import _plan_training as pt
+
+    model = tiny_models("llama", "hf")
+    action = _constant_action(model, "blocks.1.hook_resid_post", torch.ones(model.d_model), 1.0)
+    other = _constant_action(model, "blocks.1.hook_resid_post", -torch.ones(model.d_model), 1.0)
+    seen: dict = {}
+
+    def onpolicy(m, records, strategy, act, *, gains, **kw):
+        seen["action"], seen["gains"] = act, gains
+        return [(records[0].text, "On-policy reply.")]
+
+    def train(m, prompts, targets, **kw):
+        seen["pairs"] = list(zip(prompts, targets, strict=True))
+        raise _Stop
+
+    monkeypatch.setattr(pt, "onpolicy_targets", onpolicy)
+    monkeypatch.setattr(
+        pt,
+        "distilled_targets",
+        lambda m, records, s, **kw: [(r.text, "Distilled.") for r in records],
+    )
+    monkeypatch.setattr(pt, "train_intervention", train)
+    cfg = PlanTrainingConfig(
+        strategies=("guide",),
+        n_prompts=4,
+        n_boundary=0,
+        n_retain=0,
+        held_out=0.0,
+        targets="onpolicy",
+        sample_gains=(0.5, 0.7),
+    )
+    with pytest.raises(_Stop):
+        train_plan_actions(
+            model,
+            load_starter(),
+            cfg,
+            log=lambda s: None,
+            sample_actions={"guide": action, "redirect": other},
+        )
+    assert seen["action"] is action and seen["gains"] == (0.5, 0.7)
+    targets = [t for _, t in seen["pairs"]]
+    assert targets.count("On-policy reply.") == 1 and targets.count("Distilled.") == 3
+    covered = next(p for p, t in seen["pairs"] if t == "On-policy reply.")
+    assert (covered, "Distilled.") not in seen["pairs"]
+    with pytest.raises(ValueError, match=r"targets='onpolicy' samples under a trained 'guide'"):
+        train_plan_actions(model, load_starter(), cfg, log=lambda s: None)
