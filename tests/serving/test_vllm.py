@@ -219,6 +219,7 @@ def test_plan_in_vllm_matches_the_library_under_batching_chunking_and_preemption
     ]
     results, log = run_jobs(python, jobs, tmp_path)
     assert "resumed after preemption" in log  # the first schedule did preempt
+    assert "gave a different decision" not in log
     for i, res in enumerate(results):
         decided = _decisions(tmp_path / f"decisions{i}.jsonl")
         assert len(decided) == len(PROMPTS)
@@ -299,3 +300,136 @@ def test_vllm_serve_answers_a_chat_request_with_the_plan(python, plan_export, tm
     (rec,) = [json.loads(line) for line in decisions.read_text().splitlines()]
     assert rec["request_id"].startswith(reply["id"])  # the log line names the response
     assert rec["strategy"] == rows[1]["strategy"]
+
+
+@pytest.fixture(scope="module")
+def pooled_exports(tmp_path_factory):
+    """Per read ("mean", "last+mean"): a tiny Llama with a probe-gated plan whose probe reads the
+    prompt's mean (or its last token and mean side by side), exported with allow_conditional.
+
+    The probe separates the first four prompts' pooled features (one intent each) at block 1; a
+    last-token monitor reads block 0. Writes as in ``plan_export``: before, at and after the read.
+    """
+    from oyster_steer import ControlPlan, LinearProbe, bind, capture, export_patched, load_model
+    from oyster_steer.models._artifacts import model_meta
+
+    out = {}
+    for i, read in enumerate(("mean", "last+mean")):
+        model = tiny_for_vllm("llama", seed=11 + i)
+        site = "blocks.1.hook_resid_post"
+        acts = capture(model, list(PROMPTS[:4]), site, pool=read, progress=False)[site]
+        mu, cen = acts.mean(0), acts - acts.mean(0)
+        w = 6 * cen / cen.norm(dim=1, keepdim=True) ** 2  # not saturated: errors show
+        labels = ("benign", "borderline", "vulnerable", "malicious")
+        width = acts.shape[1]
+        probe = LinearProbe(
+            site, labels, w, -(w @ mu), torch.zeros(width), torch.ones(width), meta={"pool": read}
+        )
+        mon_site = "blocks.0.hook_resid_post"
+        m_acts = capture(model, list(PROMPTS[:4]), mon_site, progress=False)[mon_site]
+        m_mu, m_cen = m_acts.mean(0), m_acts - m_acts.mean(0)
+        m_w = 4 * m_cen / m_cen.norm(dim=1, keepdim=True) ** 2
+        d = model.d_model
+        monitor = LinearProbe(mon_site, labels, m_w, -(m_w @ m_mu), torch.zeros(d), torch.ones(d))
+        v1 = _vector(model, ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"], 1, scale=1.0)
+        v2 = _vector(model, ["blocks.2.hook_attn_out"], 2, scale=1.0)
+        v3 = _vector(model, ["blocks.2.hook_resid_post"], 3, scale=0.5)
+        plan = ControlPlan(
+            probe,
+            [
+                bind(v1, {"guide": 1.0, "redirect": 2.0}, name="first"),
+                bind(v2, {"help": 0.5, "redirect": -1.0}, name="second"),
+                bind(v3, {"help": 1.0, "guide": 1.0, "redirect": 1.0}, name="static"),
+            ],
+            read=read,
+            monitors={"last_token": monitor},
+            identity=model_meta(model),
+        )
+        path = tmp_path_factory.mktemp("pooled") / read.replace("+", "_")
+        manifest = export_patched(model, plan, path, allow_conditional=True)
+        assert manifest.control_pack == "control.safetensors"
+        out[read] = (path, load_model(str(path), device="cpu"))
+    return out
+
+
+def _library_pooled(path, exported, prompts, n):
+    """The HF backend's decisions on the same token ids (one left-padded batch), and the greedy
+    tokens of each prompt alone."""
+    from oyster_steer import load_plan, patch
+    from oyster_steer.backends import get_backend
+    from oyster_steer.models._model import left_pad
+
+    pack = load_plan(path / "control.safetensors", exported)
+    assert pack.read in ("mean", "last+mean")
+    with patch(exported, pack) as handle, torch.no_grad():
+        get_backend("hf").forward(exported, *left_pad(prompts, exported.pad_id, exported.device))
+        decisions = handle.decisions()
+    with patch(exported, pack):
+        tokens = greedy(exported, prompts, n)
+    return decisions, tokens
+
+
+def test_mean_and_last_plus_mean_plans_in_vllm_decide_like_the_library(
+    python, pooled_exports, tmp_path
+):
+    """read="mean" and read="last+mean" packs: all prompts (different lengths) at once.
+
+    * chunked prefill with 32-token steps (every prompt is longer: each is split over steps,
+      beside other requests' chunks and decode tokens), for both packs;
+    * the mean pack also with whole prompts, at most 3 running and 5 KV blocks of 32 tokens:
+      one request is preempted and recomputes its prompt, which must not count twice.
+    Per request: the strategy and intent of the library's decision, posteriors within 1e-3.
+    """
+    chunked = {
+        "max_num_batched_tokens": 32,
+        "max_num_seqs": 5,
+        "enable_chunked_prefill": True,
+        "enable_prefix_caching": False,
+    }
+    whole = {
+        "enable_chunked_prefill": False,
+        "max_num_batched_tokens": 128,
+        "max_model_len": 128,
+        "max_num_seqs": 3,
+        "block_size": 32,
+        "num_gpu_blocks_override": 5,
+        "enable_prefix_caching": False,
+    }
+    jobs, want = [], []
+    for read, engine in (("mean", chunked), ("last+mean", chunked), ("mean", whole)):
+        path, exported = pooled_exports[read]
+        prompts = chat_ids(exported)
+        assert min(len(p) for p in prompts) > 32 and len({len(p) for p in prompts}) > 1
+        decisions, tokens = _library_pooled(path, exported, prompts, N_LONG)
+        assert set(decisions.strategy) == {"help", "guide", "redirect"}, read
+        want.append((decisions, tokens, exported.tokenizer.eos_token_id))
+        i = len(jobs)
+        jobs.append(
+            {
+                "model": str(path),
+                "prompts": prompts,
+                "max_tokens": N_LONG,
+                "engine": engine,
+                "env": {"OYSTER_STEER_DECISIONS": str(tmp_path / f"decisions{i}.jsonl")},
+            }
+        )
+    results, log = run_jobs(python, jobs, tmp_path)
+    assert "resumed after preemption" in log  # the whole-prompt schedule did preempt
+    assert "gave a different decision" not in log  # its prompt's re-read: the same mean
+    for i, (res, (decisions, tokens, eos)) in enumerate(zip(results, want, strict=True)):
+        decided = _decisions(tmp_path / f"decisions{i}.jsonl")
+        assert len(decided) == len(PROMPTS)
+        for j, rid in enumerate(res["request_ids"]):
+            got = decided[rid.split("-")[0]]
+            assert got["strategy"] == decisions.strategy[j], (i, j)
+            assert got["intent"] == decisions.intent[j], (i, j)
+            for k, name in enumerate(decisions.intents):
+                assert abs(got["posterior"][name] - float(decisions.posterior[j, k])) < 1e-3
+            mon = decisions.monitors["last_token"][j]
+            for k, name in enumerate(decisions.monitor_labels["last_token"]):
+                assert abs(got["monitors"]["last_token"][name] - float(mon[k])) < 1e-3
+        if i == 2:  # whole prompts: the library's greedy tokens exactly
+            got_t = [
+                t[: len(_upto_eos(w, eos))] for t, w in zip(res["tokens"], tokens, strict=True)
+            ]
+            assert got_t == [_upto_eos(w, eos) for w in tokens]

@@ -3,8 +3,9 @@
 Installed with oyster_steer (entry point ``oyster_steer = oyster_steer.serving.vllm:register``),
 vLLM loads it in every process. When the served model directory holds ``control.safetensors``
 (``oyster-steer export --plan ... --allow-conditional`` writes it beside the baked checkpoint),
-the plan runs inside the engine: the probe reads each request's last prompt token during
-prefill, the policy decides, the gates are latched for that request's decode steps, and each
+the plan runs inside the engine: the probe reads each request's prompt during prefill (its last
+token, the mean over its tokens, or both: ``read="last"``, ``"mean"``, ``"last+mean"``; the mean
+reads need ``--no-enable-prefix-caching``), the policy decides, the gates are latched for that request's decode steps, and each
 steered site adds its fused write, per token, under continuous batching and chunked prefill.
 Without that file the plugin does nothing.
 

@@ -69,12 +69,8 @@ def install_hooks(model: torch.nn.Module, state: PlanState) -> list[Any]:
         modules[id(module)] = module
         points.setdefault((id(module), when), []).append((order, op, arg))
 
-    reads: dict[Any, list[str]] = {state.read_site: []}
-    for name, (site, _, _) in state.monitors.items():
-        reads.setdefault(site, []).append(name)
-    for site, names in reads.items():
+    for site, (gate, names) in state.reads.items():
         layer = layers[site.layer]
-        gate = site == state.read_site
         target = {
             "resid_pre": (layer, "pre"),
             "attn_out": (layer.self_attn, "post"),
@@ -82,7 +78,7 @@ def install_hooks(model: torch.nn.Module, state: PlanState) -> list[Any]:
             "mlp_out": (layer.mlp, "post"),
             "resid_post": (layer, "post"),
         }[site.kind]
-        point(*target, 0, "read", (gate, tuple(names)))
+        point(*target, 0, "read", (gate, names))
     for index, site in enumerate(state.sites):
         layer = layers[site.layer]
         target = {

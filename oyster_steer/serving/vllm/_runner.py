@@ -22,7 +22,7 @@ from typing import Any
 
 from ...control import load_plan
 from ._hooks import install_hooks
-from ._state import LOGGER, PlanState
+from ._state import LOGGER, POOLED_READS, PlanState
 
 __all__ = ["CONTROL_NAME", "DECISIONS_ENV", "PLAN_ENV", "patch_runner"]
 
@@ -73,6 +73,12 @@ def _install(runner: Any) -> None:
         raise ValueError(
             f"the control pack is for a model of {plan.identity['n_layers']} layers but the served "
             f"model has {n_layers}: serve the pack with the model it was exported with"
+        )
+    if plan.read in POOLED_READS and getattr(runner.cache_config, "enable_prefix_caching", False):
+        raise ValueError(
+            f"the plan reads read={plan.read!r} (the mean over every prompt token), but prefix "
+            "caching skips the cached prompt tokens' forward pass: start vLLM with "
+            "enable_prefix_caching=False (--no-enable-prefix-caching)"
         )
     sched = runner.scheduler_config
     state = PlanState(

@@ -18,6 +18,17 @@ same decisions per *request slot* rather than per row:
   latches them into the slot buffers only where ``is_last`` (``index_copy_`` into the token's
   slot, other tokens into a scratch row): the decision is made once per request, from its last
   prompt token, whether the prompt came in one step or in several chunks;
+* ``read="mean"`` and ``read="last+mean"`` (the probe reads the mean of the prompt tokens'
+  residuals, or the last prompt token and that mean side by side, as the library's hooks do):
+  each read site keeps a per-slot running sum of its residual over the request's prompt tokens
+  (``index_add_`` of every token with ``gen < 0`` into its slot, every other token into the
+  scratch row). A step that holds a request's position 0 first zeroes its slot's sum
+  (``index_fill_``), so a request that is preempted and recomputes its prompt from the start
+  does not count it twice. When the step holds the last prompt token, every prompt token has
+  been added (this step's after the earlier chunks'), and ``sum / prompt_len`` at that token is
+  the mean over all the prompt's tokens -- what the library's mean read takes over the prompt
+  pass (every real token: chat template and BOS included, left padding excluded). Prefix caching
+  skips the cached prompt tokens' forward pass, so these reads need it off (checked at load);
 * every steered site adds ``weight x gates[slot] @ stacked[site]``: before the read site only
   generated tokens are written (the decision does not exist for prompt tokens yet, as in the
   library), after it every token of the step is written with the gates just latched.
@@ -36,14 +47,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from ...control._hooks import _widened
 from ...control._policy import decide
 from ...core import resolve_site
 
-__all__ = ["LOGGER", "PlanState", "SUPPORTED_READS"]
+__all__ = ["LOGGER", "POOLED_READS", "PlanState", "SUPPORTED_READS"]
 
 LOGGER = "vllm.oyster_steer"  # under vLLM's "vllm" logger: its handler and level apply
 
-SUPPORTED_READS = ("last",)
+SUPPORTED_READS = ("last", "mean", "last+mean")
+POOLED_READS = ("mean", "last+mean")  # need every prompt token: a per-slot running sum
 
 
 @dataclass
@@ -51,6 +64,7 @@ class Pending:
     """Decisions latched in one step, copied off the device for the log."""
 
     request_ids: list[str]
+    resumed: list[bool]  # re-read after preemption: checked against the logged decision
     posterior: torch.Tensor
     expected_utility: torch.Tensor
     gates: torch.Tensor
@@ -61,7 +75,7 @@ class PlanState:
     """Device buffers of one served plan, and the hook bodies that read and write them.
 
     Args:
-        plan: a :class:`oyster_steer.ControlPlan` (``read="last"``).
+        plan: a :class:`oyster_steer.ControlPlan` (``read`` one of :data:`SUPPORTED_READS`).
         n_layers, d_model: of the served model (checked against the plan).
         device, dtype: of the served model's activations.
         max_tokens: most tokens in one step (vLLM's ``max_num_batched_tokens``, padded).
@@ -83,8 +97,9 @@ class PlanState:
         if plan.read not in SUPPORTED_READS:
             raise ValueError(
                 f"the plan reads with read={plan.read!r}, which the vLLM plugin does not support: "
-                "rebuild the plan with read='last' (a probe fit on the last prompt token) or serve "
-                "it with transformers (oyster_steer.patch)"
+                "rebuild the plan with read='last', 'mean' or 'last+mean' (a probe fit on the last "
+                "prompt token, the prompt's mean, or both) or serve it with transformers "
+                "(oyster_steer.patch)"
             )
         if plan.probe.d_model != d_model:
             raise ValueError(
@@ -96,16 +111,29 @@ class PlanState:
         self.d_model, self.n_layers = d_model, n_layers
         policy = plan.policy
         self.mode, self.temperature = policy.mode, float(policy.temperature)
+        self.fallback = policy.fallback_gates().to(device, torch.float32)  # (S,) fail closed
         self.intents, self.strategies = tuple(plan.probe.labels), tuple(plan.strategies)
+        # (C, d); (C, 2d) for read="last+mean": [W_last, W_mean]
         self.w, self.b = (t.to(device, torch.float32) for t in plan.probe.folded())
         self.payoff = policy.payoff.to(device, torch.float32)  # (S, C)
         self.read_site = resolve_site(plan.probe.site, n_layers)
-        self.monitors = {
-            name: (
+        self.read_mode = plan.read
+        self.pooled = plan.read in POOLED_READS  # a constant of the plan
+        both = plan.read == "last+mean"  # every probe reads its own part of [last, mean]
+        self.monitors: dict[str, tuple[Any, torch.Tensor, torch.Tensor]] = {}
+        for name, p in plan.monitors.items():
+            mw, mb = _widened(p, both)
+            self.monitors[name] = (
                 resolve_site(p.site, n_layers),
-                *(t.to(device, torch.float32) for t in p.folded()),
+                mw.to(device, torch.float32),
+                mb.to(device, torch.float32),
             )
-            for name, p in plan.monitors.items()
+        # the read points, one per site: (gate reads here, monitors that read here)
+        groups: dict[Any, list[str]] = {self.read_site: []}
+        for name, (site, _, _) in self.monitors.items():
+            groups.setdefault(site, []).append(name)
+        self.reads = {
+            site: (site == self.read_site, tuple(names)) for site, names in groups.items()
         }
         self.monitor_labels = {name: tuple(p.labels) for name, p in plan.monitors.items()}
         self.sites = [resolve_site(s, n_layers) for s in plan.sites]
@@ -144,10 +172,14 @@ class PlanState:
         self.slots: dict[str, int] = {}
         self.free: list[int] = []
         self.logged: set[str] = set()
+        self.first: dict[str, tuple[int, torch.Tensor]] = {}  # the logged (strategy, posterior)
         self._allocate(max_slots)
         self.neutral()
         # per-step values derived on the device by begin() (rebound each step)
         self.is_last = torch.zeros(max_tokens, dtype=torch.bool, device=device)
+        self.sum_target = torch.zeros(max_tokens, dtype=torch.long, device=device)
+        self.reset_target = torch.zeros(max_tokens, dtype=torch.long, device=device)
+        self.count = torch.ones(max_tokens, 1, device=device)
         self.weight = torch.zeros(max_tokens, 1, dtype=dtype, device=device)
         self.contrib = torch.zeros(max_tokens, len(self.sites), d_model, dtype=dtype, device=device)
         self.tok_weight = torch.zeros(max_tokens, 1, dtype=dtype, device=device)
@@ -179,6 +211,14 @@ class PlanState:
             if name in prev_mon:
                 new[: prev_mon[name].shape[0] - 1] = prev_mon[name][:-1]
             self.monitor_post[name] = new
+        # pooled reads: per read point, the running sum of its residual over each slot's prompt
+        prev_sums = getattr(self, "sums", {}) if old is not None else {}
+        self.sums = {}
+        for key in self.reads.values() if self.pooled else ():
+            new = torch.zeros(slots + 1, self.d_model, device=self.device)
+            if key in prev_sums:
+                new[: prev_sums[key].shape[0] - 1] = prev_sums[key][:-1]
+            self.sums[key] = new
         start = getattr(self, "capacity", 0)
         self.free.extend(range(slots - 1, start - 1, -1))
         self.capacity = slots
@@ -201,6 +241,7 @@ class PlanState:
         if slot is not None:
             self.free.append(slot)
         self.logged.discard(request_id)
+        self.first.pop(request_id, None)
 
     # -- host side, before a step --------------------------------------------------------------
     def neutral(self) -> None:
@@ -249,17 +290,31 @@ class PlanState:
                 self.weights,
                 self.gates,
                 *self.monitor_post.values(),
+                *self.sums.values(),
             ):
                 buf.index_fill_(0, rows, 0.0)
         self._upload()
         end = computed[:n] + counts
         deciding = (computed[:n] < prompt_lens[:n]) & (end >= prompt_lens[:n])
+        if self.pooled and fresh:
+            skipped = [
+                request_ids[i]
+                for i in range(n)
+                if slots[i] in fresh and 0 < computed[i] < prompt_lens[i]
+            ]
+            if skipped:  # host data: a new request whose first prompt tokens were not run here
+                logging.getLogger(LOGGER).warning(
+                    "oyster_steer: %s started at a cached prefix; its read=%r misses those tokens",
+                    ", ".join(skipped),
+                    self.read_mode,
+                )
         restarted = [
             request_ids[i] for i in np.flatnonzero(deciding) if request_ids[i] in self.logged
         ]
         if restarted:  # only a preempted request prefills its prompt a second time
             logging.getLogger(LOGGER).info(
-                "oyster_steer: %s resumed after preemption; re-read, same decision kept",
+                "oyster_steer: %s resumed after preemption; re-read (checked against its logged "
+                "decision after the step)",
                 ", ".join(restarted),
             )
         return [(request_ids[i], int(slots[i])) for i in np.flatnonzero(deciding)]
@@ -286,6 +341,13 @@ class PlanState:
             weight = weight * (gen >= 0)
         self.is_last = gen == -1
         self.slot_now = slot
+        if self.pooled:  # a constant of the plan
+            scratch = torch.full_like(slot, self.scratch)
+            self.sum_target = torch.where(gen < 0, slot, scratch)  # prompt tokens -> their slot
+            # a step from a request's position 0 starts its sum afresh (a preempted request
+            # recomputes its prompt: not counted twice); every other token zeroes the scratch row
+            self.reset_target = torch.where(positions[:tokens] == 0, slot, scratch)
+            self.count = plen.clamp(min=1).float().unsqueeze(-1)  # (N, 1): prompt tokens
         self.weight = weight.unsqueeze(-1)  # (N, 1)
         # before the read, only generated tokens carry the (latched) decision
         self._refresh(self.weight * (gen >= 0).unsqueeze(-1))
@@ -304,6 +366,8 @@ class PlanState:
     def read(self, x: torch.Tensor, gate: bool, monitors: tuple[str, ...]) -> None:
         """Read (N, d) residuals: latch the probe's decision where a request's prompt ends."""
         feature = x.float()
+        if self.pooled:  # a constant of the plan
+            feature = self._pooled(feature, (gate, monitors))
         target = torch.where(
             self.is_last, self.slot_now, torch.full_like(self.slot_now, self.scratch)
         )
@@ -312,7 +376,9 @@ class PlanState:
             self.monitor_post[name].index_copy_(0, target, torch.addmm(b, feature, w.T).softmax(-1))
         if gate:
             posterior = torch.addmm(self.b, feature, self.w.T).softmax(-1)  # (N, C)
-            eu, weights, gates = self.decide(posterior, self.payoff, self.mode, self.temperature)
+            eu, weights, gates = self.decide(
+                posterior, self.payoff, self.mode, self.temperature, self.fallback
+            )
             for buf, value in (
                 (self.posterior, posterior),
                 (self.eu, eu),
@@ -321,6 +387,18 @@ class PlanState:
             ):
                 buf.index_copy_(0, target, value)
             self._refresh(self.weight)
+
+    def _pooled(self, x: torch.Tensor, key: tuple[bool, tuple[str, ...]]) -> torch.Tensor:
+        """(N, d) float residuals -> (N, d) mean, or (N, 2d) [last, mean] for ``"last+mean"``.
+
+        Exact at each request's last prompt token (the only rows latched): by then its slot's
+        sum holds every prompt token of the request, from this step and the earlier chunks.
+        """
+        sums = self.sums[key]
+        sums.index_fill_(0, self.reset_target, 0.0)
+        sums.index_add_(0, self.sum_target, x)
+        mean = sums.index_select(0, self.slot_now) / self.count  # (N, d)
+        return torch.cat([x, mean], -1) if self.read_mode == "last+mean" else mean
 
     def write(self, x: torch.Tensor, index: int) -> torch.Tensor:
         """Steered site ``index``: ``x + weight * gates[slot] @ stacked[site]`` (one add), plus
@@ -338,18 +416,20 @@ class PlanState:
 
     # -- after a step: the decision log --------------------------------------------------------
     def collect(self, deciding: list[tuple[str, int]]) -> Pending | None:
-        """Copy the decisions latched in this step off the device (outside the forward pass)."""
-        fresh = [(r, s) for r, s in deciding if r not in self.logged]
-        if not fresh:
+        """Copy the decisions latched in this step off the device (outside the forward pass):
+        new ones for the log, and re-reads of preempted requests for the check in :meth:`records`."""
+        if not deciding:
             return None
-        rows = torch.tensor([s for _, s in fresh], dtype=torch.long).to(self.device)
+        rows = torch.tensor([s for _, s in deciding], dtype=torch.long).to(self.device)
 
         def take(buf: torch.Tensor) -> torch.Tensor:
             return buf.index_select(0, rows).to("cpu", non_blocking=True)
 
-        self.logged.update(r for r, _ in fresh)
+        resumed = [r in self.logged for r, _ in deciding]
+        self.logged.update(r for r, _ in deciding)
         return Pending(
-            [r for r, _ in fresh],
+            [r for r, _ in deciding],
+            resumed,
             take(self.posterior),
             take(self.eu),
             take(self.gates),
@@ -357,10 +437,15 @@ class PlanState:
         )
 
     def records(self, pending: Pending) -> list[dict[str, Any]]:
-        """One JSON-able record per decided request."""
+        """One JSON-able record per newly decided request. A preempted request's re-read is not
+        logged again: it is checked against its logged decision (a warning if they differ)."""
         out = []
         for i, rid in enumerate(pending.request_ids):
             post, gates = pending.posterior[i], pending.gates[i]
+            if pending.resumed[i]:
+                self._check_reread(rid, int(gates.argmax()), post)
+                continue
+            self.first[rid] = (int(gates.argmax()), post)
             out.append(
                 {
                     "request_id": rid,
@@ -386,3 +471,18 @@ class PlanState:
                 }
             )
         return out
+
+    def _check_reread(self, request_id: str, strategy: int, posterior: torch.Tensor) -> None:
+        logged = self.first.get(request_id)
+        if logged is None:  # decided and re-read before the first log was written
+            return
+        if logged[0] != strategy or not torch.allclose(logged[1], posterior, atol=1e-3):
+            logging.getLogger(LOGGER).warning(
+                "oyster_steer: %s re-read after preemption gave a different decision "
+                "(strategy %s, posterior %s; logged %s, %s); it is steered with the new one",
+                request_id,
+                self.strategies[strategy],
+                [round(float(v), 4) for v in posterior],
+                self.strategies[logged[0]],
+                [round(float(v), 4) for v in logged[1]],
+            )
