@@ -37,6 +37,12 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="generate rounds per engine (b, c)")
     ap.add_argument("--out", type=Path, default=None, help="write the results JSON here")
     ap.add_argument("--work", type=Path, default=None, help="work dir (an export there is reused)")
+    ap.add_argument(
+        "--plan",
+        type=Path,
+        default=None,
+        help="a control pack to serve instead of the shipped one (e.g. a read='last+mean' pack)",
+    )
     args = ap.parse_args()
 
     import oyster_steer as osteer
@@ -46,7 +52,9 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="osteer-vllm-"))
     work.mkdir(parents=True, exist_ok=True)
     model = osteer.load_model()
-    plan = osteer.load_plan(ROOT / "vectors" / model.name / "control.safetensors", model)
+    plan = osteer.load_plan(
+        args.plan or ROOT / "vectors" / model.name / "control.safetensors", model
+    )
     export = work / "export"
     if not (export / "oyster_steer_manifest.json").is_file():
         osteer.export_patched(model, plan, export, allow_conditional=True)
@@ -115,7 +123,7 @@ def main() -> None:
     def upto(t: list[int]) -> list[int]:
         return t[: t.index(eos) + 1] if eos in t else t
 
-    report = {"prompts": len(ids), "new_tokens": args.new_tokens}
+    report = {"prompts": len(ids), "new_tokens": args.new_tokens, "read": pack.read}
     for key, res, log in (("plan", results[0], "a.jsonl"),):
         dec = {}
         for line in (work / log).read_text().splitlines():
