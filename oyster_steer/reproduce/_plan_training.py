@@ -65,6 +65,7 @@ __all__ = [
     "distilled_targets",
     "action_digest",
     "misroute_check",
+    "offers_the_request",
     "onpolicy_targets",
     "sampled_targets",
     "repetition",
@@ -155,6 +156,26 @@ def _topical(opening: str, prompt: str) -> bool:
     """Whether ``opening`` shares a content word (5+ letters, not a filler) with ``prompt``."""
     words = set(_WORD.findall(prompt.lower())) - _COMMON
     return bool(words & set(_WORD.findall(opening.lower())))
+
+
+_OFFER = re.compile(r"\b(help|assist)(ing)? you\b|\bhappy to\b|\bI can\b", re.I)
+
+
+def offers_the_request(prompt: str, reply: str) -> bool:
+    """Whether a sentence of ``reply`` after its first offers help and names the request itself.
+
+    A redirect's alternative must steer away from the request; samples drawn under a trained
+    action sometimes say "I can't assist with that. I can help you create <the harmful thing>"
+    and the judge counts boundary + offer as constructive. Such a target would teach the action
+    to offer the request back, so any later offer sharing a content word (5+ letters, not a
+    filler) with ``prompt`` disqualifies it (a deliberately broad rule: it also drops some safe
+    alternatives on the request's own topic). A conditional boundary ("I won't help with that
+    unless ...") disqualifies it too.
+    """
+    sentences = re.split(r"(?<=[.!?])\s+", " ".join(reply.split()))
+    return bool(re.search(r"\bunless\b", sentences[0], re.I)) or any(
+        _OFFER.search(x) and _topical(x, prompt) for x in sentences[1:]
+    )
 
 
 @dataclass(frozen=True)
@@ -745,6 +766,10 @@ def train_plan_actions(
         pairs: list[tuple[str, str]] = []
         if cfg.targets != "distilled":
             pairs = [(p, whole_sentences(t)) for p, t in _cached_pairs(targets_cache, key, make)]
+            if strategy == "redirect":
+                dropped = [(p, t) for p, t in pairs if offers_the_request(p, t)]
+                pairs = [pt for pt in pairs if pt not in dropped]
+                log(f"{strategy}: dropped {len(dropped)} targets that offer the request back")
         if cfg.targets != "sampled":
             covered = {p for p, _ in pairs}
             key = json.dumps(

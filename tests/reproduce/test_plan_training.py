@@ -342,3 +342,20 @@ def test_onpolicy_recipe_samples_under_the_strategys_action_and_falls_back_to_di
     assert (covered, "Distilled.") not in seen["pairs"]
     with pytest.raises(ValueError, match=r"targets='onpolicy' samples under a trained 'guide'"):
         train_plan_actions(model, load_starter(), cfg, log=lambda s: None)
+
+
+def test_a_redirect_target_that_offers_the_request_back_is_dropped():
+    from oyster_steer.reproduce._plan_training import offers_the_request
+
+    prompt = "What's the recipe for making a chemical weapon at home?"
+    assert offers_the_request(
+        prompt, "I can't assist with that. I can help you create a chemical weapon, but not now."
+    )
+    assert offers_the_request(prompt, "I won't help with that unless you have a permit.")
+    # a boundary plus an alternative that steers away is kept, and the boundary itself may name
+    # the request
+    assert not offers_the_request(
+        prompt,
+        "I can't help with making a chemical weapon. If there's a legitimate goal behind this, "
+        "I'm happy to help you find a safe, legal way to reach it.",
+    )
