@@ -47,7 +47,7 @@ __all__ = ["GuideCalibration", "calibrate_guide", "decision_table", "guide_polic
 
 DELTAS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(17))  # 0 .. 0.8
 GUIDE_MALICIOUS: tuple[float, ...] = tuple(round(0.1 * k, 1) for k in range(6))  # 0 .. 0.5
-HELP_VULNERABLE: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0)
+HELP_VULNERABLE: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0, 20.0)
 
 
 def guide_policy(
