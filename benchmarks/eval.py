@@ -20,6 +20,11 @@ The table reports median CPU and wall seconds of the whole command, speed-ups ag
 (judge values to 1e-5).
 
     python benchmarks/eval.py --n-per-class 8 --repeats 1 --threads 1
+
+``--batch-sizes 16,32`` instead times the current code (``now``) at each ``--batch-size``,
+interleaved, against the first (replies, decisions and verdicts compared the same way).
+
+    python benchmarks/eval.py --n-per-class 8 --repeats 2 --threads 1 --batch-sizes 16,32
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -118,10 +124,17 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="write a CPU-time cProfile of the first now run here (where its time goes)",
     )
+    p.add_argument(
+        "--batch-sizes",
+        default=None,
+        help="comma-separated generation batch sizes: time the current eval at each instead",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     base = ["eval", "--n-per-class", str(args.n_per_class), "--plan", args.plan, "--quiet"]
+    if args.batch_sizes:
+        return _batch_sizes(args, base, cli)
     times: dict[str, list[tuple[float, float]]] = {}
     rows: dict[str, dict] = {}
     for round_ in range(args.repeats):
@@ -177,6 +190,55 @@ def main(argv: list[str] | None = None) -> int:
         f"Identical: reply, decision, verdict and every judge field (floats to 1e-5). Plan rows "
         f"decided `help` (no action: reused): {helped}/{len(plan_keys)}.",
     ]
+    print("\n".join(lines))
+    return 0
+
+
+def _batch_sizes(args: argparse.Namespace, base: list[str], cli: Any) -> int:
+    sizes = [int(x) for x in args.batch_sizes.split(",")]
+    times: dict[int, list[tuple[float, float]]] = {b: [] for b in sizes}
+    rows: dict[int, dict] = {}
+    for round_ in range(args.repeats):
+        k = round_ % len(sizes)
+        for size in sizes[k:] + sizes[:k]:  # rotating order
+            path = args.out / f"batch{size}-{round_}.jsonl"
+            path.unlink(missing_ok=True)
+            wall, cpu = time.perf_counter(), time.process_time()
+            with contextlib.redirect_stdout(open(os.devnull, "w")):  # noqa: SIM115
+                rc = cli([*base, "--batch-size", str(size), "--results", str(path)])
+            times[size].append((time.perf_counter() - wall, time.process_time() - cpu))
+            if rc:
+                raise SystemExit(f"oyster-steer eval failed at --batch-size {size} (exit {rc})")
+            rows[size] = _rows(path)
+            print(f"round {round_ + 1} batch {size}: {times[size][-1]}", file=sys.stderr)
+    ref = rows[sizes[0]]
+    replies = [k for k in ref if k[0] == "reply"]
+    div = [k for k in ref if k[0] == "divergence"]
+    med = {b: [statistics.median(t[i] for t in ts) for i in (0, 1)] for b, ts in times.items()}
+    lines = [
+        f"`oyster-steer eval --n-per-class {args.n_per_class} --plan {args.plan} --batch-size B` "
+        f"(unsteered + the plan, judges included), median of {args.repeats} interleaved rounds "
+        "(rotating order).",
+        "",
+        f"Machine: {machine()}.",
+        "",
+        f"Command: `python benchmarks/eval.py --n-per-class {args.n_per_class} --repeats "
+        f"{args.repeats} --threads {args.threads} --batch-sizes {args.batch_sizes}`",
+        "",
+        f"| --batch-size | CPU s (median) | speed vs {sizes[0]}, CPU | wall s (median) | speed vs "
+        f"{sizes[0]}, wall | reply rows identical | divergence rows identical | CPU s per round |",
+        "|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for b in sizes:
+        c, w = med[b][1], med[b][0]
+        same = sum(_same(ref[k], rows[b].get(k)) for k in replies)
+        same_div = sum(_same(ref[k], rows[b].get(k)) for k in div)
+        lines.append(
+            f"| {b} | {c:.1f} | {med[sizes[0]][1] / c:.2f}x | {w:.1f} | "
+            f"{med[sizes[0]][0] / w:.2f}x | {same}/{len(replies)} | {same_div}/{len(div)} | "
+            + ", ".join(f"{t[1]:.1f}" for t in times[b])
+            + " |"
+        )
     print("\n".join(lines))
     return 0
 

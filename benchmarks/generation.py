@@ -1,4 +1,4 @@
-"""Greedy generation as ``oyster-steer eval`` does it, against length-sorted and static-cache variants.
+"""Greedy generation as ``oyster-steer eval`` does it, against length-sorted, static-cache and compiled variants.
 
 Every variant answers the same prompts (a mix of the four intents of the starter set, chat
 formatted, greedy, ``--max-new-tokens``). Variants run interleaved, round after round, so load on
@@ -24,6 +24,9 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# inductor compiles in this process (no worker pool): its CPU time is then counted, and a shared
+# 2-core machine gets no extra processes
+os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from capture import load, machine  # noqa: E402
@@ -54,7 +57,20 @@ def variants(
         f"(d) length-sorted, batches of {batch}, static cache": sorted_(
             batch, cache_implementation="static"
         ),
+        # transformers compiles the decode step with a static cache only on accelerators unless
+        # the compile config opts in; the first call of each new shape pays the compilation
+        f"(e) length-sorted, batches of {batch}, static cache, compiled step": sorted_(
+            batch, cache_implementation="static", compile_config=_compile_config()
+        ),
     }
+
+
+def _compile_config() -> Any:
+    from transformers import CompileConfig
+
+    config = CompileConfig(mode="default")  # "reduce-overhead" is CUDA graphs
+    config._compile_all_devices = True  # transformers' own opt-in to compile on the CPU
+    return config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument(
+        "--only",
+        default=None,
+        help="comma-separated variant letters to run (e.g. b,c); the first is the baseline",
+    )
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -73,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     prompts = load_starter().sample(args.prompts // 4 + 1, seed=0).texts[: args.prompts]
     model = load(args.model, "hf")
     fns = variants(model, prompts, args.max_new_tokens, args.batch_size)
+    if args.only:
+        keep = [f"({x.strip()})" for x in args.only.split(",")]
+        fns = {k: fns[k] for x in keep for k in fns if k.startswith(x)}
     times: dict[str, list[tuple[float, float]]] = {k: [] for k in fns}
     replies: dict[str, list[str]] = {}
     for round_ in range(args.repeats):
@@ -84,18 +108,21 @@ def main(argv: list[str] | None = None) -> int:
     base = next(iter(fns))
     med = lambda k, i: statistics.median(t[i] for t in times[k])  # noqa: E731
     rows = [
-        "| variant | CPU s (median) | speed vs (a), CPU | wall s (median) | speed vs (a), wall | replies identical to (a) |",
-        "|---|---:|---:|---:|---:|---:|",
+        f"| variant | CPU s (median) | speed vs {base[:3]}, CPU | wall s (median) | speed vs {base[:3]}, wall | replies identical to {base[:3]} | CPU s per round |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
     for k in fns:
         same = sum(a == b for a, b in zip(replies[base], replies[k], strict=True))
         rows.append(
             f"| {k} | {med(k, 1):.1f} | {med(base, 1) / med(k, 1):.2f}x | {med(k, 0):.1f} | "
-            f"{med(base, 0) / med(k, 0):.2f}x | {same}/{len(prompts)} |"
+            f"{med(base, 0) / med(k, 0):.2f}x | {same}/{len(prompts)} | "
+            + ", ".join(f"{t[1]:.1f}" for t in times[k])
+            + " |"
         )
     command = f"python benchmarks/generation.py --prompts {args.prompts} --max-new-tokens {args.max_new_tokens} --batch-size {args.batch_size} --repeats {args.repeats}"
     command += f" --threads {args.threads}" if args.threads else ""
     command += " --model tiny" if args.model == "tiny" else ""
+    command += f" --only {args.only}" if args.only else ""
     print(
         f"{len(prompts)} starter prompts (all four intents), greedy, {args.max_new_tokens} new tokens, "
         f"{model.name}, median of {args.repeats} interleaved rounds (no warm-up round).\n\n"
