@@ -377,7 +377,9 @@ def test_mean_and_last_plus_mean_plans_in_vllm_decide_like_the_library(
     * chunked prefill with 32-token steps (every prompt is longer: each is split over steps,
       beside other requests' chunks and decode tokens), for both packs;
     * the mean pack also with whole prompts, at most 3 running and 5 KV blocks of 32 tokens:
-      one request is preempted and recomputes its prompt, which must not count twice.
+      one request is preempted and recomputes its prompt, which must not count twice;
+    * the last+mean pack chunked again under vLLM's torch.compile (``enforce_eager=False``: the
+      hooks traced into the compiled model): the eager run's tokens.
     Per request: the strategy and intent of the library's decision, posteriors within 1e-3.
     """
     chunked = {
@@ -396,7 +398,9 @@ def test_mean_and_last_plus_mean_plans_in_vllm_decide_like_the_library(
         "enable_prefix_caching": False,
     }
     jobs, want = [], []
-    for read, engine in (("mean", chunked), ("last+mean", chunked), ("mean", whole)):
+    compiled = {**chunked, "enforce_eager": False}
+    runs = (("mean", chunked), ("last+mean", chunked), ("mean", whole), ("last+mean", compiled))
+    for read, engine in runs:
         path, exported = pooled_exports[read]
         prompts = chat_ids(exported)
         assert min(len(p) for p in prompts) > 32 and len({len(p) for p in prompts}) > 1
@@ -428,6 +432,8 @@ def test_mean_and_last_plus_mean_plans_in_vllm_decide_like_the_library(
             mon = decisions.monitors["last_token"][j]
             for k, name in enumerate(decisions.monitor_labels["last_token"]):
                 assert abs(got["monitors"]["last_token"][name] - float(mon[k])) < 1e-3
+        if i == 3:  # compiled: the eager engine's tokens under the same schedule
+            assert res["tokens"] == results[1]["tokens"]
         if i == 2:  # whole prompts: the library's greedy tokens exactly
             got_t = [
                 t[: len(_upto_eos(w, eos))] for t, w in zip(res["tokens"], tokens, strict=True)
