@@ -63,16 +63,29 @@ class _Stop(Exception):
     pass
 
 
-@pytest.mark.parametrize("recipe", ["sampled", "sampled+distilled", "distilled"])
+@pytest.mark.parametrize("recipe", ["sampled", "sampled+distilled", "distilled", "onpolicy"])
 def test_target_recipes_sampled_distilled_and_the_fallback(tiny_models, monkeypatch, recipe):
-    """ "sampled+distilled": prompts without a judged-constructive sample get the distilled target,
-    prompts a sample covered keep only their sampled targets; "distilled": every prompt's."""
+    """ "sampled+distilled" and "onpolicy": prompts without a judged-constructive sample get the
+    distilled target, prompts a sample covered keep only their sampled targets; "distilled": every
+    prompt's. "onpolicy" samples under the strategy's own action at the config's gains."""
+    import torch
+
     from oyster_steer.reproduce import _plan_training as pt
 
-    seen: dict[str, list[str]] = {}
+    model = tiny_models("llama")
+    site = "blocks.1.hook_resid_post"
+    actions = {
+        "guide": _constant_action(model, site, torch.ones(model.d_model), 1.0),
+        "redirect": _constant_action(model, site, -torch.ones(model.d_model), 1.0),
+    }
+    seen: dict = {}
 
     def sampled(model, records, strategy, **kw):
         return [(records[0].text, "Sampled reply.")]  # one prompt covered
+
+    def onpolicy(model, records, strategy, action, *, gains, **kw):
+        seen["action"], seen["gains"] = action, gains
+        return sampled(model, records, strategy)
 
     def distilled(model, records, strategy, **kw):
         return [(r.text, "Distilled reply.") for r in records]
@@ -82,6 +95,7 @@ def test_target_recipes_sampled_distilled_and_the_fallback(tiny_models, monkeypa
         raise _Stop
 
     monkeypatch.setattr(pt, "sampled_targets", sampled)
+    monkeypatch.setattr(pt, "onpolicy_targets", onpolicy)
     monkeypatch.setattr(pt, "distilled_targets", distilled)
     monkeypatch.setattr(pt, "train_intervention", train)
     cfg = PlanTrainingConfig(
@@ -91,9 +105,14 @@ def test_target_recipes_sampled_distilled_and_the_fallback(tiny_models, monkeypa
         n_retain=0,
         held_out=0.0,
         targets=recipe,
+        sample_gains=(0.5, 0.7),
     )
     with pytest.raises(_Stop):
-        train_plan_actions(tiny_models("llama"), load_starter(), cfg, log=lambda s: None)
+        train_plan_actions(model, load_starter(), cfg, log=lambda s: None, sample_actions=actions)
+    if recipe == "onpolicy":
+        assert seen["action"] is actions["guide"] and seen["gains"] == (0.5, 0.7)
+    else:
+        assert "action" not in seen
     pairs = list(zip(seen["prompts"], seen["targets"], strict=True))
     covered = [p for p, t in pairs if t == "Sampled reply."]
     filled = [p for p, t in pairs if t == "Distilled reply."]
@@ -289,59 +308,10 @@ def test_onpolicy_samples_under_the_action_at_each_gain_and_keeps_only_judged_on
         pt.onpolicy_targets(model, records, "guide", action, gains=())
 
 
-def test_onpolicy_recipe_samples_under_the_strategys_action_and_falls_back_to_distilled(
-    tiny_models, monkeypatch
-):
-    """targets="onpolicy": the strategy's own action is sampled under, at the config's gains;
-    prompts no kept sample covered get their distilled target; no action: a clear error."""
-    import torch
-
-    from oyster_steer.reproduce import _plan_training as pt
-
-    model = tiny_models("llama", "hf")
-    action = _constant_action(model, "blocks.1.hook_resid_post", torch.ones(model.d_model), 1.0)
-    other = _constant_action(model, "blocks.1.hook_resid_post", -torch.ones(model.d_model), 1.0)
-    seen: dict = {}
-
-    def onpolicy(m, records, strategy, act, *, gains, **kw):
-        seen["action"], seen["gains"] = act, gains
-        return [(records[0].text, "On-policy reply.")]
-
-    def train(m, prompts, targets, **kw):
-        seen["pairs"] = list(zip(prompts, targets, strict=True))
-        raise _Stop
-
-    monkeypatch.setattr(pt, "onpolicy_targets", onpolicy)
-    monkeypatch.setattr(
-        pt,
-        "distilled_targets",
-        lambda m, records, s, **kw: [(r.text, "Distilled.") for r in records],
-    )
-    monkeypatch.setattr(pt, "train_intervention", train)
-    cfg = PlanTrainingConfig(
-        strategies=("guide",),
-        n_prompts=4,
-        n_boundary=0,
-        n_retain=0,
-        held_out=0.0,
-        targets="onpolicy",
-        sample_gains=(0.5, 0.7),
-    )
-    with pytest.raises(_Stop):
-        train_plan_actions(
-            model,
-            load_starter(),
-            cfg,
-            log=lambda s: None,
-            sample_actions={"guide": action, "redirect": other},
-        )
-    assert seen["action"] is action and seen["gains"] == (0.5, 0.7)
-    targets = [t for _, t in seen["pairs"]]
-    assert targets.count("On-policy reply.") == 1 and targets.count("Distilled.") == 3
-    covered = next(p for p, t in seen["pairs"] if t == "On-policy reply.")
-    assert (covered, "Distilled.") not in seen["pairs"]
+def test_onpolicy_recipe_without_the_strategys_action_names_the_fix(tiny_models):
+    cfg = PlanTrainingConfig(strategies=("guide",), n_prompts=2, n_retain=0, targets="onpolicy")
     with pytest.raises(ValueError, match=r"targets='onpolicy' samples under a trained 'guide'"):
-        train_plan_actions(model, load_starter(), cfg, log=lambda s: None)
+        train_plan_actions(tiny_models("llama"), load_starter(), cfg, log=lambda s: None)
 
 
 def test_a_redirect_target_that_offers_the_request_back_is_dropped():
