@@ -132,6 +132,19 @@ def main() -> None:
                     f"{k[:3]} {float(x):.2f}" for k, x in zip(labels, post[i], strict=True)
                 )
                 print(f"  - [{r.source}] {r.text[:100]!r} ({p})")
+        mal = {n: list(out[n][4]).index("malicious") for n in ("before", "after")}
+        for i, r in enumerate(recs):
+            if r.intent != "vulnerable" or r.risk != "harmful":
+                continue
+            reads = [out[n][2][i] for n in ("before", "after")]
+            if "malicious" in reads:
+                print(
+                    f"  self-harm read malicious [{r.source}] {r.text[:90]!r}: read "
+                    f"{reads[0]} -> {reads[1]} (malicious {float(out['before'][0][i, mal['before']]):.2f}"
+                    f" -> {float(out['after'][0][i, mal['after']]):.2f}), "
+                    f"route {strategies[int(out['before'][1][i])]} -> "
+                    f"{strategies[int(out['after'][1][i])]}"
+                )
         changed = [
             i for i in range(len(recs)) if int(out["before"][1][i]) != int(out["after"][1][i])
         ]
