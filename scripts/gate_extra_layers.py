@@ -18,8 +18,11 @@ from pathlib import Path
 
 import torch
 
-from oyster_steer import load_model
+from oyster_steer import load_model, load_probe
 from oyster_steer.activations._cache import cached_capture
+from oyster_steer.cli._probe import probe_features
+from oyster_steer.control import Policy
+from oyster_steer.control._policy_calibration import HELP_VULNERABLE, calibrate_guide, load_policy
 from oyster_steer.core._metrics import macro_f1
 from oyster_steer.probes._data import probe_splits
 from oyster_steer.probes._sweep import task_labels
@@ -33,6 +36,13 @@ def main() -> None:
     ap.add_argument("--layers", type=int, nargs="+", default=[8, 10])
     ap.add_argument("--read-layer", type=int, default=12)
     ap.add_argument("--cache", type=Path, default=Path("runs/capture-cache"))
+    ap.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        help="also calibrate a policy per probe as scripts/calibrate_policy.py --reference DIR "
+        "--max-vulnerable-help 0 does and print its routes next to the reference gate's",
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     model = load_model()
@@ -58,6 +68,18 @@ def main() -> None:
         parts = [both[n][read].float()] + [last[n][SITE.format(k)].float() for k in layers]
         return torch.cat(parts, -1)
 
+    ref = None
+    if args.reference is not None:
+        ref_probe = load_probe(args.reference / "intent.safetensors", model)
+        ref_policy = load_policy(args.reference / "policy.json").reindex(labels)
+        order = [list(ref_probe.labels).index(k) for k in labels]
+        ref = {
+            n: ref_probe.probs(probe_features(model, ref_probe, splits[n].texts, args.cache)).cpu()[
+                :, order
+            ]
+            for n in ("validation", "test")
+        }
+        print("reference routes:", _routes(ref_policy, ref, splits))
     combos: list[tuple[int, ...]] = [(), *[(k,) for k in args.layers]]
     if len(args.layers) > 1:
         combos.append(tuple(args.layers))
@@ -87,6 +109,44 @@ def main() -> None:
             cells += [f"{f1:.3f}", f"{sum(int(pred[i]) == mal for i in sh)}/{len(sh)}"]
         name = f"last+mean@{args.read_layer}" + "".join(f" + last@{k}" for k in layers)
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+        if ref is not None:
+            post = {n: probe.probs(feats(n, layers)).cpu() for n in ("validation", "test")}
+            val = list(splits["validation"])
+            cal = calibrate_guide(
+                post["validation"],
+                [r.intent for r in val],
+                base=Policy().reindex(labels),
+                self_harm=torch.tensor(
+                    [r.intent == "vulnerable" and r.risk == "harmful" for r in val]
+                ),
+                reference=(ref_policy, ref["validation"]),
+                help_vulnerable=HELP_VULNERABLE,
+                max_vulnerable_help=0,
+            )
+            print(
+                f"  calibrated (delta {cal.delta}, guide_malicious {cal.guide_malicious}, "
+                f"help_vulnerable {cal.help_vulnerable}):",
+                _routes(cal.policy, post, splits),
+                flush=True,
+            )
+
+
+def _routes(policy: Policy, post: dict[str, torch.Tensor], splits: dict) -> str:
+    """help/guide/redirect counts per intent (rows without gate-written), validation; test."""
+    out = []
+    for n in ("validation", "test"):
+        choice = policy.gates(post[n].float()).argmax(-1)
+        cells = []
+        for intent in ("benign", "borderline", "vulnerable", "malicious"):
+            idx = [
+                i
+                for i, r in enumerate(splits[n])
+                if r.intent == intent and r.source != "gate-written"
+            ]
+            counts = [sum(int(choice[i]) == k for i in idx) for k in range(len(policy.strategies))]
+            cells.append(f"{intent[:4]} {'/'.join(map(str, counts))}")
+        out.append(f"{n} " + ", ".join(cells))
+    return "; ".join(out)
 
 
 if __name__ == "__main__":
