@@ -63,13 +63,13 @@ def one_padded_pass() -> Iterator[None]:
     one reply pass padded to the longest reply, and every prompt's chat head run per row."""
     from oyster_steer.activations import _scoring
 
-    saved = _scoring._BUCKET_COST, _scoring._common_head
+    saved = _scoring._BUCKET_COST, _scoring.shared_prefix_length
     _scoring._BUCKET_COST = 10**9
-    _scoring._common_head = lambda prompts: 0  # type: ignore[assignment]
+    _scoring.shared_prefix_length = lambda rows: 0  # type: ignore[assignment]
     try:
         yield
     finally:
-        _scoring._BUCKET_COST, _scoring._common_head = saved
+        _scoring._BUCKET_COST, _scoring.shared_prefix_length = saved
 
 
 MODES = ("full forwards", "cached, before", "cached lower blocks")
