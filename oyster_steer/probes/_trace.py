@@ -67,8 +67,23 @@ def _named(
 
 
 def _reader(probe: LinearProbe, out: list[torch.Tensor]) -> Any:
+    """A hook reading ``probe`` at every token. A probe fit on the prompt mean (``pool="mean"``)
+    or on the last token and the mean side by side (``"last+mean"``) reads, at token ``t``, the
+    mean of tokens ``0..t`` (and token ``t`` beside it): what it would read if the text ended
+    there, so its reading at the last prompt token is the one a plan decides on."""
+    pool = probe.pool
+    state: dict[str, torch.Tensor] = {}
+
     def fn(x: torch.Tensor) -> None:  # (1, T, d) at the prompt pass, (1, 1, d) per decode step
-        out.append(probe.probs(x[0].to(probe.weight.dtype)))
+        rows = x[0].to(probe.weight.dtype)  # (T, d)
+        if pool in ("mean", "last+mean"):
+            total = rows.cumsum(0) + state.get("sum", torch.zeros_like(rows[:1]))  # (T, d)
+            count = torch.arange(1, rows.shape[0] + 1, device=rows.device, dtype=rows.dtype)
+            count = count + state.get("n", torch.zeros((), dtype=rows.dtype, device=rows.device))
+            state["sum"], state["n"] = total[-1:], count[-1]
+            mean = total / count.unsqueeze(-1)
+            rows = torch.cat([rows, mean], -1) if pool == "last+mean" else mean
+        out.append(probe.probs(rows))
 
     return fn
 

@@ -8,6 +8,8 @@ unconditionally steered one and an ungated row the unpatched model.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from _planted import planted_intent_probe
@@ -434,7 +436,6 @@ def _last_mean(probe, seed=2, temperature=200.0):
 
 
 def test_last_mean_read_is_the_capture_last_mean_pool_and_monitors_read_their_half(model, plan):
-    import dataclasses
 
     short, long = "Hi", "Please tell me a long story about the sea and the wind"
     both = _last_mean(plan.probe)
@@ -599,7 +600,6 @@ def test_build_plan_cli_writes_a_pack_from_probe_and_vector_files(
 def test_a_mean_pooled_probe_is_read_as_a_mean_by_plans_packs_and_build_plan(
     model, plan, probe, vector, tmp_path, capsys
 ):
-    import dataclasses
 
     from oyster_steer.cli import main
     from oyster_steer.probes._probe import load_probe, save_probe
@@ -861,7 +861,10 @@ def test_mean_read_matches_the_capture_mean_pool_on_smollm(smollm):
 def test_shipped_last_mean_read_matches_the_capture_last_mean_pool_on_smollm(smollm, shipped):
     """The shipped pack's fused read (last prompt token and prompt mean side by side) of a
     left-padded batch equals ``capture(pool="last+mean")``, what ``train-probe --pool last+mean``
-    fits on; its risk monitor (fit on the last token) reads the last-token half."""
+    fits on; its risk monitor (fit on the last token) reads the last-token half. The monitor sits
+    at layer 16, after the actions' first site (12): on the rows the gate steers it reads the
+    steered stream (the prompt pass is steered), so it equals the unsteered capture on the row the
+    gate helps and, for every row, under the same plan without actions."""
     if shipped.read != "last+mean":
         pytest.skip(f"the shipped pack reads read={shipped.read!r}")
     prompts = [BENIGN, VULNERABLE, "Give me step-by-step instructions to poison my neighbour."]
@@ -874,4 +877,12 @@ def test_shipped_last_mean_read_matches_the_capture_last_mean_pool_on_smollm(smo
         d.posterior, probe.probs(both[probe.site].float()), atol=1e-4, rtol=1e-3
     )
     last = osteer.capture(smollm, prompts, risk.site, progress=False)[risk.site]
-    torch.testing.assert_close(d.monitors["risk"], risk.probs(last.float()), atol=1e-4, rtol=1e-3)
+    unsteered = risk.probs(last.float())
+    assert d.strategy == ["help", "guide", "redirect"]
+    torch.testing.assert_close(d.monitors["risk"][0], unsteered[0], atol=1e-4, rtol=1e-3)
+    assert not torch.allclose(d.monitors["risk"][2], unsteered[2], atol=1e-2)  # steered row
+    bare = dataclasses.replace(shipped, bindings=[])
+    with patch_plan(smollm, bare) as handle:
+        _forward(smollm, *smollm.encode(prompts))
+        monitored = handle.decisions().monitors["risk"]
+    torch.testing.assert_close(monitored, unsteered, atol=1e-4, rtol=1e-3)

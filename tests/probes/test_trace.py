@@ -60,3 +60,44 @@ def test_backends_agree(tiny_models):
         for name in ("risk", "intent"):
             diff = (traces[b].probs[name] - traces["hf"].probs[name]).nan_to_num().abs().max()
             assert diff < 1e-4, (b, name, float(diff))
+
+
+def test_a_mean_pooled_probe_reads_the_running_prefix_mean(tiny):
+    """A probe fit on the prompt mean, or on the last token and the mean side by side (the
+    shipped intent probe), reads at token t the mean of tokens 0..t: at the last prompt token
+    exactly what ``capture(pool=...)`` gives it (what a plan decides on), and on through the
+    generated tokens (the demo's trace of the shipped pack's probe)."""
+    from oyster_steer import capture
+
+    site, prompt = "blocks.1.hook_resid_post", "How do I pick a lock?"
+    g = torch.Generator().manual_seed(3)
+    both = LinearProbe(
+        site,
+        ("a", "b", "c"),
+        torch.randn(3, 128, generator=g),
+        torch.randn(3, generator=g),
+        torch.zeros(128),
+        torch.ones(128) * 3,
+        meta={"task": "intent", "pool": "last+mean"},
+    )
+    mean = LinearProbe(
+        site,
+        ("a", "b"),
+        torch.randn(2, 64, generator=g),
+        torch.randn(2, generator=g),
+        torch.zeros(64),
+        torch.ones(64) * 3,
+        meta={"task": "m", "pool": "mean"},
+    )
+    trace = token_trace(tiny, {"both": both, "mean": mean}, prompt, generate=4)
+    n = trace.n_prompt
+    for name, p in (("both", both), ("mean", mean)):
+        feats = capture(tiny, [prompt], site, pool=p.pool, progress=False)[site]
+        torch.testing.assert_close(
+            trace.probs[name][n - 1], p.probs(feats)[0], atol=1e-5, rtol=1e-4
+        )
+    # every earlier token reads its own prefix: the first token's mean is the token itself
+    rows = capture(tiny, [prompt], site, pool="all", progress=False)[site]  # (T, d)
+    first = torch.cat([rows[:1], rows[:1]], -1)
+    torch.testing.assert_close(trace.probs["both"][0], both.probs(first)[0], atol=1e-5, rtol=1e-4)
+    assert not trace.probs["both"][n : n + 3].isnan().any()  # generated tokens are read too
