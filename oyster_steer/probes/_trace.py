@@ -77,9 +77,10 @@ def _reader(probe: LinearProbe, out: list[torch.Tensor]) -> Any:
     def fn(x: torch.Tensor) -> None:  # (1, T, d) at the prompt pass, (1, 1, d) per decode step
         rows = x[0].to(probe.weight.dtype)  # (T, d)
         if pool in ("mean", "last+mean"):
-            total = rows.cumsum(0) + state.get("sum", torch.zeros_like(rows[:1]))  # (T, d)
+            total = rows.cumsum(0)  # (T, d)
             count = torch.arange(1, rows.shape[0] + 1, device=rows.device, dtype=rows.dtype)
-            count = count + state.get("n", torch.zeros((), dtype=rows.dtype, device=rows.device))
+            if state:  # a decode step: continue the sums of the tokens before it
+                total, count = total + state["sum"], count + state["n"]
             state["sum"], state["n"] = total[-1:], count[-1]
             mean = total / count.unsqueeze(-1)
             rows = torch.cat([rows, mean], -1) if pool == "last+mean" else mean
