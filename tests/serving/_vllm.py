@@ -48,8 +48,8 @@ def env(**extra: str) -> dict[str, str]:
         TRANSFORMERS_OFFLINE="1",
         TOKENIZERS_PARALLELISM="false",
         VLLM_NO_USAGE_STATS="1",
-        OMP_NUM_THREADS="2",
     )
+    out.setdefault("OMP_NUM_THREADS", "2")  # the caller's thread budget wins (shared CPU machines)
     out.update(extra)
     return out
 
