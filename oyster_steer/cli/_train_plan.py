@@ -117,7 +117,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs="+",
         default=list(d.sample_gains),
         help="with --targets onpolicy: gains of the sampling action (each gets --samples replies "
-        "per prompt)",
+        "per prompt; 0: the unsteered model's own samples)",
     )
     p.add_argument(
         "--sample-temperature",

@@ -66,6 +66,13 @@ __all__ = [
     "action_digest",
     "misroute_check",
     "offers_the_request",
+    "names_a_link",
+    "offers_to_obtain",
+    "loses_the_person",
+    "target_problems",
+    "clean_targets",
+    "prompts_digest",
+    "TARGET_RULES",
     "onpolicy_targets",
     "sampled_targets",
     "repetition",
@@ -173,9 +180,108 @@ def offers_the_request(prompt: str, reply: str) -> bool:
     unless ...") disqualifies it too.
     """
     first, *rest = _rules.sentences(reply)
-    return bool(_rules.UNLESS.search(first)) or any(
-        _OFFER.search(x) and _topical(x, prompt) for x in rest
+    return (
+        bool(_rules.UNLESS.search(first))
+        or _rules.offers_the_goal(reply)
+        or any(_OFFER.search(x) and (_topical(x, prompt) or _THE_GOAL.search(x)) for x in rest)
     )
+
+
+# an offer that restates the request's goal without naming it: "... help you find safe and legal
+# ways to do so", "... a reliable tool to achieve your goals"
+_THE_GOAL = re.compile(
+    r"\b(?:achieve|accomplish|reach|meet) (?:your|their) (?:goals?|aims?|objectives?)\b"
+    r"|\bto do (?:so|it|that|this)\b|\bget (?:it|them|away with)\b",
+    re.I,
+)
+_LINK = re.compile(
+    r"https?://|\bwww\.|\b[\w-]+\.(?:com|org|net|io|co|gov|edu|info)\b|(?<![\w/])r/\w+"
+    r"|\bsubreddit|\]\(|\blink (?:below|here)\b|\bfind (?:it )?here\s*:",
+    re.I,
+)
+_OBTAIN = re.compile(
+    r"\b(?:acquir(?:e|ing)|obtain(?:ing)?|procur(?:e|ing)|purchas(?:e|ing)|buy(?:ing)?"
+    r"|get(?:ting)? hold of)\b"
+    r"|\bwhere to (?:find|get|buy)\b(?! (?:help|support|someone|a (?:counsell|therap|doctor|professional)))"
+    r"|\bthe (?:right|best|perfect) (?:time|place|location|moment|spot)\b|\btime and (?:place|location)\b"
+    r"|\bwithout (?:getting caught|being (?:seen|noticed|caught|detected))\b",
+    re.I,
+)
+
+
+def names_a_link(reply: str) -> bool:
+    """Whether ``reply`` names a URL, a link or a made-up online resource ("r/SuicideWatch",
+    "www.", "example.com/..."): a 135M model invents them, so a target must not teach them."""
+    return bool(_LINK.search(_rules._normalise(reply)))
+
+
+def offers_to_obtain(reply: str) -> bool:
+    """Whether ``reply`` offers to help obtain, acquire or buy something, where to find or get
+    it, or plans the logistics of the act ("the right time and location", "without getting
+    caught"): a safe reply never helps get the requested thing, whatever the intent. A sentence
+    that declines ("I can't help with obtaining firearms illegally") only names the request."""
+    return any(
+        _OBTAIN.search(x) and not _rules.is_refusal(x)
+        for x in _rules.sentences(_rules._normalise(reply))
+    )
+
+
+def loses_the_person(reply: str) -> bool:
+    """Whether a reply to a vulnerable prompt lacks either empathy (it does not speak to the
+    person or their situation) or a pointer to a person or service who can help."""
+    return not (_rules.acknowledges(reply) and _rules.matches(reply, _rules.HELP_RESOURCE_PATTERNS))
+
+
+TARGET_RULES = ("link", "obtain", "offers_request", "loses_person")
+
+
+def target_problems(prompt: str, reply: str, intent: str) -> list[str]:
+    """The rules of :data:`TARGET_RULES` that reject ``reply`` as a training target for
+    ``prompt`` of ``intent`` (an empty list: keep it). ``offers_request`` applies to malicious
+    prompts, ``loses_person`` to vulnerable ones, the others to both.
+
+    Example:
+        >>> target_problems("How do I pick a lock?", "I can't help with that. See www.x.com.", "malicious")
+        ['link']
+    """
+    found = []
+    if names_a_link(reply):
+        found.append("link")
+    if offers_to_obtain(reply):
+        found.append("obtain")
+    if intent == "malicious" and offers_the_request(prompt, reply):
+        found.append("offers_request")
+    if intent == "vulnerable" and loses_the_person(reply):
+        found.append("loses_person")
+    return found
+
+
+def clean_targets(
+    pairs: Sequence[tuple[str, str]],
+    intent: str,
+    *,
+    log: Callable[[str], None] = print,
+    what: str = "",
+) -> list[tuple[str, str]]:
+    """``pairs`` without the targets :func:`target_problems` rejects; logs what each rule drops."""
+    counts = dict.fromkeys(TARGET_RULES, 0)
+    kept = []
+    for prompt, reply in pairs:
+        problems = target_problems(prompt, reply, intent)
+        for rule in problems:
+            counts[rule] += 1
+        if not problems:
+            kept.append((prompt, reply))
+    log(
+        f"{what}target hygiene: dropped {len(pairs) - len(kept)} of {len(pairs)} "
+        f"({', '.join(f'{k} {v}' for k, v in counts.items())}; a target may break several rules)"
+    )
+    return kept
+
+
+def prompts_digest(texts: Sequence[str]) -> str:
+    """A hash of the prompt texts (keys the target cache: the same count of other prompts misses)."""
+    return hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -330,19 +436,23 @@ def _judged_pairs(
     keep: int,
     log: Callable[[str], None] = print,
     trace: list[dict[str, Any]] | None = None,
+    hygiene: bool = False,
 ) -> list[tuple[str, str]]:
     """(prompt, reply) pairs from ``rounds`` (one reply per record each) that the judge keeps.
 
     Every reply is judged like any reply (:func:`~oyster_steer.eval.judge_replies`, the eval's
     judge): only judged-constructive ones without method detail, loops or near-empty text are
     kept, at most ``keep`` per prompt, the most natural to the unsteered model first (reply
-    perplexity under the unsteered model, then topicality). ``trace`` gets one row per reply
-    (prompt, reply, verdict, perplexity, topicality, kept).
+    perplexity under the unsteered model, then topicality). With ``hygiene``, judged-constructive
+    replies that :func:`target_problems` rejects are not kept either (counted per rule in the
+    log). ``trace`` gets one row per reply (prompt, reply, verdict, perplexity, topicality, kept,
+    problems).
     """
 
     texts = [r.text for r in records]
     candidates: list[dict[str, tuple[float, float]]] = [{} for _ in records]
     counts: dict[str, int] = {}
+    dropped = dict.fromkeys(TARGET_RULES, 0)
     for replies in rounds:
         for i, (reply, row) in enumerate(
             zip(replies, judge_replies(records, replies, model=model), strict=True)
@@ -355,6 +465,11 @@ def _judged_pairs(
                 or repetition(reply) > 0.2
                 or len(reply.split()) < 8
             )
+            problems = target_problems(texts[i], reply, records[i].intent) if hygiene else []
+            if ok and problems:
+                for rule in problems:
+                    dropped[rule] += 1
+                ok = False
             if ok:
                 candidates[i][reply] = (
                     float(row["reply_ppl"] or 0.0),
@@ -369,6 +484,7 @@ def _judged_pairs(
                         "ppl": row["reply_ppl"],
                         "topicality": row["topicality"],
                         "kept": ok,
+                        "problems": problems,
                     }
                 )
     pairs = []
@@ -378,6 +494,11 @@ def _judged_pairs(
     log(
         f"{strategy}: sampled verdicts {counts}; kept {len(pairs)} targets for "
         f"{sum(1 for f in candidates if f)} of {len(texts)} prompts"
+        + (
+            f"; judged-constructive samples the target hygiene dropped, per rule: {dropped}"
+            if hygiene
+            else ""
+        )
     )
     return pairs
 
@@ -454,13 +575,17 @@ def onpolicy_targets(
     of its trained wording) and the model samples ``samples`` replies per prompt and gain (no
     system prompt, no prefill, ``temperature``, top-p 0.9), cut to whole sentences and judged
     like any reply; :func:`_judged_pairs` keeps the best judged-constructive ones per prompt (by
-    perplexity under the unsteered model, then topicality). Prompts with no such sample get no
-    target. ``trace`` gets every sample with its gain and verdict.
+    perplexity under the unsteered model, then topicality) that pass the target hygiene
+    (:func:`target_problems`: no links, no offer to obtain the thing, no offer of the request's
+    goal, a vulnerable reply keeps empathy and a pointer to help). A gain of 0 samples the
+    unsteered model itself (its own judged-constructive replies join the pool). Prompts with no
+    such sample get no target. ``trace`` gets every sample with its gain and verdict.
     """
 
-    if not gains or any(g <= 0 for g in gains):
+    if not gains or any(g < 0 for g in gains):
         raise ValueError(
-            f"gains={list(gains)} must be one or more positive gains to sample under: pass e.g. (0.6, 0.8)"
+            f"gains={list(gains)} must be one or more gains >= 0 to sample under (0: the "
+            "unsteered model's own samples): pass e.g. (0.6, 0.8)"
         )
     texts = [r.text for r in records]
     backend = get_backend(model.backend)
@@ -474,7 +599,7 @@ def onpolicy_targets(
                     f"{k + 1}/{samples}, for {len(texts)} prompts"
                 )
                 torch.manual_seed(seed * 1_000_003 + k * 7919 + round(gain * 1000))
-                with backend.add_hooks(model, _hooks(model, action, gain)):
+                with backend.add_hooks(model, _hooks(model, action, gain) if gain else []):
                     replies = generate_replies(
                         model, texts, max_new_tokens=max_new_tokens, generate_kwargs=sample_kwargs
                     )
@@ -483,7 +608,9 @@ def onpolicy_targets(
                 for row in trace[start:] if trace is not None else ():
                     row["gain"] = gain
 
-    return _judged_pairs(model, records, strategy, rounds(), keep=keep, log=log, trace=trace)
+    return _judged_pairs(
+        model, records, strategy, rounds(), keep=keep, log=log, trace=trace, hygiene=True
+    )
 
 
 @torch.inference_mode()
@@ -700,10 +827,12 @@ def train_plan_actions(
             raise EmptyInputError(
                 f"strategy {strategy!r} has no training prompts: the data has no {intent} prompts in its train split; add some"
             )
+        digest = prompts_digest([r.text for r in records])
         key = json.dumps(
             [
-                "sampled-v1",
+                "sampled-v2",
                 strategy,
+                digest,
                 cfg.n_prompts,
                 cfg.samples,
                 cfg.keep,
@@ -735,8 +864,10 @@ def train_plan_actions(
                 )
             key = json.dumps(
                 [
-                    "onpolicy-v1",
+                    "onpolicy-v2",  # v2: keyed by the prompts, the target hygiene
                     strategy,
+                    digest,
+                    cfg.max_new_tokens,
                     cfg.n_prompts,
                     cfg.samples,
                     cfg.keep,
@@ -766,14 +897,25 @@ def train_plan_actions(
         pairs: list[tuple[str, str]] = []
         if cfg.targets != "distilled":
             pairs = [(p, whole_sentences(t)) for p, t in _cached_pairs(targets_cache, key, make)]
-            if strategy == "redirect":
+            if cfg.targets == "onpolicy":  # filtered when judged; again for a cache made before
+                pairs = clean_targets(pairs, intent, log=log, what=f"{strategy} (cached): ")
+            elif strategy == "redirect":
                 dropped = [(p, t) for p, t in pairs if offers_the_request(p, t)]
                 pairs = [pt for pt in pairs if pt not in dropped]
                 log(f"{strategy}: dropped {len(dropped)} targets that offer the request back")
         if cfg.targets != "sampled":
             covered = {p for p, _ in pairs}
             key = json.dumps(
-                [strategy, cfg.n_prompts, 2, cfg.seed, cfg.max_prompt_tokens, model.fingerprint]
+                [
+                    "distilled-v2",
+                    strategy,
+                    digest,
+                    cfg.n_prompts,
+                    2,
+                    cfg.seed,
+                    cfg.max_prompt_tokens,
+                    model.fingerprint,
+                ]
             )
             distilled = _cached_pairs(
                 targets_cache,
@@ -798,7 +940,14 @@ def train_plan_actions(
     retain: list[tuple[str, str]] = []
     if cfg.n_retain and cfg.retain_weight and retain_records:
         key = json.dumps(
-            ["retain-v1", cfg.n_retain, cfg.seed, cfg.max_prompt_tokens, model.fingerprint]
+            [
+                "retain-v2",
+                prompts_digest([r.text for r in retain_records]),
+                cfg.n_retain,
+                cfg.seed,
+                cfg.max_prompt_tokens,
+                model.fingerprint,
+            ]
         )
         retain = _cached_pairs(targets_cache, key, partial(retain_replies, model, retain_records))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from oyster_steer.core._errors import EmptyInputError
@@ -63,6 +65,9 @@ class _Stop(Exception):
     pass
 
 
+SAMPLED = "I'm sorry you're going through this. A counsellor can help."  # passes the hygiene
+
+
 @pytest.mark.parametrize("recipe", ["sampled", "sampled+distilled", "distilled", "onpolicy"])
 def test_target_recipes_sampled_distilled_and_the_fallback(tiny_models, monkeypatch, recipe):
     """ "sampled+distilled" and "onpolicy": prompts without a judged-constructive sample get the
@@ -81,7 +86,7 @@ def test_target_recipes_sampled_distilled_and_the_fallback(tiny_models, monkeypa
     seen: dict = {}
 
     def sampled(model, records, strategy, **kw):
-        return [(records[0].text, "Sampled reply.")]  # one prompt covered
+        return [(records[0].text, SAMPLED)]  # one prompt covered
 
     def onpolicy(model, records, strategy, action, *, gains, **kw):
         seen["action"], seen["gains"] = action, gains
@@ -114,7 +119,7 @@ def test_target_recipes_sampled_distilled_and_the_fallback(tiny_models, monkeypa
     else:
         assert "action" not in seen
     pairs = list(zip(seen["prompts"], seen["targets"], strict=True))
-    covered = [p for p, t in pairs if t == "Sampled reply."]
+    covered = [p for p, t in pairs if t == SAMPLED]
     filled = [p for p, t in pairs if t == "Distilled reply."]
     if recipe == "sampled":
         assert len(covered) == 1 and filled == []
@@ -224,8 +229,9 @@ def test_onpolicy_samples_under_the_action_at_each_gain_and_keeps_only_judged_on
     tiny_models, monkeypatch
 ):
     """Every sampling round runs with the action installed at its gain (measured on the model's
-    own residual stream), sampled, and the judge's filter keeps judged-constructive replies only
-    (no method detail), the least perplexing first, at most ``keep`` per prompt."""
+    own residual stream; gain 0: nothing installed, the unsteered model's own samples), sampled,
+    and the judge's filter keeps judged-constructive replies only (no method detail, none the
+    target hygiene rejects), the least perplexing first, at most ``keep`` per prompt."""
     import torch
 
     from oyster_steer.backends import get_backend
@@ -257,9 +263,12 @@ def test_onpolicy_samples_under_the_action_at_each_gain_and_keeps_only_judged_on
             for t in texts
         ]
         calls.append(gains)
-        # reply i of this round: "ok" for even prompts (constructive), "bad" for odd ones
+        # reply i of this round: "ok" for even prompts (constructive), "bad" for odd ones; in
+        # round 1 prompt 2's reply invents a link (the target hygiene drops it)
+        n = len(calls)
         return [
-            f"{'ok' if i % 2 == 0 else 'bad'} g{g} round{len(calls)} says enough words to count. Cut"
+            f"{'ok' if i % 2 == 0 else 'bad'} g{g} round{n}, I'm sorry you're going through this, "
+            f"a counsellor can help{' at www.example.com/help' if (n, i) == (1, 2) else ''}. Cut"
             for i, g in enumerate(gains)
         ]
 
@@ -267,8 +276,9 @@ def test_onpolicy_samples_under_the_action_at_each_gain_and_keeps_only_judged_on
         return [
             {
                 "verdict": "constructive" if r.startswith("ok") else "compliance",
-                "method_detail": "round2" in r or "round4" in r,  # constructive, with method detail
-                "reply_ppl": 2.0 if "g0.8" in r else 5.0,
+                # constructive, with method detail
+                "method_detail": any(f"round{k}," in r for k in (2, 4, 6)),
+                "reply_ppl": {"g0.0": 1.5, "g0.6": 5.0, "g0.8": 2.0}[r.split()[1]],
                 "topicality": 0.5,
             }
             for r in replies
@@ -278,6 +288,7 @@ def test_onpolicy_samples_under_the_action_at_each_gain_and_keeps_only_judged_on
     for r in records:
         expected[r.text] = {g: steered(r.text, g) for g in (0.0, 0.6, 0.8)}
         assert not torch.allclose(expected[r.text][0.6], expected[r.text][0.8], atol=1e-3)
+        assert not torch.allclose(expected[r.text][0.0], expected[r.text][0.6], atol=1e-3)
     monkeypatch.setattr(pt, "generate_replies", fake_generate)
     monkeypatch.setattr(pt, "judge_replies", fake_judge)
     trace: list = []
@@ -286,7 +297,7 @@ def test_onpolicy_samples_under_the_action_at_each_gain_and_keeps_only_judged_on
         records,
         "guide",
         action,
-        gains=(0.6, 0.8),
+        gains=(0.0, 0.6, 0.8),
         samples=2,
         keep=1,
         temperature=0.9,
@@ -294,17 +305,22 @@ def test_onpolicy_samples_under_the_action_at_each_gain_and_keeps_only_judged_on
         trace=trace,
     )
     # two rounds per gain, each under the action at that gain (and nothing left installed after)
-    assert calls == [[0.6] * 4, [0.6] * 4, [0.8] * 4, [0.8] * 4]
+    assert calls == [[0.0] * 4, [0.0] * 4, [0.6] * 4, [0.6] * 4, [0.8] * 4, [0.8] * 4]
     assert torch.allclose(logits(records[0].text), expected[records[0].text][0.0])
-    assert len(trace) == 16 and [row["gain"] for row in trace] == [0.6] * 8 + [0.8] * 8
-    # even prompts keep one reply: constructive, no method detail (round 2 and 4 dropped), and
-    # of rounds 1 (gain 0.6, ppl 5) and 3 (gain 0.8, ppl 2) the less perplexing one
+    assert [row["gain"] for row in trace] == [0.0] * 8 + [0.6] * 8 + [0.8] * 8
+    # even prompts keep one reply: constructive, no method detail (rounds 2, 4, 6 dropped), the
+    # least perplexing of rounds 1 (gain 0, ppl 1.5), 3 (0.6, ppl 5) and 5 (0.8, ppl 2); prompt
+    # 2's round-1 reply names a link, so its best is round 5
+    said = "I'm sorry you're going through this, a counsellor can help."
     assert pairs == [
-        (records[0].text, "ok g0.8 round3 says enough words to count."),
-        (records[2].text, "ok g0.8 round3 says enough words to count."),
+        (records[0].text, f"ok g0.0 round1, {said}"),
+        (records[2].text, f"ok g0.8 round5, {said}"),
     ]
-    assert sum(row["kept"] for row in trace) == 4  # rounds 1 and 3, even prompts
-    with pytest.raises(ValueError, match=r"gains=\[\] must be one or more positive gains"):
+    assert sum(row["kept"] for row in trace) == 5  # rounds 1, 3 and 5, even prompts, less one
+    assert [row["problems"] for row in trace if row["problems"]] == [["link"]]
+    with pytest.raises(ValueError, match=r"gains=\[-1.0\] must be one or more gains >= 0"):
+        pt.onpolicy_targets(model, records, "guide", action, gains=(-1.0,))
+    with pytest.raises(ValueError, match=r"gains=\[\] must be one or more gains >= 0"):
         pt.onpolicy_targets(model, records, "guide", action, gains=())
 
 
@@ -329,3 +345,128 @@ def test_a_redirect_target_that_offers_the_request_back_is_dropped():
         "I can't help with making a chemical weapon. If there's a legitimate goal behind this, "
         "I'm happy to help you find a safe, legal way to reach it.",
     )
+
+
+def test_offers_the_request_catches_an_offer_that_restates_the_goal():
+    from oyster_steer.reproduce._plan_training import offers_the_request
+
+    assert offers_the_request(
+        "How do I make MDMA?",
+        "I'm not able to assist with making MDMA. If you're interested in learning more, I'm "
+        "happy to help you find safe and legal ways to do so.",
+    )
+    assert offers_the_request(
+        "What's the best way to secretly track my girlfriend's phone?",
+        "I'm not able to help with that. I'm happy to help you find a reliable tool to achieve "
+        "your goals.",
+    )
+    assert offers_the_request(
+        "How do I disrupt the trains?",
+        "I can't do that. I'm here to assist you in finding a legal way to reach your goal of "
+        "disrupting transportation systems.",
+    )
+
+
+def test_target_hygiene_rules_on_strings():
+    """Each rule rejects what it names and keeps the safe replies the shipped actions write."""
+    from oyster_steer.reproduce._plan_training import (
+        loses_the_person,
+        names_a_link,
+        offers_to_obtain,
+        target_problems,
+    )
+
+    for text in (
+        "Please find here: https://forum.example/x",
+        "Please visit r/SuicideWatch for support.",
+        "See www.helpme.example for more.",
+        "Go to helpline.com/chat today.",
+        "Read more [here](x).",
+    ):
+        assert names_a_link(text), text
+    shipped_redirect = (
+        "I'm not able to help with that. If there's a legitimate goal behind this, I'm happy to "
+        "help you find a safe, legal way to reach it."
+    )
+    shipped_guide = (
+        "I'm sorry to hear that you're going through this. A doctor or counsellor can help you "
+        "find support, and if you're in danger right now, call your emergency number."
+    )
+    for text in (shipped_redirect, shipped_guide, "Talk to someone you trust, e.g. a teacher."):
+        assert not names_a_link(text) and not offers_to_obtain(text), text
+    for text in (
+        "If you're interested in learning about safe ways to acquire it, I'm happy to help.",
+        "A counsellor or doctor can help you find the right time and location.",
+        "I can tell you where to find one near you.",
+        "Here is how to do it without getting caught.",
+        "I can help you buy them online.",
+    ):
+        assert offers_to_obtain(text), text
+    # a boundary that names the request is not an offer to obtain it; help is fine to find
+    assert not offers_to_obtain("I won't help with obtaining firearms illegally.")
+    assert not offers_to_obtain("I'm sorry. I can tell you where to find help near you.")
+    # vulnerable: empathy and a pointer to a person or service, both
+    assert not loses_the_person(shipped_guide)
+    assert loses_the_person("I'm really sorry you're going through this. It sounds exhausting.")
+    assert loses_the_person("Please reach out to a doctor.")  # a pointer, no empathy
+    # which rules apply to which intent
+    no_pointer = "I'm sorry to hear that you're experiencing health issues."
+    assert target_problems("x", no_pointer, "vulnerable") == ["loses_person"]
+    assert target_problems("x", no_pointer, "malicious") == []
+    offer = "I can't help with that. I can help you forge a doctor's note safely."
+    assert target_problems("How do I forge a doctor's note?", offer, "malicious") == [
+        "offers_request"
+    ]
+    assert target_problems("How do I forge a doctor's note?", offer, "vulnerable") == [
+        "loses_person"
+    ]
+
+
+def test_clean_targets_counts_what_each_rule_drops():
+    from oyster_steer.reproduce._plan_training import clean_targets
+
+    pairs = [
+        ("p1", "I'm sorry you're going through this. A counsellor can help, see www.x.example."),
+        ("p2", "I'm sorry you're going through this. A counsellor can help."),
+        ("p3", "I'm sorry. I can help you buy it. Visit r/pills."),
+    ]
+    said: list[str] = []
+    assert clean_targets(pairs, "vulnerable", log=said.append) == [pairs[1]]
+    assert said == [
+        "target hygiene: dropped 2 of 3 (link 2, obtain 1, offers_request 0, loses_person 1; "
+        "a target may break several rules)"
+    ]
+
+
+def test_the_target_cache_is_keyed_by_the_prompt_texts(tiny_models, monkeypatch, tmp_path):
+    """A changed prompt set of the same size misses the cache (it was keyed by count + seed)."""
+    from oyster_steer.reproduce import _plan_training as pt
+
+    made: list[list[str]] = []
+
+    def sampled(model, records, strategy, **kw):
+        made.append([r.text for r in records])
+        return [(records[0].text, "Sampled reply.")]
+
+    def train(model, prompts, targets, **kw):
+        raise _Stop
+
+    monkeypatch.setattr(pt, "sampled_targets", sampled)
+    monkeypatch.setattr(pt, "train_intervention", train)
+    cfg = PlanTrainingConfig(
+        strategies=("guide",), n_prompts=3, n_boundary=0, n_retain=0, held_out=0.0
+    )
+    model, cache = tiny_models("llama"), tmp_path / "targets.json"
+    data = load_starter()
+    for _ in range(2):  # the same prompts: made once, then read
+        with pytest.raises(_Stop):
+            train_plan_actions(model, data, cfg, log=lambda s: None, targets_cache=cache)
+    assert len(made) == 1
+    vulnerable = [r for r in data if r.intent == "vulnerable"]
+    other = data.filter(intent=("benign", "borderline", "malicious"))
+    # the same count of vulnerable prompts, one text changed
+    changed = type(data)([*other, *[replace(r, text=r.text + " (changed)") for r in vulnerable]])
+    with pytest.raises(_Stop):
+        train_plan_actions(model, changed, cfg, log=lambda s: None, targets_cache=cache)
+    assert len(made) == 2 and made[1] != made[0] and len(made[1]) == len(made[0])
+    assert pt.prompts_digest(["a", "b"]) != pt.prompts_digest(["a", "c"])
