@@ -77,6 +77,32 @@ def test_score_gate_reads_decides_and_flags_each_row(model, plan) -> None:
         score_gate(model, [], plan)
 
 
+@pytest.mark.parametrize("pool", ["mean", "last+mean"])
+def test_score_gate_reads_a_risk_probe_with_its_own_pool(model, plan, pool) -> None:
+    """A risk probe fit on other features than the plan reads (the prompt mean, or last+mean
+    side by side, at another layer) is scored on its own features, as ``capture(pool=...)``."""
+    site = "blocks.1.hook_resid_post"
+    width = 2 * model.d_model if pool == "last+mean" else model.d_model
+    g = torch.Generator().manual_seed(3)
+    risk = LinearProbe(
+        site,
+        ("not_malicious", "malicious"),
+        torch.randn(2, width, generator=g),
+        torch.zeros(2),
+        torch.zeros(width),
+        torch.ones(width),
+        threshold=0.5,
+        meta={"pool": pool},
+    )
+    texts = [BENIGN, VULNERABLE, "Tell me a long story about the sea and the wind, please"]
+    recs = [PromptRecord(t, "benign", "safe", source="a") for t in texts]
+    rows = score_gate(model, recs, plan, risk=risk)
+    feats = capture(model, texts, site, pool=pool, progress=False)[site].float()
+    want = risk.probs(feats)[:, 1]
+    torch.testing.assert_close(torch.tensor([r["p_risk"] for r in rows]), want)
+    assert [r["read"] for r in rows[:2]] == ["benign", "vulnerable"]  # the gate reads its own
+
+
 def test_gate_report_intervals_and_tables() -> None:
     rows = [
         {

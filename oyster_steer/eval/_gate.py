@@ -206,6 +206,13 @@ def shift_sets(
     return PromptSet(out)
 
 
+def _own(x: torch.Tensor, captured: str, probe: Any) -> torch.Tensor:
+    """The part of ``captured`` features (``last``, ``mean`` or ``last+mean``) ``probe`` was fit on."""
+    if probe.pool == captured:
+        return x
+    return x[:, : probe.d_model] if probe.pool == "last" else x[:, probe.d_model :]
+
+
 @torch.no_grad()
 def score_gate(
     model: Any,
@@ -229,22 +236,18 @@ def score_gate(
     probe, policy = plan.probe, plan.policy
     risk = risk if risk is not None else plan.monitors.get("risk")
     sites = [probe.site] + ([risk.site] if risk is not None and risk.site != probe.site else [])
+    # every probe reads the features it was fit on: one capture holds them all
+    pools = {probe.pool} | ({risk.pool} if risk is not None else set())
+    pool = pools.pop() if len(pools) == 1 else "last+mean"
     acts = capture(
-        model,
-        [r.text for r in recs],
-        sites,
-        pool=plan.read if plan.read in ("mean", "last+mean") else "last",
-        batch_size=batch_size,
-        progress=progress,
+        model, [r.text for r in recs], sites, pool=pool, batch_size=batch_size, progress=progress
     )
     dev = probe.device
-    post = probe.probs(acts[probe.site].to(dev, torch.float32)).float().cpu()  # (N, C)
+    post = probe.probs(_own(acts[probe.site], pool, probe).to(dev, torch.float32)).float().cpu()
     _, _, gates = policy.decide(post)
     p_risk = None
     if risk is not None:
-        x = acts[risk.site]
-        if plan.read == "last+mean" and risk.pool != "last+mean":  # the monitor's own half
-            x = x[:, : risk.d_model] if risk.pool == "last" else x[:, risk.d_model :]
+        x = _own(acts[risk.site], pool, risk)
         p_risk = risk.probs(x.to(risk.device, torch.float32))[:, 1].float().cpu()
     rows = []
     labels, strategies = list(probe.labels), list(policy.strategies)

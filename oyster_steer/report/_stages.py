@@ -45,12 +45,18 @@ def _sweep_sites(model: OysterModel, cfg: DemoConfig) -> list[str]:
     return [f"blocks.{i}.hook_resid_post" for i in layers]
 
 
-def _acts_at(model: OysterModel, texts: list[str], site: str, cfg: DemoConfig) -> Any:
-    """(N, d) last-token activations at ``site``, from the sweep's capture cache when it has them."""
+def _acts_at(
+    model: OysterModel, texts: list[str], site: str, cfg: DemoConfig, pool: str = "last"
+) -> Any:
+    """(N, d) activations at ``site`` (``pool``: the features a probe was fit on: the last
+    token, the prompt mean or both side by side, (N, 2d)), from the sweep's capture cache when
+    it has them."""
 
     swept = _sweep_sites(model, cfg)
     sites = swept if site in swept else [site]
-    return cached_capture(model, texts, sites, root=_cache(cfg), progress=cfg.progress)[site]
+    return cached_capture(model, texts, sites, pool=pool, root=_cache(cfg), progress=cfg.progress)[
+        site
+    ]
 
 
 def layer_sweeps(model: OysterModel, data: dict[str, Any], cfg: DemoConfig) -> dict[str, Any]:
@@ -126,7 +132,7 @@ def boundary(
     from ..plotting import plot_boundary  # plotly: optional, loaded on use
 
     held_out = data["validation"] + data["test"]
-    acts = _acts_at(model, held_out.texts, probe.site.name, cfg)
+    acts = _acts_at(model, held_out.texts, probe.site.name, cfg, pool=probe.pool)
     fig = plot_boundary(probe, acts, held_out.labels("intent"), texts=held_out.texts)
     note = (
         "Held-out starter prompts (validation + test) projected on the risk probe's direction (x) and the main "
@@ -191,7 +197,12 @@ def shared_extras(
     probe = probes["risk"]
     public = load_all(include_starter=False).split("test").sample(25, seed=cfg.seed)
     acts = cached_capture(
-        model, public.texts, [probe.site.name], root=_cache(cfg), progress=cfg.progress
+        model,
+        public.texts,
+        [probe.site.name],
+        pool=probe.pool,
+        root=_cache(cfg),
+        progress=cfg.progress,
     )
     fig = plot_boundary(probe, acts[probe.site.name], public.labels("intent"), texts=public.texts)
     report.add_figure(

@@ -471,6 +471,35 @@ def test_last_mean_read_is_the_capture_last_mean_pool_and_monitors_read_their_ha
         assert not torch.allclose(together.posterior, both.probs(half), atol=1e-3)
 
 
+def test_a_last_mean_monitor_at_its_own_site_reads_the_capture_last_mean_pool(model, plan):
+    """A risk monitor fit on last+mean (a (C, 2d) weight) at a later layer than the gate reads
+    ``capture(pool="last+mean")`` at its own site, left padding masked; under a plan without
+    actions nothing steers the stream it reads."""
+    site = "blocks.1.hook_resid_post"
+    g = torch.Generator().manual_seed(5)
+    d = model.d_model
+    risk = LinearProbe(
+        site,
+        ("not_malicious", "malicious"),
+        40.0 * torch.randn(2, 2 * d, generator=g),
+        torch.zeros(2),
+        torch.zeros(2 * d),
+        torch.ones(2 * d),
+        meta={"pool": "last+mean", "task": "risk"},
+    ).with_calibration(temperature=20.0)
+    lm = plan.replace(
+        probe=_last_mean(plan.probe), read="last+mean", bindings=[], monitors={"risk": risk}
+    )
+    prompts = ["Hi", "Please tell me a long story about the sea and the wind"]
+    with patch_plan(model, lm) as handle:
+        _forward(model, *model.encode(prompts))
+        got = handle.decisions().monitors["risk"]
+    both = osteer.capture(model, prompts, site, pool="last+mean", progress=False)[site].float()
+    torch.testing.assert_close(got, risk.probs(both), atol=1e-5, rtol=1e-4)
+    last = osteer.capture(model, prompts, site, progress=False)[site].float()
+    assert not torch.allclose(got, risk.probs(last.repeat(1, 2)), atol=1e-3)  # the mean counts
+
+
 @pytest.mark.parametrize("backend", ["tl", "nnsight"])
 def test_backends_agree_with_hf_on_a_last_mean_read(model, plan, backend, tiny_models):
     other = tiny_models("llama", backend)
@@ -876,8 +905,8 @@ def test_shipped_last_mean_read_matches_the_capture_last_mean_pool_on_smollm(smo
     torch.testing.assert_close(
         d.posterior, probe.probs(both[probe.site].float()), atol=1e-4, rtol=1e-3
     )
-    last = osteer.capture(smollm, prompts, risk.site, progress=False)[risk.site]
-    unsteered = risk.probs(last.float())
+    own = osteer.capture(smollm, prompts, risk.site, pool=risk.pool, progress=False)[risk.site]
+    unsteered = risk.probs(own.float())  # the monitor's own features (last token or last+mean)
     assert d.strategy == ["help", "guide", "redirect"]
     torch.testing.assert_close(d.monitors["risk"][0], unsteered[0], atol=1e-4, rtol=1e-3)
     assert not torch.allclose(d.monitors["risk"][2], unsteered[2], atol=1e-2)  # steered row
