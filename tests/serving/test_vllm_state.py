@@ -201,9 +201,10 @@ def test_per_strategy_schedules_scale_each_requests_own_strategy():
 # -- read="mean" / "last+mean": a per-slot running sum over each request's prompt tokens ----------
 
 
-def _pooled_plan(read):
+def _pooled_plan(read, mon_pool="last"):
     """A plan whose gate reads ``read`` ("mean" or "last+mean") and a monitor fit on the last
-    token (under "last+mean" it reads its own half of the feature, as in the library)."""
+    token (under "last+mean" it reads its own half of the feature, as in the library), or on
+    both (``mon_pool="last+mean"``: a risk monitor fit like the gate)."""
     g = torch.Generator().manual_seed(3)
     width = 2 * D if read == "last+mean" else D
     meta = {"pool": read}
@@ -216,13 +217,15 @@ def _pooled_plan(read):
         torch.rand(width, generator=g) + 0.5,
         meta=meta,
     )
+    mw = 2 * D if mon_pool == "last+mean" else D
     mon = LinearProbe(
         "blocks.0.hook_resid_post",
         INTENTS,
-        torch.randn(4, D, generator=g),
+        torch.randn(4, mw, generator=g),
         torch.zeros(4),
-        torch.zeros(D),
-        torch.ones(D),
+        torch.zeros(mw),
+        torch.ones(mw),
+        meta={"pool": mon_pool},
     )
     vec = {"blocks.0.hook_resid_post": torch.ones(D), "blocks.2.hook_resid_post": torch.ones(D)}
     return ControlPlan(
@@ -240,6 +243,8 @@ def _want(plan, prompt):
     w, b = plan.probe.folded()
     mw, mb = plan.monitors["m"].folded()
     mon = last if plan.read == "last+mean" else mean  # a last-token monitor reads its own half
+    if plan.monitors["m"].pool == "last+mean":
+        mon = feature
     return (feature @ w.T + b).softmax(-1), (mon @ mw.T + mb).softmax(-1)
 
 
@@ -250,9 +255,13 @@ def _pooled_step(state, positions, x0, x1):
     state.read(x1, True, ())
 
 
-@pytest.mark.parametrize("read", ["mean", "last+mean"])
-def test_pooled_reads_latch_the_prompt_mean_across_chunks_batches_and_preemption(read, caplog):
-    plan = _pooled_plan(read)
+@pytest.mark.parametrize(
+    ("read", "mon_pool"), [("mean", "last"), ("last+mean", "last"), ("last+mean", "last+mean")]
+)
+def test_pooled_reads_latch_the_prompt_mean_across_chunks_batches_and_preemption(
+    read, mon_pool, caplog
+):
+    plan = _pooled_plan(read, mon_pool)
     state = _state(plan)
     g = torch.Generator().manual_seed(5)
     pa, pb, pc = (torch.randn(n, 2, D, generator=g) for n in (7, 3, 4))  # (T, site, d)
