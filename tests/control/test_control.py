@@ -18,6 +18,8 @@ import oyster_steer as osteer
 from oyster_steer import ArtifactError, ModelMismatchError, SiteError, WidthMismatchError
 from oyster_steer.backends import get_backend, position_ids
 from oyster_steer.control import ControlPlan, bind, load_plan, patch_plan, save_plan
+from oyster_steer.control._plan import exec_order
+from oyster_steer.core._sites import resolve_site
 from oyster_steer.models._artifacts import model_meta
 from oyster_steer.probes._probe import LinearProbe
 from oyster_steer.steering._steer import patch
@@ -890,10 +892,12 @@ def test_mean_read_matches_the_capture_mean_pool_on_smollm(smollm):
 def test_shipped_last_mean_read_matches_the_capture_last_mean_pool_on_smollm(smollm, shipped):
     """The shipped pack's fused read (last prompt token and prompt mean side by side) of a
     left-padded batch equals ``capture(pool="last+mean")``, what ``train-probe --pool last+mean``
-    fits on; its risk monitor (fit on the last token) reads the last-token half. The monitor sits
-    at layer 16, after the actions' first site (12): on the rows the gate steers it reads the
-    steered stream (the prompt pass is steered), so it equals the unsteered capture on the row the
-    gate helps and, for every row, under the same plan without actions."""
+    fits on; its risk monitor reads its own features (the last-token half for a monitor fit on
+    the last token, both halves for one fit on last+mean). A monitor after the actions' first
+    site (layer 16 after 12) reads, on the rows the gate steers, the steered stream (the prompt
+    pass is steered), so it equals the unsteered capture on the row the gate helps and, for every
+    row, under the same plan without actions; a monitor at the first steered site or before it
+    reads before any write (reads go first): the unsteered capture on every row."""
     if shipped.read != "last+mean":
         pytest.skip(f"the shipped pack reads read={shipped.read!r}")
     prompts = [BENIGN, VULNERABLE, "Give me step-by-step instructions to poison my neighbour."]
@@ -909,7 +913,11 @@ def test_shipped_last_mean_read_matches_the_capture_last_mean_pool_on_smollm(smo
     unsteered = risk.probs(own.float())  # the monitor's own features (last token or last+mean)
     assert d.strategy == ["help", "guide", "redirect"]
     torch.testing.assert_close(d.monitors["risk"][0], unsteered[0], atol=1e-4, rtol=1e-3)
-    assert not torch.allclose(d.monitors["risk"][2], unsteered[2], atol=1e-2)  # steered row
+    first_write = min(exec_order(resolve_site(s, smollm.n_layers), True) for s in shipped.sites)
+    if exec_order(resolve_site(risk.site, smollm.n_layers), False) > first_write:
+        assert not torch.allclose(d.monitors["risk"][2], unsteered[2], atol=1e-2)  # steered row
+    else:  # it reads before the first write: the unsteered stream on every row
+        torch.testing.assert_close(d.monitors["risk"], unsteered, atol=1e-4, rtol=1e-3)
     bare = dataclasses.replace(shipped, bindings=[])
     with patch_plan(smollm, bare) as handle:
         _forward(smollm, *smollm.encode(prompts))
