@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from ..activations import capture
+from ..activations._capture import Pool
 from ..data import (
     PromptRecord,
     PromptSet,
@@ -237,8 +238,8 @@ def score_gate(
     risk = risk if risk is not None else plan.monitors.get("risk")
     sites = [probe.site] + ([risk.site] if risk is not None and risk.site != probe.site else [])
     # every probe reads the features it was fit on: one capture holds them all
-    pools = {probe.pool} | ({risk.pool} if risk is not None else set())
-    pool = pools.pop() if len(pools) == 1 else "last+mean"
+    pools: set[Pool] = {probe.pool} | ({risk.pool} if risk is not None else set())
+    pool: Pool = pools.pop() if len(pools) == 1 else "last+mean"
     acts = capture(
         model, [r.text for r in recs], sites, pool=pool, batch_size=batch_size, progress=progress
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..activations._cache import cached_capture
+from ..activations._capture import Pool
 from ..core._errors import ArtifactError
 from ..data import default_data_dir, load_all, load_starter
 from ..models._model import load_model
@@ -46,7 +47,7 @@ def _sweep_sites(model: OysterModel, cfg: DemoConfig) -> list[str]:
 
 
 def _acts_at(
-    model: OysterModel, texts: list[str], site: str, cfg: DemoConfig, pool: str = "last"
+    model: OysterModel, texts: list[str], site: str, cfg: DemoConfig, pool: Pool = "last"
 ) -> Any:
     """(N, d) activations at ``site`` (``pool``: the features a probe was fit on: the last
     token, the prompt mean or both side by side, (N, 2d)), from the sweep's capture cache when
