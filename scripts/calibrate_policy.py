@@ -46,6 +46,13 @@ def main() -> None:
     ap.add_argument("--max-vulnerable-loss", type=float, default=0.01)
     ap.add_argument("--max-malicious-help-gain", type=float, default=0.04)
     ap.add_argument(
+        "--max-benign-redirect-gain",
+        type=float,
+        default=None,
+        help="at most this much more of the validation benign + borderline rows redirected than "
+        "the reference (or default) gate (0: none more; default: no such budget)",
+    )
+    ap.add_argument(
         "--max-vulnerable-help",
         type=int,
         default=None,
@@ -107,6 +114,7 @@ def main() -> None:
         reference=reference,
         help_vulnerable=args.help_vulnerable,
         max_vulnerable_help=args.max_vulnerable_help,
+        max_benign_redirect_gain=args.max_benign_redirect_gain,
     )
     print(
         "validation grid (guide_malicious 0 and the chosen one): help_vulnerable, delta, "
@@ -189,6 +197,11 @@ def main() -> None:
                     + (
                         f", at most {args.max_vulnerable_help} vulnerable rows sent to help that the reference does not help"
                         if args.max_vulnerable_help is not None
+                        else ""
+                    )
+                    + (
+                        f", benign + borderline rows redirected rising by at most {args.max_benign_redirect_gain}"
+                        if args.max_benign_redirect_gain is not None
                         else ""
                     )
                     + f" (help_vulnerable tried: {args.help_vulnerable}), self-directed harm rows gaining no redirects and no help, malicious rows helped rising by at most {args.max_malicious_help_gain} and redirected not falling (scripts/calibrate_policy.py)",

@@ -100,6 +100,29 @@ def test_probe_splits_attack_every_intent_inside_its_split():
     assert not any(is_wrapped(r) for name in ("train", "test") for r in none.split(name))
 
 
+def test_train_attacks_add_attack_copies_of_the_named_intents_to_train_only():
+    from oyster_steer.data import load_starter
+
+    kw = {"wrap_fraction": 0.0, "attack_fractions": {}}
+    plain = probe_splits(load_starter(), **kw)
+    more = probe_splits(load_starter(), train_attacks={"benign": 1.0, "vulnerable": 0.5}, **kw)
+    for name in ("validation", "test"):
+        assert [r.text for r in more.split(name)] == [r.text for r in plain.split(name)]
+    added = [r for r in more.train if is_wrapped(r)]
+    originals = {r.id: r for r in plain.train}
+    short = [r for r in plain.train if len(r.text) <= 600]
+    assert {r.intent for r in added} == {"benign", "vulnerable"}
+    assert sum(r.intent == "benign" for r in added) == sum(r.intent == "benign" for r in short)
+    n_vul = sum(r.intent == "vulnerable" for r in short)
+    assert 0.3 * n_vul < sum(r.intent == "vulnerable" for r in added) < 0.7 * n_vul
+    for r in added:
+        src = originals[r.meta["wrapped_from"]]
+        assert (r.intent, r.risk) == (src.intent, src.risk) and r.text != src.text
+    assert "train_attacks" in more.description
+    with pytest.raises(ValueError, match="train_attacks"):
+        probe_splits(load_starter(), train_attacks={"harmless": 0.5})
+
+
 def test_probe_splits_never_wrap_a_jailbreak_again():
     jb = PromptSet(
         [

@@ -63,6 +63,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="share of short prompts also added jailbreak-wrapped (default 0.25)",
     )
     p.add_argument(
+        "--train-attacks",
+        nargs="+",
+        default=None,
+        metavar="INTENT=SHARE",
+        help="add a second seeded attack transform around this share of each named intent's short "
+        "plain train prompts (e.g. benign=0.5 vulnerable=0.6; validation and test unchanged)",
+    )
+    p.add_argument(
         "--no-shift-data",
         action="store_true",
         help="leave out the lookalike and jailbreak sets (phtest, CoCoNot contrast, JBB artifacts, in-the-wild) and train on load_all() only, as the first shipped probes did",
@@ -111,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         wrap_fraction=args.wrap_fraction,
         shift_data=not args.no_shift_data,
         data_dir=args.data,
+        train_attacks=_intent_shares(args.train_attacks),
     )
     splits = {name: data.split(name) for name in ("train", "validation", "test")}
     acts = {
@@ -136,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
         + (f" --pool {args.pool}" if args.pool != "last" else "")
         + (f" --sites {' '.join(args.sites)}" if args.sites else "")
         + (f" --tasks {' '.join(args.tasks)}" if args.tasks != ["risk", "intent"] else "")
+        + (f" --train-attacks {' '.join(args.train_attacks)}" if args.train_attacks else "")
         + (f" --report {args.report}" if args.report else ""),
         "tasks": {},
         "timing": {
@@ -182,6 +192,22 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote the '## Probes' section of {args.report}")
     print(f"done in {time.time() - start:.0f} s")
     return 0
+
+
+def _intent_shares(items: list[str] | None) -> dict[str, float] | None:
+    """``["benign=0.5", ...]`` -> ``{"benign": 0.5, ...}`` (None stays None)."""
+    if not items:
+        return None
+    out: dict[str, float] = {}
+    for item in items:
+        name, _, share = item.partition("=")
+        try:
+            out[name] = float(share)
+        except ValueError:
+            raise SystemExit(
+                f"--train-attacks {item!r} is not INTENT=SHARE: write e.g. benign=0.5"
+            ) from None
+    return out
 
 
 def default_sweep_sites(n_layers: int) -> list[str]:

@@ -128,6 +128,7 @@ def calibrate_guide(
     max_vulnerable_loss: float = 0.01,
     max_vulnerable_help: int | None = None,
     max_malicious_help_gain: float = 0.04,
+    max_benign_redirect_gain: float | None = None,
     self_harm: torch.Tensor | None = None,
     reference: tuple[Policy, torch.Tensor] | None = None,
 ) -> GuideCalibration:
@@ -136,7 +137,9 @@ def calibrate_guide(
     validation posteriors (N, C) in the policy's intent order; ``self_harm`` is an optional (N,)
     bool mask of self-directed harm rows that must gain no redirects; ``max_vulnerable_help``
     (None: no such budget) is how many vulnerable rows the reference does not help may be sent to
-    help (0: none). The budgets are measured against
+    help (0: none); ``max_benign_redirect_gain`` (None: no such budget) is how much the share of
+    benign + borderline rows redirected may rise (0: not at all), so that guides are not traded
+    for refusals. The budgets are measured against
     ``base`` on ``posterior``, or against ``reference`` = (policy, its (N, C) posteriors of the same
     rows), e.g. the gate a new probe replaces."""
     base = base or Policy()
@@ -197,6 +200,8 @@ def calibrate_guide(
         else decision_table(ref_policy, ref_post, sh_names).get("self-harm")
     )
     v0, m0 = ref_table["vulnerable"], ref_table.get("malicious")
+    bb0 = [ref_table[i] for i in ("benign", "borderline") if i in ref_table]
+    bb_redirect0 = sum(r["redirect"] * r["n"] for r in bb0) / max(sum(r["n"] for r in bb0), 1.0)
 
     def ok(g: dict[str, Any]) -> bool:
         v, m, sh = g["table"]["vulnerable"], g["table"].get("malicious"), g.get("self_harm")
@@ -204,6 +209,10 @@ def calibrate_guide(
             v["guide"] >= v0["guide"] - max_vulnerable_loss - 1e-9
             and v["redirect"] <= v0["redirect"] + 1e-9
             and (max_vulnerable_help is None or g["vulnerable_help_gain"] <= max_vulnerable_help)
+            and (
+                max_benign_redirect_gain is None
+                or g["benign_borderline_redirect"] <= bb_redirect0 + max_benign_redirect_gain + 1e-9
+            )
             and (
                 sh is None
                 or ref_sh is None

@@ -88,6 +88,22 @@ def _attacked(records: PromptSet, fraction: float, max_chars: int, seed: int) ->
     return augment_attacks(chosen, seed=seed) if chosen else PromptSet([])
 
 
+def _extra_attacked(
+    records: PromptSet, fractions: Mapping[str, float], max_chars: int, seed: int
+) -> PromptSet:
+    """A second seeded attack copy of a hash-chosen share of each intent's short plain prompts
+    (``fractions``: intent -> share), drawn independently of :func:`_attacked`'s choice."""
+    chosen = [
+        r
+        for r in records
+        if len(r.text) <= max_chars
+        and r.source not in _JAILBREAK_SOURCES
+        and "wrapper" not in r.meta
+        and unit_hash(f"extra-attack:{seed}:{r.id}") < fractions.get(r.intent, 0.0)
+    ]
+    return augment_attacks(chosen, seed=seed + 1) if chosen else PromptSet([])
+
+
 def _cap(records: PromptSet, caps: Mapping[str, int], seed: int) -> PromptSet:
 
     kept: list[PromptRecord] = []
@@ -126,6 +142,7 @@ def probe_splits(
     shift_data: bool | None = None,
     data_dir: Any = None,
     attack_fractions: Mapping[str, float] | None = None,
+    train_attacks: Mapping[str, float] | None = None,
     seed: int = 0,
 ) -> ProbeData:
     """Capped splits of ``prompts`` (default: ``load_all()``) with wrapped copies added.
@@ -141,6 +158,10 @@ def probe_splits(
             read from ``data_dir`` (default: the shared data folder).
         attack_fractions: split -> share of short plain prompts also added in one seeded attack
             transform (default :data:`DEFAULT_ATTACK_FRACTIONS`; ``{}`` for none).
+        train_attacks: intent -> share of that intent's short plain *train* prompts added once
+            more in a second seeded attack transform (default None: none), so that a probe sees
+            the attack frames around more requests of that intent; validation and test are
+            unchanged.
 
     Example:
         >>> data = probe_splits()                            # doctest: +SKIP
@@ -153,6 +174,13 @@ def probe_splits(
         pool = PromptSet.concat(pool, load_shift_sources(data_dir)).deduplicate()
     caps = DEFAULT_CAPS if caps is None else caps
     attacks = DEFAULT_ATTACK_FRACTIONS if attack_fractions is None else attack_fractions
+    extra = dict(train_attacks or {})
+    unknown = sorted(set(extra) - {"benign", "borderline", "vulnerable", "malicious"})
+    if unknown or not all(0.0 <= v <= 1.0 for v in extra.values()):
+        raise ValueError(
+            f"train_attacks={extra} must map intents (benign, borderline, vulnerable, malicious) "
+            "to shares in [0, 1]: fix the names or the shares"
+        )
     parts = {}
     for name, records in pool.splits().items():
         base = _cap(records, caps.get(name, {}), seed)
@@ -161,6 +189,8 @@ def probe_splits(
             + _wrapped(base, wrap_fraction, wrap_max_chars, seed)
             + _attacked(base, attacks.get(name, 0.0), wrap_max_chars, seed)
         )
+        if name == "train" and extra:
+            parts[name] = parts[name] + _extra_attacked(base, extra, wrap_max_chars, seed)
     description = {
         "pool": f"{len(pool)} prompts ({', '.join(sorted({r.source for r in pool}))})",
         "caps": str({k: dict(v) for k, v in caps.items()}),
@@ -168,4 +198,9 @@ def probe_splits(
         "attacks": f"fractions {dict(attacks)} of plain prompts <= {wrap_max_chars} chars, one attack transform each, all intents, seed {seed}",
         "sizes": str({k: len(v) for k, v in parts.items()}),
     }
+    if extra:
+        description["train_attacks"] = (
+            f"train only: a second attack transform around shares {extra} of each intent's "
+            f"plain prompts <= {wrap_max_chars} chars, seed {seed + 1}"
+        )
     return ProbeData(parts["train"], parts["validation"], parts["test"], description)

@@ -208,3 +208,23 @@ def test_max_vulnerable_help_counts_rows_not_totals_against_the_reference():
     strict = calibrate_guide(post, intents, max_vulnerable_help=0, **kw)
     assert decision_table(strict.policy, calm, ["vulnerable"] * 5)["vulnerable"]["help"] == 0.0
     assert decision_table(strict.policy, benign, ["benign"] * 40)["benign"]["help"] == 1.0
+
+
+def test_max_benign_redirect_gain_keeps_guides_from_turning_into_refusals():
+    # helping B (a little vulnerable doubt) needs delta > 0.477; above delta 0.4 the guide of A
+    # (an even benign/malicious doubt) loses to redirect: a benign user refused
+    a = _rows([0.5, 0.0, 0.0, 0.5], 10)
+    b = _rows([0.65, 0.0, 0.35, 0.0], 20)
+    vulnerable = _rows([0.0, 0.0, 1.0, 0.0], 20)
+    post = torch.cat([a, b, vulnerable])
+    intents = ["benign"] * 30 + ["vulnerable"] * 20
+    kw = {"guide_malicious": (0.0,)}
+    free = calibrate_guide(post, intents, **kw)
+    held = calibrate_guide(post, intents, max_benign_redirect_gain=0.0, **kw)
+    g, h, r = (Policy().strategies.index(s) for s in ("guide", "help", "redirect"))
+    assert free.delta > 0.47 and free.policy.gates(a).argmax(-1).tolist() == [r] * 10
+    assert free.policy.gates(b).argmax(-1).tolist() == [h] * 20
+    assert held.delta <= 0.4 and held.policy.gates(a).argmax(-1).tolist() == [g] * 10
+    # the budget is a share of the benign + borderline rows: 10 of 30 redirected is 1/3
+    some = calibrate_guide(post, intents, max_benign_redirect_gain=0.34, **kw)
+    assert some.delta == free.delta
