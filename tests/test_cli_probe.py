@@ -127,3 +127,12 @@ def test_train_probe_pool_last_mean_fits_on_both_side_by_side(tmp_path, monkeypa
     got = _probe.probe_features(model, intent, texts, tmp_path / "cache")
     want = capture(model, texts, intent.site, pool="last+mean", progress=False)[intent.site]
     torch.testing.assert_close(got, want.float(), atol=1e-4, rtol=1e-4)
+
+
+def test_train_attacks_are_read_as_intent_shares_and_a_bad_one_names_the_fix():
+    from oyster_steer.cli._probe import _intent_shares
+
+    assert _intent_shares(None) is None
+    assert _intent_shares(["benign=0.5", "vulnerable=1"]) == {"benign": 0.5, "vulnerable": 1.0}
+    with pytest.raises(SystemExit, match="INTENT=SHARE"):
+        _intent_shares(["benign:0.5"])
