@@ -16,7 +16,7 @@ redirected not falling; and, new, benign + borderline rows redirected not rising
    benign + borderline rows helped for each budget of malicious rows helped.
 2. **The probe**: the intent probe refit (last+mean at ``--site``, from the capture cache) with
    ``--train-attacks`` (a second attack copy of train rows, ``probe_splits(train_attacks=...)``;
-   rows not in the cache are captured), without class balancing, selected on macro-F1, or on a
+   rows not in the cache are captured), ``--train-wraps`` (a second template wrap), without class balancing, selected on macro-F1, or on a
    finer L2 grid; each calibrated against the reference with ``calibrate_guide`` and scored.
 
     PYTHONPATH=$PWD python scripts/gate_guide_levers.py --reference runs/shipped-probes \\
@@ -115,6 +115,7 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path("runs/capture-cache"))
     ap.add_argument("--site", default="blocks.12.hook_resid_post")
     ap.add_argument("--train-attacks", nargs="+", default=None, metavar="INTENT=SHARE")
+    ap.add_argument("--train-wraps", nargs="+", default=None, metavar="INTENT=SHARE")
     ap.add_argument("--test", action="store_true", help="also print the test split's routes")
     ap.add_argument(
         "--changed",
@@ -228,24 +229,23 @@ def main() -> None:
 
     # 2. the probe refit
     print("\n2. intent probe refits (last+mean), calibrated against the reference (validation)")
-    variants: list[tuple[str, dict[str, float] | None, dict[str, Any]]] = [
-        ("shipped recipe", None, {})
+    Shares = dict[str, float] | None
+    variants: list[tuple[str, Shares, Shares, dict[str, Any]]] = [
+        ("shipped recipe", None, None, {})
     ]
     if args.train_attacks:
-        variants.append(
-            (
-                "--train-attacks " + " ".join(args.train_attacks),
-                _intent_shares(args.train_attacks),
-                {},
-            )
-        )
+        name = "--train-attacks " + " ".join(args.train_attacks)
+        variants.append((name, _intent_shares(args.train_attacks), None, {}))
+    if args.train_wraps:
+        name = "--train-wraps " + " ".join(args.train_wraps)
+        variants.append((name, None, _intent_shares(args.train_wraps, "--train-wraps"), {}))
     variants += [
-        ("class_weight None", None, {"class_weight": None}),
-        ("select macro_f1", None, {"select": "macro_f1"}),
-        ("L2 grid 0.003-0.03", None, {"l2_grid": (0.003, 0.005, 0.01, 0.02, 0.03)}),
+        ("class_weight None", None, None, {"class_weight": None}),
+        ("select macro_f1", None, None, {"select": "macro_f1"}),
+        ("L2 grid 0.003-0.03", None, None, {"l2_grid": (0.003, 0.005, 0.01, 0.02, 0.03)}),
     ]
-    for name, extra_attacks, kw in variants:
-        data = probe_splits(train_attacks=extra_attacks)
+    for name, extra_attacks, extra_wraps, kw in variants:
+        data = probe_splits(train_attacks=extra_attacks, train_wraps=extra_wraps)
         train = list(data.train)
         yt, task = task_labels("intent", train)
         probe = train_probe(

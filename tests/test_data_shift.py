@@ -123,6 +123,25 @@ def test_train_attacks_add_attack_copies_of_the_named_intents_to_train_only():
         probe_splits(load_starter(), train_attacks={"harmless": 0.5})
 
 
+def test_train_wraps_add_a_second_template_copy_to_train_only():
+    from oyster_steer.data import load_starter
+
+    kw = {"wrap_fraction": 0.5, "attack_fractions": {}}
+    plain = probe_splits(load_starter(), **kw)
+    more = probe_splits(load_starter(), train_wraps={"benign": 1.0}, **kw)
+    for name in ("validation", "test"):
+        assert [r.text for r in more.split(name)] == [r.text for r in plain.split(name)]
+    texts = [r.text for r in more.train]
+    assert len(texts) == len(set(texts))  # a copy identical to a first wrap is dropped
+    added = [r for r in more.train if r.text not in {p.text for p in plain.train}]
+    short = [r for r in plain.train if not is_wrapped(r) and len(r.text) <= 600]
+    n_benign = sum(r.intent == "benign" for r in short)
+    assert {r.intent for r in added} == {"benign"} and 0.7 * n_benign < len(added) <= n_benign
+    assert all(r.meta["wrapper"].isdigit() for r in added) and "train_wraps" in more.description
+    with pytest.raises(ValueError, match="train_wraps"):
+        probe_splits(load_starter(), train_wraps={"benign": 2.0})
+
+
 def test_probe_splits_never_wrap_a_jailbreak_again():
     jb = PromptSet(
         [

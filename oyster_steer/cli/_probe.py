@@ -71,6 +71,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "plain train prompts (e.g. benign=0.5 vulnerable=0.6; validation and test unchanged)",
     )
     p.add_argument(
+        "--train-wraps",
+        nargs="+",
+        default=None,
+        metavar="INTENT=SHARE",
+        help="the same with a second jailbreak template wrap (WRAPPER_TEMPLATES)",
+    )
+    p.add_argument(
         "--no-shift-data",
         action="store_true",
         help="leave out the lookalike and jailbreak sets (phtest, CoCoNot contrast, JBB artifacts, in-the-wild) and train on load_all() only, as the first shipped probes did",
@@ -120,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
         shift_data=not args.no_shift_data,
         data_dir=args.data,
         train_attacks=_intent_shares(args.train_attacks),
+        train_wraps=_intent_shares(args.train_wraps, "--train-wraps"),
     )
     splits = {name: data.split(name) for name in ("train", "validation", "test")}
     acts = {
@@ -146,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
         + (f" --sites {' '.join(args.sites)}" if args.sites else "")
         + (f" --tasks {' '.join(args.tasks)}" if args.tasks != ["risk", "intent"] else "")
         + (f" --train-attacks {' '.join(args.train_attacks)}" if args.train_attacks else "")
+        + (f" --train-wraps {' '.join(args.train_wraps)}" if args.train_wraps else "")
         + (f" --report {args.report}" if args.report else ""),
         "tasks": {},
         "timing": {
@@ -194,7 +203,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _intent_shares(items: list[str] | None) -> dict[str, float] | None:
+def _intent_shares(
+    items: list[str] | None, flag: str = "--train-attacks"
+) -> dict[str, float] | None:
     """``["benign=0.5", ...]`` -> ``{"benign": 0.5, ...}`` (None stays None)."""
     if not items:
         return None
@@ -205,7 +216,7 @@ def _intent_shares(items: list[str] | None) -> dict[str, float] | None:
             out[name] = float(share)
         except ValueError:
             raise SystemExit(
-                f"--train-attacks {item!r} is not INTENT=SHARE: write e.g. benign=0.5"
+                f"{flag} {item!r} is not INTENT=SHARE: write e.g. benign=0.5"
             ) from None
     return out
 

@@ -104,6 +104,23 @@ def _extra_attacked(
     return augment_attacks(chosen, seed=seed + 1) if chosen else PromptSet([])
 
 
+def _extra_wrapped(
+    records: PromptSet, fractions: Mapping[str, float], max_chars: int, seed: int
+) -> PromptSet:
+    """A second template-wrapped copy (another template draw) of a hash-chosen share of each
+    intent's short plain prompts, drawn independently of :func:`_wrapped`'s choice."""
+    chosen = PromptSet(
+        [
+            r
+            for r in records
+            if r.source not in _JAILBREAK_SOURCES
+            and "wrapper" not in r.meta
+            and unit_hash(f"extra-wrap:{seed}:{r.id}") < fractions.get(r.intent, 0.0)
+        ]
+    )
+    return _wrapped(chosen, 1.0, max_chars, seed + 1)
+
+
 def _cap(records: PromptSet, caps: Mapping[str, int], seed: int) -> PromptSet:
 
     kept: list[PromptRecord] = []
@@ -143,6 +160,7 @@ def probe_splits(
     data_dir: Any = None,
     attack_fractions: Mapping[str, float] | None = None,
     train_attacks: Mapping[str, float] | None = None,
+    train_wraps: Mapping[str, float] | None = None,
     seed: int = 0,
 ) -> ProbeData:
     """Capped splits of ``prompts`` (default: ``load_all()``) with wrapped copies added.
@@ -162,6 +180,8 @@ def probe_splits(
             more in a second seeded attack transform (default None: none), so that a probe sees
             the attack frames around more requests of that intent; validation and test are
             unchanged.
+        train_wraps: the same for a second copy in one of ``WRAPPER_TEMPLATES`` (another
+            template draw; a copy identical to a row already in train is dropped).
 
     Example:
         >>> data = probe_splits()                            # doctest: +SKIP
@@ -175,12 +195,14 @@ def probe_splits(
     caps = DEFAULT_CAPS if caps is None else caps
     attacks = DEFAULT_ATTACK_FRACTIONS if attack_fractions is None else attack_fractions
     extra = dict(train_attacks or {})
-    unknown = sorted(set(extra) - {"benign", "borderline", "vulnerable", "malicious"})
-    if unknown or not all(0.0 <= v <= 1.0 for v in extra.values()):
-        raise ValueError(
-            f"train_attacks={extra} must map intents (benign, borderline, vulnerable, malicious) "
-            "to shares in [0, 1]: fix the names or the shares"
-        )
+    wraps = dict(train_wraps or {})
+    for what, shares in (("train_attacks", extra), ("train_wraps", wraps)):
+        unknown = sorted(set(shares) - {"benign", "borderline", "vulnerable", "malicious"})
+        if unknown or not all(0.0 <= v <= 1.0 for v in shares.values()):
+            raise ValueError(
+                f"{what}={shares} must map intents (benign, borderline, vulnerable, malicious) "
+                "to shares in [0, 1]: fix the names or the shares"
+            )
     parts = {}
     for name, records in pool.splits().items():
         base = _cap(records, caps.get(name, {}), seed)
@@ -191,6 +213,10 @@ def probe_splits(
         )
         if name == "train" and extra:
             parts[name] = parts[name] + _extra_attacked(base, extra, wrap_max_chars, seed)
+        if name == "train" and wraps:
+            seen = {r.text for r in parts[name]}
+            more = _extra_wrapped(base, wraps, wrap_max_chars, seed)
+            parts[name] = parts[name] + PromptSet([r for r in more if r.text not in seen])
     description = {
         "pool": f"{len(pool)} prompts ({', '.join(sorted({r.source for r in pool}))})",
         "caps": str({k: dict(v) for k, v in caps.items()}),
@@ -198,6 +224,11 @@ def probe_splits(
         "attacks": f"fractions {dict(attacks)} of plain prompts <= {wrap_max_chars} chars, one attack transform each, all intents, seed {seed}",
         "sizes": str({k: len(v) for k, v in parts.items()}),
     }
+    if wraps:
+        description["train_wraps"] = (
+            f"train only: a second template wrap around shares {wraps} of each intent's plain "
+            f"prompts <= {wrap_max_chars} chars, seed {seed + 1}"
+        )
     if extra:
         description["train_attacks"] = (
             f"train only: a second attack transform around shares {extra} of each intent's "
