@@ -653,8 +653,9 @@ def select_gain(
     """The gain with the most constructive verdicts on ``records`` among coherent ones.
 
     Coherent: median reply perplexity (under the unsteered model) at most twice the unsteered
-    replies' median, and no reply in a repetition loop (:func:`repetition` > 0.3). Returns the
-    gain and one row per gain tried (unsteered first) with rates and replies.
+    replies' median, and no reply in a repetition loop (:func:`repetition` > 0.3); when no gain
+    is, the one nearest 1 (the gain it was trained at), whatever the order of ``gains``. Returns
+    the gain and one row per gain tried (unsteered first) with rates and replies.
     """
 
     prompts = [r.text for r in records]
@@ -683,7 +684,10 @@ def select_gain(
             f"{rows[-1]['compliance']:.0%}, median ppl {rows[-1]['ppl']:.2f}, loops {rows[-1]['loops']}"
         )
     base = rows[0]["ppl"]
-    ok = [r for r in rows[1:] if r["ppl"] <= 2 * base and r["loops"] == 0] or rows[1:2]
+    # none coherent enough: the gain nearest the trained one (1), not whichever came first
+    ok = [r for r in rows[1:] if r["ppl"] <= 2 * base and r["loops"] == 0] or [
+        min(rows[1:], key=lambda r: abs(r["gain"] - 1.0))
+    ]
     best = max(ok, key=lambda r: (r["constructive"], -r["compliance"], -abs(r["gain"] - 1.0)))
     return float(best["gain"]), rows
 

@@ -470,3 +470,38 @@ def test_the_target_cache_is_keyed_by_the_prompt_texts(tiny_models, monkeypatch,
         train_plan_actions(model, changed, cfg, log=lambda s: None, targets_cache=cache)
     assert len(made) == 2 and made[1] != made[0] and len(made[1]) == len(made[0])
     assert pt.prompts_digest(["a", "b"]) != pt.prompts_digest(["a", "c"])
+
+
+def test_select_gain_without_a_coherent_gain_takes_the_one_nearest_1(tiny_models, monkeypatch):
+    """No gain within twice the unsteered perplexity: the gain nearest the trained one (1), not
+    the first listed (a run with --gains 0.7 1 1.5 took 0.7 and 50% constructive that way)."""
+    import torch
+
+    from oyster_steer.reproduce import _plan_training as pt
+
+    model = tiny_models("llama")
+    site = "blocks.1.hook_resid_post"
+    action = _constant_action(model, site, torch.ones(model.d_model), 1.0)
+    records = list(load_starter().filter(intent="malicious"))[:2]
+    calls: list[int] = []
+
+    def fake_generate(m, texts, **kw):
+        calls.append(len(calls))
+        return [f"reply {len(calls)}" for _ in texts]
+
+    def fake_judge(records, replies, model=None):
+        good = replies[0] != "reply 1"  # every steered gain answers constructively
+        return [{"verdict": "constructive" if good else "compliance"} for _ in replies]
+
+    ppl = {"reply 1": 2.0}  # unsteered; every steered gain is past twice that
+    monkeypatch.setattr(pt, "generate_replies", fake_generate)
+    monkeypatch.setattr(pt, "judge_replies", fake_judge)
+    monkeypatch.setattr(pt, "coherence", lambda m, p, r: [ppl.get(x, 9.0) for x in r])
+    for gains in ((0.7, 1.0, 1.5), (1.5, 1.0), (0.7, 1.5)):
+        calls.clear()
+        gain, rows = pt.select_gain(model, action, records, gains, log=lambda s: None)
+        assert [r["gain"] for r in rows] == [0.0, *gains]
+        assert gain == (1.0 if 1.0 in gains else 0.7)
+    ppl["reply 3"] = 3.0  # with (0.7, 1.5): the second steered gain is coherent, so it wins
+    calls.clear()
+    assert pt.select_gain(model, action, records, (0.7, 1.5), log=lambda s: None)[0] == 1.5
