@@ -1,7 +1,7 @@
 """Before/after table of the gate on the probe splits: two probe sets (and policies), the same rows.
 
-Reads the probe splits' activations from the ``train-probe`` capture cache (so both probe sets
-must read sites that ``train-probe`` sweeps), scores each probe set's intent read, its risk
+Reads the probe splits' activations from the capture cache, each probe at its own site and with
+its own pool (last token, prompt mean, or both side by side), scores each probe set's intent read, its risk
 monitor's flag at its own threshold and the policy's hard decision, and prints one markdown
 table: validation and test, before and after.
 
@@ -18,7 +18,6 @@ import torch
 
 from oyster_steer import load_model, load_probe
 from oyster_steer.activations._cache import cached_capture
-from oyster_steer.cli._probe import default_sweep_sites
 from oyster_steer.control import Policy
 from oyster_steer.control._policy_calibration import load_policy
 from oyster_steer.core._metrics import macro_f1
@@ -37,12 +36,20 @@ def _attack(r) -> str:
     return ""
 
 
-def _score(model, probes: Path, policy: Policy | None, acts, recs):
+def _features(model, probe, texts: list[str], cache: Path) -> torch.Tensor:
+    """What ``probe`` reads on ``texts``: its own pool (last, mean or last+mean) at its own site."""
+    site = probe.site.name
+    acts = cached_capture(model, texts, [site], pool=probe.pool, root=cache, progress=False)
+    return acts[site].float()
+
+
+def _score(model, probes: Path, policy: Policy | None, cache: Path, recs):
     intent = load_probe(probes / "intent.safetensors", model)
     risk = load_probe(probes / "risk.safetensors", model)
     pol = (policy or Policy()).reindex(intent.labels)
-    post = intent.probs(acts[intent.site.name].float()).cpu()
-    flag = (risk.probs(acts[risk.site.name].float())[:, 1] > (risk.threshold or 0.5)).cpu()
+    texts = [r.text for r in recs]
+    post = intent.probs(_features(model, intent, texts, cache)).cpu()
+    flag = (risk.probs(_features(model, risk, texts, cache))[:, 1] > (risk.threshold or 0.5)).cpu()
     choice = pol.gates(post).argmax(-1)
     read = [intent.labels[int(i)] for i in post.argmax(-1)]
     strat = [pol.strategies[int(i)] for i in choice]
@@ -154,14 +161,11 @@ def main() -> None:
     cols, table = [], {}
     for split in ("validation", "test"):
         ps = data.split(split)
-        acts = cached_capture(
-            model, ps.texts, default_sweep_sites(model.n_layers), root=args.cache, progress=False
-        )
         for tag, probes, pol in (
             ("before", args.before, args.before_policy),
             ("after", args.after, args.after_policy),
         ):
-            res = _score(model, probes, load_policy(pol) if pol else None, acts, list(ps))
+            res = _score(model, probes, load_policy(pol) if pol else None, args.cache, list(ps))
             cols.append(f"{split} {tag}")
             for k, v in res.items():
                 table.setdefault(k, {})[cols[-1]] = v
