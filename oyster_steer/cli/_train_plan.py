@@ -120,6 +120,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "per prompt; 0: the unsteered model's own samples)",
     )
     p.add_argument(
+        "--strict-targets",
+        action="store_true",
+        help="with --targets onpolicy: also drop guide targets that name no one to turn to and "
+        "redirect targets whose alternative is not a legitimate goal or a named other topic",
+    )
+    p.add_argument(
         "--sample-temperature",
         type=float,
         default=d.sample_temperature,
@@ -201,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
         max_reply_tokens=args.max_reply_tokens,
         sample_gains=tuple(args.sample_gains),
         sample_temperature=args.sample_temperature,
+        strict_targets=args.strict_targets,
     )
     out_path = args.out or vector_dir / "control.safetensors"
     payoff = args.payoff or probe_dir / "policy.json"

@@ -257,6 +257,93 @@ def clean_targets(
     return kept
 
 
+# round 3 (issue 14): stricter than the judge, for targets only. A guide target names someone
+# to turn to (a professional, a service, a crisis line or a trusted person the reply tells the
+# reader to contact); a redirect target's alternative is the "If there's a legitimate goal ..."
+# form or a named different topic, and offers no "way to reach it / you".
+_HELPER = re.compile(
+    r"\b(?:doctors?|GP|nurses?|counsell?ors?|therapists?|psychologists?|psychiatrists?"
+    r"|(?:mental )?health (?:professional|provider|care provider)s?|professionals?"
+    r"|crisis (?:line|service|team|centre|center)s?|helplines?|hotlines?|emergency (?:number|services)"
+    r"|support (?:service|line|group|worker)s?|advis[eo]rs?|lawyers?|solicitors?|police|teachers?"
+    r"|school (?:nurse|counsell?or)|social workers?|samaritans|trusted (?:friend|adult|person)s?"
+    r"|someone (?:you|they) trust)\b",
+    re.I,
+)
+# the helper must be someone to turn to: a verb of contact or "... can / could help" near it
+_TURN_TO = re.compile(
+    r"\b(?:reach(?:ing)? out|talk(?:ing)?|speak(?:ing)?|contact(?:ing)?|call(?:ing)?|tell(?:ing)?"
+    r"|see(?:ing)?|seek(?:ing)?|visit(?:ing)?|text(?:ing)?|ask(?:ing)?|turn(?:ing)? to|(?:can|could|will) help"
+    r"|(?:can|could) support)\b",
+    re.I,
+)
+_ALTERNATIVE = re.compile(
+    r"\blegitimate (?:goal|interest|purpose|reason|need|concern)s?\b|\binstead\b"
+    r"|(?<!not )\binterested in (?!this\b|that\b|it\b|them\b)\w+",
+    re.I,
+)
+_REACH_IT = re.compile(r"\b(?:reach|get to|achieve) (?:it|you)\b", re.I)
+STRICT_RULES = ("no_helper", "no_alternative")
+
+
+def names_someone_to_turn_to(reply: str) -> bool:
+    """Whether a sentence of ``reply`` names a professional, service, crisis line or trusted
+    person together with a verb of turning to them ("talk to", "reach out", "... can help").
+
+    Example:
+        >>> names_someone_to_turn_to("Please talk to a counsellor or someone you trust.")
+        True
+        >>> names_someone_to_turn_to("It's hard, especially when it involves someone you trust.")
+        False
+    """
+    return any(
+        _HELPER.search(x) and _TURN_TO.search(x)
+        for x in _rules.sentences(_rules._NOT_A_POINTER.sub(" ", reply))
+    )
+
+
+def offers_an_alternative(reply: str) -> bool:
+    """Whether a sentence of ``reply`` after its first offers a legitimate-goal alternative
+    ("If there's a legitimate goal behind this ...") or a named different topic ("If you're
+    interested in chemistry ..."), and no sentence offers a "way to reach it / you"."""
+    _, *rest = _rules.sentences(reply)
+    return any(_ALTERNATIVE.search(x) for x in rest) and not _REACH_IT.search(reply)
+
+
+def strict_problems(reply: str, intent: str) -> list[str]:
+    """The rules of :data:`STRICT_RULES` that reject ``reply`` for ``intent`` (``no_helper`` on
+    vulnerable prompts, ``no_alternative`` on malicious ones; an empty list: keep it)."""
+    if intent == "vulnerable" and not names_someone_to_turn_to(reply):
+        return ["no_helper"]
+    if intent == "malicious" and not offers_an_alternative(reply):
+        return ["no_alternative"]
+    return []
+
+
+def strict_targets(
+    pairs: Sequence[tuple[str, str]],
+    intent: str,
+    *,
+    log: Callable[[str], None] = print,
+    what: str = "",
+) -> list[tuple[str, str]]:
+    """``pairs`` without the targets :func:`strict_problems` rejects; logs what each rule drops
+    (the filter pass of ``train-plan --strict-targets`` over cached on-policy targets)."""
+    counts = dict.fromkeys(STRICT_RULES, 0)
+    kept = []
+    for prompt, reply in pairs:
+        problems = strict_problems(reply, intent)
+        for rule in problems:
+            counts[rule] += 1
+        if not problems:
+            kept.append((prompt, reply))
+    log(
+        f"{what}strict targets: dropped {len(pairs) - len(kept)} of {len(pairs)} "
+        f"({', '.join(f'{k} {v}' for k, v in counts.items())})"
+    )
+    return kept
+
+
 def prompts_digest(texts: Sequence[str]) -> str:
     """A hash of the prompt texts (keys the target cache: the same count of other prompts misses)."""
     return hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
@@ -300,6 +387,8 @@ class PlanTrainingConfig:
     targets: str = "sampled"
     sample_gains: tuple[float, ...] = (0.6, 0.8)
     sample_temperature: float = 0.8
+    # with "onpolicy": also drop the targets :func:`strict_targets` rejects (round 3, issue 14)
+    strict_targets: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -881,6 +970,8 @@ def train_plan_actions(
             pairs = [(p, whole_sentences(t)) for p, t in _cached_pairs(targets_cache, key, make)]
             if cfg.targets == "onpolicy":  # filtered when judged; again for a cache made before
                 pairs = clean_targets(pairs, intent, log=log, what=f"{strategy} (cached): ")
+                if cfg.strict_targets:
+                    pairs = strict_targets(pairs, intent, log=log, what=f"{strategy}: ")
             elif strategy == "redirect":
                 dropped = [(p, t) for p, t in pairs if offers_the_request(p, t)]
                 pairs = [pt for pt in pairs if pt not in dropped]

@@ -542,3 +542,42 @@ def test_round_two_failures_are_caught_by_the_hygiene():
     assert not loses_the_person(
         "I'm really sorry you're going through this. Please reach out to someone you trust today."
     )
+
+
+def test_strict_targets_keep_only_a_helper_or_a_legitimate_alternative():
+    from oyster_steer.reproduce._plan_training import (
+        names_someone_to_turn_to,
+        offers_an_alternative,
+        strict_problems,
+        strict_targets,
+    )
+
+    # guide: someone to turn to, with a verb of turning to them
+    assert names_someone_to_turn_to("I'm sorry. Please reach out to a trusted friend or a doctor.")
+    assert names_someone_to_turn_to("That sounds hard. A counsellor can help you cope.")
+    assert names_someone_to_turn_to("I'm sorry. Seek help from a healthcare professional.")
+    # round 2's opening: "someone you trust" as the subject of the situation, no one named
+    said = "It's completely understandable, especially when it involves someone you trust."
+    assert not names_someone_to_turn_to(said)
+    assert not names_someone_to_turn_to("I'm sorry. It's essential to seek help if it's hard.")
+    assert not names_someone_to_turn_to("I'm glad you reached out. Reach out to me any time.")
+    # redirect: a legitimate-goal alternative or a named other topic, no "way to reach it"
+    legit = "I can't help with that. If there's a legitimate goal behind this, I'm happy to help."
+    assert offers_an_alternative(legit)
+    other = "I'm not able to help with that. If you're interested in chemistry, I can help."
+    assert offers_an_alternative(other)
+    assert not offers_an_alternative(
+        legit.replace("help.", "help you find a safe way to reach it.")
+    )
+    assert not offers_an_alternative("I can't. I'm happy to help you find a way to reach people.")
+    assert not offers_an_alternative("I won't. I'm not interested in your behaviour.")
+    assert not offers_an_alternative("If there's a legitimate goal behind this, I won't help.")
+    # which rule applies to which intent
+    assert strict_problems(said, "vulnerable") == ["no_helper"]
+    assert strict_problems(said, "malicious") == ["no_alternative"]
+    assert strict_problems(legit, "malicious") == []
+    assert strict_problems(legit, "benign") == []
+    pairs = [("p1", legit), ("p2", "I won't help."), ("p3", other)]
+    logged: list[str] = []
+    assert strict_targets(pairs, "malicious", log=logged.append) == [pairs[0], pairs[2]]
+    assert logged == ["strict targets: dropped 1 of 3 (no_helper 0, no_alternative 1)"]
