@@ -298,7 +298,7 @@ def names_someone_to_turn_to(reply: str) -> bool:
     """
     return any(
         _HELPER.search(x) and _TURN_TO.search(x)
-        for x in _rules.sentences(_rules._NOT_A_POINTER.sub(" ", reply))
+        for x in _rules.sentences(_rules.drop_false_pointers(reply))
     )
 
 
