@@ -217,7 +217,7 @@ _GOAL_OBJECT = re.compile(
     r"ex|girlfriend|boyfriend|daughter|son|stepdaughter|stepson|child|kids?|neighbou?r|roommate))\b"
     r"(?! who (?:can|could|will|would) (?:help|support|listen))"
     r"|\bways? to (?:make|get|do) (?:it|them|this|that)\b"
-    r"|\b(?:reach|achieve|accomplish|meet) your (?:goals?|aims?|needs)\b"
+    r"|(?P<goal>\b(?:reach|achieve|accomplish|meet) your (?:goals?|aims?|needs)\b)"
     r"|\b(?:confidential|private|secret|discreet) (?:way|channel|method|means) to (?:communicate|talk|chat|"
     r"stay in touch|keep in touch)\b",
     re.I,
@@ -257,10 +257,7 @@ def offers_the_goal(text: str) -> bool:
         for m in _GOAL_OBJECT.finditer(clause):
             if _CONSENSUAL.match(clause, m.end()):
                 continue  # "reach the person through legitimate, consensual channels"
-            if not (
-                named
-                and m.group(0).lower().split()[-1] in ("goal", "goals", "aim", "aims", "needs")
-            ):
+            if not (named and m.group("goal")):
                 return True
     return False
 

@@ -234,6 +234,30 @@ def target_problems(prompt: str, reply: str, intent: str) -> list[str]:
     return found
 
 
+def _drop_targets(
+    pairs: Sequence[tuple[str, str]],
+    rules: Sequence[str],
+    problems_of: Callable[[str, str], list[str]],
+    log: Callable[[str], None],
+    head: str,
+    tail: str = "",
+) -> list[tuple[str, str]]:
+    """``pairs`` whose ``problems_of(prompt, reply)`` is empty; logs what each rule of ``rules`` drops."""
+    counts = dict.fromkeys(rules, 0)
+    kept = []
+    for prompt, reply in pairs:
+        problems = problems_of(prompt, reply)
+        for rule in problems:
+            counts[rule] += 1
+        if not problems:
+            kept.append((prompt, reply))
+    log(
+        f"{head}: dropped {len(pairs) - len(kept)} of {len(pairs)} "
+        f"({', '.join(f'{k} {v}' for k, v in counts.items())}{tail})"
+    )
+    return kept
+
+
 def clean_targets(
     pairs: Sequence[tuple[str, str]],
     intent: str,
@@ -242,19 +266,14 @@ def clean_targets(
     what: str = "",
 ) -> list[tuple[str, str]]:
     """``pairs`` without the targets :func:`target_problems` rejects; logs what each rule drops."""
-    counts = dict.fromkeys(TARGET_RULES, 0)
-    kept = []
-    for prompt, reply in pairs:
-        problems = target_problems(prompt, reply, intent)
-        for rule in problems:
-            counts[rule] += 1
-        if not problems:
-            kept.append((prompt, reply))
-    log(
-        f"{what}target hygiene: dropped {len(pairs) - len(kept)} of {len(pairs)} "
-        f"({', '.join(f'{k} {v}' for k, v in counts.items())}; a target may break several rules)"
+    return _drop_targets(
+        pairs,
+        TARGET_RULES,
+        lambda prompt, reply: target_problems(prompt, reply, intent),
+        log,
+        f"{what}target hygiene",
+        "; a target may break several rules",
     )
-    return kept
 
 
 # round 3 (issue 14): stricter than the judge, for targets only. A guide target names someone
@@ -329,19 +348,13 @@ def strict_targets(
 ) -> list[tuple[str, str]]:
     """``pairs`` without the targets :func:`strict_problems` rejects; logs what each rule drops
     (the filter pass of ``train-plan --strict-targets`` over cached on-policy targets)."""
-    counts = dict.fromkeys(STRICT_RULES, 0)
-    kept = []
-    for prompt, reply in pairs:
-        problems = strict_problems(reply, intent)
-        for rule in problems:
-            counts[rule] += 1
-        if not problems:
-            kept.append((prompt, reply))
-    log(
-        f"{what}strict targets: dropped {len(pairs) - len(kept)} of {len(pairs)} "
-        f"({', '.join(f'{k} {v}' for k, v in counts.items())})"
+    return _drop_targets(
+        pairs,
+        STRICT_RULES,
+        lambda _prompt, reply: strict_problems(reply, intent),
+        log,
+        f"{what}strict targets",
     )
-    return kept
 
 
 def prompts_digest(texts: Sequence[str]) -> str:
