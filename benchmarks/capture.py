@@ -28,6 +28,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Capture"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _random_models import SHAPES, random_llama  # noqa: E402
 
 
 def load(name: str, backend: str, device: str = "cpu") -> Any:
@@ -35,6 +37,9 @@ def load(name: str, backend: str, device: str = "cpu") -> Any:
     import oyster_steer as osteer
     from oyster_steer.testing import tiny_model
 
+    if name in SHAPES:  # random-init Llama shapes (the GPU runs): seeded, the same weights each
+        model = random_llama(name, device)
+        return model.with_backend(backend) if backend != "hf" else model
     if name == "tiny":
         model = tiny_model("llama", "hf")
         model.hf.to(device)
@@ -184,7 +189,7 @@ def write_section(text: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="smollm2", choices=("smollm2", "tiny"))
+    p.add_argument("--model", default="smollm2", choices=("smollm2", "tiny", *SHAPES))
     p.add_argument("--prompts", type=int, default=32)
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument(
@@ -212,7 +217,9 @@ def main(argv: list[str] | None = None) -> int:
         fns = {k: v for k, v in fns.items() if k.split()[0] in keep}
     times = measure(fns, args.repeats)
     hf = models["hf"]
-    command = "python benchmarks/capture.py" + (" --model tiny" if args.model == "tiny" else "")
+    command = "python benchmarks/capture.py" + (
+        f" --model {args.model}" if args.model != "smollm2" else ""
+    )
     command += f" --prompts {args.prompts} --repeats {args.repeats}"
     command += f" --threads {args.threads}" if args.threads else ""
     command += f" --methods {args.methods}" if args.methods else ""
@@ -221,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{SECTION}\n\n"
         f"Capture of `resid_post` at every layer ({hf.n_layers} layers, d={hf.d_model}) of "
         f"{hf.name}, {len(prompts)} chat-formatted starter prompts, one left-padded batch of "
-        f"{tuple(ids.shape)} tokens ({int(mask.sum())} real), fp32, median of {args.repeats} "
+        f"{tuple(ids.shape)} tokens ({int(mask.sum())} real), "
+        f"{str(next(hf.hf.parameters()).dtype).removeprefix('torch.')}, median of {args.repeats} "
         f"interleaved rounds after a warm-up.\n\n"
         f"Machine: {machine()}.\n\nCommand: `{command}`\n\n{table(times)}\n"
     )

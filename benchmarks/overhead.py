@@ -46,22 +46,9 @@ from oyster_steer.control import ControlPlan, bind, load_plan, patch_plan
 from oyster_steer.models._artifacts import model_meta
 from oyster_steer.probes._probe import LinearProbe
 
-SHAPES = {  # random-init Llama shapes for --gpu
-    "llama-1b": dict(
-        hidden_size=2048,
-        intermediate_size=8192,
-        num_hidden_layers=16,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-    ),
-    "llama-8b": dict(
-        hidden_size=4096,
-        intermediate_size=14336,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-    ),
-}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _random_models import SHAPES, random_llama  # noqa: E402
+
 PROMPTS = (
     "What is the capital of France?",
     "How do I kill a python process that hangs?",
@@ -219,6 +206,8 @@ def decode_steps(
         ) -> None:  # every timed step decodes position t again
             for layer in cache.layers:
                 layer.cumulative_length.fill_(t)
+            if compiled and gpu:  # a new CUDA-graph tree step: the last step's outputs are dead
+                torch.compiler.cudagraph_mark_step_begin()
 
         steps[name] = (rewind, lambda fn=fn, kwargs=kwargs: fn(**kwargs).logits)
     return _interleave(steps, repeats, warmup=3, device=next(iter(models.values())).device)
@@ -313,32 +302,23 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def load(args: argparse.Namespace) -> Any:
+    if args.model in SHAPES:  # e.g. llama-tiny: the --gpu code path on a CPU, in seconds
+        return random_llama(args.model, "cuda" if args.gpu else "cpu")
     if args.model == "tiny":  # smoke test of this script
         from oyster_steer.testing import tiny_model
 
         return tiny_model("llama")
     if not args.gpu:
         return osteer.load_model(args.model, device="cpu")
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from oyster_steer.testing import default_tokenizer
-
-    config = LlamaConfig(vocab_size=128256, max_position_embeddings=4096, **SHAPES[args.shape])
-    torch.set_default_dtype(
-        torch.bfloat16
-    )  # initialise on the GPU in bf16: an 8B fp32 CPU init is 32 GB
-    try:
-        with torch.device("cuda"):
-            hf = LlamaForCausalLM(config).eval()
-    finally:
-        torch.set_default_dtype(torch.float32)
-    return osteer.from_hf(hf, default_tokenizer(), name=f"random-{args.shape}")
+    return random_llama(args.shape, "cuda")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument(
-        "--model", default=osteer.DEFAULT_MODEL, help="model name, or 'tiny' for a smoke test"
+        "--model",
+        default=osteer.DEFAULT_MODEL,
+        help="model name, 'tiny' for a smoke test, or a random-init shape (e.g. llama-tiny)",
     )
     p.add_argument(
         "--pack",
@@ -376,6 +356,14 @@ def main() -> None:
         default=["unpatched", "plan", "naive"],
         help="what to compare (unpatched is the baseline and always runs)",
     )
+    p.add_argument(
+        "--compiled-variants",
+        nargs="+",
+        choices=VARIANTS,
+        default=None,
+        help="compile only these for the compiled decode step (default: all of --variants; "
+        "on a GPU 'naive' breaks the graph at every hook and compiles for minutes)",
+    )
     p.add_argument("--out", default=None, help="also write the results as JSON here")
     p.add_argument(
         "--table", default=None, help="print the markdown table of a saved JSON report and exit"
@@ -408,7 +396,9 @@ def main() -> None:
         )
         for label, compiled in modes:
             start = time.time()
-            res = summarize(decode_steps(models, batch, args.repeats, compiled, args.gpu))
+            keep = set(args.compiled_variants or names) | {"unpatched"} if compiled else set(names)
+            subset = {k: v for k, v in models.items() if k in keep}
+            res = summarize(decode_steps(subset, batch, args.repeats, compiled, args.gpu))
             report["results"][f"{label}, batch {batch}"] = res
             print(f"{label}, batch {batch} ({time.time() - start:.0f} s):", json.dumps(res))
         res = summarize(generate_calls(models, batch, args.gen_repeats, args.new_tokens))

@@ -31,6 +31,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _random_models import SHAPES  # noqa: E402
 from capture import load, machine  # noqa: E402
 
 
@@ -153,7 +154,7 @@ def jobs(model: Any, args: argparse.Namespace) -> dict[str, Callable[[str], Any]
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="smollm2", choices=("smollm2", "tiny"))
+    p.add_argument("--model", default="smollm2", choices=("smollm2", "tiny", *SHAPES))
     p.add_argument("--site", default="blocks.12.hook_resid_post")
     p.add_argument("--n", type=int, default=8, help="prompts per intent")
     p.add_argument("--steps", type=int, default=10, help="learned-vector optimisation steps")
@@ -208,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         f"python benchmarks/training.py --n {args.n} --steps {args.steps} --repeats {args.repeats}"
     )
     command += f" --threads {args.threads}" if args.threads else ""
-    command += " --model tiny" if args.model == "tiny" else ""
+    command += f" --model {args.model}" if args.model != "smollm2" else ""
+    command += f" --site {args.site}" if args.model not in ("smollm2", "tiny") else ""
     command += f" --device {args.device}" if args.device != "cpu" else ""
     print(
         f"{model.name}, steered site `{site}`; train-vector: learned, {args.n} prompts per intent, "

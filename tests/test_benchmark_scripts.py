@@ -20,15 +20,26 @@ ROOT = Path(__file__).resolve().parents[1]
     [
         (
             "training.py",
-            ["--n", "2", "--steps", "2"],
+            ["--model", "tiny", "--n", "2", "--steps", "2"],
             "| calibrate_strength | cached lower blocks |",
         ),
-        ("calibration_batch.py", ["--n", "2"], "| margins: 5 strengths stacked"),
+        ("calibration_batch.py", ["--model", "tiny", "--n", "2"], "| margins: 5 strengths stacked"),
+        # the GPU run's code paths (random-init Llama shapes, benchmarks/gpu.sh) on a CPU
+        (
+            "capture.py",
+            ["--model", "llama-tiny", "--prompts", "8"],
+            "| (h) oyster_steer.capture, nnsight |",
+        ),
+        (
+            "overhead.py",
+            ["--model", "llama-tiny", "--batch", "2", "--skip-compiled-step", "--gen-repeats", "1"],
+            '"decode step, eager, batch 2"',
+        ),
     ],
 )
 def test_benchmark_script_runs_on_a_tiny_model(script: str, args: list[str], row: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, str(ROOT / "benchmarks" / script), "--model", "tiny", *args]
+    cmd = [sys.executable, str(ROOT / "benchmarks" / script), *args]
     done = subprocess.run(
         [*cmd, "--repeats", "1", "--threads", "1"],
         cwd=ROOT,
