@@ -47,5 +47,6 @@ phase overhead-8b "${LIMIT_8B:-220}" $PY benchmarks/overhead.py --gpu --shape ll
 phase capture "${LIMIT_CAPTURE:-75}" $PY benchmarks/capture.py --model llama-1b --device cuda \
     --prompts 32 --repeats 7
 phase training "${LIMIT_TRAINING:-90}" $PY benchmarks/training.py --model llama-1b \
-    --device cuda --site blocks.6.hook_resid_post --n 8 --steps 10 --repeats 3
+    --device cuda --site blocks.6.hook_resid_post --n 8 --steps 10 --repeats "${TRAIN_REPEATS:-3}"
+phase gpu-tests "${LIMIT_TESTS:-60}" $PY -m pytest -q -p no:cacheprovider -m gpu tests/control
 echo "=== done $(date -u +%T)" >>"$LOG"

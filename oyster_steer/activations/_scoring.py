@@ -150,9 +150,16 @@ def pack(
                 f"pack got {len(hidden)} frozen inputs for {len(groups)} groups: pass one per "
                 "group, all from the same frozen_inputs layer"
             )
-        # only the frozen-inputs path runs the replies in length buckets
-        buckets, unbucket = _reply_buckets([len(r) for r in replies])
-        head = shared_prefix_length([g.prompt for g in groups]) if share_head else 0
+        # only the frozen-inputs path runs the replies in length buckets, and only on a CPU:
+        # there a pass costs its FLOPs and padding is waste; on a GPU passes of these sizes are
+        # bound by kernel launches, and one padded reply pass with whole prompts was faster
+        # (H200, random Llama-1B: learned training 1.9 s bucketed with the shared head vs 0.9 s
+        # one pass; BENCHMARKS.md, "GPU")
+        cpu = torch.device(device).type == "cpu"
+        buckets, unbucket = _reply_buckets(
+            [len(r) for r in replies], cost=None if cpu else _ONE_PASS
+        )
+        head = shared_prefix_length([g.prompt for g in groups]) if share_head and cpu else 0
         extra = dict(
             buckets=tuple((to(rows), w) for rows, w in buckets),
             unbucket=to(unbucket),
@@ -178,26 +185,31 @@ def pack(
 # One more reply pass costs about as much as this many padded tokens (python and kernel launches
 # of every block); replies are split into length buckets only where that saves more.
 _BUCKET_COST = 16
+_ONE_PASS = 10**9  # a bucket cost that keeps every reply in one padded pass
 
 
-def _reply_buckets(lengths: Sequence[int]) -> tuple[list[tuple[torch.Tensor, int]], torch.Tensor]:
+def _reply_buckets(
+    lengths: Sequence[int], cost: float | None = None
+) -> tuple[list[tuple[torch.Tensor, int]], torch.Tensor]:
     """Reply rows in buckets of similar length that minimise padded tokens + passes.
 
     Replies of one prompt are often of very different lengths (a 48-token constructive reply, a
     10-token refusal): right-padded together, half of what the reply pass computes is padding.
     Buckets are contiguous runs of the rows sorted by length (an exact dynamic programme).
     Returns ``[(rows, width), ...]`` and the (N,) index that puts the buckets' concatenated
-    real tokens back into row-major order.
+    real tokens back into row-major order. ``cost``: what one more pass costs in padded tokens
+    (default ``_BUCKET_COST``).
     """
+    cost = _BUCKET_COST if cost is None else cost
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     n = len(order)
     best = [0.0] + [float("inf")] * n  # best[k]: cost of the first k sorted rows
     cut = [0] * (n + 1)
     for k in range(1, n + 1):
         for j in range(k):  # rows order[j:k] form the last bucket, width lengths[order[k-1]]
-            cost = best[j] + (k - j) * lengths[order[k - 1]] + _BUCKET_COST
-            if cost < best[k]:
-                best[k], cut[k] = cost, j
+            total = best[j] + (k - j) * lengths[order[k - 1]] + cost
+            if total < best[k]:
+                best[k], cut[k] = total, j
     spans = []
     k = n
     while k > 0:

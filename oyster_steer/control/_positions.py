@@ -58,6 +58,14 @@ __all__ = ["WHICH", "PositionTracker", "TokenSelection", "token_selection"]
 WHICH = ("all", "prompt", "generated")
 
 
+def _static(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``tensors``, marked as living at fixed addresses (CUDA-graph replay reuses them)."""
+    if not torch.compiler.is_compiling():  # made inside a traced pass: a graph's own buffer
+        for t in tensors:
+            torch._dynamo.mark_static_address(t)
+    return tensors
+
+
 class PositionTracker:
     """Device-side record of where each row's prompt ends; read it from hooks of the same pass.
 
@@ -81,7 +89,8 @@ class PositionTracker:
 
     @property
     def prompt_end(self) -> torch.Tensor | None:
-        return getattr(self._local, "prompt_end", None)
+        buf = getattr(self._local, "end_buf", None)
+        return None if buf is None else buf[: self._local.batch]
 
     @property
     def generated(self) -> torch.Tensor | None:
@@ -113,24 +122,37 @@ class PositionTracker:
         if pos is None:  # no positions given: treat the pass as a fresh prompt
             pos = torch.arange(width, device=hidden.device).unsqueeze(0)
         pos = pos.to(hidden.device).long().expand(batch, width)  # (B, T)
-        end = self.prompt_end
-        if end is None or end.shape[0] != batch or end.device != pos.device:
-            end = torch.zeros(batch, dtype=torch.long, device=pos.device)
         local = self._local
+        # what outlives the pass (each row's prompt end, whether the pass began at position 0)
+        # lives in per-thread buffers updated in place, at stable addresses: a compiled,
+        # CUDA-graph-replayed step never keeps one of its outputs as the next step's input
+        # (cudagraph trees overwrite those on the next replay of any graph)
+        if getattr(local, "end_buf", None) is None or local.end_buf.device != pos.device:
+            local.end_buf = local.full_buf = None
+            local.batch = -1
+        if local.end_buf is None or local.end_buf.shape[0] < batch:  # a shape, known on the host
+            local.end_buf, local.full_buf = _static(
+                torch.zeros(batch, dtype=torch.long, device=pos.device),
+                torch.zeros(batch, dtype=torch.bool, device=pos.device),
+            )
+        end, full = local.end_buf[:batch], local.full_buf[:batch]
+        if local.batch != batch:  # another batch: no latched prompt end carries over
+            end.zero_()
         starts = pos.amin(dim=-1) == 0  # (B,) this pass begins the row's sequence
         cont = self._continues(local, batch, width)
+        local.batch = batch
         if cont is not None:
             starts = starts & ~cont
-        end = torch.where(starts, pos.amax(dim=-1) + 1, end)  # (B,)
-        local.positions, local.prompt_end = pos, end
-        local.prev_full = pos.amin(dim=-1) == 0  # (B,) a pass from position 0 (what continues)
+        end.copy_(torch.where(starts, pos.amax(dim=-1) + 1, end))  # (B,)
+        full.copy_(pos.amin(dim=-1) == 0)  # (B,) a pass from position 0 (what continues)
+        local.positions = pos
         local.gen_index = (pos - end.unsqueeze(-1)).unsqueeze(-1)  # (B, T, 1)
         local.generated = local.gen_index >= 0  # (B, T, 1)
 
     @staticmethod
     def _continues(local: threading.local, batch: int, width: int) -> torch.Tensor | None:
         """(B,) rows whose pass re-runs the previous full pass plus one token (no KV cache)."""
-        ids, prev, prev_full = (getattr(local, k, None) for k in ("ids", "prev_ids", "prev_full"))
+        ids, prev = getattr(local, "ids", None), getattr(local, "prev_ids", None)
         local.prev_ids, local.ids = ids, None
         cont = None
         if (
@@ -139,9 +161,9 @@ class PositionTracker:
             and ids.shape == (batch, width)
             and prev.shape == (batch, width - 1)
             and prev.device == ids.device
-            and prev_full is not None
+            and local.batch == batch
         ):  # shapes only: known on the host
-            cont = (ids[:, :-1] == prev).all(dim=-1) & prev_full  # (B,)
+            cont = (ids[:, :-1] == prev).all(dim=-1) & local.full_buf[:batch]  # (B,)
         return cont
 
     def mask(self, which: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:

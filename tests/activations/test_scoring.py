@@ -145,6 +145,15 @@ def test_reply_buckets_cover_every_token_once_and_cut_padding():
     assert sum(len(rows) * w for rows, w in buckets) < len(lengths) * max(lengths)
     assert sorted(unbucket.tolist()) == list(range(sum(lengths)))
     assert _reply_buckets([5, 5, 5])[0][0][1] == 5 and len(_reply_buckets([5, 5, 5])[0]) == 1
+    from oyster_steer.activations._scoring import _ONE_PASS
+
+    one, where = _reply_buckets(lengths, cost=_ONE_PASS)  # what a GPU gets: one padded pass
+    assert (
+        len(one) == 1
+        and one[0][1] == max(lengths)
+        and sorted(one[0][0].tolist()) == list(range(len(lengths)))
+    )
+    assert sorted(where.tolist()) == list(range(sum(lengths)))
 
 
 @pytest.mark.parametrize(

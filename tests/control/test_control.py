@@ -393,6 +393,25 @@ def test_static_cache_compiled_generate_matches_eager(model, plan, batch):
     assert torch.equal(compiled, eager) and d.strategy == ["help", "guide"] and d.step == 4
 
 
+def test_what_a_pass_leaves_for_the_next_lives_in_fixed_buffers(model, plan, batch):
+    """CUDA-graph replay (``mode="reduce-overhead"``) overwrites a graph's outputs when any graph
+    replays next, so state one pass leaves for the next (each row's prompt end) must be updated
+    in place at a fixed, static address, never be a tensor the previous pass made. Found on an
+    H200: the interleaved decode-step benchmark's second plan step read an overwritten output."""
+    ids, mask = batch
+    with torch.no_grad(), patch_plan(model, plan) as handle:
+        tracker = handle._state.tracker
+        _generate(model, ids, mask, n=2)
+        buf = tracker._local.end_buf
+        first = tracker.prompt_end.clone()
+        _generate(model, ids, mask, n=3)  # a new prompt pass and decode steps, same batch
+        assert tracker._local.end_buf is buf and tracker.prompt_end.data_ptr() == buf.data_ptr()
+        assert hasattr(buf, "_dynamo_static_input_type")  # marked static for graph replay
+        torch.testing.assert_close(tracker.prompt_end, first)  # re-latched, same prompts
+        _generate(model, ids[:1], mask[:1], n=2)  # another batch: nothing carries over
+        assert tracker.prompt_end.shape == (1,) and tracker.prompt_end[0] == first[0]
+
+
 @pytest.mark.parametrize("backend", ["tl", "nnsight"])
 def test_backends_agree_with_hf(model, plan, batch, backend, tiny_models):
     other = tiny_models(
