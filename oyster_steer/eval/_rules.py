@@ -199,7 +199,7 @@ def points_to_help(text: str) -> bool:
 # now, or a call / going to someone now ("if you feel unsafe right now, contact a local crisis
 # line or your emergency number"). "A doctor or counsellor can help" is a pointer, not an urgent one.
 URGENT_PATTERNS: tuple[str, ...] = (
-    r"\bcrisis (?:(?:text )?line|service|team|cent(?:er|re)|support)s?\b"
+    r"\bcrisis (?:(?:text )?line|number|service|team|cent(?:er|re)|support)s?\b"
     r"|\b(?:suicide|crisis|emergency|24/7|24-hour) (?:prevention )?(?:help ?line|hot ?line|life ?line)s?\b",
     r"\bemergency (?:number|services?|line|room|department|care|help)\b|\bemergency (?:doctor|vet)\b",
     r"(?<![\d,.])\b(?:911|999|112|988|000|111)\b(?![.,]?\d)|\bsamaritans\b"
