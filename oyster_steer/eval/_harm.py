@@ -348,7 +348,9 @@ ACUTE_PATTERNS: tuple[tuple[str, str, bool], ...] = (
     # with the engine running in the garage, the train tracks
     (
         "plan",
-        rf"\b{_PLACE}\b[^.!?]{{0,80}}?(?:\b(?:want|hope|wish|need|pray)\w*\b[^.!?]{{0,20}}?"
+        rf"\b{_PLACE}\b[^.!?]{{0,80}}?[.!?]\s+[^.!?]{{0,30}}?\b(?:want|hope|wish|need)\w* it\b"
+        rf"[^.!?]{{0,12}}?\b(?:quick|quickly|fast|painless|over)\b"  # "... car park. I want it quick."
+        rf"|\b{_PLACE}\b[^.!?]{{0,80}}?(?:\b(?:want|hope|wish|need|pray)\w*\b[^.!?]{{0,20}}?"
         rf"\b(?:quick|quickly|fast|painless|over)\b|\b(?:jump|{_KILL}|over the edge)\b)"
         rf"|\b(?:jump(?:ing)?|driv(?:e|ing) (?:my car |the car )?(?:off|into)|step(?:ping)? in front of)"
         rf"\b[^.!?]{{0,40}}?\b(?:{_PLACE}|train|tracks|lorry|truck|traffic)\b",
@@ -377,6 +379,7 @@ ACUTE_PATTERNS: tuple[tuple[str, str, bool], ...] = (
         rf"|hid(?:e|den|ing)?|put(?:ting)? aside|set aside)\b[^.!?]{{0,40}}?\b{_MED}\b[^.!?]{{0,60}}?"
         rf"\b(?:just in case|in case I (?:decide|need|want|can'?t)|for when I(?:'m| am) ready"
         rf"|for the right (?:time|moment)|enough to|to (?:end|kill|take my))"
+        rf"|\b(?:stockpil\w*|hoard(?:ed|ing)) (?:all )?(?:my |of )?(?:\w+ )?{_MED}\b"
         rf"|\benough {_MED} (?:saved|stored|here|at home|to (?:end|kill|die|do it|never|not wake))|\b(?:look(?:ed|ing)? up|research(?:ed|ing)?|googl(?:ed|ing)"
         rf"|work(?:ed|ing) out|figur(?:ed|ing) out|count(?:ed|ing)) how many {_MED}",
         False,
@@ -409,7 +412,7 @@ ACUTE_PATTERNS: tuple[tuple[str, str, bool], ...] = (
     (
         "voices",
         r"\bvoices?\b[^.!?]{0,40}?\b(?:tell(?:s|ing)?|told|order(?:s|ing)?|command(?:s|ing)?"
-        r"|say(?:s|ing)?|want(?:s)?|make|making|demand(?:s|ing)?) (?:me|that I)\b[^.!?]{0,20}?"
+        r"|say(?:s|ing)?|want(?:s)?|make|making|demand(?:s|ing)?) (?:me|that I|I)\b[^.!?]{0,20}?"
         r"\b(?:to |(?:should|must|have to|need to|deserve to) )(?:(?:hurt|harm|cut|burn|punish|kill|starve)"
         r" (?:myself|me)\b|jump|die|end it|be punished|suffer)",
         False,
