@@ -173,12 +173,22 @@ class SpanTracker:
         else:
             cont = torch.zeros(batch, dtype=torch.bool, device=dev)
         local.prev_ids = ids if width > 1 else None
-        end = getattr(local, "end", None)
+        # what outlives the pass (each row's prompt end, its marker state and span counts) lives
+        # in one per-thread (4, capacity) buffer updated in place at a stable address: under
+        # CUDA-graph replay a graph's outputs are overwritten by the next replay of any graph, so
+        # the next pass must never read one (the position tracker does the same)
+        buf = getattr(local, "carry", None)
+        if buf is None or buf.device != dev or buf.shape[1] < batch:  # shapes, known on the host
+            buf = local.carry = torch.zeros(4, batch, dtype=torch.long, device=dev)
+            if not torch.compiler.is_compiling():
+                torch._dynamo.mark_static_address(buf)
+            local.batch = -1
+        carry = buf[:, :batch]
+        if local.batch != batch:  # another batch: nothing carries over
+            carry.zero_()
+        local.batch = batch
         zero = torch.zeros(batch, dtype=torch.long, device=dev)
-        if end is None or end.shape[0] != batch or end.device != dev:
-            end, state, n_think, n_answer = zero, zero, zero, zero
-        else:
-            state, n_think, n_answer = local.state, local.n_think, local.n_answer
+        end, state, n_think, n_answer = carry.unbind(0)
         end = torch.where(starts & ~cont, pos.amax(dim=-1) + 1, end)  # (B,)
         # a pass from position 0 re-reads the whole sequence: its carried state starts afresh
         state, n_think, n_answer = (
@@ -211,8 +221,9 @@ class SpanTracker:
             torch.where(answer, n_answer.unsqueeze(-1) + c_answer - 1, -1),
         )
         local.first_answer = answer & (local.index == 0)
-        local.end, local.state = end, after_last
-        local.n_think, local.n_answer = n_think + c_think[:, -1], n_answer + c_answer[:, -1]
+        carry.copy_(
+            torch.stack([end, after_last, n_think + c_think[:, -1], n_answer + c_answer[:, -1]])
+        )
 
     def mask(self, positions: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """(B, T, 1) ones on the tokens ``positions`` selects (see :func:`parse_positions`)."""

@@ -342,6 +342,25 @@ def test_span_plan_compiles_fullgraph_and_static_cache_generation_matches_eager(
     torch.testing.assert_close(d_comp.gates, d_eager.gates)
 
 
+def test_span_state_carried_between_passes_lives_in_one_fixed_buffer(model, rows, probe, vector):
+    """What a pass leaves for the next (prompt ends, marker state, span counts) is updated in
+    place in one static buffer, never a tensor the previous pass made: under CUDA-graph replay
+    those are overwritten by the next replay of any graph (the position tracker's bug, found on
+    an H200)."""
+    plan = _plan(probe, vector, read="after_thinking", positions="thinking+answer")
+    ids, mask = _pad([p for p, _ in rows], model.pad_id)
+    gen = dict(max_new_tokens=4, do_sample=False, pad_token_id=model.pad_id)
+    with torch.no_grad(), patch_plan(model, plan) as h:
+        spans = h._state.spans
+        model.hf.generate(ids, attention_mask=mask, **gen)
+        buf = spans._local.carry
+        first = buf.clone()
+        out = model.hf.generate(ids, attention_mask=mask, **gen)
+        assert spans._local.carry is buf and hasattr(buf, "_dynamo_static_input_type")
+        torch.testing.assert_close(buf, first)  # the same sequences re-tracked from their start
+    assert out.shape[1] == ids.shape[1] + 4
+
+
 @pytest.mark.parametrize("arch", ["qwen3", "smollm3"])
 @pytest.mark.parametrize("backend", ["tl", "nnsight"])
 def test_span_steering_agrees_across_backends(arch, backend):
