@@ -138,13 +138,14 @@ class PositionTracker:
         end, full = local.end_buf[:batch], local.full_buf[:batch]
         if local.batch != batch:  # another batch: no latched prompt end carries over
             end.zero_()
-        starts = pos.amin(dim=-1) == 0  # (B,) this pass begins the row's sequence
+        from_zero = pos.amin(dim=-1) == 0  # (B,) this pass begins the row's sequence
+        starts = from_zero
         cont = self._continues(local, batch, width)
         local.batch = batch
         if cont is not None:
             starts = starts & ~cont
         end.copy_(torch.where(starts, pos.amax(dim=-1) + 1, end))  # (B,)
-        full.copy_(pos.amin(dim=-1) == 0)  # (B,) a pass from position 0 (what continues)
+        full.copy_(from_zero)  # (B,) a pass from position 0 (what continues)
         local.positions = pos
         local.gen_index = (pos - end.unsqueeze(-1)).unsqueeze(-1)  # (B, T, 1)
         local.generated = local.gen_index >= 0  # (B, T, 1)
