@@ -153,8 +153,16 @@ class PositionTracker:
     @staticmethod
     def _continues(local: threading.local, batch: int, width: int) -> torch.Tensor | None:
         """(B,) rows whose pass re-runs the previous full pass plus one token (no KV cache)."""
-        ids, prev = getattr(local, "ids", None), getattr(local, "prev_ids", None)
-        local.prev_ids, local.ids = ids, None
+        ids = getattr(local, "ids", None)
+        local.ids = None
+        if width == 1:  # a pass of one token never re-runs a previous one (it would be empty)
+            # and a decode step with a KV cache must not read the previous pass's ids: under
+            # torch.compile that read guards on their shape, so the second decode step (previous
+            # pass one token wide, not the prompt's width) would recompile
+            local.prev_ids = ids
+            return None
+        prev = getattr(local, "prev_ids", None)
+        local.prev_ids = ids
         cont = None
         if (
             ids is not None

@@ -167,12 +167,14 @@ class SpanTracker:
             ids = None  # a pass embedded elsewhere (inputs_embeds): no markers seen
         local.ids = None
         starts = pos.amin(dim=-1) == 0  # (B,) the pass runs from the sequence's start
-        prev = getattr(local, "prev_ids", None)
-        if ids is not None and prev is not None and tuple(prev.shape) == (batch, width - 1):
-            cont = (ids[:, : width - 1] == prev).all(-1)  # (B,) cache-off step: same sequence
-        else:
-            cont = torch.zeros(batch, dtype=torch.bool, device=dev)
-        local.prev_ids = ids if width > 1 else None
+        cont = torch.zeros(batch, dtype=torch.bool, device=dev)
+        if width > 1:  # a one-token pass re-runs no previous pass, and must not read its ids:
+            # under torch.compile the read guards on their shape, and the second decode step
+            # would recompile (the previous pass was prompt-wide before, one token wide now)
+            prev = getattr(local, "prev_ids", None)
+            if ids is not None and prev is not None and tuple(prev.shape) == (batch, width - 1):
+                cont = (ids[:, : width - 1] == prev).all(-1)  # (B,) cache-off step: same sequence
+        local.prev_ids = ids
         # what outlives the pass (each row's prompt end, its marker state and span counts) lives
         # in one per-thread (4, capacity) buffer updated in place at a stable address: under
         # CUDA-graph replay a graph's outputs are overwritten by the next replay of any graph, so

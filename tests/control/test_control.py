@@ -393,6 +393,39 @@ def test_static_cache_compiled_generate_matches_eager(model, plan, batch):
     assert torch.equal(compiled, eager) and d.strategy == ["help", "guide"] and d.step == 4
 
 
+def test_compiled_decode_steps_compile_once(model, plan, batch):
+    """The plan's compiled decode step is one graph: no recompile on the second step (the
+    position tracker once guarded on the previous pass's ids, prompt-wide after the prefill and
+    one token wide after each decode step, so step two recompiled), nor on a second generate."""
+    from torch._dynamo.utils import counters
+    from transformers import CompileConfig
+
+    config = CompileConfig(fullgraph=True, backend="eager", mode=None)
+    config._compile_all_devices = True
+    kwargs = dict(
+        max_new_tokens=6, do_sample=False, pad_token_id=model.pad_id, cache_implementation="static"
+    )
+    with torch.no_grad(), patch_plan(model, plan):
+        eager = model.hf.generate(
+            *batch[:1],
+            attention_mask=batch[1],
+            max_new_tokens=6,
+            do_sample=False,
+            pad_token_id=model.pad_id,
+        )
+        torch._dynamo.reset()
+        counters.clear()
+        first = model.hf.generate(
+            *batch[:1], attention_mask=batch[1], compile_config=config, **kwargs
+        )
+        graphs = counters["stats"]["unique_graphs"]
+        again = model.hf.generate(
+            *batch[:1], attention_mask=batch[1], compile_config=config, **kwargs
+        )
+        assert counters["stats"]["unique_graphs"] == graphs == 1
+    assert torch.equal(first, eager) and torch.equal(again, eager)
+
+
 def test_what_a_pass_leaves_for_the_next_lives_in_fixed_buffers(model, plan, batch):
     """CUDA-graph replay (``mode="reduce-overhead"``) overwrites a graph's outputs when any graph
     replays next, so state one pass leaves for the next (each row's prompt end) must be updated

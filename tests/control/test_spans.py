@@ -313,6 +313,7 @@ def test_invalid_positions_and_markers_raise_one_sentence(model, probe, vector):
 def test_span_plan_compiles_fullgraph_and_static_cache_generation_matches_eager(
     model, rows, probe, vector
 ):
+    from torch._dynamo.utils import counters
     from transformers import CompileConfig
 
     plan = _plan(
@@ -333,11 +334,13 @@ def test_span_plan_compiles_fullgraph_and_static_cache_generation_matches_eager(
         eager = model.hf.generate(ids, attention_mask=mask, **gen)
         d_eager = h.decisions()
         torch._dynamo.reset()
+        counters.clear()
         compiled = model.hf.generate(
             ids, attention_mask=mask, cache_implementation="static", compile_config=config, **gen
         )
         d_comp = h.decisions()
     assert hasattr(model.hf, "_compiled_call")  # decode steps ran through the compiled forward
+    assert counters["stats"]["unique_graphs"] == 1  # the decode step compiles once, not per step
     assert torch.equal(compiled, eager)
     torch.testing.assert_close(d_comp.gates, d_eager.gates)
 
