@@ -101,7 +101,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "opening + the prompt's exemplar continuation; sampled+distilled: distilled for the prompts "
         "no sample covered; onpolicy: judged-constructive replies the model sampled under the "
         "trained actions of --sample-actions at --sample-gains (no system prompt), distilled for "
-        "the prompts no sample covered",
+        "the prompts no sample covered; distilled-urgent: distilled, with the guide targets of "
+        "suicide, self-harm and acute-risk prompts pointing to a crisis line or the emergency "
+        "number in the sentence after the opening",
     )
     p.add_argument(
         "--sample-actions",

@@ -51,6 +51,7 @@ from ..eval import _harm, _rules, generate_replies, judge_replies
 from ..eval._rules import has_method_detail
 from ..models._model import left_pad
 from ..vectors._intervention import InterventionConfig, lowrank_delta, train_intervention
+from ._urgent_targets import urgent_first
 
 if TYPE_CHECKING:
     from ..control import ControlPlan
@@ -113,12 +114,14 @@ PREFILLS = {  # each stops before its object, so the model names the request or 
     ),
 }
 INTENT_OF = {"redirect": "malicious", "guide": "vulnerable"}
-TARGET_RECIPES = ("sampled", "distilled", "sampled+distilled", "onpolicy")
+TARGET_RECIPES = ("sampled", "distilled", "sampled+distilled", "onpolicy", "distilled-urgent")
 TARGET_META = {
     "sampled": "rejection-sampled whole replies of the model under a system prompt",
     "distilled": "a sampled opening sentence + the prompt's exemplar continuation",
     "sampled+distilled": "rejection-sampled whole replies; distilled for prompts none covered",
     "onpolicy": "judged replies the model sampled under the trained action; distilled for the rest",
+    "distilled-urgent": "distilled; for suicide, self-harm and acute-risk prompts the urgent "
+    "pointer right after the opening",
 }
 # what the plan checks (oyster_steer.control): a boundary may go on the malicious strategy
 ROLES = {"redirect": "boundary", "guide": "anti_refusal"}
@@ -1024,7 +1027,7 @@ def train_plan_actions(
                 trace=trace.setdefault(strategy, []),
             )
         pairs: list[tuple[str, str]] = []
-        if cfg.targets != "distilled":
+        if cfg.targets not in ("distilled", "distilled-urgent"):
             pairs = [(p, whole_sentences(t)) for p, t in _cached_pairs(targets_cache, key, make)]
             if cfg.targets == "onpolicy":  # filtered when judged; again for a cache made before
                 pairs = clean_targets(pairs, intent, log=log, what=f"{strategy} (cached): ")
@@ -1055,6 +1058,12 @@ def train_plan_actions(
                     distilled_targets, model, records, strategy, samples=2, seed=cfg.seed, log=log
                 ),
             )
+            if cfg.targets == "distilled-urgent" and strategy == "guide":
+                # the cached openings, the continuation rewritten (deterministic, so not cached)
+                before = distilled
+                distilled = urgent_first(distilled, {r.text: r.category for r in records})
+                changed = sum(a != b for a, b in zip(before, distilled, strict=True))
+                log(f"{strategy}: {changed} of {len(distilled)} targets point to urgent help first")
             extra = [(p, t) for p, t in distilled if p not in covered]
             log(
                 f"{strategy}: {len(extra)} distilled targets for "

@@ -1,0 +1,165 @@
+"""Guide targets that point to urgent help early, for prompts of suicide, self-harm or imminent danger.
+
+The distilled guide target (:func:`~oyster_steer.reproduce._plan_training.distilled_targets`) is a
+sampled opening sentence followed by the prompt's constructive exemplar after its first sentence:
+for the crisis and self-harm themes that is "... talk to someone you trust ..., and if you might
+act on these thoughts, contact a local crisis line or your emergency number" plus a next step, so
+the crisis line comes last and a steered reply cut at 48 tokens often never reaches it (judge
+version 11 asks for an urgent pointer on prompts of imminent danger, :func:`~oyster_steer.eval.
+_harm.acute_risk`). The ``distilled-urgent`` recipe keeps the distilled target's opening and, for
+such prompts only, replaces the rest with the urgent pointer in the very next sentence, then a
+pointer to people and professionals, then the exemplar's next step. Every other target is left as
+it is, and so is :func:`~oyster_steer.data.exemplar_for` (the shipped vectors and the probes'
+exemplar contrasts are built from it). Like the exemplars, no sentence here names a method.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+
+from ..data._exemplars import _vulnerable_theme
+from ..eval._harm import acute_risk
+
+__all__ = ["URGENT_THEMES", "urgent_first", "urgent_kind", "urgent_target", "urgent_theme"]
+
+# Themes whose exemplar support sentence ends in a crisis line; abuse and young keep theirs (an
+# emergency number already in the support sentence), exploitation its "don't send anything".
+URGENT_THEMES = frozenset({"crisis", "self_harm"})
+
+# Suicide and self-harm phrasings the exemplar themes miss, so a post about a window ledge that
+# also says "take yourself out to eat" is matched as eating (``_vulnerable_theme`` is kept as it
+# is: exemplar_for and the judge's danger themes read it). Checked only after a theme that has no
+# danger of its own.
+_MISSED = (
+    (
+        "crisis",
+        re.compile(
+            r"\bjump(?:ing)? (?:off|from|in front)\b|\bledge\b|\bshould jump\b"
+            r"|\breason to (?:keep )?liv(?:e|ing)\b|\bworth (?:me )?(?:being|staying) alive\b"
+            r"|\bwant(?:ed)? to die\b|\bdon'?t want to (?:live|be alive|be here)\b|\boverdos"
+            r"|\bbetter off dead\b|\bend (?:it all|things)\b",
+            re.IGNORECASE,
+        ),
+    ),
+    (
+        "self_harm",
+        re.compile(
+            r"\bharm(?:ing)? myself\b|\bcutting (?:myself|again)\b|\bburn(?:ing)? myself\b"
+            r"|\bpoison(?:ing)? myself\b",
+            re.IGNORECASE,
+        ),
+    ),
+)
+_OWN_DANGER = frozenset({"crisis", "self_harm", "abuse", "young", "exploitation", "grief"})
+
+_URGENT = (
+    "Please contact a local crisis line or your emergency number right now if you might act on "
+    "these thoughts.",
+    "If you're in danger, please call your emergency number or a local crisis line right now.",
+)
+# someone else in danger ("my 7 year old says she wants to kill herself"): no "these thoughts"
+_SOMEONE_ELSE = re.compile(
+    r"\b(?:kill|hurt|harm|cut|end)(?:s|ing)? (?:herself|himself|themselves|her life|his life)\b",
+    re.IGNORECASE,
+)
+_URGENT_ANYONE = (
+    "If anyone is in immediate danger, please call your emergency number or a local crisis line "
+    "right now."
+)
+_URGENT_BY_KIND = {
+    "taken": "Please call your emergency number or poison control right now, even if you feel "
+    "okay.",
+    "injury": "Please call your emergency number or go to A&E right now.",
+}
+_PEOPLE = {
+    "crisis": (
+        "Please talk to someone you trust today; a doctor or counsellor can help you through this.",
+        "You don't have to carry this alone: someone you trust, a doctor or a counsellor can help.",
+    ),
+    "self_harm": (
+        "You deserve support, not shame: please talk to someone you trust or to a doctor or "
+        "counsellor.",
+        "A doctor or counsellor can help you find other ways through these moments, and someone "
+        "you trust can be with you.",
+    ),
+}
+_STEPS = (
+    "Is there somewhere safe you can be right now, with someone nearby?",
+    "Could you send one message to someone you trust now, even just to say you're not okay?",
+)
+_FIRST = re.compile(r"(.+?[.!?])(\s|$)")  # the distilled opening, as distilled_targets cut it
+
+
+def _pick(options: Sequence[str], text: str, salt: str) -> str:
+    digest = hashlib.sha256(f"{salt}\x00{text}".encode()).digest()
+    return options[int.from_bytes(digest[:8], "big") % len(options)]
+
+
+def urgent_theme(text: str, category: str = "unknown") -> str:
+    """The exemplar theme of a vulnerable prompt, with the suicide and self-harm phrasings the
+    exemplar matcher misses ("... on the ledge of my window ... whether I should jump") taking
+    precedence over a theme without danger of its own (eating, distress, panic, ...).
+
+    Example:
+        >>> urgent_theme("I sat on the ledge thinking I should jump. Mum said go out to eat.")
+        'crisis'
+    """
+    theme = _vulnerable_theme(text, category)
+    if theme in _OWN_DANGER:
+        return theme
+    for name, pattern in _MISSED:
+        if pattern.search(text):
+            return name
+    return theme
+
+
+def urgent_kind(text: str, category: str = "unknown") -> str | None:
+    """Why a guide target for ``text`` should point to urgent help first: the judge's acute risk
+    (``"taken"``, ``"plan"``, ...), else the theme when it is crisis or self-harm; None otherwise.
+
+    Example:
+        >>> urgent_kind("I took more of my sleeping pills than I should have an hour ago.")
+        'taken'
+        >>> urgent_kind("I feel so alone lately.") is None
+        True
+    """
+    kind = acute_risk(text)
+    if kind is not None:
+        return kind
+    theme = urgent_theme(text, category)
+    return theme if theme in URGENT_THEMES else None
+
+
+def urgent_target(text: str, target: str, category: str = "unknown") -> str:
+    """``target`` (a distilled guide target for ``text``) with the urgent pointer right after its
+    opening sentence, then people to turn to and a next step; unchanged when :func:`urgent_kind`
+    is None or the target has no sentence end.
+
+    Example:
+        >>> t = urgent_target("I wrote goodbye letters to my family last night.",
+        ...                   "I'm so sorry you're hurting. A counsellor can help. Is there ...?")
+        >>> "emergency number" in t.split(". ")[1]
+        True
+    """
+    kind = urgent_kind(text, category)
+    match = _FIRST.match(target)
+    if kind is None or match is None:
+        return target
+    theme = urgent_theme(text, category)
+    urgent = _URGENT_BY_KIND.get(kind) or (
+        _URGENT_ANYONE if _SOMEONE_ELSE.search(text) else _pick(_URGENT, text, "urgent")
+    )
+    people = _pick(_PEOPLE.get(theme, _PEOPLE["crisis"]), text, "people")
+    step = _pick(_STEPS, text, "step")
+    return f"{match.group(1).strip()} {urgent} {people} {step}"
+
+
+def urgent_first(
+    pairs: Sequence[tuple[str, str]], categories: dict[str, str] | None = None
+) -> list[tuple[str, str]]:
+    """:func:`urgent_target` applied to every (prompt, target) pair; ``categories`` maps a prompt
+    to its Oyster category (the exemplar themes read "Illegal Drugs" and "Gambling")."""
+    cats = categories or {}
+    return [(p, urgent_target(p, t, cats.get(p, "unknown"))) for p, t in pairs]
