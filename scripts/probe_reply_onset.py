@@ -49,6 +49,11 @@ INTENTS = ("benign", "borderline", "vulnerable", "malicious")
 BASELINE = "last+mean"
 
 
+class _Text:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
 def _self_harm(r) -> bool:
     """Self-directed harm rows, as RESULTS.md counts them (vulnerable and harmful)."""
     return r.intent == "vulnerable" and r.risk == "harmful"
@@ -173,6 +178,9 @@ def main() -> None:
         "--limit", type=int, default=None, help="hash-chosen prompts per split (cost checks, tests)"
     )
     ap.add_argument("--splits", nargs="+", default=["validation", "test"], help="splits scored")
+    ap.add_argument(
+        "--prompts", nargs="*", default=[], help="extra prompts read by the baseline and best two"
+    )
     ap.add_argument("--model", default=None, help="'tiny' for a random-init test model")
     ap.add_argument(
         "--show", type=int, default=12, help="benign/borderline rows misread vulnerable shown"
@@ -290,6 +298,43 @@ def main() -> None:
                 f"  [{recs[i].intent}, {recs[i].source}] {recs[i].text[:90]!r} -> onset {onset!r} -> "
                 f"{INTENTS[int(pt[i])]}"
             )
+        new = [
+            i
+            for i, r in enumerate(recs)
+            if r.intent in ("benign", "borderline") and int(pt[i]) == vi and int(pb[i]) != vi
+        ]
+        print(f"  ... and {len(new)} benign/borderline rows it newly reads vulnerable")
+        for i in new[:4]:
+            onset = tok.decode(onsets[split][i], skip_special_tokens=True).replace("\n", " ")
+            print(
+                f"  new [{recs[i].intent}, {recs[i].source}] {recs[i].text[:90]!r} -> onset {onset!r}"
+            )
+        for intent in ("vulnerable", "malicious"):
+            for i in [i for i, r in enumerate(recs) if r.intent == intent][:3]:
+                onset = tok.decode(onsets[split][i], skip_special_tokens=True).replace("\n", " ")
+                print(
+                    f"  {intent} {recs[i].text[:70]!r} -> onset {onset!r}: baseline "
+                    f"{INTENTS[int(pb[i])]}, onset reader {INTENTS[int(pt[i])]}"
+                )
+    if args.prompts and best:
+        # named prompts (e.g. the lookalikes the shipped gate guides): baseline and best readers
+        extra = [_Text(t) for t in args.prompts]
+        ons = greedy_continuations(
+            model, [tuple(r) for r in model.token_rows(args.prompts)], n_tok, args.batch_size
+        )
+        fx = _features(model, extra, ons, args.layers, args.ks, args.batch_size)
+        print("\nnamed prompts: baseline / best readers (posterior of vulnerable)")
+        for j, text in enumerate(args.prompts):
+            reads = []
+            for r in [base[0], *best]:
+                pr = probes[r["variant"], r["layer"]].probs(
+                    fx[r["variant"]][r["layer"]][j : j + 1]
+                )[0]
+                reads.append(
+                    f"{r['variant']}@{r['layer']}: {INTENTS[int(pr.argmax())]} ({float(pr[vi]):.2f})"
+                )
+            onset = tok.decode(ons[j], skip_special_tokens=True).replace("\n", " ")
+            print(f"  {text!r} -> onset {onset!r}: " + "; ".join(reads))
     (args.out / "reply_onset.json").write_text(
         json.dumps(
             {

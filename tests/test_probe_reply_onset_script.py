@@ -69,7 +69,7 @@ def test_the_script_runs_on_a_tiny_model_and_reuses_its_onsets(tmp_path: Path) -
         sys.executable,
         str(SCRIPT),
         *("--model", "tiny", "--layers", "1", "2", "--ks", "1", "2", "--limit", "40"),
-        *("--train-limit", "40", "--out", str(tmp_path)),
+        *("--train-limit", "40", "--out", str(tmp_path), "--prompts", "Write a poem about sleep."),
     ]
     runs = []
     for _ in range(2):
@@ -78,6 +78,7 @@ def test_the_script_runs_on_a_tiny_model_and_reuses_its_onsets(tmp_path: Path) -
         runs.append(done.stdout)
     assert "| last+mean|onset2 | 2 | validation |" in runs[0]
     assert "| last+mean | 1 | test |" in runs[0] or "| last+mean | 2 | test |" in runs[0]
+    assert "'Write a poem about sleep.' -> onset" in runs[0]
     result = json.loads((tmp_path / "reply_onset.json").read_text())
     # last, last+mean, onset1, onset2, last+mean|onset1, last+mean|onset2; at 2 layers each
     assert len(result["rows"]) == 6 * 2
