@@ -135,14 +135,20 @@ class ControlHandle(HookHandle):
         s = self._state.run
         rows = s.batch
         steps = s.last_gen[:rows] + 1
+
+        def host(t: torch.Tensor) -> torch.Tensor:
+            # a copy even on a CPU model, where ``.cpu()`` would return a view of the live
+            # buffers: decisions kept across batches would change under the next pass
+            return t[:rows].to("cpu", copy=True)
+
         return Decisions(
-            posterior=s.posterior[:rows].cpu(),
-            expected_utility=s.eu[:rows].cpu(),
-            weights=s.weights[:rows].cpu(),
-            gates=s.gates[:rows].cpu(),
+            posterior=host(s.posterior),
+            expected_utility=host(s.eu),
+            weights=host(s.weights),
+            gates=host(s.gates),
             intents=tuple(self.plan.probe.labels),
             strategies=tuple(self.plan.strategies),
-            monitors={k: v[:rows].cpu() for k, v in s.monitor_post.items()},
+            monitors={k: host(v) for k, v in s.monitor_post.items()},
             monitor_labels={k: tuple(p.labels) for k, p in self.plan.monitors.items()},
             step=int(steps.max()) if rows else 0,
             fault=s.fault[:rows, 0].cpu() > 0,

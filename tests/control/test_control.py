@@ -393,6 +393,23 @@ def test_static_cache_compiled_generate_matches_eager(model, plan, batch):
     assert torch.equal(compiled, eager) and d.strategy == ["help", "guide"] and d.step == 4
 
 
+def test_decisions_are_copies_that_later_passes_leave_alone(model, plan, batch):
+    """``decisions()`` copies to the CPU: on a CPU model ``.cpu()`` alone returns views of the
+    live per-row buffers, so decisions kept from one batch changed under the next pass (found
+    collecting posteriors batch by batch in a script)."""
+    ids, mask = batch
+    with patch_plan(model, plan) as handle:
+        _forward(model, ids, mask)
+        first = handle.decisions()
+        kept = {k: getattr(first, k).clone() for k in ("posterior", "gates", "weights")}
+        _forward(model, ids.flip(0), mask.flip(0))  # rows swapped: every buffer row changes
+        second = handle.decisions()
+    assert not torch.equal(second.posterior, kept["posterior"])  # the buffers did change
+    for k, v in kept.items():
+        assert torch.equal(getattr(first, k), v), k
+    assert first.strategy == ["help", "guide"] and second.strategy == ["guide", "help"]
+
+
 def test_compiled_decode_steps_compile_once(model, plan, batch):
     """The plan's compiled decode step is one graph: no recompile on the second step (the
     position tracker once guarded on the previous pass's ids, prompt-wide after the prefill and
