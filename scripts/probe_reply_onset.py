@@ -177,6 +177,7 @@ def main() -> None:
     ap.add_argument(
         "--limit", type=int, default=None, help="hash-chosen prompts per split (cost checks, tests)"
     )
+    ap.add_argument("--test-limit", type=int, default=None, help="hash-chosen test prompts")
     ap.add_argument("--splits", nargs="+", default=["validation", "test"], help="splits scored")
     ap.add_argument(
         "--prompts", nargs="*", default=[], help="extra prompts read by the baseline and best two"
@@ -201,6 +202,8 @@ def main() -> None:
     splits["train"] = _hash_subset(splits["train"], args.train_limit, "pool")  # probe_pooling's
     for s in splits:
         splits[s] = _hash_subset(splits[s], args.limit, "onset")
+    if "test" in splits:
+        splits["test"] = _hash_subset(splits["test"], args.test_limit, "onset-test")
     n_tok = max(args.ks)
     feats, onsets, timing = {}, {}, {}
     for s, ps in splits.items():
