@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -307,6 +308,37 @@ def main() -> None:
             if r.intent in ("benign", "borderline") and int(pt[i]) == vi and int(pb[i]) != vi
         ]
         print(f"  ... and {len(new)} benign/borderline rows it newly reads vulnerable")
+        for r in chosen:
+            pr = probes[r["variant"], r["layer"]].probs(feats[split][r["variant"]][r["layer"]])
+            wrong = Counter(
+                x.source
+                for x, y in zip(recs, pr.argmax(-1).tolist(), strict=True)
+                if x.intent in ("benign", "borderline") and y == vi
+            )
+            print(
+                f"  {r['variant']} @ {r['layer']}: benign/borderline read vulnerable by source "
+                f"{dict(wrong.most_common())}"
+            )
+        for intent in INTENTS:
+            first = Counter(
+                tok.decode(onsets[split][i][:1], skip_special_tokens=True).strip()
+                for i, x in enumerate(recs)
+                if x.intent == intent
+            )
+            n = sum(first.values())
+            print(f"  {intent} onsets' first token (of {n}): {first.most_common(4)}")
+        if len(best) > 1:
+            second = best[1]
+            ps2 = probes[second["variant"], second["layer"]].probs(
+                feats[split][second["variant"]][second["layer"]]
+            )
+            for i in [i for i in hits if recs[i].intent == "benign"]:
+                onset = tok.decode(onsets[split][i], skip_special_tokens=True).replace("\n", " ")
+                print(
+                    f"  benign [{recs[i].source}] {recs[i].text[:70]!r} -> onset {onset!r}: "
+                    f"{top['variant']}@{top['layer']} {INTENTS[int(pt[i])]}, "
+                    f"{second['variant']}@{second['layer']} {INTENTS[int(ps2[i].argmax())]}"
+                )
         for i in new[:4]:
             onset = tok.decode(onsets[split][i], skip_special_tokens=True).replace("\n", " ")
             print(
