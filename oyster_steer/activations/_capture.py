@@ -490,9 +490,7 @@ def _shared_prefix(model: OysterModel, rows: list[list[int]]) -> int:
     cached head for generated ones and read or steer the wrong tokens). Only on a CPU: on a GPU
     the head's own pass costs more launches than its FLOPs save (H200, random Llama-1B, 32
     prompts: 0.05 s with the shared head vs 0.03 s without; BENCHMARKS.md, "GPU")."""
-    if model.backend != "hf" or len(rows) < 2 or carries_hooks(model):
-        return 0
-    if model.device.type != "cpu":
+    if model.backend != "hf" or model.device.type != "cpu" or len(rows) < 2 or carries_hooks(model):
         return 0
     window = sliding_window(model)
     if window is not None and max(len(r) for r in rows) >= window:

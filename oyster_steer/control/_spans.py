@@ -167,13 +167,14 @@ class SpanTracker:
             ids = None  # a pass embedded elsewhere (inputs_embeds): no markers seen
         local.ids = None
         starts = pos.amin(dim=-1) == 0  # (B,) the pass runs from the sequence's start
-        cont = torch.zeros(batch, dtype=torch.bool, device=dev)
+        begins = starts  # (B,) rows whose prompt starts in this pass
         if width > 1:  # a one-token pass re-runs no previous pass, and must not read its ids:
             # under torch.compile the read guards on their shape, and the second decode step
             # would recompile (the previous pass was prompt-wide before, one token wide now)
             prev = getattr(local, "prev_ids", None)
             if ids is not None and prev is not None and tuple(prev.shape) == (batch, width - 1):
                 cont = (ids[:, : width - 1] == prev).all(-1)  # (B,) cache-off step: same sequence
+                begins = starts & ~cont
         local.prev_ids = ids
         # what outlives the pass (each row's prompt end, its marker state and span counts) lives
         # in one per-thread (4, capacity) buffer updated in place at a stable address: under
@@ -189,13 +190,10 @@ class SpanTracker:
         if local.batch != batch:  # another batch: nothing carries over
             carry.zero_()
         local.batch = batch
-        zero = torch.zeros(batch, dtype=torch.long, device=dev)
         end, state, n_think, n_answer = carry.unbind(0)
-        end = torch.where(starts & ~cont, pos.amax(dim=-1) + 1, end)  # (B,)
+        end = torch.where(begins, pos.amax(dim=-1) + 1, end)  # (B,)
         # a pass from position 0 re-reads the whole sequence: its carried state starts afresh
-        state, n_think, n_answer = (
-            torch.where(starts, zero, t) for t in (state, n_think, n_answer)
-        )
+        state, n_think, n_answer = (t.masked_fill(starts, 0) for t in (state, n_think, n_answer))
         gen = pos >= end.unsqueeze(-1)  # (B, T)
         if ids is None or self._open is None or self._close is None:
             thinking = gen & (state == THINKING).unsqueeze(-1)
@@ -262,12 +260,21 @@ class ThinkingBudget:
         if budget < 0:
             raise ValueError(f"budget={budget} must be >= 0 thinking tokens")
         self.markers, self.budget, self.n_prompt = markers, int(budget), int(n_prompt)
+        self._ids: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _marker_ids(self, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The open and close marker ids on ``dev``, copied there once (not on every step)."""
+        if dev not in self._ids:
+            self._ids[dev] = (
+                torch.tensor(self.markers.open, device=dev),
+                torch.tensor(self.markers.close, device=dev),
+            )
+        return self._ids[dev]
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         batch, width = input_ids.shape
         dev = input_ids.device
-        opens = torch.tensor(self.markers.open, device=dev)
-        closes = torch.tensor(self.markers.close, device=dev)
+        opens, closes = self._marker_ids(dev)
         code = torch.where(
             (input_ids.unsqueeze(-1) == opens).any(-1),
             THINKING,

@@ -15,11 +15,10 @@ exemplar contrasts are built from it). Like the exemplars, no sentence here name
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 
-from ..data._exemplars import _vulnerable_theme
+from ..data._exemplars import _pick, _vulnerable_theme
 from ..eval._harm import acute_risk
 
 __all__ = ["URGENT_THEMES", "urgent_first", "urgent_kind", "urgent_target", "urgent_theme"]
@@ -90,11 +89,6 @@ _STEPS = (
     "Could you send one message to someone you trust now, even just to say you're not okay?",
 )
 _FIRST = re.compile(r"(.+?[.!?])(\s|$)")  # the distilled opening, as distilled_targets cut it
-
-
-def _pick(options: Sequence[str], text: str, salt: str) -> str:
-    digest = hashlib.sha256(f"{salt}\x00{text}".encode()).digest()
-    return options[int.from_bytes(digest[:8], "big") % len(options)]
 
 
 def urgent_theme(text: str, category: str = "unknown") -> str:
