@@ -130,9 +130,24 @@ def forward(
     if logits:
         with add_hooks(model, hooks):
             return model.hf(**kwargs).logits
-    with add_hooks(model, stop_after_last(hooks)), contextlib.suppress(StopForward):
-        model.hf.base_model(**kwargs)  # no LM head: it is a third of the cost on small models
+    # no LM head (a third of the cost on small models): stop before it, or after the last hooked
+    # block. Through the top-level module, not ``base_model``: hooks on it (a control plan's
+    # attention-mask and input-id grabs, which pooled reads need) must see the pass too.
+    head = model.hf.get_output_embeddings()
+    if head is model.hf.get_input_embeddings():
+        head = None  # never stop at the first module; run the head instead
+    stop = head.register_forward_pre_hook(_stop) if head is not None else None
+    try:
+        with add_hooks(model, stop_after_last(hooks)), contextlib.suppress(StopForward):
+            model.hf(**kwargs)
+    finally:
+        if stop is not None:
+            stop.remove()
     return None
+
+
+def _stop(*_: Any) -> None:
+    raise StopForward
 
 
 def generate(

@@ -233,6 +233,36 @@ def test_pooled_reads_latch_at_the_prompt_pass_and_compile_fullgraph(model, plan
     torch.testing.assert_close(compiled, eager)
 
 
+@pytest.mark.parametrize("read", ["mean", "last+mean"])
+@pytest.mark.parametrize("backend_name", ["hf", "tl"])
+def test_pooled_reads_see_the_padding_mask_on_a_pass_without_logits(
+    model, plan, read, backend_name, tiny_models
+):
+    """A forward without logits (``backend.forward(..., logits=False)``, the demo report's
+    decisions) ran ``base_model`` and skipped the plan's top-level pre-hook that keeps the
+    attention mask, so a pooled read averaged left padding in (or a stale mask): a short prompt
+    read differently beside a longer one."""
+    if read == "mean":
+        pooled = plan.replace(read="mean")
+    else:
+        pooled = plan.replace(probe=_last_mean(plan.probe, temperature=1.0), read="last+mean")
+    short, long = BENIGN, VULNERABLE + " Please, I need to talk to someone about it tonight."
+    if backend_name != "hf":  # same weights on its own HF module (TL rewires the one it wraps)
+        model = tiny_models("llama", backend_name)
+    backend = get_backend(model.backend)
+    with torch.no_grad(), patch_plan(model, pooled) as handle:
+        backend.forward(model, *model.encode([short]), logits=False)
+        alone = handle.decisions().posterior
+        ids, mask = model.encode([short, long])
+        assert bool((mask[0] == 0).any())  # the short row is left-padded
+        backend.forward(model, ids, mask, logits=False)
+        without = handle.decisions().posterior
+        backend.forward(model, ids, mask, logits=True)
+        with_logits = handle.decisions().posterior
+    torch.testing.assert_close(without, with_logits)
+    torch.testing.assert_close(without[:1], alone, atol=1e-5, rtol=1e-4)
+
+
 def test_monitor_probes_are_recorded_and_soft_policies_blend(model, plan, probe, batch):
     soft = plan.replace(
         policy=osteer.Policy(mode="soft", temperature=0.5), monitors={"risk": probe}
