@@ -25,7 +25,12 @@ from ..control import ControlPlan, Policy, bind, save_plan
 from ..control._policy_calibration import load_policy
 from ..core._errors import OysterError
 from ..probes._probe import load_probe
-from ..reproduce._plan_training import TARGET_RECIPES, PlanTrainingConfig, train_plan_actions
+from ..reproduce._plan_training import (
+    EXTRA_GUIDE_PROMPTS,
+    TARGET_RECIPES,
+    PlanTrainingConfig,
+    train_plan_actions,
+)
 from ..vectors._intervention import load_intervention, save_intervention
 from ._common import add_common, data_from_args, model_from_args
 
@@ -106,6 +111,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "number in the sentence after the opening",
     )
     p.add_argument(
+        "--extra-guide-prompts",
+        choices=sorted(EXTRA_GUIDE_PROMPTS),
+        default=d.extra_guide_prompts or None,
+        help="with --targets distilled-urgent: add a training-only prompt set to the guide's "
+        "training population (never to the data's splits); imminent: 38 prompts of imminent "
+        "danger written by the project (farewell acts, a plan for tonight, a place, something "
+        "taken, someone else in danger now, abuse now), each with an urgent-first target",
+    )
+    p.add_argument(
         "--sample-actions",
         type=Path,
         default=None,
@@ -181,6 +195,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    if args.extra_guide_prompts and args.targets != "distilled-urgent":
+        raise OysterError(
+            f"--extra-guide-prompts {args.extra_guide_prompts} needs --targets distilled-urgent "
+            f"(its prompts get urgent-first targets), not --targets {args.targets}: add it"
+        )
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.time()
@@ -210,6 +229,7 @@ def run(args: argparse.Namespace) -> int:
         sample_gains=tuple(args.sample_gains),
         sample_temperature=args.sample_temperature,
         strict_targets=args.strict_targets,
+        extra_guide_prompts=args.extra_guide_prompts or "",
     )
     out_path = args.out or vector_dir / "control.safetensors"
     payoff = args.payoff or probe_dir / "policy.json"

@@ -51,7 +51,8 @@ from ..eval import _harm, _rules, generate_replies, judge_replies
 from ..eval._rules import has_method_detail
 from ..models._model import left_pad
 from ..vectors._intervention import InterventionConfig, lowrank_delta, train_intervention
-from ._urgent_targets import urgent_first
+from ._imminent_prompts import imminent_records
+from ._urgent_targets import imminent_opening, urgent_first, urgent_target
 
 if TYPE_CHECKING:
     from ..control import ControlPlan
@@ -114,6 +115,9 @@ PREFILLS = {  # each stops before its object, so the model names the request or 
     ),
 }
 INTENT_OF = {"redirect": "malicious", "guide": "vulnerable"}
+# training-only prompt sets that ``extra_guide_prompts`` adds to the guide's training population
+# (never to the data's splits): name -> records
+EXTRA_GUIDE_PROMPTS: dict[str, Callable[[], list[Any]]] = {"imminent": imminent_records}
 TARGET_RECIPES = ("sampled", "distilled", "sampled+distilled", "onpolicy", "distilled-urgent")
 TARGET_META = {
     "sampled": "rejection-sampled whole replies of the model under a system prompt",
@@ -450,6 +454,10 @@ class PlanTrainingConfig:
     sample_temperature: float = 0.8
     # with "onpolicy": also drop the targets :func:`strict_targets` rejects (round 3, issue 14)
     strict_targets: bool = False
+    # a name of ``EXTRA_GUIDE_PROMPTS`` ("imminent": the training-only prompts of imminent danger of
+    # ``_imminent_prompts``) whose distilled-urgent targets (one per prompt, the urgent pointer
+    # from the prompt's known kind) join the guide's training targets; "" adds none
+    extra_guide_prompts: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -923,6 +931,68 @@ def misroute_check(
     return out
 
 
+def check_extra_guide_prompts(cfg: PlanTrainingConfig) -> None:
+    """Raise ValueError when ``cfg.extra_guide_prompts`` names no set or its recipe is not
+    ``distilled-urgent`` (the extra prompts' targets are urgent-first distilled targets)."""
+    if not cfg.extra_guide_prompts:
+        return
+    if cfg.extra_guide_prompts not in EXTRA_GUIDE_PROMPTS:
+        raise ValueError(
+            f"extra_guide_prompts={cfg.extra_guide_prompts!r} is not a prompt set: use one of "
+            f"{', '.join(EXTRA_GUIDE_PROMPTS)}"
+        )
+    if cfg.targets != "distilled-urgent":
+        raise ValueError(
+            f"extra_guide_prompts={cfg.extra_guide_prompts!r} needs targets='distilled-urgent', "
+            f"not {cfg.targets!r} (CLI: --targets distilled-urgent)"
+        )
+
+
+def extra_guide_targets(
+    model: OysterModel,
+    records: Sequence[Any],
+    cfg: PlanTrainingConfig,
+    *,
+    targets_cache: Path | None = None,
+    log: Callable[[str], None] = print,
+) -> list[tuple[str, str]]:
+    """One urgent-first guide target per training-only prompt of imminent danger: a sampled
+    opening (the distilled openings, cached in ``targets_cache`` under their own key, so the other
+    prompts' cached targets are reused as they are; one that normalises, agrees, hedges or misreads
+    is passed over, and a prompt with none left gets a written one:
+    :func:`~oyster_steer.reproduce._urgent_targets.imminent_opening`), then the urgent pointer of
+    the prompt's kind (``record.meta["imminent"]``,
+    :func:`~oyster_steer.reproduce._urgent_targets.urgent_target`), people and a next step."""
+    key = json.dumps(
+        [
+            "distilled-v2",
+            "guide",
+            prompts_digest([r.text for r in records]),
+            len(records),
+            2,
+            cfg.seed,
+            cfg.max_prompt_tokens,
+            model.fingerprint,
+        ]
+    )
+    drawn = _cached_pairs(
+        targets_cache,
+        key,
+        partial(distilled_targets, model, records, "guide", samples=2, seed=cfg.seed, log=log),
+    )
+    openings: dict[str, list[str]] = {r.text: [] for r in records}
+    for prompt, target in drawn:
+        match = re.match(r"(.+?[.!?])(\s|$)", target)
+        if match and prompt in openings:
+            openings[prompt].append(match.group(1).strip())
+    out = []
+    for r in records:
+        kind = r.meta.get("imminent", "self")
+        opening = imminent_opening(r.text, openings[r.text], kind)
+        out.append((r.text, urgent_target(r.text, opening, r.category, kind=kind)))
+    return out
+
+
 def train_plan_actions(
     model: OysterModel,
     data: Any,
@@ -947,6 +1017,7 @@ def train_plan_actions(
     """
 
     cfg = config or PlanTrainingConfig()
+    check_extra_guide_prompts(cfg)
     train, val = data.split("train"), data.split("validation")
     out: dict[str, tuple[LowRankIntervention, float]] = {}
     report: dict[str, Any] = {}
@@ -1070,6 +1141,14 @@ def train_plan_actions(
                 f"{len({p for p, _ in extra})} prompts no sample covered"
             )
             pairs += extra
+        if strategy == "guide" and cfg.extra_guide_prompts:
+            more = EXTRA_GUIDE_PROMPTS[cfg.extra_guide_prompts]()
+            added = extra_guide_targets(model, more, cfg, targets_cache=targets_cache, log=log)
+            log(
+                f"{strategy}: {len(added)} urgent-first targets for {len(more)} "
+                f"{cfg.extra_guide_prompts!r} training-only prompts"
+            )
+            records, pairs = [*records, *more], pairs + added
         return records, pairs
 
     retain_records = [
@@ -1164,6 +1243,11 @@ def train_plan_actions(
                 "population": intent,
                 "role": ROLES[strategy],
                 "targets": TARGET_META[cfg.targets],
+                **(
+                    {"extra_prompts": cfg.extra_guide_prompts}
+                    if strategy == "guide" and cfg.extra_guide_prompts
+                    else {}
+                ),
             },
             retain=([p for p, _ in kept], [r for _, r in kept]) if kept else None,
             held_out=([p for p, _ in held_pairs], [t for _, t in held_pairs])

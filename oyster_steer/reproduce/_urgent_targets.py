@@ -21,7 +21,14 @@ from collections.abc import Sequence
 from ..data._exemplars import _pick, _vulnerable_theme
 from ..eval._harm import acute_risk
 
-__all__ = ["URGENT_THEMES", "urgent_first", "urgent_kind", "urgent_target", "urgent_theme"]
+__all__ = [
+    "URGENT_THEMES",
+    "imminent_opening",
+    "urgent_first",
+    "urgent_kind",
+    "urgent_target",
+    "urgent_theme",
+]
 
 # Themes whose exemplar support sentence ends in a crisis line; abuse and young keep theirs (an
 # emergency number already in the support sentence), exploitation its "don't send anything".
@@ -71,6 +78,7 @@ _URGENT_BY_KIND = {
     "taken": "Please call your emergency number or poison control right now, even if you feel "
     "okay.",
     "injury": "Please call your emergency number or go to A&E right now.",
+    "abuse": "If you're in danger, please call your emergency number right now.",
 }
 _PEOPLE = {
     "crisis": (
@@ -84,11 +92,58 @@ _PEOPLE = {
         "you trust can be with you.",
     ),
 }
+_PEOPLE_NOW = {
+    "someone": (
+        "If you can do it safely, stay with them or get another adult to help until help arrives.",
+        "You don't have to handle this alone: get an adult nearby to help while you call.",
+    ),
+    "abuse": (
+        "This is not your fault, and you don't have to face it alone: a domestic abuse helpline "
+        "or an adult you trust can help you stay safe.",
+        "You deserve to be safe; a helpline or an adult you trust can help you with what comes "
+        "next.",
+    ),
+}
+_PEOPLE.update(_PEOPLE_NOW)
+_FORCED_KINDS = frozenset({"self", "taken", "injury", "someone", "abuse"})
 _STEPS = (
     "Is there somewhere safe you can be right now, with someone nearby?",
     "Could you send one message to someone you trust now, even just to say you're not okay?",
 )
+_STEPS_BY_KIND = {
+    "someone": ("You did the right thing by telling someone; please make that call now.",),
+}
 _FIRST = re.compile(r"(.+?[.!?])(\s|$)")  # the distilled opening, as distilled_targets cut it
+
+# Sampled openings that must not open a reply to someone in imminent danger: they normalise or
+# agree ("it's completely normal to feel tired after taking multiple pills", "you're right"),
+# explain the danger away ("side effects", "taking your medication too far"), speak as a service
+# ("our services can only ..."), hedge ("not sure", "not always a straightforward answer") or
+# take up the journey ("trouble getting there"); the ones that read a person's own danger as a
+# friend's are caught by _THIRD_PERSON. Seen in the 38 training-only prompts' samples.
+_BAD_IMMINENT_OPENING = re.compile(
+    r"\bnormal\b|\bunderstandable\b|\byou'?re right\b|\bside effects?\b|\btoo far\b"
+    r"|\bour services?\b|\bnot sure\b|\bnot always\b|\bgetting there\b",
+    re.IGNORECASE,
+)
+_THIRD_PERSON = re.compile(
+    r"\byour (?:friend|brother|sister|loved ones)'?s?\b(?! love)", re.IGNORECASE
+)
+_OPENINGS = {
+    "someone": (
+        "I'm glad you told me; what you're describing sounds serious.",
+        "Thank you for reaching out; this sounds frightening, and it matters that you acted.",
+    ),
+    "abuse": (
+        "I'm so sorry this is happening to you; what is being done to you is not okay.",
+        "Thank you for telling me; you don't deserve to be hurt, and your safety comes first.",
+    ),
+    "self": (
+        "I'm really glad you told me, and I'm worried about your safety right now.",
+        "Thank you for telling me; what you're describing sounds serious, and you matter.",
+        "I'm so sorry you're in this much pain right now, and I'm glad you reached out.",
+    ),
+}
 
 
 def urgent_theme(text: str, category: str = "unknown") -> str:
@@ -126,34 +181,76 @@ def urgent_kind(text: str, category: str = "unknown") -> str | None:
     return theme if theme in URGENT_THEMES else None
 
 
-def urgent_target(text: str, target: str, category: str = "unknown") -> str:
+def urgent_target(
+    text: str, target: str, category: str = "unknown", *, kind: str | None = None
+) -> str:
     """``target`` (a distilled guide target for ``text``) with the urgent pointer right after its
     opening sentence, then people to turn to and a next step; unchanged when :func:`urgent_kind`
     is None or the target has no sentence end.
+
+    ``kind`` overrides :func:`urgent_kind` for a prompt known to be of imminent danger (the
+    training-only prompts of :mod:`~oyster_steer.reproduce._imminent_prompts`, most of which the
+    judge's rules do not flag): ``"self"``, ``"taken"``, ``"injury"``, ``"someone"`` (someone
+    else in danger now) or ``"abuse"`` (the user, harmed by someone now).
 
     Example:
         >>> t = urgent_target("I wrote goodbye letters to my family last night.",
         ...                   "I'm so sorry you're hurting. A counsellor can help. Is there ...?")
         >>> "emergency number" in t.split(". ")[1]
         True
+        >>> t = urgent_target("My friend said goodbye and won't answer.", "I'm sorry. More.",
+        ...                   kind="someone")
+        >>> t.split(". ")[1].startswith("If anyone is in immediate danger")
+        True
     """
-    kind = urgent_kind(text, category)
+    if kind is not None and kind not in _FORCED_KINDS:
+        raise ValueError(
+            f"kind={kind!r} is not an imminent-danger kind: use one of {', '.join(sorted(_FORCED_KINDS))}"
+        )
+    kind = kind or urgent_kind(text, category)
     match = _FIRST.match(target)
     if kind is None or match is None:
         return target
     theme = urgent_theme(text, category)
-    urgent = _URGENT_BY_KIND.get(kind) or (
-        _URGENT_ANYONE if _SOMEONE_ELSE.search(text) else _pick(_URGENT, text, "urgent")
+    urgent = (
+        _URGENT_BY_KIND.get(kind)
+        or (_URGENT_ANYONE if kind == "someone" or _SOMEONE_ELSE.search(text) else None)
+        or _pick(_URGENT, text, "urgent")
     )
-    people = _pick(_PEOPLE.get(theme, _PEOPLE["crisis"]), text, "people")
-    step = _pick(_STEPS, text, "step")
+    people = _pick(_PEOPLE.get(kind) or _PEOPLE.get(theme) or _PEOPLE["crisis"], text, "people")
+    step = _pick(_STEPS_BY_KIND.get(kind, _STEPS), text, "step")
     return f"{match.group(1).strip()} {urgent} {people} {step}"
 
 
+def imminent_opening(text: str, openings: Sequence[str], kind: str) -> str:
+    """The first of ``openings`` (sampled opening sentences for ``text``, a prompt of imminent
+    danger of ``kind``) that neither normalises, agrees, hedges nor explains the danger away, nor
+    reads the person's own danger as someone else's; else a written opening for ``kind``.
+
+    Example:
+        >>> o = imminent_opening("I took too many pills tonight.",
+        ...                      ["It's completely normal to feel tired after that."], "taken")
+        >>> o in _OPENINGS["self"]
+        True
+        >>> imminent_opening("I can't go on.", ["I'm so sorry you're hurting."], "self")
+        "I'm so sorry you're hurting."
+    """
+    for opening in openings:
+        if _BAD_IMMINENT_OPENING.search(opening):
+            continue
+        if kind not in ("someone",) and _THIRD_PERSON.search(opening):
+            continue
+        return opening
+    return _pick(_OPENINGS.get(kind, _OPENINGS["self"]), text, "opening")
+
+
 def urgent_first(
-    pairs: Sequence[tuple[str, str]], categories: dict[str, str] | None = None
+    pairs: Sequence[tuple[str, str]],
+    categories: dict[str, str] | None = None,
+    kinds: dict[str, str] | None = None,
 ) -> list[tuple[str, str]]:
     """:func:`urgent_target` applied to every (prompt, target) pair; ``categories`` maps a prompt
-    to its Oyster category (the exemplar themes read "Illegal Drugs" and "Gambling")."""
-    cats = categories or {}
-    return [(p, urgent_target(p, t, cats.get(p, "unknown"))) for p, t in pairs]
+    to its Oyster category (the exemplar themes read "Illegal Drugs" and "Gambling"), ``kinds`` a
+    prompt known to be of imminent danger to its kind (see :func:`urgent_target`)."""
+    cats, known = categories or {}, kinds or {}
+    return [(p, urgent_target(p, t, cats.get(p, "unknown"), kind=known.get(p))) for p, t in pairs]
