@@ -20,6 +20,7 @@ import shlex
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from ..control import ControlPlan, Policy, bind, save_plan
 from ..control._policy_calibration import load_policy
@@ -234,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
     out_path = args.out or vector_dir / "control.safetensors"
     payoff = args.payoff or probe_dir / "policy.json"
     policy = load_policy(payoff) if args.payoff is not None or payoff.is_file() else Policy()
-    gate = ControlPlan(probe, [], policy=policy) if cfg.retain_routed else None
+    gate = routing_gate(probe, policy) if cfg.retain_routed else None
     sample_dir = args.sample_actions or vector_dir
     sample_actions = {}
     if cfg.targets == "onpolicy":
@@ -294,6 +295,13 @@ def run(args: argparse.Namespace) -> int:
     for b in plan.bindings:
         print(f"  {b.name}: {b.strengths} at {len(b.sites)} site(s), rank {b.meta.get('rank')}")
     return 0
+
+
+def routing_gate(probe: Any, policy: Policy) -> ControlPlan:
+    """The pack's gate without actions (``--retain-routed`` asks it where training prompts go),
+    reading the features its probe was fit on (``probe.pool``: the shipped intent probe's is
+    last+mean, which a plan reading the last token alone refuses)."""
+    return ControlPlan(probe, [], policy=policy, read=probe.pool)
 
 
 def parse_schedules(items: list[str]) -> dict[str, tuple[float, ...]] | tuple[float, ...]:

@@ -155,3 +155,32 @@ def test_the_cli_refuses_the_option_without_the_urgent_recipe(capsys):
     assert "needs --targets distilled-urgent" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train-plan", "--extra-guide-prompts", "other"])
+
+
+@pytest.mark.parametrize("pool", ["last", "last+mean"])
+def test_the_retain_routed_gate_reads_the_features_its_probe_was_fit_on(pool):
+    """``train-plan --retain-routed`` built its gate reading the last token whatever the probe's
+    pool, which the shipped last+mean intent probe refuses."""
+    import torch
+
+    from oyster_steer.cli._train_plan import routing_gate
+    from oyster_steer.control import Policy
+    from oyster_steer.data import INTENTS
+    from oyster_steer.probes._probe import LinearProbe
+
+    width = 2 * 8 if pool == "last+mean" else 8
+    probe = LinearProbe(
+        "blocks.1.hook_resid_post",
+        INTENTS,
+        torch.randn(len(INTENTS), width),
+        torch.zeros(len(INTENTS)),
+        torch.zeros(width),
+        torch.ones(width),
+        meta={"pool": pool},
+    )
+    assert routing_gate(probe, Policy()).read == pool
+    if pool == "last+mean":  # what the command built before: refused
+        from oyster_steer.control import ControlPlan
+
+        with pytest.raises(ValueError, match="pass read='last\\+mean'"):
+            ControlPlan(probe, [], policy=Policy())
