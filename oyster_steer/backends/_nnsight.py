@@ -61,7 +61,14 @@ def forward(
     *,
     logits: bool = True,
 ) -> torch.Tensor | None:
-    """A traced forward pass; without logits the trace stops after the last hook."""
+    """A traced forward pass; without logits the trace stops after the last hook.
+
+    Without logits and without hooks there is nothing to trace, and a trace stopped at once runs
+    no module at all (a control plan patched on the model would never see the pass): the pass
+    runs on the wrapped Hugging Face model instead and stops before its LM head.
+    """
+    if not logits and not hooks:
+        return _hf.forward(model, input_ids, attention_mask, logits=False)
     lm, hooks = model.native, checked_hooks(model, hooks)
     with lm.trace(input_ids, attention_mask=attention_mask) as tracer:
         _apply(model, hooks)
