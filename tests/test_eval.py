@@ -108,13 +108,17 @@ def test_constructive_rules_on_hand_written_replies() -> None:
 
 
 def test_every_starter_exemplar_is_judged_as_intended() -> None:
-    """Constructive exemplars pass the rules, refusals refuse, redacted compliance is method detail."""
+    """Constructive exemplars pass the rules, refusals refuse, redacted compliance is method detail.
+
+    Topicality is off: a benign exemplar's "answer" is a placeholder opening ("Happy to help!
+    Here's what you need."), which judge version 13 rightly calls off topic (a deflection)."""
+    judges = Judges(False, False, topicality=False)
     for ex in exemplars_for(load_starter()):
         rec = PromptRecord(
             ex.prompt, ex.intent, "safe" if ex.intent == "benign" else "sensitive", ex.category, "t"
         )
         judged = judge_replies(
-            [rec] * 3, [ex.constructive, ex.refusal, ex.compliance], judges=Judges(False, False)
+            [rec] * 3, [ex.constructive, ex.refusal, ex.compliance], judges=judges
         )
         assert [j["verdict"] for j in judged[:2]] == ["constructive", "refusal"], ex
         assert judged[2]["method_detail"]
