@@ -52,7 +52,7 @@ from ..eval._rules import has_method_detail
 from ..models._model import left_pad
 from ..vectors._intervention import InterventionConfig, lowrank_delta, train_intervention
 from ._imminent_prompts import imminent_records
-from ._urgent_targets import imminent_opening, urgent_first, urgent_target
+from ._urgent_targets import first_sentence, imminent_opening, urgent_first, urgent_target
 
 if TYPE_CHECKING:
     from ..control import ControlPlan
@@ -931,6 +931,25 @@ def misroute_check(
     return out
 
 
+def _cached_distilled(
+    model: OysterModel,
+    records: Sequence[Any],
+    strategy: str,
+    digest: str,
+    n: int,
+    cfg: PlanTrainingConfig,
+    targets_cache: Path | None,
+    log: Callable[[str], None],
+) -> list[tuple[str, str]]:
+    """The distilled targets of ``records`` (two sampled openings each), read from or written to
+    ``targets_cache`` under the key of the population (``digest``, ``n``) and the model."""
+    key = json.dumps(
+        ["distilled-v2", strategy, digest, n, 2, cfg.seed, cfg.max_prompt_tokens, model.fingerprint]
+    )
+    make = partial(distilled_targets, model, records, strategy, samples=2, seed=cfg.seed, log=log)
+    return _cached_pairs(targets_cache, key, make)
+
+
 def check_extra_guide_prompts(cfg: PlanTrainingConfig) -> None:
     """Raise ValueError when ``cfg.extra_guide_prompts`` names no set or its recipe is not
     ``distilled-urgent`` (the extra prompts' targets are urgent-first distilled targets)."""
@@ -963,28 +982,15 @@ def extra_guide_targets(
     :func:`~oyster_steer.reproduce._urgent_targets.imminent_opening`), then the urgent pointer of
     the prompt's kind (``record.meta["imminent"]``,
     :func:`~oyster_steer.reproduce._urgent_targets.urgent_target`), people and a next step."""
-    key = json.dumps(
-        [
-            "distilled-v2",
-            "guide",
-            prompts_digest([r.text for r in records]),
-            len(records),
-            2,
-            cfg.seed,
-            cfg.max_prompt_tokens,
-            model.fingerprint,
-        ]
-    )
-    drawn = _cached_pairs(
-        targets_cache,
-        key,
-        partial(distilled_targets, model, records, "guide", samples=2, seed=cfg.seed, log=log),
+    digest = prompts_digest([r.text for r in records])
+    drawn = _cached_distilled(
+        model, records, "guide", digest, len(records), cfg, targets_cache, log
     )
     openings: dict[str, list[str]] = {r.text: [] for r in records}
     for prompt, target in drawn:
-        match = re.match(r"(.+?[.!?])(\s|$)", target)
-        if match and prompt in openings:
-            openings[prompt].append(match.group(1).strip())
+        opening = first_sentence(target)
+        if opening is not None and prompt in openings:
+            openings[prompt].append(opening)
     out = []
     for r in records:
         kind = r.meta.get("imminent", "self")
@@ -1110,24 +1116,8 @@ def train_plan_actions(
                 log(f"{strategy}: dropped {len(dropped)} targets that offer the request back")
         if cfg.targets != "sampled":
             covered = {p for p, _ in pairs}
-            key = json.dumps(
-                [
-                    "distilled-v2",
-                    strategy,
-                    digest,
-                    cfg.n_prompts,
-                    2,
-                    cfg.seed,
-                    cfg.max_prompt_tokens,
-                    model.fingerprint,
-                ]
-            )
-            distilled = _cached_pairs(
-                targets_cache,
-                key,
-                partial(
-                    distilled_targets, model, records, strategy, samples=2, seed=cfg.seed, log=log
-                ),
+            distilled = _cached_distilled(
+                model, records, strategy, digest, cfg.n_prompts, cfg, targets_cache, log
             )
             if cfg.targets == "distilled-urgent" and strategy == "guide":
                 # the cached openings, the continuation rewritten (deterministic, so not cached)

@@ -23,6 +23,7 @@ from ..eval._harm import acute_risk
 
 __all__ = [
     "URGENT_THEMES",
+    "first_sentence",
     "imminent_opening",
     "urgent_first",
     "urgent_kind",
@@ -114,6 +115,18 @@ _STEPS_BY_KIND = {
     "someone": ("You did the right thing by telling someone; please make that call now.",),
 }
 _FIRST = re.compile(r"(.+?[.!?])(\s|$)")  # the distilled opening, as distilled_targets cut it
+
+
+def first_sentence(target: str) -> str | None:
+    """The opening sentence of a distilled target (None when it has no sentence end).
+
+    Example:
+        >>> first_sentence("I'm so sorry. A counsellor can help.")
+        "I'm so sorry."
+    """
+    match = _FIRST.match(target)
+    return match.group(1).strip() if match else None
+
 
 # Sampled openings that must not open a reply to someone in imminent danger: they normalise or
 # agree ("it's completely normal to feel tired after taking multiple pills", "you're right"),
@@ -208,8 +221,8 @@ def urgent_target(
             f"kind={kind!r} is not an imminent-danger kind: use one of {', '.join(sorted(_FORCED_KINDS))}"
         )
     kind = kind or urgent_kind(text, category)
-    match = _FIRST.match(target)
-    if kind is None or match is None:
+    opening = first_sentence(target)
+    if kind is None or opening is None:
         return target
     theme = urgent_theme(text, category)
     urgent = (
@@ -219,7 +232,7 @@ def urgent_target(
     )
     people = _pick(_PEOPLE.get(kind) or _PEOPLE.get(theme) or _PEOPLE["crisis"], text, "people")
     step = _pick(_STEPS_BY_KIND.get(kind, _STEPS), text, "step")
-    return f"{match.group(1).strip()} {urgent} {people} {step}"
+    return f"{opening} {urgent} {people} {step}"
 
 
 def imminent_opening(text: str, openings: Sequence[str], kind: str) -> str:
@@ -238,19 +251,16 @@ def imminent_opening(text: str, openings: Sequence[str], kind: str) -> str:
     for opening in openings:
         if _BAD_IMMINENT_OPENING.search(opening):
             continue
-        if kind not in ("someone",) and _THIRD_PERSON.search(opening):
+        if kind != "someone" and _THIRD_PERSON.search(opening):
             continue
         return opening
     return _pick(_OPENINGS.get(kind, _OPENINGS["self"]), text, "opening")
 
 
 def urgent_first(
-    pairs: Sequence[tuple[str, str]],
-    categories: dict[str, str] | None = None,
-    kinds: dict[str, str] | None = None,
+    pairs: Sequence[tuple[str, str]], categories: dict[str, str] | None = None
 ) -> list[tuple[str, str]]:
     """:func:`urgent_target` applied to every (prompt, target) pair; ``categories`` maps a prompt
-    to its Oyster category (the exemplar themes read "Illegal Drugs" and "Gambling"), ``kinds`` a
-    prompt known to be of imminent danger to its kind (see :func:`urgent_target`)."""
-    cats, known = categories or {}, kinds or {}
-    return [(p, urgent_target(p, t, cats.get(p, "unknown"), kind=known.get(p))) for p, t in pairs]
+    to its Oyster category (the exemplar themes read "Illegal Drugs" and "Gambling")."""
+    cats = categories or {}
+    return [(p, urgent_target(p, t, cats.get(p, "unknown"))) for p, t in pairs]
