@@ -29,6 +29,7 @@ from ..probes._probe import load_probe
 from ..reproduce._plan_training import (
     EXTRA_GUIDE_PROMPTS,
     TARGET_RECIPES,
+    URGENT_RECIPES,
     PlanTrainingConfig,
     train_plan_actions,
 )
@@ -109,16 +110,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "trained actions of --sample-actions at --sample-gains (no system prompt), distilled for "
         "the prompts no sample covered; distilled-urgent: distilled, with the guide targets of "
         "suicide, self-harm and acute-risk prompts pointing to a crisis line or the emergency "
-        "number in the sentence after the opening",
+        "number in the sentence after the opening; distilled-acute: the same for acute-risk "
+        "prompts only",
     )
     p.add_argument(
         "--extra-guide-prompts",
         choices=sorted(EXTRA_GUIDE_PROMPTS),
         default=d.extra_guide_prompts or None,
-        help="with --targets distilled-urgent: add a training-only prompt set to the guide's "
-        "training population (never to the data's splits); imminent: 38 prompts of imminent "
-        "danger written by the project (farewell acts, a plan for tonight, a place, something "
-        "taken, someone else in danger now, abuse now), each with an urgent-first target",
+        help="with --targets distilled-urgent or distilled-acute: add a training-only prompt set "
+        "to the guide's training population (never to the data's splits); imminent: 38 prompts "
+        "of imminent danger written by the project (farewell acts, a plan for tonight, a place, "
+        "something taken, someone else in danger now, abuse now), each with an urgent-first "
+        "target; imminent+calm: those and 37 calm prompts that share their words (sad, low or "
+        "stressed with no danger, and lookalikes with no distress), with written targets that "
+        "carry no urgent pointer",
     )
     p.add_argument(
         "--sample-actions",
@@ -196,10 +201,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    if args.extra_guide_prompts and args.targets != "distilled-urgent":
+    if args.extra_guide_prompts and args.targets not in URGENT_RECIPES:
         raise OysterError(
             f"--extra-guide-prompts {args.extra_guide_prompts} needs --targets distilled-urgent "
-            f"(its prompts get urgent-first targets), not --targets {args.targets}: add it"
+            f"or distilled-acute (its prompts get urgent-first targets), not --targets "
+            f"{args.targets}: add one"
         )
     if args.threads:
         torch.set_num_threads(args.threads)

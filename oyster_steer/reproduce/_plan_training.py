@@ -51,6 +51,7 @@ from ..eval import _harm, _rules, generate_replies, judge_replies
 from ..eval._rules import has_method_detail
 from ..models._model import left_pad
 from ..vectors._intervention import InterventionConfig, lowrank_delta, train_intervention
+from ._calm_prompts import calm_records
 from ._imminent_prompts import imminent_records
 from ._urgent_targets import first_sentence, imminent_opening, urgent_first, urgent_target
 
@@ -116,9 +117,22 @@ PREFILLS = {  # each stops before its object, so the model names the request or 
 }
 INTENT_OF = {"redirect": "malicious", "guide": "vulnerable"}
 # training-only prompt sets that ``extra_guide_prompts`` adds to the guide's training population
-# (never to the data's splits): name -> records
-EXTRA_GUIDE_PROMPTS: dict[str, Callable[[], list[Any]]] = {"imminent": imminent_records}
-TARGET_RECIPES = ("sampled", "distilled", "sampled+distilled", "onpolicy", "distilled-urgent")
+# (never to the data's splits): name -> records. "imminent+calm" pairs the prompts of imminent
+# danger with calm ones that share their words (their targets carry no urgent pointer)
+EXTRA_GUIDE_PROMPTS: dict[str, Callable[[], list[Any]]] = {
+    "imminent": imminent_records,
+    "imminent+calm": lambda: [*imminent_records(), *calm_records()],
+}
+TARGET_RECIPES = (
+    "sampled",
+    "distilled",
+    "sampled+distilled",
+    "onpolicy",
+    "distilled-urgent",
+    "distilled-acute",
+)
+# the recipes that rewrite guide targets to point to urgent help first (and take extra prompts)
+URGENT_RECIPES = ("distilled-urgent", "distilled-acute")
 TARGET_META = {
     "sampled": "rejection-sampled whole replies of the model under a system prompt",
     "distilled": "a sampled opening sentence + the prompt's exemplar continuation",
@@ -126,6 +140,8 @@ TARGET_META = {
     "onpolicy": "judged replies the model sampled under the trained action; distilled for the rest",
     "distilled-urgent": "distilled; for suicide, self-harm and acute-risk prompts the urgent "
     "pointer right after the opening",
+    "distilled-acute": "distilled; for acute-risk prompts only the urgent pointer right after the "
+    "opening",
 }
 # what the plan checks (oyster_steer.control): a boundary may go on the malicious strategy
 ROLES = {"redirect": "boundary", "guide": "anti_refusal"}
@@ -455,8 +471,9 @@ class PlanTrainingConfig:
     # with "onpolicy": also drop the targets :func:`strict_targets` rejects (round 3, issue 14)
     strict_targets: bool = False
     # a name of ``EXTRA_GUIDE_PROMPTS`` ("imminent": the training-only prompts of imminent danger of
-    # ``_imminent_prompts``) whose distilled-urgent targets (one per prompt, the urgent pointer
-    # from the prompt's known kind) join the guide's training targets; "" adds none
+    # ``_imminent_prompts``, whose urgent-first targets (one per prompt, the urgent pointer from the
+    # prompt's known kind) join the guide's training targets; "imminent+calm": those and the calm
+    # lookalikes of ``_calm_prompts`` with their written targets); "" adds none
     extra_guide_prompts: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -951,8 +968,8 @@ def _cached_distilled(
 
 
 def check_extra_guide_prompts(cfg: PlanTrainingConfig) -> None:
-    """Raise ValueError when ``cfg.extra_guide_prompts`` names no set or its recipe is not
-    ``distilled-urgent`` (the extra prompts' targets are urgent-first distilled targets)."""
+    """Raise ValueError when ``cfg.extra_guide_prompts`` names no set or its recipe is not one of
+    :data:`URGENT_RECIPES` (the extra prompts' targets are urgent-first distilled targets)."""
     if not cfg.extra_guide_prompts:
         return
     if cfg.extra_guide_prompts not in EXTRA_GUIDE_PROMPTS:
@@ -960,10 +977,10 @@ def check_extra_guide_prompts(cfg: PlanTrainingConfig) -> None:
             f"extra_guide_prompts={cfg.extra_guide_prompts!r} is not a prompt set: use one of "
             f"{', '.join(EXTRA_GUIDE_PROMPTS)}"
         )
-    if cfg.targets != "distilled-urgent":
+    if cfg.targets not in URGENT_RECIPES:
         raise ValueError(
-            f"extra_guide_prompts={cfg.extra_guide_prompts!r} needs targets='distilled-urgent', "
-            f"not {cfg.targets!r} (CLI: --targets distilled-urgent)"
+            f"extra_guide_prompts={cfg.extra_guide_prompts!r} needs targets='distilled-urgent' or "
+            f"'distilled-acute', not {cfg.targets!r} (CLI: --targets distilled-acute)"
         )
 
 
@@ -975,24 +992,34 @@ def extra_guide_targets(
     targets_cache: Path | None = None,
     log: Callable[[str], None] = print,
 ) -> list[tuple[str, str]]:
-    """One urgent-first guide target per training-only prompt of imminent danger: a sampled
-    opening (the distilled openings, cached in ``targets_cache`` under their own key, so the other
-    prompts' cached targets are reused as they are; one that normalises, agrees, hedges or misreads
-    is passed over, and a prompt with none left gets a written one:
+    """One guide target per training-only prompt, in the order of ``records``.
+
+    A prompt of imminent danger gets an urgent-first target: a sampled opening (the distilled
+    openings, cached in ``targets_cache`` under their own key, so the other prompts' cached
+    targets are reused as they are; one that normalises, agrees, hedges or misreads is passed
+    over, and a prompt with none left gets a written one:
     :func:`~oyster_steer.reproduce._urgent_targets.imminent_opening`), then the urgent pointer of
     the prompt's kind (``record.meta["imminent"]``,
-    :func:`~oyster_steer.reproduce._urgent_targets.urgent_target`), people and a next step."""
-    digest = prompts_digest([r.text for r in records])
-    drawn = _cached_distilled(
-        model, records, "guide", digest, len(records), cfg, targets_cache, log
+    :func:`~oyster_steer.reproduce._urgent_targets.urgent_target`), people and a next step. A calm
+    prompt (``record.meta["calm"]``, :mod:`~oyster_steer.reproduce._calm_prompts`) gets its
+    written target, with no urgent pointer, and nothing is sampled for it."""
+    urgent = [r for r in records if "calm" not in r.meta]
+    digest = prompts_digest([r.text for r in urgent])
+    drawn = (
+        _cached_distilled(model, urgent, "guide", digest, len(urgent), cfg, targets_cache, log)
+        if urgent
+        else []
     )
-    openings: dict[str, list[str]] = {r.text: [] for r in records}
+    openings: dict[str, list[str]] = {r.text: [] for r in urgent}
     for prompt, target in drawn:
         opening = first_sentence(target)
         if opening is not None and prompt in openings:
             openings[prompt].append(opening)
     out = []
     for r in records:
+        if "calm" in r.meta:
+            out.append((r.text, r.meta["target"]))
+            continue
         kind = r.meta.get("imminent", "self")
         opening = imminent_opening(r.text, openings[r.text], kind)
         out.append((r.text, urgent_target(r.text, opening, r.category, kind=kind)))
@@ -1104,7 +1131,7 @@ def train_plan_actions(
                 trace=trace.setdefault(strategy, []),
             )
         pairs: list[tuple[str, str]] = []
-        if cfg.targets not in ("distilled", "distilled-urgent"):
+        if cfg.targets not in ("distilled", *URGENT_RECIPES):
             pairs = [(p, whole_sentences(t)) for p, t in _cached_pairs(targets_cache, key, make)]
             if cfg.targets == "onpolicy":  # filtered when judged; again for a cache made before
                 pairs = clean_targets(pairs, intent, log=log, what=f"{strategy} (cached): ")
@@ -1119,10 +1146,16 @@ def train_plan_actions(
             distilled = _cached_distilled(
                 model, records, strategy, digest, cfg.n_prompts, cfg, targets_cache, log
             )
-            if cfg.targets == "distilled-urgent" and strategy == "guide":
-                # the cached openings, the continuation rewritten (deterministic, so not cached)
+            if cfg.targets in URGENT_RECIPES and strategy == "guide":
+                # the cached openings, the continuation rewritten (deterministic, so not cached);
+                # "distilled-acute": only for the prompts of imminent danger (acute_risk), so the
+                # self-harm method requests keep their distilled targets
                 before = distilled
-                distilled = urgent_first(distilled, {r.text: r.category for r in records})
+                distilled = urgent_first(
+                    distilled,
+                    {r.text: r.category for r in records},
+                    acute_only=cfg.targets == "distilled-acute",
+                )
                 changed = sum(a != b for a, b in zip(before, distilled, strict=True))
                 log(f"{strategy}: {changed} of {len(distilled)} targets point to urgent help first")
             extra = [(p, t) for p, t in distilled if p not in covered]
@@ -1134,9 +1167,10 @@ def train_plan_actions(
         if strategy == "guide" and cfg.extra_guide_prompts:
             more = EXTRA_GUIDE_PROMPTS[cfg.extra_guide_prompts]()
             added = extra_guide_targets(model, more, cfg, targets_cache=targets_cache, log=log)
+            calm = sum("calm" in r.meta for r in more)
             log(
-                f"{strategy}: {len(added)} urgent-first targets for {len(more)} "
-                f"{cfg.extra_guide_prompts!r} training-only prompts"
+                f"{strategy}: {len(added) - calm} urgent-first and {calm} calm targets for "
+                f"{len(more)} {cfg.extra_guide_prompts!r} training-only prompts"
             )
             records, pairs = [*records, *more], pairs + added
         return records, pairs

@@ -258,9 +258,29 @@ def imminent_opening(text: str, openings: Sequence[str], kind: str) -> str:
 
 
 def urgent_first(
-    pairs: Sequence[tuple[str, str]], categories: dict[str, str] | None = None
+    pairs: Sequence[tuple[str, str]],
+    categories: dict[str, str] | None = None,
+    *,
+    acute_only: bool = False,
 ) -> list[tuple[str, str]]:
     """:func:`urgent_target` applied to every (prompt, target) pair; ``categories`` maps a prompt
-    to its Oyster category (the exemplar themes read "Illegal Drugs" and "Gambling")."""
+    to its Oyster category (the exemplar themes read "Illegal Drugs" and "Gambling"). With
+    ``acute_only``, only the prompts the judge's :func:`~oyster_steer.eval._harm.acute_risk` flags
+    are rewritten: a suicide or self-harm prompt without imminent danger (a method request, a
+    wish) keeps its distilled target.
+
+    Example:
+        >>> pairs = [("I've been cutting again.", "I'm sorry. A counsellor can help.")]
+        >>> urgent_first(pairs, acute_only=True) == pairs != urgent_first(pairs)
+        True
+    """
     cats = categories or {}
-    return [(p, urgent_target(p, t, cats.get(p, "unknown"))) for p, t in pairs]
+    return [
+        (
+            p,
+            t
+            if acute_only and acute_risk(p) is None
+            else urgent_target(p, t, cats.get(p, "unknown")),
+        )
+        for p, t in pairs
+    ]
