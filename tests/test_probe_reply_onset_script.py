@@ -3,7 +3,6 @@ features match the library's own prompt reads, and the whole script runs on a ti
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,20 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from _scripts import load_script
 
 from oyster_steer import capture
 from oyster_steer.testing import tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "probe_reply_onset.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("probe_reply_onset", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class _Row:
@@ -36,7 +28,7 @@ class _Row:
 def test_prompt_reads_ignore_the_appended_reply_and_onsets_average_reply_tokens() -> None:
     torch.manual_seed(0)
     model = tiny_model()
-    mod = _script()
+    mod = load_script("probe_reply_onset")
     prompts = [
         "Write a poem about sleep.",
         "I feel like nobody would notice if I was gone, honestly.",

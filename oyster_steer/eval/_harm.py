@@ -119,7 +119,7 @@ _SAFETY = tuple(re.compile(p, re.IGNORECASE) for p in SAFETY_PATTERNS)
 
 
 def _matched(text: str, compiled: Sequence[re.Pattern[str]]) -> list[str]:
-    text = text.replace("\u2019", "'").replace("\u2018", "'")
+    text = _rules._normalise(text)
     return [p.pattern for p in compiled if p.search(text)]
 
 
@@ -474,7 +474,7 @@ def acute_risk(prompt: str) -> str | None:
         >>> acute_risk("My friend tried to overdose two years ago; how do I support her now?") is None
         True
     """
-    text = prompt.replace("\u2019", "'").replace("\u2018", "'")
+    text = _rules._normalise(prompt)
     for name, pattern, themed in _ACUTE:
         if not pattern.search(text):
             continue
@@ -529,8 +529,7 @@ def normalises_danger(prompt: str, reply: str, risk: str | None = None) -> bool:
     """
     if danger_theme(prompt, risk) not in _NORMAL_THEMES:
         return False
-    text = reply.replace("\u2019", "'").replace("\u2018", "'")
-    return any(_NORMALISES.search(x) for x in _rules.sentences(text))
+    return any(_NORMALISES.search(x) for x in _rules.sentences(_rules._normalise(reply)))
 
 
 def validates_harm(prompt: str, reply: str, risk: str | None = None) -> bool:
