@@ -17,7 +17,7 @@ demo: setup
 	$(VENV)/oyster-steer demo
 
 test: setup setup-vllm
-	$(VENV)/python -m pytest -q -n 2 --dist loadgroup tests
+	$(VENV)/python -m pytest -q -n 2 --dist loadgroup --durations=15 tests
 
 test-fast: setup
 	$(VENV)/python -m pytest -q -n 2 -m "not slow" tests
