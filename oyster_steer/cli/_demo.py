@@ -8,7 +8,7 @@ from pathlib import Path
 from ..models._model import DEFAULT_MODEL
 from ..models._registry import BACKEND_NAMES
 from ..report import DemoConfig, run_demo
-from ._eval import positive_int
+from ._common import positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -13,18 +13,7 @@ from ..eval import Condition, Judges, LLMJudge, evaluate
 from ..eval import _judges as eval_judges
 from ..report._artifacts import shipped
 from ..reproduce._markdown import write_section
-from ._common import add_common, data_from_args, model_from_args
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
+from ._common import add_common, data_from_args, model_from_args, positive_int
 
 
 def _mapping(text: str) -> dict[str, str]:

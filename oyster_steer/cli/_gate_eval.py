@@ -12,8 +12,8 @@ from ..data import PromptRecord, PromptSet, load_table
 from ..eval import GATE_HEADING, gate_report, gate_section, score_gate, shift_sets
 from ..probes import load_probe
 from ..reproduce._markdown import write_section
-from ._common import add_common, model_from_args
-from ._eval import _mapping, positive_int
+from ._common import add_common, model_from_args, positive_int
+from ._eval import _mapping
 
 DEFAULT_PLAN = "vectors/smollm2-135m-instruct/control.safetensors"
 
