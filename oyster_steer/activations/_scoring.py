@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -440,8 +440,7 @@ def frozen_inputs(
     base = model.hf.base_model
     handle = block.register_forward_pre_hook(read, with_kwargs=True)
     try:
-        for chunk in _length_batches(groups, batch_size):
-            packed = pack([groups[i] for i in chunk], model.pad_id, model.device)
+        for chunk, packed in _packed_batches(model, groups, batch_size):
             pmask = packed.prompt_mask
             cache = DynamicCache(config=model.hf.config)  # blocks below ``layer`` fill it
             with contextlib.suppress(_Reached):
@@ -494,6 +493,22 @@ def _length_batches(groups: Sequence[Group], batch_size: int) -> list[list[int]]
     return [order[i : i + per] for i in range(0, len(order), per)]
 
 
+def _packed_batches(
+    model: OysterModel,
+    groups: Sequence[Group],
+    batch_size: int,
+    hidden: Sequence[FrozenInputs] | None = None,
+    *,
+    share_head: bool = False,
+) -> Iterator[tuple[list[int], Packed]]:
+    """Each of :func:`_length_batches`' index batches with its groups :func:`pack`-ed on the
+    model's device (``hidden`` and ``share_head`` as in :func:`pack`)."""
+    for chunk in _length_batches(groups, batch_size):
+        batch = [groups[i] for i in chunk]
+        part = None if hidden is None else [hidden[i] for i in chunk]
+        yield chunk, pack(batch, model.pad_id, model.device, part, share_head=share_head)
+
+
 @torch.no_grad()
 def score_groups(
     model: OysterModel,
@@ -510,14 +525,7 @@ def score_groups(
     ``hidden``: the groups' :func:`frozen_inputs`, to run only the blocks above them;
     ``share_head``: with ``hidden``, run the prompts' common head once (see :func:`pack`)."""
     out: list[torch.Tensor] = [torch.empty(0)] * len(groups)
-    for chunk in _length_batches(groups, batch_size):
-        packed = pack(
-            [groups[i] for i in chunk],
-            model.pad_id,
-            model.device,
-            None if hidden is None else [hidden[i] for i in chunk],
-            share_head=share_head,
-        )
+    for chunk, packed in _packed_batches(model, groups, batch_size, hidden, share_head=share_head):
         lp = reply_logprobs(model, packed, full=full)
         if full:
             tokens_of_group = packed.owner[packed.reply_of]  # (N,)
@@ -547,14 +555,7 @@ def kl_from(
     :func:`score_groups`.
     """
     out = torch.zeros(len(groups))
-    for chunk in _length_batches(groups, batch_size):
-        packed = pack(
-            [groups[i] for i in chunk],
-            model.pad_id,
-            model.device,
-            None if hidden is None else [hidden[i] for i in chunk],
-            share_head=share_head,
-        )
+    for chunk, packed in _packed_batches(model, groups, batch_size, hidden, share_head=share_head):
         lp = reply_logprobs(model, packed, full=True)  # (N, V)
         ref = torch.cat([reference[i] for i in chunk]).to(lp.device, torch.float32)  # (N, V)
         kl = (ref.exp() * (ref - lp)).sum(-1)  # (N,)
