@@ -30,6 +30,7 @@ __all__ = [
     "Contrast",
     "contrast_triples",
     "contrasts_for",
+    "keep_short",
     "records_of",
     "sample_records",
 ]
@@ -98,6 +99,16 @@ def sample_records(
         chosen = sorted((r for r in pool if r.intent == intent), key=lambda r: _rank(r.text, seed))
         out.extend(chosen[:n_per_intent] if n_per_intent is not None else chosen)
     return out
+
+
+def keep_short(tokenizer: Any, max_tokens: int) -> Callable[[Any], bool]:
+    """A ``keep`` for :func:`sample_records`: records whose text is at most ``max_tokens`` tokens
+    (without special tokens)."""
+
+    def keep(record: Any) -> bool:
+        return len(tokenizer(record.text, add_special_tokens=False)["input_ids"]) <= max_tokens
+
+    return keep
 
 
 def contrasts_for(

@@ -34,7 +34,14 @@ from ..activations._scoring import (
 )
 from ..core._errors import EmptyInputError
 from ..core._sites import parse_site
-from ..data._contrast import BENIGN_INTENTS, TARGETS, contrasts_for, records_of, sample_records
+from ..data._contrast import (
+    BENIGN_INTENTS,
+    TARGETS,
+    contrasts_for,
+    keep_short,
+    records_of,
+    sample_records,
+)
 from ..models._forward import supports_forward_from
 from ..vectors._vector import SteeringVector
 from ._steer import patch
@@ -135,15 +142,6 @@ class StrengthCurve:
         return cls(**data)
 
 
-def _keeper(model: OysterModel, max_prompt_tokens: int) -> Any:
-    def keep(r: Any) -> bool:
-        return (
-            len(model.tokenizer(r.text, add_special_tokens=False)["input_ids"]) <= max_prompt_tokens
-        )
-
-    return keep
-
-
 def _target_groups(
     model: OysterModel,
     records: Sequence[Any],
@@ -154,7 +152,7 @@ def _target_groups(
     seed: int,
 ) -> dict[str, list[Group]]:
     """Tokenised contrasts per target intent: prompt + [preferred, *negatives]."""
-    keep = _keeper(model, max_prompt_tokens)
+    keep = keep_short(model.tokenizer, max_prompt_tokens)
     contrasts = contrasts_for(sample_records(records, TARGETS[target][0], n, seed, keep), target)
     groups: dict[str, list[Group]] = {}
     for c in contrasts:
@@ -172,7 +170,8 @@ def _benign_groups(
     seed: int,
 ) -> list[Group]:
     """Benign and borderline prompts with the model's own greedy continuations."""
-    benign = sample_records(records, BENIGN_INTENTS, n, seed, _keeper(model, max_prompt_tokens))
+    keep = keep_short(model.tokenizer, max_prompt_tokens)
+    benign = sample_records(records, BENIGN_INTENTS, n, seed, keep)
     if not benign:
         raise EmptyInputError(
             "calibration needs benign or borderline prompts for the KL: add some to heldout"

@@ -52,6 +52,7 @@ from ..data._contrast import (
     Contrast,
     contrast_triples,
     contrasts_for,
+    keep_short,
     records_of,
     sample_records,
 )
@@ -538,7 +539,7 @@ def train_vector(
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}: use one of {', '.join(TARGETS)}")
     want = tuple(intents or TARGETS[target][0])
-    keep = _short(model, max_prompt_tokens)
+    keep = keep_short(model.tokenizer, max_prompt_tokens)
     records = sample_records(records_of(pairs), want, n_per_intent, seed, keep)
     meta = {
         "target": target,
@@ -622,15 +623,6 @@ def _learned_triples(
         )
     key = hashlib.sha256("\x00".join(c.prompt + c.positive for c in train).encode()).hexdigest()
     return run.learn(model, train, kl, (val[:16], kl[:8]), key[:16])
-
-
-def _short(model: OysterModel, max_tokens: int) -> Any:
-    def keep(record: Any) -> bool:
-        return (
-            len(model.tokenizer(record.text, add_special_tokens=False)["input_ids"]) <= max_tokens
-        )
-
-    return keep
 
 
 def _learned(
