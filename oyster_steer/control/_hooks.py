@@ -141,23 +141,8 @@ class ControlState:
             plan.probe.d_model,
             trace,
         )
-        # low-rank parts per site (None where a site has only vectors); their rank components
-        # are concatenated over sites so that ONE (B, S) @ (S, K) matmul gives every row's gains
-        self.low: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int] | None] = []
-        gains, k = [], 0
-        for site in self.sites:
-            part = plan.lowrank(site)
-            if part is None:
-                self.low.append(None)
-                continue
-            A, c, R, G = part
-            A_d, c_d, R_d = (t.to(dev, self.dtype) for t in (A, c, R))
-            self.low.append((A_d, c_d, R_d, k, k + A.shape[0]))
-            gains.append(G)
-            k += A.shape[0]
-        self.low_gain = (
-            torch.cat(gains, dim=1) if gains else torch.zeros(len(plan.strategies), 0)
-        ).to(dev, torch.float32)  # (S, K)
+        # low-rank parts per site (None where a site has only vectors) and their gains (S, K)
+        self.low, self.low_gain = _stacked_lowrank(plan, dev, self.dtype)
         # custom operators per site: (fn, direction, column j of their (S, J) gains)
         self.custom: list[list[tuple[Any, torch.Tensor, int]]] = []
         custom_gains: list[torch.Tensor] = []
@@ -472,6 +457,32 @@ def _reader(
         state.read(x, gate, monitors)
 
     return read
+
+
+LowRank = tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int]  # A, c, R; columns [k0, k1)
+
+
+def _stacked_lowrank(
+    plan: ControlPlan, device: torch.device, dtype: torch.dtype
+) -> tuple[list[LowRank | None], torch.Tensor]:
+    """Per site of ``plan``: its low-rank ``(A, c, R)`` in ``dtype`` and its columns of the rank
+    components concatenated over sites (None where a site has only vectors); and those
+    components' gains (S, K), float32, so that ONE (B, S) @ (S, K) matmul gives every row's
+    coefficients. Both on ``device``."""
+    low: list[LowRank | None] = []
+    gains, k = [], 0
+    for site in plan.sites:
+        part = plan.lowrank(site)
+        if part is None:
+            low.append(None)
+            continue
+        A, c, R, G = part
+        A_d, c_d, R_d = (t.to(device, dtype) for t in (A, c, R))
+        low.append((A_d, c_d, R_d, k, k + A.shape[0]))
+        gains.append(G)
+        k += A.shape[0]
+    gain = torch.cat(gains, dim=1) if gains else torch.zeros(len(plan.strategies), 0)
+    return low, gain.to(device, torch.float32)
 
 
 def _widened(probe: Any, both: bool) -> tuple[torch.Tensor, torch.Tensor]:

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...control._hooks import _widened
+from ...control._hooks import _stacked_lowrank, _widened
 from ...control._policy import decide
 from ...core import resolve_site
 
@@ -141,20 +141,7 @@ class PlanState:
         self.stacked = torch.cat(stacked, dim=1).to(device, torch.float32)  # (S, n * d)
         # low-rank parts per site, as in the library: the hook adds ((x @ A.T + c) * coefs) @ R,
         # coefs = gates @ G; rank components of all sites concatenated (one matmul for all)
-        self.low: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int] | None] = []
-        gains, k = [], 0
-        for site in plan.sites:
-            part = plan.lowrank(site)
-            if part is None:
-                self.low.append(None)
-                continue
-            a, c, r, g = part
-            self.low.append((*(t.to(device, dtype) for t in (a, c, r)), k, k + a.shape[0]))
-            gains.append(g)
-            k += a.shape[0]
-        self.low_gain = (
-            torch.cat(gains, dim=1) if gains else torch.zeros(len(self.strategies), 0)
-        ).to(device, torch.float32)  # (S, K)
+        self.low, self.low_gain = _stacked_lowrank(plan, device, dtype)  # (S, K) gains
         table = plan.schedule_table().to(device)  # (S, L)
         self.per_strategy = plan.per_strategy_schedule  # a constant of the plan
         self.schedule, self.schedule_t = table[0], table.T.contiguous()  # (L,), (L, S)
