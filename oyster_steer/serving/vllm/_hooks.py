@@ -70,25 +70,9 @@ def install_hooks(model: torch.nn.Module, state: PlanState) -> list[Any]:
         points.setdefault((id(module), when), []).append((order, op, arg))
 
     for site, (gate, names) in state.reads.items():
-        layer = layers[site.layer]
-        target = {
-            "resid_pre": (layer, "pre"),
-            "attn_out": (layer.self_attn, "post"),
-            "resid_mid": (layer.post_attention_layernorm, "pre"),
-            "mlp_out": (layer.mlp, "post"),
-            "resid_post": (layer, "post"),
-        }[site.kind]
-        point(*target, 0, "read", (gate, names))
+        point(*_read_points(layers[site.layer])[site.kind], 0, "read", (gate, names))
     for index, site in enumerate(state.sites):
-        layer = layers[site.layer]
-        target = {
-            "resid_pre": (layer, "pre"),
-            "attn_out": (layer.self_attn, "post"),
-            "resid_mid": (layer.self_attn, "post"),
-            "mlp_out": (layer.mlp, "post"),
-            "resid_post": (layer, "post"),
-        }[site.kind]
-        point(*target, 1, "write", index)
+        point(*_write_points(layers[site.layer])[site.kind], 1, "write", index)
 
     handles = [layers[0].register_forward_pre_hook(_begin(state), with_kwargs=True)]
     for (mid, when), ops in points.items():
@@ -108,6 +92,23 @@ def install_hooks(model: torch.nn.Module, state: PlanState) -> list[Any]:
         else:
             handles.append(module.register_forward_hook(_post(state, ops)))
     return handles
+
+
+def _read_points(layer: Any) -> dict[str, tuple[Any, str]]:
+    """Site kind -> (module of decoder ``layer``, "pre" | "post") where it is read (module table)."""
+    return {
+        "resid_pre": (layer, "pre"),
+        "attn_out": (layer.self_attn, "post"),
+        "resid_mid": (layer.post_attention_layernorm, "pre"),
+        "mlp_out": (layer.mlp, "post"),
+        "resid_post": (layer, "post"),
+    }
+
+
+def _write_points(layer: Any) -> dict[str, tuple[Any, str]]:
+    """Site kind -> where it is written: where it is read, except ``resid_mid``, which is
+    written to attention's output (module table)."""
+    return {**_read_points(layer), "resid_mid": (layer.self_attn, "post")}
 
 
 def _begin(state: PlanState) -> Callable[..., None]:
