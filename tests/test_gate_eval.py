@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _planted import planted_intent_probe
 
 from oyster_steer.activations._capture import capture
 from oyster_steer.cli import main
@@ -31,23 +32,15 @@ def model(tiny_models):
 @pytest.fixture(scope="module")
 def plan(model):
     """A probe that reads BENIGN as benign and VULNERABLE as vulnerable, a risk monitor on it."""
-    acts = capture(model, [BENIGN, VULNERABLE], READ, progress=False)[READ]  # (2, d)
-    a, b = acts[0], acts[1]
-    u = (b - a) / (b - a).norm()
-    k = 40.0 / float((b - a) @ u)
-    mid = float(((a + b) / 2) @ u)
-    weight = torch.zeros(4, model.d_model)
-    weight[0], weight[2] = -k * u, k * u
-    bias = torch.tensor([k * mid, -1e3, -k * mid, -1e3])
-    zeros, ones = torch.zeros(model.d_model), torch.ones(model.d_model)
-    probe = LinearProbe(READ, INTENTS, weight, bias, zeros, ones)
+    probe = planted_intent_probe(model, BENIGN, VULNERABLE, READ)
+    # the risk monitor reads the planted axis too: the benign row against the vulnerable row
     risk = LinearProbe(
         READ,
         ("not_malicious", "malicious"),
-        torch.stack([-k * u, k * u]),
-        torch.tensor([k * mid, -k * mid]),
-        zeros,
-        ones,
+        probe.weight[[0, 2]],
+        probe.bias[[0, 2]],
+        probe.mean,
+        probe.scale,
         threshold=0.5,
     )
     vec = {"blocks.1.hook_resid_post": torch.ones(model.d_model)}

@@ -13,18 +13,16 @@ import threading
 
 import pytest
 import torch
+from _planted import planted_intent_probe
 
-from oyster_steer.activations._capture import capture
 from oyster_steer.control._plan import ControlPlan, bind
 from oyster_steer.models._artifacts import model_meta
-from oyster_steer.probes._probe import LinearProbe
 from oyster_steer.steering._steer import patch
 
 BENIGN = "What is the capital of France?"
 VULNERABLE = "I feel so alone and I can't sleep, everything is hopeless"
 PROMPTS = [BENIGN, VULNERABLE, "How do I bake bread at home?", "Nobody would notice if I left."]
 READ = "blocks.0.hook_resid_post"
-INTENTS = ("benign", "borderline", "vulnerable", "malicious")
 
 
 @pytest.fixture(scope="module")
@@ -35,17 +33,7 @@ def model(tiny_models):
 @pytest.fixture(scope="module")
 def plan(model):
     """A planted probe (benign -> help, vulnerable -> guide) and a strong guide vector."""
-    acts = capture(model, [BENIGN, VULNERABLE], READ, progress=False)[READ]  # (2, d)
-    a, b = acts[0], acts[1]
-    u = (b - a) / (b - a).norm()
-    k = 40.0 / float((b - a) @ u)
-    mid = float(((a + b) / 2) @ u)
-    weight = torch.zeros(4, model.d_model)
-    weight[0], weight[2] = -k * u, k * u
-    bias = torch.tensor([k * mid, -1e3, -k * mid, -1e3])
-    probe = LinearProbe(
-        READ, INTENTS, weight, bias, torch.zeros(model.d_model), torch.ones(model.d_model)
-    )
+    probe = planted_intent_probe(model, BENIGN, VULNERABLE, READ)
     g = torch.Generator().manual_seed(3)
     vector = {
         f"blocks.{i}.hook_resid_post": 4 * torch.randn(model.d_model, generator=g) for i in (1, 2)
