@@ -18,6 +18,26 @@ ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".mypy_cache"  # gitignored; warm after the first run (one xdist group: one writer)
 
 
+def _mypy_file(path: Path, timeout: int) -> subprocess.CompletedProcess[str]:
+    """mypy with the pyproject configuration on one file, run from the repository root."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file",
+            str(ROOT / "pyproject.toml"),
+            "--cache-dir",
+            str(CACHE),
+            str(path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.xdist_group("mypy")
 def test_mypy_is_clean_on_the_package():
@@ -39,22 +59,7 @@ def test_mypy_is_clean_on_the_package():
 def test_the_configuration_rejects_an_unannotated_function(tmp_path):
     """The pyproject configuration is the one in effect, and it flags a function without types."""
     (tmp_path / "planted.py").write_text("def f(x):\n    return x\n")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mypy",
-            "--config-file",
-            str(ROOT / "pyproject.toml"),
-            "--cache-dir",
-            str(CACHE),
-            str(tmp_path / "planted.py"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = _mypy_file(tmp_path / "planted.py", timeout=300)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "no-untyped-def" in proc.stdout, proc.stdout
 
@@ -80,20 +85,5 @@ def test_patch_and_steer_return_the_handle_of_their_target(tmp_path):
         "    with steer(m, v, 1.0) as g:\n"
         "        assert_type(g, HookHandle)\n"
     )
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mypy",
-            "--config-file",
-            str(ROOT / "pyproject.toml"),
-            "--cache-dir",
-            str(CACHE),
-            str(tmp_path / "uses.py"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    proc = _mypy_file(tmp_path / "uses.py", timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
