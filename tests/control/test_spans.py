@@ -70,6 +70,17 @@ def _ids(out):
     return list(out["input_ids"] if isinstance(out, dict) or hasattr(out, "keys") else out)
 
 
+def _open_and_closed_think(tok):
+    """The bread question as prompt text that opens a think block (DeepSeek-R1's template) and as
+    one whose think block is empty and closed (Qwen3's ``enable_thinking=False``)."""
+    user = [{"role": "user", "content": "How do I bake bread?"}]
+    r1 = tok.apply_chat_template(user, add_generation_prompt=True, tokenize=False) + "<think>\n"
+    closed = tok.apply_chat_template(
+        user, add_generation_prompt=True, tokenize=False, enable_thinking=False
+    )
+    return r1, closed
+
+
 def reference_spans(prompt, stream, o, c):
     """Plain-python reference: 0 prompt, 1 thinking (markers included), 2 answer."""
     state, out = "none", []
@@ -371,12 +382,7 @@ def test_span_steering_agrees_across_backends(arch, backend):
     from oyster_steer.backends import get_backend
 
     ref, other = tiny_model(arch, reasoning=True), tiny_model(arch, backend, reasoning=True)
-    tok = ref.tokenizer
-    user = [{"role": "user", "content": "How do I bake bread?"}]
-    r1 = tok.apply_chat_template(user, add_generation_prompt=True, tokenize=False) + "<think>\n"
-    closed = tok.apply_chat_template(
-        user, add_generation_prompt=True, tokenize=False, enable_thinking=False
-    )
+    r1, closed = _open_and_closed_think(ref.tokenizer)
     ids, mask = ref.encode([r1, closed], chat=False)
     v = {WRITE: 4.0 * torch.randn(ref.d_model, generator=torch.Generator().manual_seed(5))}
     out = {}
@@ -394,12 +400,7 @@ def test_token_trace_and_its_figure_mark_the_spans(model, probe):
     from oyster_steer.plotting import plot_token_trace
     from oyster_steer.probes import token_trace
 
-    tok = model.tokenizer
-    user = [{"role": "user", "content": "How do I bake bread?"}]
-    r1 = tok.apply_chat_template(user, add_generation_prompt=True, tokenize=False) + "<think>\n"
-    closed = tok.apply_chat_template(
-        user, add_generation_prompt=True, tokenize=False, enable_thinking=False
-    )
+    r1, closed = _open_and_closed_think(model.tokenizer)
     thinking = token_trace(model, {"intent": probe}, r1, generate=4, chat=False)
     answering = token_trace(model, {"intent": probe}, closed, generate=4, chat=False)
     n = thinking.n_prompt
@@ -416,12 +417,7 @@ def test_token_trace_and_its_figure_mark_the_spans(model, probe):
 def test_thinking_budget_closes_the_block_after_budget_thinking_tokens(model, markers):
     from oyster_steer.control import ThinkingBudget
 
-    tok = model.tokenizer
-    user = [{"role": "user", "content": "How do I bake bread?"}]
-    r1 = tok.apply_chat_template(user, add_generation_prompt=True, tokenize=False) + "<think>\n"
-    closed = tok.apply_chat_template(
-        user, add_generation_prompt=True, tokenize=False, enable_thinking=False
-    )
+    r1, closed = _open_and_closed_think(model.tokenizer)
     ids, mask = model.encode([r1, closed], chat=False)
     budget = ThinkingBudget(markers, budget=3, n_prompt=ids.shape[1])
     with torch.no_grad():
