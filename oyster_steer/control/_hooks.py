@@ -285,18 +285,7 @@ class ControlState:
         feature = self._feature(run, x, running)  # (B, d)
         new = [(run.monitor_post[k], _posterior(feature, *self.monitor_wb[k])) for k in monitors]
         if gate:
-            posterior = _posterior(feature, self.w, self.b)  # (B, C)
-            eu, weights, gates = decide(
-                posterior, self.payoff, self.mode, self.temperature, self.fallback
-            )
-            fault = (~torch.isfinite(posterior).all(-1, keepdim=True)).float()  # (B, 1)
-            new += [
-                (run.fault, fault),
-                (run.posterior, posterior),
-                (run.eu, eu),
-                (run.weights, weights),
-                (run.gates, gates),
-            ]
+            new += self._decide(run, feature)
         start = run.starts.unsqueeze(-1)  # (B, 1)
         for buf, value in new:
             rows_buf = buf[:rows]
