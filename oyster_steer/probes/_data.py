@@ -75,15 +75,18 @@ def is_wrapped(record: PromptRecord) -> bool:
     return "wrapper" in record.meta
 
 
+def _plain(record: PromptRecord) -> bool:
+    """Neither from a jailbreak set nor already template-wrapped: a prompt an extra attack or
+    wrap may go around."""
+    return record.source not in _JAILBREAK_SOURCES and not is_wrapped(record)
+
+
 def _attacked(records: PromptSet, fraction: float, max_chars: int, seed: int) -> PromptSet:
     """One seeded attack transform around a hash-chosen ``fraction`` of the short plain prompts."""
     chosen = [
         r
         for r in records
-        if len(r.text) <= max_chars
-        and r.source not in _JAILBREAK_SOURCES
-        and "wrapper" not in r.meta
-        and unit_hash(f"attack:{seed}:{r.id}") < fraction
+        if len(r.text) <= max_chars and _plain(r) and unit_hash(f"attack:{seed}:{r.id}") < fraction
     ]
     return augment_attacks(chosen, seed=seed) if chosen else PromptSet([])
 
@@ -97,8 +100,7 @@ def _extra_attacked(
         r
         for r in records
         if len(r.text) <= max_chars
-        and r.source not in _JAILBREAK_SOURCES
-        and "wrapper" not in r.meta
+        and _plain(r)
         and unit_hash(f"extra-attack:{seed}:{r.id}") < fractions.get(r.intent, 0.0)
     ]
     return augment_attacks(chosen, seed=seed + 1) if chosen else PromptSet([])
@@ -113,9 +115,7 @@ def _extra_wrapped(
         [
             r
             for r in records
-            if r.source not in _JAILBREAK_SOURCES
-            and "wrapper" not in r.meta
-            and unit_hash(f"extra-wrap:{seed}:{r.id}") < fractions.get(r.intent, 0.0)
+            if _plain(r) and unit_hash(f"extra-wrap:{seed}:{r.id}") < fractions.get(r.intent, 0.0)
         ]
     )
     return _wrapped(chosen, 1.0, max_chars, seed + 1)
