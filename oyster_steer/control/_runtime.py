@@ -1,6 +1,6 @@
 """Inspecting and removing a patched control plan: :class:`ControlHandle` and what it reports.
 
-:func:`install` validates a plan against the model and registers, all or nothing, the position
+:func:`patch_plan` validates a plan against the model and registers, all or nothing, the position
 tracker, the pass-start hook, the read hook and one fused write hook per steered site (the hot
 path lives in ``control._hooks``). The handle reads the latched decisions back to the CPU only
 when asked, outside the forward pass.
@@ -195,7 +195,22 @@ class ControlHandle(HookHandle):
         )
 
 
-def install(
+def _validate(model: OysterModel, plan: ControlPlan, max_batch: int, positions: str | None) -> None:
+    for binding in plan.bindings:
+        check_not_baked(binding.directions, model, f"plan's vector {binding.name!r}")
+    check_model(plan.identity, model, what="control plan")
+    if plan.probe.d_model != model.d_model:
+        raise WidthMismatchError(
+            f"the plan's probe has width {plan.probe.d_model} but model {model.name!r} has d_model={model.d_model}: "
+            "use a plan made for this model"
+        )
+    if max_batch < 1:
+        raise ValueError(f"max_batch={max_batch} must be >= 1")
+    if positions is not None:
+        parse_positions(positions)  # raises for an unknown selection
+
+
+def patch_plan(
     model: OysterModel,
     plan: ControlPlan,
     *,
@@ -205,7 +220,26 @@ def install(
     strength: float | None = None,
     think_markers: ThinkMarkers | tuple[Any, Any] | None = None,
 ) -> ControlHandle:
-    """Validate ``plan`` against ``model`` and register its hooks (all or nothing)."""
+    """Install ``plan`` on ``model`` as fused hooks; returns a handle (``remove()``, ``decisions()``).
+
+    The plan is validated against the model first; its hooks register all or nothing. One read
+    hook decides at the prompt pass and latches per row; one hook per steered site adds
+    ``gates (B, S) @ stacked (S, d)`` to the residual. Nothing in the hooks syncs with the host,
+    so a patched model compiles with ``torch.compile(fullgraph=True)``. Reached as
+    ``oyster_steer.patch(model, plan)`` and ``oyster_steer.steer(model, plan)``.
+
+    Args:
+        model: any backend; the plan must be made for it (fingerprint, width, depth).
+        trace: also record per-token probe readings and applied gates (``handle.trace()``).
+        max_batch: rows preallocated for decisions (grown at a pass with a larger batch).
+        positions: override the plan's ``positions``; strength: multiply every binding's
+            strength (e.g. from :func:`oyster_steer.steer`'s ``strength``).
+
+    Example:
+        >>> handle = patch_plan(model, plan)  # doctest: +SKIP
+        >>> model.hf.generate(ids, attention_mask=mask, max_new_tokens=32)  # doctest: +SKIP
+        >>> handle.decisions().strategy, handle.remove()  # doctest: +SKIP
+    """
     _validate(model, plan, max_batch, positions)
     state = ControlState(
         plan,
@@ -236,56 +270,5 @@ def install(
     return handle
 
 
-def _validate(model: OysterModel, plan: ControlPlan, max_batch: int, positions: str | None) -> None:
-    for binding in plan.bindings:
-        check_not_baked(binding.directions, model, f"plan's vector {binding.name!r}")
-    check_model(plan.identity, model, what="control plan")
-    if plan.probe.d_model != model.d_model:
-        raise WidthMismatchError(
-            f"the plan's probe has width {plan.probe.d_model} but model {model.name!r} has d_model={model.d_model}: "
-            "use a plan made for this model"
-        )
-    if max_batch < 1:
-        raise ValueError(f"max_batch={max_batch} must be >= 1")
-    if positions is not None:
-        parse_positions(positions)  # raises for an unknown selection
-
-
-def patch_plan(
-    model: OysterModel,
-    plan: ControlPlan,
-    *,
-    trace: bool = False,
-    max_batch: int = 64,
-    positions: str | None = None,
-    strength: float | None = None,
-    think_markers: ThinkMarkers | tuple[Any, Any] | None = None,
-) -> ControlHandle:
-    """Install ``plan`` on ``model`` as fused hooks; returns a handle (``remove()``, ``decisions()``).
-
-    One read hook decides at the prompt pass and latches per row; one hook per steered site adds
-    ``gates (B, S) @ stacked (S, d)`` to the residual. Nothing in the hooks syncs with the host,
-    so a patched model compiles with ``torch.compile(fullgraph=True)``. Reached as
-    ``oyster_steer.patch(model, plan)`` and ``oyster_steer.steer(model, plan)``.
-
-    Args:
-        model: any backend; the plan must be made for it (fingerprint, width, depth).
-        trace: also record per-token probe readings and applied gates (``handle.trace()``).
-        max_batch: rows preallocated for decisions (grown at a pass with a larger batch).
-        positions: override the plan's ``positions``; strength: multiply every binding's
-            strength (e.g. from :func:`oyster_steer.steer`'s ``strength``).
-
-    Example:
-        >>> handle = patch_plan(model, plan)  # doctest: +SKIP
-        >>> model.hf.generate(ids, attention_mask=mask, max_new_tokens=32)  # doctest: +SKIP
-        >>> handle.decisions().strategy, handle.remove()  # doctest: +SKIP
-    """
-    return install(
-        model,
-        plan,
-        trace=trace,
-        max_batch=max_batch,
-        positions=positions,
-        strength=strength,
-        think_markers=think_markers,
-    )
+# the internal name (reproduce/_plan_training imports it): the same function
+install = patch_plan
