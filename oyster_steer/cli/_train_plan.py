@@ -123,7 +123,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "something taken, someone else in danger now, abuse now), each with an urgent-first "
         "target; imminent+calm: those and 37 calm prompts that share their words (sad, low or "
         "stressed with no danger, and lookalikes with no distress), with written targets that "
-        "carry no urgent pointer",
+        "carry no urgent pointer; imminent+calm+supporter: the same less the 10 calm twins of "
+        "farewell acts, and 19 peer-support comments (someone supporting another person) with "
+        "written targets that speak to the supporter",
     )
     p.add_argument(
         "--sample-actions",

@@ -53,6 +53,7 @@ from ..models._model import left_pad
 from ..vectors._intervention import InterventionConfig, lowrank_delta, train_intervention
 from ._calm_prompts import calm_records
 from ._imminent_prompts import imminent_records
+from ._supporter_prompts import supporter_records
 from ._urgent_targets import first_sentence, imminent_opening, urgent_first, urgent_target
 
 if TYPE_CHECKING:
@@ -118,10 +119,17 @@ PREFILLS = {  # each stops before its object, so the model names the request or 
 INTENT_OF = {"redirect": "malicious", "guide": "vulnerable"}
 # training-only prompt sets that ``extra_guide_prompts`` adds to the guide's training population
 # (never to the data's splits): name -> records. "imminent+calm" pairs the prompts of imminent
-# danger with calm ones that share their words (their targets carry no urgent pointer)
+# danger with calm ones that share their words (their targets carry no urgent pointer);
+# "imminent+calm+supporter" leaves out the calm twins of farewell acts and adds peer-support
+# comments (someone supporting another person) with targets that speak to the supporter
 EXTRA_GUIDE_PROMPTS: dict[str, Callable[[], list[Any]]] = {
     "imminent": imminent_records,
     "imminent+calm": lambda: [*imminent_records(), *calm_records()],
+    "imminent+calm+supporter": lambda: [
+        *imminent_records(),
+        *calm_records(farewell_twins=False),
+        *supporter_records(),
+    ],
 }
 TARGET_RECIPES = (
     "sampled",
@@ -473,7 +481,9 @@ class PlanTrainingConfig:
     # a name of ``EXTRA_GUIDE_PROMPTS`` ("imminent": the training-only prompts of imminent danger of
     # ``_imminent_prompts``, whose urgent-first targets (one per prompt, the urgent pointer from the
     # prompt's known kind) join the guide's training targets; "imminent+calm": those and the calm
-    # lookalikes of ``_calm_prompts`` with their written targets); "" adds none
+    # lookalikes of ``_calm_prompts`` with their written targets; "imminent+calm+supporter": the
+    # same less the calm twins of farewell acts, and the peer-support comments of
+    # ``_supporter_prompts`` with their written targets); "" adds none
     extra_guide_prompts: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -1001,8 +1011,9 @@ def extra_guide_targets(
     :func:`~oyster_steer.reproduce._urgent_targets.imminent_opening`), then the urgent pointer of
     the prompt's kind (``record.meta["imminent"]``,
     :func:`~oyster_steer.reproduce._urgent_targets.urgent_target`), people and a next step. A calm
-    prompt (``record.meta["calm"]``, :mod:`~oyster_steer.reproduce._calm_prompts`) gets its
-    written target, with no urgent pointer, and nothing is sampled for it."""
+    prompt (``record.meta["calm"]``, :mod:`~oyster_steer.reproduce._calm_prompts`; a supporter
+    one of :mod:`~oyster_steer.reproduce._supporter_prompts` carries it too) gets its written
+    target, with no urgent pointer, and nothing is sampled for it."""
     urgent = [r for r in records if "calm" not in r.meta]
     digest = prompts_digest([r.text for r in urgent])
     drawn = (
@@ -1169,7 +1180,8 @@ def train_plan_actions(
             added = extra_guide_targets(model, more, cfg, targets_cache=targets_cache, log=log)
             calm = sum("calm" in r.meta for r in more)
             log(
-                f"{strategy}: {len(added) - calm} urgent-first and {calm} calm targets for "
+                f"{strategy}: {len(added) - calm} urgent-first and {calm} written (calm, "
+                f"lookalike or supporter) targets for "
                 f"{len(more)} {cfg.extra_guide_prompts!r} training-only prompts"
             )
             records, pairs = [*records, *more], pairs + added
