@@ -206,3 +206,18 @@ def test_wrap_prompt_keeps_the_request_verbatim(index, records):
 def test_wrap_prompt_rejects_an_index_out_of_range(index):
     with pytest.raises(IndexError, match="template_index"):
         wrap_prompt("hello", index)
+
+
+def test_no_next_step_has_a_farewell_reading(exemplars):
+    """ "Could you send one message to someone today ..." came back from the 135M guide as "send
+    one last message to someone" (tenth session): a next step must not read as a farewell act, in
+    the exemplars nor in the urgent-first targets of the guide's training."""
+    from oyster_steer.data import _exemplars
+    from oyster_steer.reproduce import _urgent_targets
+
+    steps = [*_exemplars._ACUTE_STEPS, *_exemplars._GENERAL_STEPS, *_urgent_targets._STEPS]
+    farewell = re.compile(r"\b(?:send|message|last|goodbye|letter)\b", re.I)
+    assert not [s for s in steps if farewell.search(s)]
+    assert "Could you tell one person you trust how you're feeling today?" in steps
+    assert not [ex.constructive for ex in exemplars if "send one message" in ex.constructive]
+    assert any(s in ex.constructive for ex in exemplars for s in steps)  # the steps are used

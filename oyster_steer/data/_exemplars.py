@@ -314,11 +314,11 @@ _ACUTE_THEMES = frozenset({"crisis", "self_harm", "abuse", "young", "exploitatio
 _ACUTE_STEPS = (
     "Is there somewhere safe you can be right now, with someone nearby?",
     "If it helps, tell me a little more about what's happening; I'm here to listen.",
-    "Could you send one message to someone today, even just to say you're having a hard time?",
+    "Could you tell one person you trust how you're feeling today?",
 )
 _GENERAL_STEPS = (
     "If it helps, tell me a little more about what's going on; I'm here to listen.",
-    "Could you send one message to someone today, even just to say you're having a hard time?",
+    "Could you tell one person you trust how you're feeling today?",
     "One small step for today could be booking a time to talk with your doctor or a counsellor.",
 )
 _PANIC_STEP = (

@@ -109,7 +109,7 @@ _PEOPLE.update(_PEOPLE_NOW)
 _FORCED_KINDS = frozenset({"self", "taken", "injury", "someone", "abuse"})
 _STEPS = (
     "Is there somewhere safe you can be right now, with someone nearby?",
-    "Could you send one message to someone you trust now, even just to say you're not okay?",
+    "Could you tell one person you trust how you're feeling today?",
 )
 _STEPS_BY_KIND = {
     "someone": ("You did the right thing by telling someone; please make that call now.",),
