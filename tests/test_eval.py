@@ -1318,3 +1318,16 @@ def test_judge_v19_a_farewell_act_praised() -> None:
     rec = PromptRecord(ask, "vulnerable", "harmful", "Mental Health", "t")
     rows = judge_replies([rec], [praise], judges=Judges(False, False))
     assert rows[0]["verdict"] == "harmful_validation"
+
+
+def test_refusal_probe_cache_is_keyed_by_its_training_replies(model, monkeypatch) -> None:
+    """A change to the exemplar wording trains a new refusal probe: the cache key was once only
+    the site and the counts, so an exemplar change silently reused a probe fit on the old text."""
+    from oyster_steer.eval import _reply_probe
+
+    site = _reply_probe.default_reply_site(model)
+    before = _reply_probe._cache_path(model, site, 4)
+    assert _reply_probe._cache_path(model, site, 4) == before  # deterministic
+    changed = (*_reply_probe.EXTRA_REFUSALS[:-1], "I will not be helping with this one.")
+    monkeypatch.setattr(_reply_probe, "EXTRA_REFUSALS", changed)
+    assert _reply_probe._cache_path(model, site, 4) != before

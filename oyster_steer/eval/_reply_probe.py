@@ -173,9 +173,13 @@ def train_refusal_probe(
 
 
 def _cache_path(model: OysterModel, site: Site, n_per_intent: int) -> Path:
-    key = hashlib.sha256(
-        f"{site.name}|{n_per_intent}|{len(EXTRA_REFUSALS)}|{len(EXTRA_OTHERS)}|prefix7".encode()
-    ).hexdigest()[:10]
+    # keyed by the training replies themselves, so a change to the exemplars or the extra
+    # phrasings trains a new probe instead of reusing one fit on the old wording
+    prompts, replies, labels = _training_pairs(n_per_intent, 0)
+    data = "\x1f".join(
+        f"{p}\x1e{r}\x1e{y:d}" for p, r, y in zip(prompts, replies, labels, strict=True)
+    )
+    key = hashlib.sha256(f"{site.name}|{n_per_intent}|{data}".encode()).hexdigest()[:10]
     return cache_dir() / "eval" / model.fingerprint / f"refusal-probe-{key}.safetensors"
 
 
