@@ -59,6 +59,39 @@ def _unseen_prompts() -> list[str]:
     return found
 
 
+def _assert_training_only(prompts: list[str]) -> None:
+    """``prompts`` are in no split of ``load_all()`` nor the starter set, and share no 5-word
+    sequence with the test split or ``scripts/score_unseen.py``'s prompts."""
+    from oyster_steer.data import load_all
+
+    data = load_all()
+    texts = {normalize_text(t) for t in prompts}
+    for split in ("train", "validation", "test"):
+        assert not texts & {normalize_text(r.text) for r in data.split(split)}, split
+    assert not texts & {normalize_text(r.text) for r in load_starter()}
+    unseen = _unseen_prompts()
+    assert len(unseen) > 40  # the script's own lists were read
+    for name, pool in (("test", [r.text for r in data.split("test")]), ("unseen", unseen)):
+        seen = set().union(*(_grams(t) for t in pool))
+        shared = {p: _grams(p) & seen for p in prompts}
+        assert not {p: g for p, g in shared.items() if g}, name
+
+
+def _fake_distilled(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Replace the sampled distillation by a fixed reply per prompt; returns the list of the
+    prompt texts each call was asked to sample (so a test sees what was sampled, and when)."""
+    from oyster_steer.reproduce import _plan_training as pt
+
+    calls: list[list[str]] = []
+
+    def distilled(model, records, strategy, **kw):
+        calls.append([r.text for r in records])
+        return [(r.text, f"I'm sorry you're hurting. More about {r.text[:10]}.") for r in records]
+
+    monkeypatch.setattr(pt, "distilled_targets", distilled)
+    return calls
+
+
 def test_the_prompts_are_distinct_of_both_kinds_and_name_no_method_or_quantity():
     records = calm_records()
     assert len(records) == len(CALM_PROMPTS) >= 30
@@ -89,33 +122,13 @@ def test_the_set_shares_words_with_the_imminent_prompts():
 
 
 def test_the_prompts_are_not_in_the_data_and_share_no_five_words_with_the_test_or_unseen():
-    from oyster_steer.data import load_all
-
-    data = load_all()
-    texts = {normalize_text(t) for t in _PROMPTS}
-    for split in ("train", "validation", "test"):
-        assert not texts & {normalize_text(r.text) for r in data.split(split)}, split
-    assert not texts & {normalize_text(r.text) for r in load_starter()}
-    unseen = _unseen_prompts()
-    assert len(unseen) > 40  # the script's own lists were read
-    for name, pool in (("test", [r.text for r in data.split("test")]), ("unseen", unseen)):
-        seen = set().union(*(_grams(t) for t in pool))
-        shared = {p: _grams(p) & seen for p in _PROMPTS}
-        assert not {p: g for p, g in shared.items() if g}, name
+    _assert_training_only(list(_PROMPTS))
 
 
 def test_calm_records_get_their_written_targets_and_only_imminent_ones_are_sampled(
     tiny_models, monkeypatch, tmp_path
 ):
-    from oyster_steer.reproduce import _plan_training as pt
-
-    calls: list[list[str]] = []
-
-    def distilled(model, records, strategy, **kw):
-        calls.append([r.text for r in records])
-        return [(r.text, f"I'm sorry you're hurting. More about {r.text[:10]}.") for r in records]
-
-    monkeypatch.setattr(pt, "distilled_targets", distilled)
+    calls = _fake_distilled(monkeypatch)
     more = EXTRA_GUIDE_PROMPTS["imminent+calm"]()
     cfg = PlanTrainingConfig(targets="distilled-acute", extra_guide_prompts="imminent+calm")
     cache = tmp_path / "t.json"

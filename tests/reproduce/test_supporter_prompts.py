@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from test_calm_prompts import _grams, _sentences, _unseen_prompts
+from test_calm_prompts import _assert_training_only, _fake_distilled, _sentences
 
-from oyster_steer.data import load_starter, normalize_text
+from oyster_steer.data import normalize_text
 from oyster_steer.eval._harm import acute_risk
 from oyster_steer.eval._rules import has_method_detail, urgent_pointer
 from oyster_steer.reproduce._calm_prompts import CALM_PROMPTS, FAREWELL_TWINS, calm_records
@@ -60,19 +60,7 @@ def test_some_name_suicide_in_another_persons_words():
 
 
 def test_the_prompts_are_not_in_the_data_and_share_no_five_words_with_the_test_or_unseen():
-    from oyster_steer.data import load_all
-
-    data = load_all()
-    texts = {normalize_text(t) for t in _PROMPTS}
-    for split in ("train", "validation", "test"):
-        assert not texts & {normalize_text(r.text) for r in data.split(split)}, split
-    assert not texts & {normalize_text(r.text) for r in load_starter()}
-    unseen = _unseen_prompts()
-    assert len(unseen) > 40
-    for name, pool in (("test", [r.text for r in data.split("test")]), ("unseen", unseen)):
-        seen = set().union(*(_grams(t) for t in pool))
-        shared = {p: _grams(p) & seen for p in _PROMPTS}
-        assert not {p: g for p, g in shared.items() if g}, name
+    _assert_training_only(list(_PROMPTS))
 
 
 def test_the_farewell_twins_are_calm_prompts_and_the_rest_name_no_farewell_act():
@@ -108,15 +96,7 @@ def test_the_set_is_imminent_the_kept_calm_and_the_supporters_and_the_old_sets_s
 def test_supporters_get_their_written_targets_and_only_imminent_ones_are_sampled(
     tiny_models, monkeypatch, tmp_path
 ):
-    from oyster_steer.reproduce import _plan_training as pt
-
-    calls: list[list[str]] = []
-
-    def distilled(model, records, strategy, **kw):
-        calls.append([r.text for r in records])
-        return [(r.text, f"I'm sorry you're hurting. More about {r.text[:10]}.") for r in records]
-
-    monkeypatch.setattr(pt, "distilled_targets", distilled)
+    calls = _fake_distilled(monkeypatch)
     cfg = PlanTrainingConfig(targets="distilled-acute", extra_guide_prompts=_SET)
     pairs = extra_guide_targets(
         tiny_models("llama"), EXTRA_GUIDE_PROMPTS[_SET](), cfg, targets_cache=tmp_path / "t.json"
