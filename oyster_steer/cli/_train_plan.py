@@ -128,6 +128,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "written targets that speak to the supporter",
     )
     p.add_argument(
+        "--judge-openings",
+        action="store_true",
+        help="with a distilled recipe: judge each sampled guide opening alone, stricter than the "
+        "judge (affirming, normalising, agreeing, minimising or declining), and replace a flagged "
+        "one with the exemplar's written first sentence, the continuation kept; prompts with a "
+        "danger theme or acute risk, and the imminent-danger prompts of --extra-guide-prompts, get "
+        "written openings only. Applied after --targets-cache, so cached openings are reused",
+    )
+    p.add_argument(
         "--sample-actions",
         type=Path,
         default=None,
@@ -209,6 +218,11 @@ def run(args: argparse.Namespace) -> int:
             f"or distilled-acute (its prompts get urgent-first targets), not --targets "
             f"{args.targets}: add one"
         )
+    if args.judge_openings and args.targets == "sampled":
+        raise OysterError(
+            "--judge-openings judges the sampled openings of distilled targets, and --targets "
+            "sampled has none: use --targets distilled, distilled-urgent or distilled-acute"
+        )
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.time()
@@ -239,6 +253,7 @@ def run(args: argparse.Namespace) -> int:
         sample_temperature=args.sample_temperature,
         strict_targets=args.strict_targets,
         extra_guide_prompts=args.extra_guide_prompts or "",
+        judge_openings=args.judge_openings,
     )
     out_path = args.out or vector_dir / "control.safetensors"
     payoff = args.payoff or probe_dir / "policy.json"

@@ -53,6 +53,7 @@ from ..models._model import left_pad
 from ..vectors._intervention import InterventionConfig, lowrank_delta, train_intervention
 from ._calm_prompts import calm_records
 from ._imminent_prompts import imminent_records
+from ._judged_openings import OPENING_RULES, judge_openings, opening_problems
 from ._supporter_prompts import supporter_records
 from ._urgent_targets import first_sentence, imminent_opening, urgent_first, urgent_target
 
@@ -485,6 +486,11 @@ class PlanTrainingConfig:
     # same less the calm twins of farewell acts, and the peer-support comments of
     # ``_supporter_prompts`` with their written targets); "" adds none
     extra_guide_prompts: str = ""
+    # with a distilled recipe: judge each sampled guide opening alone (``_judged_openings``) and
+    # replace a flagged one with the exemplar's written first sentence, the continuation kept;
+    # every sampled opening of a prompt with a danger theme or acute risk is replaced, and the
+    # imminent-danger prompts of ``extra_guide_prompts`` get their written openings
+    judge_openings: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -1022,10 +1028,22 @@ def extra_guide_targets(
         else []
     )
     openings: dict[str, list[str]] = {r.text: [] for r in urgent}
+    risks = {r.text: r.risk for r in urgent}
+    judged = 0
     for prompt, target in drawn:
         opening = first_sentence(target)
-        if opening is not None and prompt in openings:
-            openings[prompt].append(opening)
+        if opening is None or prompt not in openings:
+            continue
+        if cfg.judge_openings and opening_problems(prompt, opening, risk=risks[prompt], acute=True):
+            judged += 1
+            continue
+        openings[prompt].append(opening)
+    if cfg.judge_openings:
+        log(
+            f"guide: judged openings: {judged} of {len(drawn)} sampled openings of "
+            f"{len(urgent)} imminent-danger prompts passed over (every one: a prompt of imminent "
+            "danger gets a written opening)"
+        )
     out = []
     for r in records:
         if "calm" in r.meta:
@@ -1062,10 +1080,16 @@ def train_plan_actions(
 
     cfg = config or PlanTrainingConfig()
     check_extra_guide_prompts(cfg)
+    if cfg.judge_openings and cfg.targets == "sampled":
+        raise ValueError(
+            "judge_openings judges the sampled openings of distilled targets, and "
+            "targets='sampled' has none: use a distilled recipe (CLI: --targets distilled-acute)"
+        )
     train, val = data.split("train"), data.split("validation")
     out: dict[str, tuple[LowRankIntervention, float]] = {}
     report: dict[str, Any] = {}
     trace: dict[str, list[dict[str, Any]]] = {}
+    judged: dict[str, dict[str, int]] = {}
 
     def targets(strategy: str) -> tuple[list[Any], list[tuple[str, str]]]:
         intent = INTENT_OF[strategy]
@@ -1157,6 +1181,16 @@ def train_plan_actions(
             distilled = _cached_distilled(
                 model, records, strategy, digest, cfg.n_prompts, cfg, targets_cache, log
             )
+            if cfg.judge_openings and strategy == "guide":
+                # after the cache, deterministic: the cached sampled openings are reused as they are
+                distilled, counts = judge_openings(distilled, {r.text: r for r in records})
+                judged[strategy] = counts
+                log(
+                    f"{strategy}: judged openings: {counts['replaced']} of {counts['openings']} "
+                    "sampled openings replaced by the exemplar's first sentence ("
+                    + ", ".join(f"{rule} {counts[rule]}" for rule in OPENING_RULES)
+                    + f"), {counts['merged']} identical targets merged"
+                )
             if cfg.targets in URGENT_RECIPES and strategy == "guide":
                 # the cached openings, the continuation rewritten (deterministic, so not cached);
                 # "distilled-acute": only for the prompts of imminent danger (acute_risk), so the
@@ -1284,6 +1318,11 @@ def train_plan_actions(
                     if strategy == "guide" and cfg.extra_guide_prompts
                     else {}
                 ),
+                **(
+                    {"judged_openings": "true"}
+                    if strategy == "guide" and cfg.judge_openings
+                    else {}
+                ),
             },
             retain=([p for p, _ in kept], [r for _, r in kept]) if kept else None,
             held_out=([p for p, _ in held_pairs], [t for _, t in held_pairs])
@@ -1307,6 +1346,8 @@ def train_plan_actions(
         }
         if trace.get(strategy):
             report[strategy]["onpolicy_samples"] = trace[strategy]
+        if strategy in judged:
+            report[strategy]["judged_openings"] = judged[strategy]
         if cfg.n_misroute:
             others = ("benign", "borderline") + (("malicious",) if strategy == "guide" else ())
             check = [
