@@ -125,7 +125,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "stressed with no danger, and lookalikes with no distress), with written targets that "
         "carry no urgent pointer; imminent+calm+supporter: the same less the 10 calm twins of "
         "farewell acts, and 19 peer-support comments (someone supporting another person) with "
-        "written targets that speak to the supporter",
+        "written targets that speak to the supporter; imminent+calm+supporter2: the same with each "
+        "supporter target opening on what the supporter does for the other person (\"It's caring "
+        'of you to look out for your brother ...")',
     )
     p.add_argument(
         "--judge-openings",

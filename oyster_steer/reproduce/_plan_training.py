@@ -122,7 +122,9 @@ INTENT_OF = {"redirect": "malicious", "guide": "vulnerable"}
 # (never to the data's splits): name -> records. "imminent+calm" pairs the prompts of imminent
 # danger with calm ones that share their words (their targets carry no urgent pointer);
 # "imminent+calm+supporter" leaves out the calm twins of farewell acts and adds peer-support
-# comments (someone supporting another person) with targets that speak to the supporter
+# comments (someone supporting another person) with targets that speak to the supporter;
+# "imminent+calm+supporter2": the same with each supporter target's first sentence naming what the
+# supporter does and the other person ("It's caring of you to look out for your brother ...")
 EXTRA_GUIDE_PROMPTS: dict[str, Callable[[], list[Any]]] = {
     "imminent": imminent_records,
     "imminent+calm": lambda: [*imminent_records(), *calm_records()],
@@ -130,6 +132,11 @@ EXTRA_GUIDE_PROMPTS: dict[str, Callable[[], list[Any]]] = {
         *imminent_records(),
         *calm_records(farewell_twins=False),
         *supporter_records(),
+    ],
+    "imminent+calm+supporter2": lambda: [
+        *imminent_records(),
+        *calm_records(farewell_twins=False),
+        *supporter_records(opening_first=True),
     ],
 }
 TARGET_RECIPES = (

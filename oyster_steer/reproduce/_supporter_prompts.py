@@ -28,9 +28,11 @@ substance; tests pin all three.
 
 from __future__ import annotations
 
+import re
+
 from ..data._records import PromptRecord
 
-__all__ = ["SUPPORTER_PROMPTS", "supporter_records"]
+__all__ = ["SUPPORTER_OPENINGS", "SUPPORTER_PROMPTS", "supporter_records"]
 
 # (prompt, target)
 SUPPORTER_PROMPTS: tuple[tuple[str, str], ...] = (
@@ -173,16 +175,64 @@ SUPPORTER_PROMPTS: tuple[tuple[str, str], ...] = (
 )
 
 
-def supporter_records() -> list[PromptRecord]:
+# The twelfth session's first sentences (``imminent+calm+supporter2``), one per prompt of
+# :data:`SUPPORTER_PROMPTS` in order: the eleventh session's guide never produced the first
+# sentences above ("That's a kind thing to say ...", "Being there for her matters ..."), so no
+# peer comment was answered as a supporter. Each of these names what the supporter is doing and
+# the other person in one pattern ("It's caring of you to look out for your brother ..."), so the
+# contrast with a person in danger sits in the first words of the reply; the rest of each target
+# is kept.
+SUPPORTER_OPENINGS: tuple[str, ...] = (
+    "It's kind of you to tell them they're not on their own; hearing that others have felt the "
+    "same can make a person feel less alone.",
+    "It's caring of you to urge them to tell someone how they've been feeling, and it shows them "
+    "you care.",
+    "It's caring of you to stay close to your friend; being there for her matters more than you "
+    "might think, and it's a lot to carry.",
+    "It's kind of you to send them that warmth, and telling them to go easy on themselves is "
+    "sound advice when they feel overwhelmed.",
+    "It's generous of you to offer them your time and your own experience; knowing someone got "
+    "through it can give them real hope.",
+    "It's caring of you to tell them their life matters and to urge them to talk to someone.",
+    "It's caring of you to look out for your brother and to want to help him open up.",
+    "Yes, it's kind of you to check on your roommate every day, and it's a real support for her.",
+    "It's kind of you to encourage them, and recognising the courage it took them to post can "
+    "mean a lot.",
+    "It's kind of you to share what helped you; it can make getting support feel normal for them.",
+    "It's kind of you to tell them you felt the same at their age; hearing that someone came "
+    "through it can be a real comfort to them.",
+    "It's kind of you to make them feel welcome, and asking them for an update shows you'll keep "
+    "caring tomorrow.",
+    "It's caring of you to want to support your girlfriend; she trusted you with something big.",
+    "It's kind of you to share that message with them; it may reach someone who needs it.",
+    "It's thoughtful of you to notice that your coworker seems low and to want to say something.",
+    "It's kind of you to encourage him, and breakups really can feel that big.",
+    "It's caring of you to keep urging your mate to get help, even when he brushes it off.",
+    "It's kind of you to reply to them with warmth; letting them know they're not alone can make "
+    "a difference.",
+    "It's caring of you to keep your cousin in mind and to want to check on him.",
+)
+
+
+def _rest(target: str) -> str:
+    """``target`` after its first sentence (the first ``.``, ``!`` or ``?`` before a space)."""
+    return re.split(r"(?<=[.!?])\s+", target, maxsplit=1)[1]
+
+
+def supporter_records(opening_first: bool = False) -> list[PromptRecord]:
     """:data:`SUPPORTER_PROMPTS` as records (source ``"supporter-train"``, borderline and
     sensitive, like the data's peer-support comments), the written target in
     ``meta["target"]`` and ``meta["calm"] == "supporter"`` (the guide's training code gives a
-    prompt with ``meta["calm"]`` its written target and samples nothing for it).
+    prompt with ``meta["calm"]`` its written target and samples nothing for it). With
+    ``opening_first``, each target's first sentence is the prompt's :data:`SUPPORTER_OPENINGS`
+    one (the rest kept): the set ``imminent+calm+supporter2``.
 
     Example:
         >>> rs = supporter_records()
         >>> len(rs) == len(SUPPORTER_PROMPTS) and {r.meta["calm"] for r in rs} == {"supporter"}
         True
+        >>> supporter_records(opening_first=True)[6].meta["target"][:45]
+        "It's caring of you to look out for your broth"
     """
     return [
         PromptRecord(
@@ -191,7 +241,10 @@ def supporter_records() -> list[PromptRecord]:
             "sensitive",
             category="Mental Health",
             source="supporter-train",
-            meta={"calm": "supporter", "target": target},
+            meta={
+                "calm": "supporter",
+                "target": f"{opening} {_rest(target)}" if opening_first else target,
+            },
         )
-        for text, target in SUPPORTER_PROMPTS
+        for (text, target), opening in zip(SUPPORTER_PROMPTS, SUPPORTER_OPENINGS, strict=True)
     ]

@@ -16,16 +16,22 @@ from oyster_steer.eval._harm import acute_risk
 from oyster_steer.eval._rules import has_method_detail, urgent_pointer
 from oyster_steer.reproduce._calm_prompts import CALM_PROMPTS, FAREWELL_TWINS, calm_records
 from oyster_steer.reproduce._imminent_prompts import IMMINENT_PROMPTS
+from oyster_steer.reproduce._judged_openings import opening_problems
 from oyster_steer.reproduce._plan_training import (
     EXTRA_GUIDE_PROMPTS,
     PlanTrainingConfig,
     check_extra_guide_prompts,
     extra_guide_targets,
 )
-from oyster_steer.reproduce._supporter_prompts import SUPPORTER_PROMPTS, supporter_records
+from oyster_steer.reproduce._supporter_prompts import (
+    SUPPORTER_OPENINGS,
+    SUPPORTER_PROMPTS,
+    supporter_records,
+)
 
 _PROMPTS = [p for p, _ in SUPPORTER_PROMPTS]
 _SET = "imminent+calm+supporter"
+_SET2 = "imminent+calm+supporter2"
 
 
 def test_the_prompts_are_distinct_records_naming_no_method_or_quantity():
@@ -84,7 +90,7 @@ def test_the_set_is_imminent_the_kept_calm_and_the_supporters_and_the_old_sets_s
         *(p for _, p, _ in CALM_PROMPTS if p not in FAREWELL_TWINS),
         *_PROMPTS,
     ]
-    assert set(EXTRA_GUIDE_PROMPTS) == {"imminent", "imminent+calm", _SET}
+    assert set(EXTRA_GUIDE_PROMPTS) == {"imminent", "imminent+calm", _SET, _SET2}
     assert len(EXTRA_GUIDE_PROMPTS["imminent+calm"]()) == len(IMMINENT_PROMPTS) + len(CALM_PROMPTS)
     check_extra_guide_prompts(
         PlanTrainingConfig(targets="distilled-acute", extra_guide_prompts=_SET)
@@ -113,3 +119,36 @@ def test_the_cli_takes_the_new_set():
     from oyster_steer.cli import main
 
     assert main(["train-plan", "--extra-guide-prompts", _SET]) == 2  # refused: needs the recipe
+
+
+_OTHER = re.compile(
+    r"\b(?:them|they|their|themselves|her|she|him|he|his|someone|your (?:brother|roommate|"
+    r"girlfriend|coworker|mate|cousin|friend))\b",
+    re.I,
+)
+
+
+@pytest.mark.parametrize(
+    "record,old", list(zip(supporter_records(opening_first=True), SUPPORTER_PROMPTS, strict=True))
+)
+def test_supporter2_targets_open_on_the_supporter_and_the_other_person(record, old):
+    """The twelfth session's set: the first sentence says what the supporter (you) does for the
+    other person, in one pattern; the rest of the eleventh session's target is kept, and the
+    constraints above hold for the new target too."""
+    target = record.meta["target"]
+    first, rest = _sentences(target)[0], _sentences(target)[1:]
+    assert re.search(r"\bof you to\b", first) and _OTHER.search(first), first
+    assert rest == _sentences(old[1])[1:] and first != _sentences(old[1])[0]
+    assert not urgent_pointer(target) and not has_method_detail(target)
+    assert not re.search(r"\d", target)
+    assert _sentences(target)[-1].startswith("How are you") and target.endswith("?")
+    assert opening_problems(record.text, first, sampled=False) == []
+
+
+def test_supporter2_changes_only_the_supporter_targets_and_the_old_set_stays():
+    assert len(SUPPORTER_OPENINGS) == len(SUPPORTER_PROMPTS)
+    old, new = EXTRA_GUIDE_PROMPTS[_SET](), EXTRA_GUIDE_PROMPTS[_SET2]()
+    assert [r.text for r in old] == [r.text for r in new]
+    changed = [r.text for r, n in zip(old, new, strict=True) if r.meta != n.meta]
+    assert changed == _PROMPTS
+    assert [r.meta["target"] for r in supporter_records()] == [t for _, t in SUPPORTER_PROMPTS]
