@@ -77,19 +77,63 @@ def _assert_training_only(prompts: list[str]) -> None:
         assert not {p: g for p, g in shared.items() if g}, name
 
 
-def _fake_distilled(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """Replace the sampled distillation by a fixed reply per prompt; returns the list of the
-    prompt texts each call was asked to sample (so a test sees what was sampled, and when)."""
+def _fake_distilled(
+    monkeypatch: pytest.MonkeyPatch, opening: str = "I'm sorry you're hurting."
+) -> list[list[str]]:
+    """Replace the sampled distillation by a fixed reply per prompt (``opening`` + a sentence
+    about the prompt); returns the list of the prompt texts each call was asked to sample (so a
+    test sees what was sampled, and when)."""
     from oyster_steer.reproduce import _plan_training as pt
 
     calls: list[list[str]] = []
 
     def distilled(model, records, strategy, **kw):
         calls.append([r.text for r in records])
-        return [(r.text, f"I'm sorry you're hurting. More about {r.text[:10]}.") for r in records]
+        return [(r.text, f"{opening} More about {r.text[:10]}.") for r in records]
 
     monkeypatch.setattr(pt, "distilled_targets", distilled)
     return calls
+
+
+class _Stop(Exception):
+    pass
+
+
+# the guide alone, from the starter's prompts, nothing held out, no boundary or retain replies
+GUIDE_ONLY = dict(strategies=("guide",), n_prompts=64, n_boundary=0, n_retain=0, held_out=0.0)
+
+
+def _guide_training_pairs(
+    tiny_models,
+    monkeypatch,
+    tmp_path,
+    cfg: PlanTrainingConfig,
+    opening: str = "I'm sorry you're hurting.",
+) -> tuple[dict, list[str]]:
+    """What ``train_plan_actions`` would fit for ``cfg`` on the starter, with the distillation
+    stubbed (:func:`_fake_distilled`, every opening ``opening``) and training stopped before it
+    starts: ``({"pairs": {prompt: target}, "meta": ...}, log lines)``."""
+    from oyster_steer.reproduce import _plan_training as pt
+
+    _fake_distilled(monkeypatch, opening)
+    seen: dict = {}
+
+    def train(model, prompts, targets, **kw):
+        seen["pairs"] = dict(zip(prompts, targets, strict=True))
+        seen["meta"] = kw["meta"]
+        raise _Stop
+
+    monkeypatch.setattr(pt, "train_intervention", train)
+    logged: list[str] = []
+    with pytest.raises(_Stop):
+        train_plan_actions(
+            tiny_models("llama"),
+            load_starter(),
+            cfg,
+            log=logged.append,
+            targets_cache=tmp_path / "t.json",
+        )
+    return seen, logged
 
 
 def test_the_prompts_are_distinct_of_both_kinds_and_name_no_method_or_quantity():
@@ -158,39 +202,13 @@ def test_distilled_acute_rewrites_only_the_acute_prompts():
     assert urgent_pointer(_sentences(acute[2][1])[1])
 
 
-class _Stop(Exception):
-    pass
-
-
 def test_the_acute_recipe_keeps_the_data_targets_and_adds_both_sets(
     tiny_models, monkeypatch, tmp_path
 ):
-    from oyster_steer.reproduce import _plan_training as pt
-
-    seen: dict = {}
-
-    def distilled(model, records, strategy, **kw):
-        return [(r.text, f"I'm sorry you're hurting. More about {r.text[:10]}.") for r in records]
-
-    def train(model, prompts, targets, **kw):
-        seen["pairs"] = dict(zip(prompts, targets, strict=True))
-        seen["meta"] = kw["meta"]
-        raise _Stop
-
-    monkeypatch.setattr(pt, "distilled_targets", distilled)
-    monkeypatch.setattr(pt, "train_intervention", train)
-    base = dict(strategies=("guide",), n_prompts=64, n_boundary=0, n_retain=0, held_out=0.0)
     run = {}
     for recipe, extra in (("distilled", ""), ("distilled-acute", "imminent+calm")):
-        cfg = PlanTrainingConfig(targets=recipe, extra_guide_prompts=extra, **base)
-        with pytest.raises(_Stop):
-            train_plan_actions(
-                tiny_models("llama"),
-                load_starter(),
-                cfg,
-                log=lambda s: None,
-                targets_cache=tmp_path / "t.json",
-            )
+        cfg = PlanTrainingConfig(targets=recipe, extra_guide_prompts=extra, **GUIDE_ONLY)
+        seen, _ = _guide_training_pairs(tiny_models, monkeypatch, tmp_path, cfg)
         run[recipe] = seen["pairs"]
     plain, acute = run["distilled"], run["distilled-acute"]
     # the starter's guide prompts: unchanged unless the judge flags them acute

@@ -6,7 +6,7 @@ first sentence with the continuation kept; the old recipes unchanged without the
 from __future__ import annotations
 
 import pytest
-from test_calm_prompts import _sentences
+from test_calm_prompts import GUIDE_ONLY, _guide_training_pairs, _sentences
 
 from oyster_steer.data import PromptRecord, load_starter
 from oyster_steer.data._exemplars import _VULNERABLE_REPLIES, exemplar_for
@@ -186,41 +186,12 @@ def test_a_replaced_target_starts_with_the_written_sentence_and_keeps_the_contin
     assert set(counts) == {"openings", "replaced", "merged", *OPENING_RULES}
 
 
-class _Stop(Exception):
-    pass
-
-
 def _train_pairs(tiny_models, monkeypatch, tmp_path, **cfg_kw):
     """The guide's training pairs train_plan_actions would fit, every distilled opening sampled as
     a bad one."""
-    from oyster_steer.reproduce import _plan_training as pt
-
-    seen: dict = {}
-
-    def distilled(model, records, strategy, **kw):
-        return [
-            (r.text, f"It sounds like you're on the right track. More about {r.text[:10]}.")
-            for r in records
-        ]
-
-    def train(model, prompts, targets, **kw):
-        seen["pairs"] = dict(zip(prompts, targets, strict=True))
-        seen["meta"] = kw["meta"]
-        raise _Stop
-
-    monkeypatch.setattr(pt, "distilled_targets", distilled)
-    monkeypatch.setattr(pt, "train_intervention", train)
-    base = dict(strategies=("guide",), n_prompts=64, n_boundary=0, n_retain=0, held_out=0.0)
-    logged: list[str] = []
-    with pytest.raises(_Stop):
-        train_plan_actions(
-            tiny_models("llama"),
-            load_starter(),
-            PlanTrainingConfig(**base, **cfg_kw),
-            log=logged.append,
-            targets_cache=tmp_path / "t.json",
-        )
-    return seen, logged
+    cfg = PlanTrainingConfig(**GUIDE_ONLY, **cfg_kw)
+    bad = "It sounds like you're on the right track."
+    return _guide_training_pairs(tiny_models, monkeypatch, tmp_path, cfg, opening=bad)
 
 
 def test_the_flag_replaces_bad_openings_and_without_it_the_recipe_is_unchanged(
