@@ -14,6 +14,7 @@ __all__ = [
     "add_common",
     "add_force",
     "data_from_args",
+    "label_mapping",
     "model_from_args",
     "positive_int",
     "refuse_overwrite",
@@ -29,6 +30,16 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be at least 1")
     return value
+
+
+def label_mapping(text: str) -> dict[str, str]:
+    """argparse type: ``"1=malicious,0=benign"`` -> {"1": "malicious", "0": "benign"}."""
+    pairs = [p.split("=", 1) for p in text.split(",") if p.strip()]
+    if any(len(p) != 2 for p in pairs):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a list of VALUE=LABEL pairs such as '1=malicious,0=benign'"
+        )
+    return {k.strip(): v.strip() for k, v in pairs}
 
 
 def add_force(parser: argparse.ArgumentParser) -> None:

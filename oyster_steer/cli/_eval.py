@@ -13,17 +13,7 @@ from ..eval import Condition, Judges, LLMJudge, evaluate
 from ..eval import _judges as eval_judges
 from ..report._artifacts import shipped
 from ..reproduce._markdown import write_section
-from ._common import add_common, data_from_args, model_from_args, positive_int
-
-
-def _mapping(text: str) -> dict[str, str]:
-    """argparse type: ``"1=malicious,0=benign"`` -> {"1": "malicious", "0": "benign"}."""
-    pairs = [p.split("=", 1) for p in text.split(",") if p.strip()]
-    if any(len(p) != 2 for p in pairs):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a list of VALUE=LABEL pairs such as '1=malicious,0=benign'"
-        )
-    return {k.strip(): v.strip() for k, v in pairs}
+from ._common import add_common, data_from_args, label_mapping, model_from_args, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -60,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     src.add_argument(
         "--intent-map",
-        type=_mapping,
+        type=label_mapping,
         default=None,
         help="map column values to intents, e.g. '1=malicious,0=benign'",
     )

@@ -12,8 +12,7 @@ from ..data import PromptRecord, PromptSet, load_table
 from ..eval import GATE_HEADING, gate_report, gate_section, score_gate, shift_sets
 from ..probes import load_probe
 from ..reproduce._markdown import write_section
-from ._common import add_common, model_from_args, positive_int
-from ._eval import _mapping
+from ._common import add_common, label_mapping, model_from_args, positive_int
 
 DEFAULT_PLAN = "vectors/smollm2-135m-instruct/control.safetensors"
 
@@ -53,7 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="intent",
         help="column holding the intent, or one intent for every row (default: intent)",
     )
-    p.add_argument("--intent-map", type=_mapping, default=None, help="map column values to intents")
+    p.add_argument(
+        "--intent-map", type=label_mapping, default=None, help="map column values to intents"
+    )
     p.add_argument("--source-column", default=None, help="column naming each row's source")
     p.add_argument("--attack-column", default=None, help="column naming each row's attack")
     p.add_argument(
