@@ -6,8 +6,9 @@ import argparse
 
 import pytest
 
-from oyster_steer.cli import main
-from oyster_steer.cli._common import label_mapping
+from oyster_steer.cli import build_parser, main
+from oyster_steer.cli._common import add_device, add_model, label_mapping
+from oyster_steer.models._model import DEFAULT_MODEL
 
 
 def test_label_mapping_reads_value_label_pairs():
@@ -28,3 +29,31 @@ def test_intent_map_errors_are_one_line(command, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "argument --intent-map: 'benign' is not a list of VALUE=LABEL pairs" in err
+
+
+def _option(parser: argparse.ArgumentParser, flag: str) -> argparse.Action:
+    return next(a for a in parser._actions if flag in a.option_strings)
+
+
+SUBPARSERS = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("command", sorted(SUBPARSERS))
+@pytest.mark.parametrize("flag", ["--model", "--backend", "--device"])
+def test_model_options_are_the_shared_ones_in_every_subcommand(command, flag):
+    """demo adds them with add_model/add_device, the others through add_common: one definition."""
+    shared = argparse.ArgumentParser()
+    add_model(shared)
+    add_device(shared)
+    want, got = _option(shared, flag), _option(SUBPARSERS[command], flag)
+    assert (got.default, got.choices, got.help) == (want.default, want.choices, want.help)
+
+
+def test_add_model_and_add_device_parse_the_defaults():
+    parser = argparse.ArgumentParser()
+    add_model(parser)
+    add_device(parser)
+    args = parser.parse_args(["--backend", "tl"])
+    assert (args.model, args.backend, args.device) == (DEFAULT_MODEL, "tl", None)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--backend", "onnx"])

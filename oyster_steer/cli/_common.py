@@ -12,7 +12,9 @@ from ..models._registry import BACKEND_NAMES
 
 __all__ = [
     "add_common",
+    "add_device",
     "add_force",
+    "add_model",
     "data_from_args",
     "label_mapping",
     "model_from_args",
@@ -61,7 +63,8 @@ def refuse_overwrite(path: Path, args: argparse.Namespace) -> Path:
     return path
 
 
-def add_common(parser: argparse.ArgumentParser, *, out: str | None = None) -> None:
+def add_model(parser: argparse.ArgumentParser) -> None:
+    """``--model`` and ``--backend``: what :func:`model_from_args` loads."""
     parser.add_argument(
         "--model",
         default=DEFAULT_MODEL,
@@ -73,15 +76,25 @@ def add_common(parser: argparse.ArgumentParser, *, out: str | None = None) -> No
         choices=BACKEND_NAMES,
         help="execution backend (default: hf)",
     )
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    """``--device``: where :func:`model_from_args` puts the model."""
+    parser.add_argument(
+        "--device", default=None, help="torch device (default: cuda if available, else cpu)"
+    )
+
+
+def add_common(parser: argparse.ArgumentParser, *, out: str | None = None) -> None:
+    """``--model``, ``--backend``, ``--data``, ``--device``, ``--out`` (default ``out``), ``--quiet``."""
+    add_model(parser)
     parser.add_argument(
         "--data",
         type=Path,
         default=None,
         help="data directory (default: $OYSTER_STEER_DATA or ../shared/data; the starter set is always included)",
     )
-    parser.add_argument(
-        "--device", default=None, help="torch device (default: cuda if available, else cpu)"
-    )
+    add_device(parser)
     parser.add_argument(
         "--out", type=Path, default=Path(out) if out else None, help=f"output path (default: {out})"
     )

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..models._model import DEFAULT_MODEL
-from ..models._registry import BACKEND_NAMES
 from ..report import DemoConfig, run_demo
-from ._common import positive_int
+from ._common import add_device, add_model, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,20 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Works without ../shared/data (used for extra plots when present). About 10 minutes on a 2-core CPU."
         ),
     )
-    p.add_argument(
-        "--model",
-        default=DEFAULT_MODEL,
-        help=f"embedded model name or local HF directory (default: {DEFAULT_MODEL})",
-    )
-    p.add_argument(
-        "--backend",
-        default="hf",
-        choices=BACKEND_NAMES,
-        help="execution backend (default: hf)",
-    )
-    p.add_argument(
-        "--device", default=None, help="torch device (default: cuda if available, else cpu)"
-    )
+    add_model(p)
+    add_device(p)
     p.add_argument(
         "--out",
         type=Path,
