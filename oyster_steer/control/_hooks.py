@@ -41,6 +41,7 @@ from ._plan import ControlPlan, exec_order
 from ._policy import decide
 from ._positions import PositionTracker
 from ._spans import SpanTracker, ThinkMarkers, uses_spans
+from ._tensors import stacked_lowrank, widened_probe
 
 if TYPE_CHECKING:
     from ..models._model import OysterModel
@@ -118,7 +119,7 @@ class ControlState:
         self.payoff = policy.payoff.to(dev, torch.float32)  # (S, C)
         self.fallback = policy.fallback_gates().to(dev)  # (S,) fail closed
         self.monitor_wb = {
-            k: tuple(t.to(dev, torch.float32) for t in _widened(p, both))
+            k: tuple(t.to(dev, torch.float32) for t in widened_probe(p, both))
             for k, p in plan.monitors.items()
         }
         table = plan.schedule_table().to(dev) * gain  # (S, L)
@@ -142,7 +143,7 @@ class ControlState:
             trace,
         )
         # low-rank parts per site (None where a site has only vectors) and their gains (S, K)
-        self.low, self.low_gain = _stacked_lowrank(plan, dev, self.dtype)
+        self.low, self.low_gain = stacked_lowrank(plan, dev, self.dtype)
         # custom operators per site: (fn, direction, column j of their (S, J) gains)
         self.custom: list[list[tuple[Any, torch.Tensor, int]]] = []
         custom_gains: list[torch.Tensor] = []
@@ -446,42 +447,6 @@ def _reader(
         state.read(x, gate, monitors)
 
     return read
-
-
-LowRank = tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int]  # A, c, R; columns [k0, k1)
-
-
-def _stacked_lowrank(
-    plan: ControlPlan, device: torch.device, dtype: torch.dtype
-) -> tuple[list[LowRank | None], torch.Tensor]:
-    """Per site of ``plan``: its low-rank ``(A, c, R)`` in ``dtype`` and its columns of the rank
-    components concatenated over sites (None where a site has only vectors); and those
-    components' gains (S, K), float32, so that ONE (B, S) @ (S, K) matmul gives every row's
-    coefficients. Both on ``device``."""
-    low: list[LowRank | None] = []
-    gains, k = [], 0
-    for site in plan.sites:
-        part = plan.lowrank(site)
-        if part is None:
-            low.append(None)
-            continue
-        A, c, R, G = part
-        A_d, c_d, R_d = (t.to(device, dtype) for t in (A, c, R))
-        low.append((A_d, c_d, R_d, k, k + A.shape[0]))
-        gains.append(G)
-        k += A.shape[0]
-    gain = torch.cat(gains, dim=1) if gains else torch.zeros(len(plan.strategies), 0)
-    return low, gain.to(device, torch.float32)
-
-
-def _widened(probe: Any, both: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """A monitor's folded ``(W, b)``; under ``read="last+mean"`` (``both``) W is (C, 2d) and reads
-    the monitor's own part of the [last, mean] feature (zeros on the other half)."""
-    w, b = probe.folded()
-    if not both or probe.pool == "last+mean":
-        return w, b
-    zero = torch.zeros_like(w)
-    return (torch.cat([w, zero], 1) if probe.pool == "last" else torch.cat([zero, w], 1)), b
 
 
 def _posterior(feature: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -47,8 +47,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...control._hooks import _stacked_lowrank, _widened
 from ...control._policy import decide
+from ...control._tensors import stacked_lowrank, widened_probe
 from ...core import resolve_site
 
 __all__ = ["LOGGER", "POOLED_READS", "PlanState", "SUPPORTED_READS"]
@@ -122,7 +122,7 @@ class PlanState:
         both = plan.read == "last+mean"  # every probe reads its own part of [last, mean]
         self.monitors: dict[str, tuple[Any, torch.Tensor, torch.Tensor]] = {}
         for name, p in plan.monitors.items():
-            mw, mb = _widened(p, both)
+            mw, mb = widened_probe(p, both)
             self.monitors[name] = (
                 resolve_site(p.site, n_layers),
                 mw.to(device, torch.float32),
@@ -141,7 +141,7 @@ class PlanState:
         self.stacked = torch.cat(stacked, dim=1).to(device, torch.float32)  # (S, n * d)
         # low-rank parts per site, as in the library: the hook adds ((x @ A.T + c) * coefs) @ R,
         # coefs = gates @ G; rank components of all sites concatenated (one matmul for all)
-        self.low, self.low_gain = _stacked_lowrank(plan, device, dtype)  # (S, K) gains
+        self.low, self.low_gain = stacked_lowrank(plan, device, dtype)  # (S, K) gains
         table = plan.schedule_table().to(device)  # (S, L)
         self.per_strategy = plan.per_strategy_schedule  # a constant of the plan
         self.schedule, self.schedule_t = table[0], table.T.contiguous()  # (L,), (L, S)
