@@ -164,7 +164,7 @@ def where(model: Any, groups: Any, frozen: Any, args: argparse.Namespace) -> int
                     start = pm.sum(1)[p.owner].unsqueeze(1)
                     pos = start + torch.arange(p.reply_ids.shape[1])
                     h = timed(keys[0], _scoring._two_passes_from, model, p, mask, pos)
-                    z = timed(keys[1], _scoring._head, model, h).float()
+                    z = timed(keys[1], _scoring.head_logits, model, h).float()
                     timed(keys[2], _log_probs, z, p.targets)
     total = sum(spent.values())
     print(

@@ -40,6 +40,7 @@ __all__ = [
     "chat_ids",
     "frozen_inputs",
     "greedy_continuations",
+    "head_logits",
     "kl_from",
     "pack",
     "reply_ids",
@@ -242,7 +243,7 @@ def _pad_hidden(rows: Sequence[torch.Tensor], width: int, side: str) -> torch.Te
     return out
 
 
-def _head(model: OysterModel, hidden: torch.Tensor) -> torch.Tensor:
+def head_logits(model: OysterModel, hidden: torch.Tensor) -> torch.Tensor:
     """Logits (N, V) from final hidden states (N, d), with the family's logit soft-capping."""
     logits = model.hf.get_output_embeddings()(hidden)
     cap = getattr(model.hf.config, "final_logit_softcapping", None)
@@ -280,7 +281,7 @@ def reply_logprobs(model: OysterModel, packed: Packed, *, full: bool = False) ->
     else:
         _refuse_position_trackers(model)
         tokens = _two_passes_from(model, packed, mask, pos)
-    logp = torch.log_softmax(_head(model, tokens).float(), dim=-1)  # (N, V)
+    logp = torch.log_softmax(head_logits(model, tokens).float(), dim=-1)  # (N, V)
     if full:
         return logp
     return logp.gather(-1, packed.targets.unsqueeze(-1)).squeeze(-1)  # (N,)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
-from ..activations._scoring import _head
+from ..activations._scoring import head_logits
 from ..backends import Hook, StopForward, get_backend, position_ids
 from ..core._errors import EmptyInputError
 from ..core._sites import Site, resolve_site
@@ -170,7 +170,7 @@ def _nll(
         first = width - len(tail) - 1  # the last prompt position predicts reply token 0
         picks.append(hidden[i, first : first + k])
         targets.extend(tail[:k])
-    logp = torch.log_softmax(_head(model, torch.cat(picks)).float(), dim=-1)  # (N, V)
+    logp = torch.log_softmax(head_logits(model, torch.cat(picks)).float(), dim=-1)  # (N, V)
     tok = torch.tensor(targets, device=logp.device)[:, None]  # (N, 1)
     picked = logp.gather(-1, tok).squeeze(-1).split([k for _, _, k in batch])
     return [float(-p.mean()) if k else None for p, (_, _, k) in zip(picked, batch, strict=True)]

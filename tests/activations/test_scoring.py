@@ -11,6 +11,7 @@ from _planted import planted_intent_probe
 from oyster_steer.activations._scoring import (
     Group,
     chat_ids,
+    head_logits,
     kl_from,
     pack,
     reply_ids,
@@ -307,3 +308,14 @@ def test_a_plan_scores_several_replies_per_prompt_as_one_reply_each(model):
     assert (want[n0:] - plain[n0:]).abs().max() > 1e-2  # the vulnerable prompt is steered
     assert torch.allclose(want[:n0], plain[:n0], atol=1e-5)  # the benign one is not
     assert torch.allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma2"])  # gemma2 soft-caps its logits (at 30)
+def test_head_logits_are_the_models_own_logits(tiny_models, arch):
+    model = tiny_models(arch)
+    ids, mask = model.encode(["I feel so alone lately.", "hi"])
+    real = mask.bool()
+    with torch.no_grad():
+        out = model.hf(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        logits = head_logits(model, out.hidden_states[-1][real])  # (N, V)
+    assert torch.allclose(logits, out.logits[real], atol=1e-5)
