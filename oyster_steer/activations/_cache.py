@@ -24,7 +24,7 @@ from safetensors import safe_open
 from ..core._errors import ArtifactError
 from ..core._sites import Site, resolve_sites
 from ..models._model import OysterModel
-from ._capture import Activations, Pool, _pool_argument, capture
+from ._capture import Activations, Pool, capture, resolve_pool
 
 __all__ = ["DEFAULT_CACHE", "cached_capture"]
 
@@ -115,7 +115,7 @@ def cached_capture(
     """
     from tqdm.auto import tqdm
 
-    pool = _pool_argument(pool, positions, "cached_capture")
+    pool = resolve_pool(pool, positions, "cached_capture")
     if pool == "all":
         raise ValueError(
             "cached_capture keeps one row per prompt: use pool='last', 'mean' or 'last+mean'"

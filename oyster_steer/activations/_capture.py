@@ -31,7 +31,7 @@ from ..models._model import (
     sliding_window,
 )
 
-__all__ = ["POOLS", "Activations", "Pool", "ShardedActivations", "capture"]
+__all__ = ["POOLS", "Activations", "Pool", "ShardedActivations", "capture", "resolve_pool"]
 
 Pool = Literal["last", "mean", "last+mean", "all"]
 """How a prompt's tokens become rows: the last token, the mean of its real tokens, both side by
@@ -364,7 +364,7 @@ def capture(
         >>> acts["blocks.29.hook_resid_post"].shape  # doctest: +SKIP
         torch.Size([2, 576])
     """
-    chosen = _pool_argument(pool, positions)
+    chosen = resolve_pool(pool, positions)
     texts, found_labels, found_names = _prompt_texts(prompts)
     if not texts:
         raise EmptyInputError("the prompt list is empty: pass at least one prompt")
@@ -411,7 +411,7 @@ def capture(
     return ShardedActivations(out)
 
 
-def _pool_argument(pool: Pool | None, positions: Pool | None, where: str = "capture") -> Pool:
+def resolve_pool(pool: Pool | None, positions: Pool | None, where: str = "capture") -> Pool:
     """``pool``, or the deprecated ``positions`` with a DeprecationWarning; checked."""
     if positions is not None:
         if pool is not None:

@@ -16,7 +16,7 @@ from typing import Any, cast
 import torch
 
 from ..activations._cache import cached_capture
-from ..activations._capture import Activations, Pool, _pool_argument, capture
+from ..activations._capture import Activations, Pool, capture, resolve_pool
 from ..core._metrics import summary
 from ..core._sites import Site, parse_site
 from ..data import INTENTS, RISKS
@@ -215,7 +215,7 @@ def sweep_layers(
         >>> sweep.best("auroc").site                                                         # doctest: +SKIP
         Site(layer=27, kind='resid_post')
     """
-    pool = _pool_argument(pool, positions, "sweep_layers")
+    pool = resolve_pool(pool, positions, "sweep_layers")
     splits = {"train": train_prompts, "validation": val_prompts} | (
         {"test": test_prompts} if test_prompts is not None else {}
     )

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from oyster_steer import EmptyInputError, SiteError
-from oyster_steer.activations._capture import Activations, ShardedActivations, capture
+from oyster_steer.activations._capture import Activations, ShardedActivations, capture, resolve_pool
 from oyster_steer.backends import Hook, get_backend, position_ids
 from oyster_steer.data import INTENTS, RISKS, load_starter
 
@@ -288,6 +288,15 @@ def test_bad_pool(tiny):
         ValueError, match=r"pool='first' is not supported: use one of last, mean, last\+mean, all"
     ):
         capture(tiny, ["hi"], pool="first", progress=False)
+
+
+def test_resolve_pool_defaults_to_last_and_names_its_caller_in_the_warning():
+    assert resolve_pool(None, None) == "last"
+    assert resolve_pool("last+mean", None) == "last+mean"
+    with pytest.warns(DeprecationWarning, match=r"sweep_layers\(positions=\.\.\.\) is deprecated"):
+        assert resolve_pool(None, "mean", "sweep_layers") == "mean"
+    with pytest.raises(ValueError, match="pool='first' is not supported: use one of last, mean"):
+        resolve_pool("first", None)
 
 
 def test_positions_is_a_deprecated_alias_of_pool(tiny):
