@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .models._model import DEFAULT_MODEL, KNOWN_MODELS, OysterModel, _file_lock, cache_dir, from_hf
+from .models._model import DEFAULT_MODEL, KNOWN_MODELS, OysterModel, cache_dir, file_lock, from_hf
 from .models._registry import BackendName
 
 __all__ = [
@@ -104,7 +104,7 @@ def default_tokenizer() -> Any:
     if (converted / "tokenizer.json").exists():
         return AutoTokenizer.from_pretrained(str(converted))
     target = cache_dir() / "tokenizers" / DEFAULT_MODEL
-    with _file_lock(cache_dir() / "locks" / f"{DEFAULT_MODEL}-tokenizer.lock"):
+    with file_lock(cache_dir() / "locks" / f"{DEFAULT_MODEL}-tokenizer.lock"):
         if not (target / "tokenizer.json").exists():
             gguf: Path = KNOWN_MODELS[DEFAULT_MODEL].locate()
             tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)

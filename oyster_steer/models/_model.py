@@ -32,6 +32,7 @@ __all__ = [
     "KNOWN_MODELS",
     "OysterModel",
     "cache_dir",
+    "file_lock",
     "load_model",
     "model_fingerprint",
     "weights_digest",
@@ -110,7 +111,9 @@ KNOWN_MODELS: dict[str, _GGUFSource] = {
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created with its folders) for the ``with`` body:
+    one process at a time converts or downloads a model into the shared cache."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -127,7 +130,7 @@ def converted_dir(name: str) -> Path:
     if (out / "config.json").exists():
         _upgrade(out)
         return out
-    with _file_lock(cache_dir() / "locks" / f"{name}.lock"):
+    with file_lock(cache_dir() / "locks" / f"{name}.lock"):
         if (out / "config.json").exists():  # another process converted it while we waited
             return out
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -156,7 +159,7 @@ def _upgrade(out: Path) -> None:
     """Add the legacy config fields to a cache converted before they were written (once)."""
     if "rope_theta" in json.loads((out / "config.json").read_text()):
         return
-    with _file_lock(cache_dir() / "locks" / f"{out.name}.lock"):
+    with file_lock(cache_dir() / "locks" / f"{out.name}.lock"):
         write_legacy_fields(out)
 
 

@@ -15,6 +15,7 @@ from oyster_steer.models._model import (
     _GGUFSource,
     cache_dir,
     converted_dir,
+    file_lock,
     left_pad,
     model_fingerprint,
 )
@@ -155,6 +156,17 @@ def test_cache_dir_honours_the_environment(monkeypatch, tmp_path):
     assert cache_dir() == tmp_path / "c"
     monkeypatch.delenv("OYSTER_STEER_CACHE")
     assert cache_dir() == Path.home() / ".cache" / "oyster_steer"
+
+
+def test_file_lock_creates_its_folder_and_excludes_a_second_holder(tmp_path):
+    import fcntl
+
+    path = tmp_path / "locks" / "m.lock"
+    # another open file (as in another process) cannot take it while it is held
+    with file_lock(path), open(path) as other, pytest.raises(BlockingIOError):
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with open(path) as other:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released on exit
 
 
 def test_conversion_writes_the_cache_once(monkeypatch, tmp_path, tokenizer):
