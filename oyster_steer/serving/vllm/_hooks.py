@@ -120,6 +120,23 @@ def _begin(state: PlanState) -> Callable[..., None]:
     return hook
 
 
+def _apply(
+    state: PlanState,
+    ops: list[tuple[int, str, Any]],
+    hidden: torch.Tensor,
+    residual: torch.Tensor | None,
+) -> torch.Tensor | None:
+    """One hook point's ops in order on the stream ``hidden + residual``: the shifted ``hidden``,
+    or None where every op only reads."""
+    changed = False
+    for _, op, arg in ops:
+        if op == "read":
+            state.read(_sum(hidden, residual), *arg)
+        else:  # low-rank edits read the full residual value; the sum is what gets shifted
+            hidden, changed = hidden + state.delta(_sum(hidden, residual), arg), True
+    return hidden if changed else None
+
+
 def _pre(state: PlanState, ops: list[tuple[int, str, Any]], is_norm: bool) -> Callable[..., Any]:
     """Pre-hook of a decoder layer (args: positions, hidden, residual) or of a fused add-norm
     (args: hidden, residual)."""
@@ -129,13 +146,8 @@ def _pre(state: PlanState, ops: list[tuple[int, str, Any]], is_norm: bool) -> Ca
         args = list(args)
         hidden = args[h_at] if len(args) > h_at else kwargs["hidden_states"]
         residual = args[h_at + 1] if len(args) > h_at + 1 else kwargs.get("residual")
-        changed = False
-        for _, op, arg in ops:
-            if op == "read":
-                state.read(_sum(hidden, residual), *arg)
-            else:  # low-rank edits read the full residual value; the sum is what gets shifted
-                hidden, changed = hidden + state.delta(_sum(hidden, residual), arg), True
-        if not changed:
+        hidden = _apply(state, ops, hidden, residual)
+        if hidden is None:
             return None
         if len(args) > h_at:
             args[h_at] = hidden
@@ -152,13 +164,8 @@ def _post(state: PlanState, ops: list[tuple[int, str, Any]]) -> Callable[..., An
     def hook(module: torch.nn.Module, args: tuple[Any, ...], output: Any) -> Any:
         pair = isinstance(output, tuple)
         hidden, residual = (output[0], output[1]) if pair else (output, None)
-        changed = False
-        for _, op, arg in ops:
-            if op == "read":
-                state.read(_sum(hidden, residual), *arg)
-            else:  # low-rank edits read the full residual value; the sum is what gets shifted
-                hidden, changed = hidden + state.delta(_sum(hidden, residual), arg), True
-        if not changed:
+        hidden = _apply(state, ops, hidden, residual)
+        if hidden is None:
             return None
         return (hidden, residual, *output[2:]) if pair else hidden
 
