@@ -11,12 +11,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from oyster_steer import EmptyInputError
 from oyster_steer.core._sites import parse_site
 from oyster_steer.data import load_starter
 from oyster_steer.eval import Judges, judge_replies, reply_activations
 from oyster_steer.eval import _judges as judges_module
 from oyster_steer.eval._coherence import reply_nll
 from oyster_steer.eval._judge_pass import _shared_head, judge_reads
+from oyster_steer.eval._reply_probe import check_reply_pairs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -240,3 +242,22 @@ def test_output_capturing_hooks_do_not_switch_off_the_shared_head() -> None:
         assert carries_hooks(model) and _shared_head(model, heads)[1] == 0
     finally:
         handle.remove()
+
+
+READERS = {
+    "judge_reads": lambda model, p, r: judge_reads(model, p, r, "blocks.1.hook_resid_post"),
+    "reply_activations": lambda model, p, r: reply_activations(
+        model, p, r, "blocks.1.hook_resid_post"
+    ),
+    "check_reply_pairs": lambda model, p, r: check_reply_pairs(p, r),
+}
+
+
+@pytest.mark.parametrize("read", READERS.values(), ids=READERS.keys())
+def test_both_reply_readers_refuse_unpaired_or_empty_input_alike(tiny, read) -> None:
+    """judge_reads and reply_activations share check_reply_pairs: the same two errors."""
+    with pytest.raises(ValueError, match="got 2 prompts and 1 replies: pass one reply per prompt"):
+        read(tiny, ["a", "b"], ["x"])
+    with pytest.raises(EmptyInputError, match="no replies to read: pass at least one"):
+        read(tiny, [], [])
+    assert check_reply_pairs(["a"], [""]) is None  # an empty reply is still a reply

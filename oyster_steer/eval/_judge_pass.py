@@ -23,9 +23,9 @@ import torch
 
 from ..activations._scoring import head_logits
 from ..backends import Hook, StopForward, get_backend, position_ids
-from ..core._errors import EmptyInputError
 from ..core._sites import Site, resolve_site
 from ..models._model import carries_hooks, left_pad, shared_prefix_length, sliding_window
+from ._reply_probe import check_reply_pairs
 
 if TYPE_CHECKING:
     from ..models._model import OysterModel
@@ -76,12 +76,7 @@ def judge_reads(
         (per reply its NLL, or None for a blank reply or when ``nll`` is off;
         (N, d) probe features on the CPU, or None when ``site`` is None).
     """
-    if len(prompts) != len(replies):
-        raise ValueError(
-            f"got {len(prompts)} prompts and {len(replies)} replies: pass one reply per prompt"
-        )
-    if not prompts:
-        raise EmptyInputError("no replies to read: pass at least one prompt and reply")
+    check_reply_pairs(prompts, replies)
     if model.backend != "hf":
         raise ValueError(
             f"judge_reads runs on the hf backend, not {model.backend!r}: pass model.with_backend('hf')"

@@ -35,7 +35,13 @@ if TYPE_CHECKING:
     from ..models._model import OysterModel
     from ..probes._probe import LinearProbe
 
-__all__ = ["default_reply_site", "refusal_probe", "reply_activations", "train_refusal_probe"]
+__all__ = [
+    "check_reply_pairs",
+    "default_reply_site",
+    "refusal_probe",
+    "reply_activations",
+    "train_refusal_probe",
+]
 
 # Refusals worded differently from the exemplar templates, so the probe learns the act, not 4 strings.
 EXTRA_REFUSALS: tuple[str, ...] = (
@@ -63,6 +69,16 @@ EXTRA_OTHERS: tuple[str, ...] = (
 def default_reply_site(model: OysterModel) -> Site:
     """resid_post at two thirds of the depth (where refusal is linearly readable in small models)."""
     return parse_site(f"blocks.{max(0, (2 * model.n_layers) // 3 - 1)}.hook_resid_post")
+
+
+def check_reply_pairs(prompts: Sequence[str], replies: Sequence[str]) -> None:
+    """Raise unless there is one reply per prompt and at least one of each."""
+    if len(prompts) != len(replies):
+        raise ValueError(
+            f"got {len(prompts)} prompts and {len(replies)} replies: pass one reply per prompt"
+        )
+    if not prompts:
+        raise EmptyInputError("no replies to read: pass at least one prompt and reply")
 
 
 def _rows(
@@ -95,12 +111,7 @@ def reply_activations(
         prompts, replies: parallel lists.
         site: e.g. ``probe.site``.
     """
-    if len(prompts) != len(replies):
-        raise ValueError(
-            f"got {len(prompts)} prompts and {len(replies)} replies: pass one reply per prompt"
-        )
-    if not prompts:
-        raise EmptyInputError("no replies to read: pass at least one prompt and reply")
+    check_reply_pairs(prompts, replies)
     site = parse_site(site) if isinstance(site, str) else site
     rows = _rows(model, prompts, replies)
     backend = get_backend(model.backend)
