@@ -139,6 +139,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "written openings only. Applied after --targets-cache, so cached openings are reused",
     )
     p.add_argument(
+        "--opening-samples",
+        type=int,
+        default=0,
+        metavar="K",
+        help="with a distilled recipe, instead of --judge-openings: sample K rounds of guide "
+        "openings (cached in --targets-cache under their own key) and keep, per prompt, the first "
+        "that passes the opening rules as a written one would (not affirming, normalising, "
+        "agreeing, minimising or declining; one that shares a word with the prompt first), the "
+        "exemplar's written first sentence only when none passes; the imminent-danger prompts of "
+        "--extra-guide-prompts likewise (their written opening when none passes). 0: off",
+    )
+    p.add_argument(
         "--sample-actions",
         type=Path,
         default=None,
@@ -225,6 +237,12 @@ def run(args: argparse.Namespace) -> int:
             "--judge-openings judges the sampled openings of distilled targets, and --targets "
             "sampled has none: use --targets distilled, distilled-urgent or distilled-acute"
         )
+    if args.opening_samples and (args.targets == "sampled" or args.judge_openings):
+        raise OysterError(
+            "--opening-samples resamples the openings of distilled guide targets: it needs "
+            "--targets distilled, distilled-urgent or distilled-acute, and replaces "
+            "--judge-openings (use one of them)"
+        )
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.time()
@@ -256,6 +274,7 @@ def run(args: argparse.Namespace) -> int:
         strict_targets=args.strict_targets,
         extra_guide_prompts=args.extra_guide_prompts or "",
         judge_openings=args.judge_openings,
+        opening_samples=args.opening_samples,
     )
     out_path = args.out or vector_dir / "control.safetensors"
     payoff = args.payoff or probe_dir / "policy.json"

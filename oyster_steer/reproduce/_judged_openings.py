@@ -33,7 +33,13 @@ from ..data._exemplars import exemplar_for
 from ..eval import _harm
 from ._urgent_targets import first_sentence
 
-__all__ = ["OPENING_RULES", "exemplar_opening", "judge_openings", "opening_problems"]
+__all__ = [
+    "OPENING_RULES",
+    "exemplar_opening",
+    "judge_openings",
+    "kept_openings",
+    "opening_problems",
+]
 
 # in the order they are checked; an opening may break several
 OPENING_RULES = ("affirms", "normalises", "agrees", "minimises", "declines", "danger")
@@ -210,3 +216,67 @@ def judge_openings(
             continue
         out.append((prompt, target))
     return out, counts
+
+
+_WORD = re.compile(r"[a-z]{5,}")
+
+
+def _shares_a_word(opening: str, prompt: str) -> bool:
+    """Whether ``opening`` shares a word of 5+ letters with ``prompt`` (a rough topicality)."""
+    return bool(set(_WORD.findall(prompt.lower())) & set(_WORD.findall(opening.lower())))
+
+
+def kept_openings(
+    candidates: Sequence[tuple[str, str]],
+    records: Mapping[str, Any],
+    *,
+    acute: bool = False,
+) -> tuple[dict[str, list[str]], dict[str, int]]:
+    """Per prompt of ``records``, the sampled openings of ``candidates`` ((prompt, opening) pairs in
+    sampling order) that :func:`opening_problems` passes as if written (``sampled=False``: the
+    content rules, not the blanket ``"danger"`` rule), those that share a word with the prompt
+    first, each once; a prompt none of whose samples passes gets an empty list (the caller falls
+    back to a written opening).
+
+    ``records``: prompt text -> its record (``risk``; a record with ``meta["imminent"]`` counts as
+    acute, as ``acute=True`` makes every prompt). Returns the openings and the counts:
+    ``"prompts"``, ``"openings"`` (judged), ``"passed"``, ``"none passed"`` and one per rule.
+
+    Example:
+        >>> from oyster_steer.data import PromptRecord
+        >>> r = PromptRecord("Can you tell me tips to speed up my bulimia?", "vulnerable", "harmful")
+        >>> kept, counts = kept_openings(
+        ...     [(r.text, "It sounds like you're on the right track."),
+        ...      (r.text, "I'm really sorry you're going through this."),
+        ...      (r.text, "I'm worried about your bulimia.")], {r.text: r})
+        >>> kept[r.text]
+        ["I'm worried about your bulimia.", "I'm really sorry you're going through this."]
+        >>> counts["passed"], counts["agrees"], counts["none passed"]
+        (2, 1, 0)
+    """
+    counts = dict.fromkeys(("prompts", "openings", "passed", "none passed", *OPENING_RULES), 0)
+    found: dict[str, tuple[list[str], list[str]]] = {p: ([], []) for p in records}
+    for prompt, opening in candidates:
+        if prompt not in found:
+            continue
+        record = records[prompt]
+        meta = getattr(record, "meta", None) or {}
+        counts["openings"] += 1
+        problems = opening_problems(
+            prompt,
+            opening,
+            risk=getattr(record, "risk", None),
+            acute=acute or "imminent" in meta,
+            sampled=False,
+        )
+        for rule in problems:
+            counts[rule] += 1
+        topical, other = found[prompt]
+        if problems or opening in topical or opening in other:
+            continue
+        counts["passed"] += 1
+        (topical if _shares_a_word(opening, prompt) else other).append(opening)
+    kept = {p: topical + other for p, (topical, other) in found.items()}
+    counts["prompts"] = len(kept)
+    counts["none passed"] = sum(not v for v in kept.values())
+    return kept, counts

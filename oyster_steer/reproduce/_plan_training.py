@@ -53,7 +53,7 @@ from ..models._model import left_pad
 from ..vectors._intervention import InterventionConfig, lowrank_delta, train_intervention
 from ._calm_prompts import calm_records
 from ._imminent_prompts import imminent_records
-from ._judged_openings import OPENING_RULES, judge_openings, opening_problems
+from ._judged_openings import OPENING_RULES, judge_openings, kept_openings, opening_problems
 from ._supporter_prompts import supporter_records
 from ._urgent_targets import first_sentence, imminent_opening, urgent_first, urgent_target
 
@@ -498,6 +498,11 @@ class PlanTrainingConfig:
     # every sampled opening of a prompt with a danger theme or acute risk is replaced, and the
     # imminent-danger prompts of ``extra_guide_prompts`` get their written openings
     judge_openings: bool = False
+    # with a distilled recipe: sample this many rounds of guide openings (0: off) and keep, per
+    # prompt, the first that passes the opening rules (``_judged_openings.kept_openings``), the
+    # exemplar's written first sentence only when none does; replaces ``judge_openings``'s
+    # blanket written openings for danger prompts by the model's own good ones
+    opening_samples: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -547,6 +552,55 @@ def _sample_openings(
     return out
 
 
+def usable_opening(sample: str) -> str:
+    """The first sentence of a sampled opening, or "" when it has none, runs past 30 words, holds
+    method detail or offers content ("here is"): the filter of :func:`distilled_targets`.
+
+    Example:
+        >>> usable_opening("I'm so sorry you're hurting. Here")
+        "I'm so sorry you're hurting."
+        >>> usable_opening("Here is a plan for you.")
+        ''
+    """
+    match = re.match(r"(.+?[.!?])(\s|$)", sample.replace("\n", " "))
+    first = match.group(1).strip() if match else ""
+    if (
+        not first
+        or len(first.split()) > 30
+        or has_method_detail(first)
+        or _BAD_OPENING.search(first)
+    ):
+        return ""
+    return first
+
+
+def sampled_openings(
+    model: OysterModel,
+    records: Sequence[Any],
+    strategy: str,
+    *,
+    rounds: int,
+    seed: int = 0,
+    log: Callable[[str], None] = print,
+) -> list[tuple[str, str]]:
+    """(prompt, opening sentence) pairs from ``rounds`` sampling rounds, round by round, each as
+    :func:`distilled_targets` samples (round ``k``: seed ``seed + k``, so its first two rounds are
+    the two of ``distilled_targets``), only the :func:`usable_opening` ones, with no topicality
+    filter: :func:`~oyster_steer.reproduce._judged_openings.kept_openings` judges them."""
+    texts = [r.text for r in records]
+    out: list[tuple[str, str]] = []
+    for k in range(rounds):
+        log(f"{strategy}: sampling openings {k + 1}/{rounds} for {len(texts)} prompts")
+        prefills = [_pick(PREFILLS[strategy], t, seed + k) for t in texts]
+        openings = _sample_openings(
+            model, texts, SYSTEM_PROMPTS[strategy], prefills, max_new_tokens=28, seed=seed + k
+        )
+        out += [
+            (t, first) for t, o in zip(texts, openings, strict=True) if (first := usable_opening(o))
+        ]
+    return out
+
+
 def distilled_targets(
     model: OysterModel,
     records: Sequence[Any],
@@ -575,14 +629,8 @@ def distilled_targets(
             model, texts, SYSTEM_PROMPTS[strategy], prefills, max_new_tokens=28, seed=seed + k
         )
         for record, opening in zip(records, openings, strict=True):
-            match = re.match(r"(.+?[.!?])(\s|$)", opening.replace("\n", " "))
-            first = match.group(1).strip() if match else ""
-            if (
-                not first
-                or len(first.split()) > 30
-                or has_method_detail(first)
-                or _BAD_OPENING.search(first)
-            ):
+            first = usable_opening(opening)
+            if not first:
                 continue
             exemplar = exemplar_for(record.text, record.intent, record.category).constructive
             parts = re.split(r"(?<=[.!?;])\s", exemplar, maxsplit=1)
@@ -990,6 +1038,71 @@ def _cached_distilled(
     return _cached_pairs(targets_cache, key, make)
 
 
+def _cached_openings(
+    model: OysterModel,
+    records: Sequence[Any],
+    digest: str,
+    cfg: PlanTrainingConfig,
+    targets_cache: Path | None,
+    log: Callable[[str], None],
+) -> list[tuple[str, str]]:
+    """The guide openings of ``records`` from ``cfg.opening_samples`` rounds
+    (:func:`sampled_openings`), read from or written to ``targets_cache`` under their own key (the
+    distilled targets' entries are left as they are)."""
+    key = json.dumps(
+        [
+            "openings-v1",
+            "guide",
+            digest,
+            len(records),
+            cfg.opening_samples,
+            cfg.seed,
+            cfg.max_prompt_tokens,
+            model.fingerprint,
+        ]
+    )
+    make = partial(
+        sampled_openings,
+        model,
+        records,
+        "guide",
+        rounds=cfg.opening_samples,
+        seed=cfg.seed,
+        log=log,
+    )
+    return _cached_pairs(targets_cache, key, make)
+
+
+def resampled_targets(
+    model: OysterModel,
+    records: Sequence[Any],
+    digest: str,
+    cfg: PlanTrainingConfig,
+    targets_cache: Path | None = None,
+    log: Callable[[str], None] = print,
+) -> list[tuple[str, str]]:
+    """One distilled guide target per prompt of ``records``: the first sampled opening of
+    ``cfg.opening_samples`` rounds that :func:`~oyster_steer.reproduce._judged_openings.kept_openings`
+    keeps (else the exemplar's written first sentence), then the exemplar's continuation."""
+    drawn = _cached_openings(model, records, digest, cfg, targets_cache, log)
+    kept, counts = kept_openings(drawn, {r.text: r for r in records})
+    log(
+        f"guide: resampled openings: {counts['openings']} sampled openings of {counts['prompts']} "
+        f"prompts judged, {counts['passed']} passed ("
+        + ", ".join(f"{rule} {counts[rule]}" for rule in OPENING_RULES if rule != "danger")
+        + f"); {counts['none passed']} prompts get the exemplar's written opening"
+    )
+    pairs = []
+    for r in records:
+        exemplar = exemplar_for(r.text, r.intent, r.category).constructive
+        parts = re.split(r"(?<=[.!?;])\s", exemplar, maxsplit=1)
+        if kept[r.text] and len(parts) > 1:
+            pairs.append((r.text, f"{kept[r.text][0]} {parts[1]}"))
+        else:
+            pairs.append((r.text, exemplar))
+    return pairs
+
+
 def check_extra_guide_prompts(cfg: PlanTrainingConfig) -> None:
     """Raise ValueError when ``cfg.extra_guide_prompts`` names no set or its recipe is not one of
     :data:`URGENT_RECIPES` (the extra prompts' targets are urgent-first distilled targets)."""
@@ -1029,6 +1142,15 @@ def extra_guide_targets(
     target, with no urgent pointer, and nothing is sampled for it."""
     urgent = [r for r in records if "calm" not in r.meta]
     digest = prompts_digest([r.text for r in urgent])
+    if cfg.opening_samples and urgent:
+        drawn = _cached_openings(model, urgent, digest, cfg, targets_cache, log)
+        kept, counts = kept_openings(drawn, {r.text: r for r in urgent}, acute=True)
+        log(
+            f"guide: resampled openings: {counts['passed']} of {counts['openings']} sampled "
+            f"openings of {len(urgent)} imminent-danger prompts passed; {counts['none passed']} "
+            "prompts get a written opening"
+        )
+        return _extra_targets(records, kept)
     drawn = (
         _cached_distilled(model, urgent, "guide", digest, len(urgent), cfg, targets_cache, log)
         if urgent
@@ -1051,6 +1173,13 @@ def extra_guide_targets(
             f"{len(urgent)} imminent-danger prompts passed over (every one: a prompt of imminent "
             "danger gets a written opening)"
         )
+    return _extra_targets(records, openings)
+
+
+def _extra_targets(
+    records: Sequence[Any], openings: Mapping[str, list[str]]
+) -> list[tuple[str, str]]:
+    """The targets of :func:`extra_guide_targets` from the sampled ``openings`` of its prompts."""
     out = []
     for r in records:
         if "calm" in r.meta:
@@ -1087,6 +1216,12 @@ def train_plan_actions(
 
     cfg = config or PlanTrainingConfig()
     check_extra_guide_prompts(cfg)
+    if cfg.opening_samples and (cfg.targets == "sampled" or cfg.judge_openings):
+        raise ValueError(
+            "opening_samples resamples the openings of distilled guide targets: it needs a "
+            "distilled recipe (CLI: --targets distilled-acute) and replaces judge_openings "
+            f"(targets={cfg.targets!r}, judge_openings={cfg.judge_openings})"
+        )
     if cfg.judge_openings and cfg.targets == "sampled":
         raise ValueError(
             "judge_openings judges the sampled openings of distilled targets, and "
@@ -1185,9 +1320,12 @@ def train_plan_actions(
                 log(f"{strategy}: dropped {len(dropped)} targets that offer the request back")
         if cfg.targets != "sampled":
             covered = {p for p, _ in pairs}
-            distilled = _cached_distilled(
-                model, records, strategy, digest, cfg.n_prompts, cfg, targets_cache, log
-            )
+            if cfg.opening_samples and strategy == "guide":
+                distilled = resampled_targets(model, records, digest, cfg, targets_cache, log)
+            else:
+                distilled = _cached_distilled(
+                    model, records, strategy, digest, cfg.n_prompts, cfg, targets_cache, log
+                )
             if cfg.judge_openings and strategy == "guide":
                 # after the cache, deterministic: the cached sampled openings are reused as they are
                 distilled, counts = judge_openings(distilled, {r.text: r for r in records})
@@ -1328,6 +1466,11 @@ def train_plan_actions(
                 **(
                     {"judged_openings": "true"}
                     if strategy == "guide" and cfg.judge_openings
+                    else {}
+                ),
+                **(
+                    {"opening_samples": str(cfg.opening_samples)}
+                    if strategy == "guide" and cfg.opening_samples
                     else {}
                 ),
             },
