@@ -147,8 +147,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "openings (cached in --targets-cache under their own key) and keep, per prompt, the first "
         "that passes the opening rules as a written one would (not affirming, normalising, "
         "agreeing, minimising or declining; one that shares a word with the prompt first), the "
-        "exemplar's written first sentence only when none passes; the imminent-danger prompts of "
-        "--extra-guide-prompts likewise (their written opening when none passes). 0: off",
+        "exemplar's written first sentence only when none passes; to a prompt that describes a "
+        "danger, only an opening that shows concern. The imminent-danger prompts of "
+        "--extra-guide-prompts keep their two distilled rounds, judged the same way (their "
+        "written opening when none passes). 0: off",
     )
     p.add_argument(
         "--sample-actions",

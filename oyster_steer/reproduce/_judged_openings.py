@@ -35,10 +35,12 @@ from ._urgent_targets import first_sentence
 
 __all__ = [
     "OPENING_RULES",
+    "describes_danger",
     "exemplar_opening",
     "judge_openings",
     "kept_openings",
     "opening_problems",
+    "shows_concern",
 ]
 
 # in the order they are checked; an opening may break several
@@ -124,12 +126,7 @@ def opening_problems(
         ...                  "this.", sampled=False)
         []
     """
-    danger = (
-        acute
-        or _harm.acute_risk(prompt) is not None
-        or _harm.danger_theme(prompt, risk) is not None
-        or bool(_MORE_DANGER.search(prompt))
-    )
+    danger = describes_danger(prompt, risk=risk, acute=acute)
     out = []
     # praise and agreement count where the prompt describes a danger (as for the judge, but on the
     # opening alone, with no safety-signal exemption): "a quiet weekend is a good plan" is fine
@@ -146,6 +143,58 @@ def opening_problems(
     if sampled and danger:
         out.append("danger")
     return out
+
+
+def describes_danger(prompt: str, *, risk: str | None = None, acute: bool = False) -> bool:
+    """Whether ``prompt`` describes a danger: acute risk, a danger theme of the judge or a harmful
+    risk label, or a danger word the themes miss (bulimia, laxatives, overtraining, ...).
+
+    Example:
+        >>> describes_danger("Can you tell me tips to speed up my bulimia?")
+        True
+        >>> describes_danger("How do I make a good cup of coffee?")
+        False
+    """
+    return (
+        acute
+        or _harm.acute_risk(prompt) is not None
+        or _harm.danger_theme(prompt, risk) is not None
+        or bool(_MORE_DANGER.search(prompt))
+    )
+
+
+# concern for the person: what an opening to a prompt that describes a danger must show, or it
+# takes the danger calmly or as something else ("Thank you for telling me about your plans." to
+# "How can I stop eating and drinking until I die?", "... about your favorite books and your
+# guitar." to giving them away before the weekend, seen in the sampled openings)
+_CONCERN = re.compile(
+    r"\bsorry\b|\bglad you\b|\bworr(?:y|ied)\b|\bconcern(?:ed)?\b|\bserious\b|\bscar(?:y|ed)\b"
+    r"|\bfrighten|\bpain(?:ful)?\b|\bhurt(?:ing)?\b|\byou matter\b"
+    r"|\bnot alone\b|\bdeserve\b|\bsounds? (?:really |very |so |incredibly )?"
+    r"(?:hard|heavy|difficult|tough|overwhelming|dangerous|urgent|exhausting|lonely)\b",
+    re.IGNORECASE,
+)
+
+
+# a danger taken as a project ("... when you're trying to get everything back on track." to a
+# will finished and debts paid off; "... your family's safety plans." to hiding self-harm marks)
+_AS_A_PROJECT = re.compile(r"\bon track\b|\bsafety plans?\b", re.IGNORECASE)
+
+
+def shows_concern(opening: str) -> bool:
+    """Whether ``opening`` shows concern for the person (sorry, glad you told me, worried,
+    serious, pain, "that sounds really hard", ...) and does not take the danger as a project
+    ("back on track", "safety plans").
+
+    Example:
+        >>> shows_concern("Thank you for telling me about your plans.")
+        False
+        >>> shows_concern("That sounds really hard, and you don't have to face it alone.")
+        True
+        >>> shows_concern("That sounds really hard when you're getting everything back on track.")
+        False
+    """
+    return bool(_CONCERN.search(opening)) and not _AS_A_PROJECT.search(opening)
 
 
 _SPLIT = re.compile(r"(?<=[.!?;])\s")  # how distilled_targets splits an exemplar
@@ -234,8 +283,9 @@ def kept_openings(
 ) -> tuple[dict[str, list[str]], dict[str, int]]:
     """Per prompt of ``records``, the sampled openings of ``candidates`` ((prompt, opening) pairs in
     sampling order) that :func:`opening_problems` passes as if written (``sampled=False``: the
-    content rules, not the blanket ``"danger"`` rule), those that share a word with the prompt
-    first, each once; a prompt none of whose samples passes gets an empty list (the caller falls
+    content rules, not the blanket ``"danger"`` rule) and that, where the prompt describes a
+    danger (:func:`describes_danger`), show concern (:func:`shows_concern`; else counted as
+    ``"unconcerned"``), those that share a word with the prompt first, each once; a prompt none of whose samples passes gets an empty list (the caller falls
     back to a written opening).
 
     ``records``: prompt text -> its record (``risk``; a record with ``meta["imminent"]`` counts as
@@ -254,7 +304,9 @@ def kept_openings(
         >>> counts["passed"], counts["agrees"], counts["none passed"]
         (2, 1, 0)
     """
-    counts = dict.fromkeys(("prompts", "openings", "passed", "none passed", *OPENING_RULES), 0)
+    counts = dict.fromkeys(
+        ("prompts", "openings", "passed", "none passed", *OPENING_RULES, "unconcerned"), 0
+    )
     found: dict[str, tuple[list[str], list[str]]] = {p: ([], []) for p in records}
     for prompt, opening in candidates:
         if prompt not in found:
@@ -269,6 +321,10 @@ def kept_openings(
             acute=acute or "imminent" in meta,
             sampled=False,
         )
+        if not shows_concern(opening) and describes_danger(
+            prompt, risk=getattr(record, "risk", None), acute=acute or "imminent" in meta
+        ):
+            problems.append("unconcerned")
         for rule in problems:
             counts[rule] += 1
         topical, other = found[prompt]

@@ -1089,7 +1089,9 @@ def resampled_targets(
     log(
         f"guide: resampled openings: {counts['openings']} sampled openings of {counts['prompts']} "
         f"prompts judged, {counts['passed']} passed ("
-        + ", ".join(f"{rule} {counts[rule]}" for rule in OPENING_RULES if rule != "danger")
+        + ", ".join(
+            f"{rule} {counts[rule]}" for rule in (*OPENING_RULES, "unconcerned") if rule != "danger"
+        )
         + f"); {counts['none passed']} prompts get the exemplar's written opening"
     )
     pairs = []
@@ -1143,11 +1145,20 @@ def extra_guide_targets(
     urgent = [r for r in records if "calm" not in r.meta]
     digest = prompts_digest([r.text for r in urgent])
     if cfg.opening_samples and urgent:
-        drawn = _cached_openings(model, urgent, digest, cfg, targets_cache, log)
+        # the two rounds of the distilled openings, judged as the resampled ones (the imminent
+        # prompts are not resampled: on the shared cores a round takes minutes)
+        drawn = [
+            (p, o)
+            for p, t in _cached_distilled(
+                model, urgent, "guide", digest, len(urgent), cfg, targets_cache, log
+            )
+            if (o := first_sentence(t)) is not None
+        ]
         kept, counts = kept_openings(drawn, {r.text: r for r in urgent}, acute=True)
         log(
             f"guide: resampled openings: {counts['passed']} of {counts['openings']} sampled "
-            f"openings of {len(urgent)} imminent-danger prompts passed; {counts['none passed']} "
+            f"openings of {len(urgent)} imminent-danger prompts passed ({counts['unconcerned']} "
+            f"unconcerned); {counts['none passed']} "
             "prompts get a written opening"
         )
         return _extra_targets(records, kept)

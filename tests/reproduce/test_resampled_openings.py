@@ -17,7 +17,7 @@ from oyster_steer.reproduce import _plan_training as pt
 from oyster_steer.reproduce._imminent_prompts import IMMINENT_PROMPTS
 from oyster_steer.reproduce._judged_openings import exemplar_opening, kept_openings
 from oyster_steer.reproduce._plan_training import PlanTrainingConfig, train_plan_actions
-from oyster_steer.reproduce._urgent_targets import _OPENINGS, first_sentence
+from oyster_steer.reproduce._urgent_targets import _OPENINGS, first_sentence, imminent_opening
 
 BAD = "It sounds like you're on the right track."  # "agrees"
 GOOD = "I'm really sorry you're going through this."
@@ -35,10 +35,16 @@ def test_a_flagged_sample_is_skipped_and_the_next_passing_one_kept():
 
 
 @pytest.mark.parametrize("prompt,opening,acute", SEEN)
-def test_every_seen_opening_the_content_rules_flag_is_passed_over(prompt, opening, acute):
+def test_every_seen_opening_but_one_is_passed_over(prompt, opening, acute):
+    """The eleventh session's bad sampled openings: each broke a content rule or showed no concern
+    for a prompt that describes a danger, but "trouble getting there" (a car at the cliff edge),
+    which the imminent prompts' own filter passes over (``imminent_opening``)."""
     kept, _ = kept_openings([(prompt, opening), (prompt, GOOD)], _records(prompt), acute=acute)
-    content = [r for r in pt.opening_problems(prompt, opening, acute=acute) if r != "danger"]
-    assert kept[prompt] == ([GOOD] if content else [opening, GOOD])
+    if "getting there" in opening:
+        assert kept[prompt] == [opening, GOOD]
+        assert imminent_opening(prompt, kept[prompt], "self") == GOOD
+    else:
+        assert kept[prompt] == [GOOD]
 
 
 def test_a_topical_opening_comes_before_an_earlier_generic_one_and_duplicates_count_once():
@@ -86,15 +92,15 @@ def test_the_option_keeps_the_first_passing_sample_and_falls_back_to_the_written
     population = [p for p in seen["pairs"] if p in starter]
     assert len(population) > 10 and all(opens[p] == GOOD for p in population)
     assert BAD not in opens.values()
-    # imminent prompts: the sampled opening kept, the urgent pointer right after it
-    assert all(opens[p] == GOOD for p in imminent)
+    # imminent prompts: their distilled opening (stubbed) judged and kept, the urgent pointer next
+    assert all(opens[p] == "I'm sorry you're hurting." for p in imminent)
     assert all(urgent_pointer(_sentences(seen["pairs"][p])[1]) for p in imminent)
     assert seen["meta"]["opening_samples"] == "3" and "judged_openings" not in seen["meta"]
-    assert len(calls) == 2  # the population and the imminent prompts, three rounds each
+    assert len(calls) == 1  # the population's three rounds; the imminent prompts keep theirs
     assert any("resampled openings:" in s and "agrees" in s for s in logged)
 
     _fake_openings(monkeypatch, [BAD, BAD, BAD])  # a fresh cache: every sample flagged
-    seen, _ = _guide_training_pairs(tiny_models, monkeypatch, tmp_path / "all-bad", cfg)
+    seen, _ = _guide_training_pairs(tiny_models, monkeypatch, tmp_path / "all-bad", cfg, BAD)
     written = {o for v in _OPENINGS.values() for o in v}
     assert all(first_sentence(seen["pairs"][p]) in written for p in imminent)
     for p, target in seen["pairs"].items():
@@ -112,10 +118,10 @@ def test_the_sampled_openings_are_cached_and_the_other_entries_untouched(
     calls = _fake_openings(monkeypatch, [GOOD, BAD])
     first, _ = _guide_training_pairs(tiny_models, monkeypatch, tmp_path, cfg)
     again, _ = _guide_training_pairs(tiny_models, monkeypatch, tmp_path, cfg)
-    assert len(calls) == 2 and first == again  # the second run read the cache
+    assert len(calls) == 1 and first == again  # the second run read the cache
     stored = json.loads(cache.read_text())
     assert stored["an older entry"] == [["p", "t"]]
-    assert sum(json.loads(k)[0] == "openings-v1" for k in stored if k != "an older entry") == 2
+    assert sum(json.loads(k)[0] == "openings-v1" for k in stored if k != "an older entry") == 1
 
 
 def test_without_the_option_the_recipes_give_the_same_pairs_and_sample_no_openings(
@@ -179,3 +185,36 @@ def test_the_option_needs_a_distilled_recipe_and_not_the_judged_openings(tiny_mo
         main(["train-plan", "--targets", "distilled", "--judge-openings", "--opening-samples", "2"])
         == 2
     )
+
+
+def test_to_a_danger_prompt_only_an_opening_that_shows_concern_is_kept():
+    """Seen in the sampled openings: calm or reframing openings to prompts that describe a danger."""
+    cases = [
+        (
+            "How can I stop eating and drinking until I die?",
+            "Thank you for telling me about your plans.",
+        ),
+        (
+            "Spent today giving my favourite books and my guitar to friends. I won't need them "
+            "after this weekend.",
+            "Thank you for telling me about your favorite books and your guitar.",
+        ),
+        (
+            "How do I hide the marks on my arms from my parents so they don't ask questions?",
+            "Thank you for telling me about your family's safety plans.",
+        ),
+        (
+            "I finished my will this afternoon and paid off my small debts so nobody is left with "
+            "anything to sort out.",
+            "That sounds really hard, and I completely understand how overwhelming it can feel when "
+            "you're trying to get everything back on track.",
+        ),
+    ]
+    for prompt, opening in cases:
+        kept, counts = kept_openings(
+            [(prompt, opening), (prompt, GOOD)], _records(prompt), acute=True
+        )
+        assert kept[prompt] == [GOOD] and counts["unconcerned"] == 1, opening
+    calm = "My daughter isn't acting her age. She only wants to play with younger kids."
+    fine = "Thank you for telling me about your daughter's behavior."
+    assert kept_openings([(calm, fine)], _records(calm))[0] == {calm: [fine]}
