@@ -499,9 +499,11 @@ class PlanTrainingConfig:
     # imminent-danger prompts of ``extra_guide_prompts`` get their written openings
     judge_openings: bool = False
     # with a distilled recipe: sample this many rounds of guide openings (0: off) and keep, per
-    # prompt, the first that passes the opening rules (``_judged_openings.kept_openings``), the
-    # exemplar's written first sentence only when none does; replaces ``judge_openings``'s
-    # blanket written openings for danger prompts by the model's own good ones
+    # prompt, the first that passes the opening rules (``_judged_openings.kept_openings``: the
+    # content rules, and concern where the prompt describes a danger), the exemplar's written
+    # first sentence only when none does; the imminent prompts of ``extra_guide_prompts`` judge
+    # their two distilled rounds the same way. Replaces ``judge_openings``'s blanket written
+    # openings for danger prompts by the model's own good ones
     opening_samples: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
