@@ -197,6 +197,24 @@ def shows_concern(opening: str) -> bool:
     return bool(_CONCERN.search(opening)) and not _AS_A_PROJECT.search(opening)
 
 
+def _record_problems(
+    prompt: str, opening: str, record: Any, *, acute: bool = False, sampled: bool = True
+) -> list[str]:
+    """:func:`opening_problems` with the prompt's risk and imminence read from its ``record`` (a
+    record with ``meta["imminent"]`` is acute); for a written-style check (``sampled=False``) also
+    ``"unconcerned"`` where the prompt describes a danger and the opening shows no concern."""
+    risk = getattr(record, "risk", None)
+    acute = acute or "imminent" in (getattr(record, "meta", None) or {})
+    problems = opening_problems(prompt, opening, risk=risk, acute=acute, sampled=sampled)
+    if (
+        not sampled
+        and not shows_concern(opening)
+        and describes_danger(prompt, risk=risk, acute=acute)
+    ):
+        problems.append("unconcerned")
+    return problems
+
+
 _SPLIT = re.compile(r"(?<=[.!?;])\s")  # how distilled_targets splits an exemplar
 
 
@@ -246,14 +264,8 @@ def judge_openings(
         record = records.get(prompt)
         intent = getattr(record, "intent", "vulnerable")
         category = getattr(record, "category", "unknown")
-        meta = getattr(record, "meta", None) or {}
         counts["openings"] += 1
-        problems = opening_problems(
-            prompt,
-            opening,
-            risk=getattr(record, "risk", None),
-            acute="imminent" in meta,
-        )
+        problems = _record_problems(prompt, opening, record)
         for rule in problems:
             counts[rule] += 1
         if problems:
@@ -311,20 +323,8 @@ def kept_openings(
     for prompt, opening in candidates:
         if prompt not in found:
             continue
-        record = records[prompt]
-        meta = getattr(record, "meta", None) or {}
         counts["openings"] += 1
-        problems = opening_problems(
-            prompt,
-            opening,
-            risk=getattr(record, "risk", None),
-            acute=acute or "imminent" in meta,
-            sampled=False,
-        )
-        if not shows_concern(opening) and describes_danger(
-            prompt, risk=getattr(record, "risk", None), acute=acute or "imminent" in meta
-        ):
-            problems.append("unconcerned")
+        problems = _record_problems(prompt, opening, records[prompt], acute=acute, sampled=False)
         for rule in problems:
             counts[rule] += 1
         topical, other = found[prompt]

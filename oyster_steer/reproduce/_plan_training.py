@@ -591,16 +591,30 @@ def sampled_openings(
     filter: :func:`~oyster_steer.reproduce._judged_openings.kept_openings` judges them."""
     texts = [r.text for r in records]
     out: list[tuple[str, str]] = []
-    for k in range(rounds):
-        log(f"{strategy}: sampling openings {k + 1}/{rounds} for {len(texts)} prompts")
-        prefills = [_pick(PREFILLS[strategy], t, seed + k) for t in texts]
-        openings = _sample_openings(
-            model, texts, SYSTEM_PROMPTS[strategy], prefills, max_new_tokens=28, seed=seed + k
-        )
+    for openings in _opening_rounds(model, texts, strategy, rounds=rounds, seed=seed, log=log):
         out += [
             (t, first) for t, o in zip(texts, openings, strict=True) if (first := usable_opening(o))
         ]
     return out
+
+
+def _opening_rounds(
+    model: OysterModel,
+    texts: Sequence[str],
+    strategy: str,
+    *,
+    rounds: int,
+    seed: int,
+    log: Callable[[str], None],
+) -> Iterator[list[str]]:
+    """One list of sampled openings (one per text) per round: round ``k`` samples under the
+    strategy's system prompt after a prefill picked with seed ``seed + k``."""
+    for k in range(rounds):
+        log(f"{strategy}: sampling openings {k + 1}/{rounds} for {len(texts)} prompts")
+        prefills = [_pick(PREFILLS[strategy], t, seed + k) for t in texts]
+        yield _sample_openings(
+            model, texts, SYSTEM_PROMPTS[strategy], prefills, max_new_tokens=28, seed=seed + k
+        )
 
 
 def distilled_targets(
@@ -624,12 +638,7 @@ def distilled_targets(
     texts = [r.text for r in records]
     pairs: list[tuple[str, str]] = []
     spare: list[tuple[str, str]] = []
-    for k in range(samples):
-        log(f"{strategy}: sampling openings {k + 1}/{samples} for {len(texts)} prompts")
-        prefills = [_pick(PREFILLS[strategy], t, seed + k) for t in texts]
-        openings = _sample_openings(
-            model, texts, SYSTEM_PROMPTS[strategy], prefills, max_new_tokens=28, seed=seed + k
-        )
+    for openings in _opening_rounds(model, texts, strategy, rounds=samples, seed=seed, log=log):
         for record, opening in zip(records, openings, strict=True):
             first = usable_opening(opening)
             if not first:
