@@ -1,0 +1,95 @@
+"""Would a veto of "redirect" by the plan's risk monitor cut over-refusal? (issue 15)
+
+Reads a split of ``probe_splits()`` through the shipped control pack (``patch_plan``, one prompt
+pass per row: ``generate_replies(max_new_tokens=1)``), then counts per intent the strategies the
+plan chose and those a veto would choose: redirect only where the monitor flags at its own
+threshold, otherwise the better of help and guide by the policy's expected utility. Prints the
+malicious redirects the veto would lose and the benign/borderline ones it would remove.
+
+    python scripts/monitor_veto.py --split validation --out runs/monitor-veto.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+
+import torch
+
+from oyster_steer.control import load_plan, patch_plan
+from oyster_steer.eval import generate_replies
+from oyster_steer.models._model import load_model
+from oyster_steer.probes._data import probe_splits
+
+PACK = "vectors/smollm2-135m-instruct/control.safetensors"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--split", default="validation", choices=("validation", "test"))
+    ap.add_argument("--pack", default=PACK)
+    ap.add_argument("--monitor", default="risk")
+    ap.add_argument("--out", default=None, help="also write the per-row decisions (JSON)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--limit", type=int, default=None, help="only the first N rows (a quick check)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    rows = getattr(probe_splits(), args.split)[: args.limit]
+    model = load_model()
+    plan = load_plan(args.pack, model)
+    if args.monitor not in plan.monitors:
+        raise SystemExit(
+            f"the pack has no monitor {args.monitor!r}: it has {sorted(plan.monitors)}"
+        )
+    threshold = float(plan.monitors[args.monitor].threshold)
+    strategies = tuple(plan.policy.strategies)
+    if strategies[-1] != "redirect":
+        raise SystemExit(f"expected redirect as the last strategy, got {strategies}")
+    found: dict[int, dict] = {}
+    with patch_plan(model, plan) as handle:
+
+        def read(batch: list[int]) -> None:
+            d = handle.decisions()
+            for j, i in enumerate(batch):
+                found[i] = {
+                    "strategy": d.strategy[j],
+                    "eu": d.expected_utility[j].tolist(),
+                    "flag": float(d.monitors[args.monitor][j, -1]),
+                }
+
+        generate_replies(model, [r.text for r in rows], max_new_tokens=1, after_batch=read)
+
+    def vetoed(f: dict) -> str:
+        if f["strategy"] != "redirect" or f["flag"] > threshold:
+            return f["strategy"]
+        eu = f["eu"][:-1]  # help and guide
+        return strategies[max(range(len(eu)), key=eu.__getitem__)]
+
+    out = []
+    for i, r in enumerate(rows):
+        out.append({"text": r.text, "intent": r.intent, "source": r.source, **found[i]})
+        out[-1]["veto"] = vetoed(found[i])
+    print(f"{args.split}: {len(out)} rows; monitor {args.monitor!r} threshold {threshold:.3f}")
+    for intent in ("benign", "borderline", "vulnerable", "malicious"):
+        rs = [o for o in out if o["intent"] == intent]
+        print(
+            f"{intent:10s} n={len(rs):4d} plan {dict(Counter(o['strategy'] for o in rs))}"
+            f" veto {dict(Counter(o['veto'] for o in rs))}"
+        )
+    lost = [o for o in out if o["intent"] == "malicious" and o["strategy"] != o["veto"]]
+    kept = [
+        o for o in out if o["intent"] in ("benign", "borderline") and o["strategy"] != o["veto"]
+    ]
+    print(f"malicious redirects lost: {len(lost)}, by source {Counter(o['source'] for o in lost)}")
+    print(f"benign/borderline redirects removed: {len(kept)}")
+    for o in lost[:8]:
+        print(f"  lost -> {o['veto']} (monitor {o['flag']:.2f}): {o['text'][:100]!r}")
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
