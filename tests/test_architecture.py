@@ -18,6 +18,9 @@ neither each other):
     core
 
 ``oyster_steer/__init__.py`` (the public facade) may import any layer; no module imports it.
+Modules are private (``_module.py``) yet imported across subpackages by path; a private name
+(``_name``), or a private module imported as an object (``from oyster_steer.eval import _harm``),
+stays inside the subpackage that owns it.
 Imports of the package's own modules inside functions are kept only for modules that import an
 optional heavy dependency when loaded (``DEFERRED``), with a comment saying so.
 """
@@ -94,6 +97,30 @@ def _edges() -> set[tuple[str, str, int]]:
             if target != name:
                 edges.add((name, target, line))
     return edges
+
+
+# Private imports across a subpackage boundary still to be removed, as (importer, imported).
+# reproduce/_judged_openings.py and reproduce/_plan_training.py were being reworked when this contract
+# was written (2026-12-01), so their imports of eval's private modules were left for that work; the
+# test fails once one of these no longer exists, so drop it from here then.
+PRIVATE_ALLOWED: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("oyster_steer.reproduce._judged_openings", "oyster_steer.eval._harm"),
+        ("oyster_steer.reproduce._plan_training", "oyster_steer.eval._harm"),
+        ("oyster_steer.reproduce._plan_training", "oyster_steer.eval._rules"),
+    }
+)
+
+
+def _private_crossings(
+    name: str, path: Path, nodes: Iterator[ast.AST] | None = None
+) -> Iterator[tuple[str, int]]:
+    """(private name or module, line) that ``name`` imports from another subpackage."""
+    for target, line in _imports(name, path, nodes):
+        last = target.rpartition(".")[2]
+        private = last.startswith("_") and not last.startswith("__")
+        if private and _unit(target) != _unit(name):
+            yield target, line
 
 
 def _unit(module: str) -> str | None:
@@ -173,6 +200,62 @@ def test_no_module_cycles():
     assert not cycles, "import cycles:\n" + "\n".join(cycles)
 
 
+def test_private_names_stay_inside_their_subpackage():
+    found = {
+        (name, target, line)
+        for name, path in _modules().items()
+        for target, line in _private_crossings(name, path)
+    }
+    bad = [
+        f"{src}:{line} imports {dst}, private to oyster_steer.{_unit(dst)}"
+        for src, dst, line in sorted(found)
+        if (src, dst) not in PRIVATE_ALLOWED
+    ]
+    assert not bad, (
+        "give these names a public name in their home module and import them by name (a private "
+        "module may be imported from by path, not as an object):\n" + "\n".join(bad)
+    )
+    stale = sorted(PRIVATE_ALLOWED - {(src, dst) for src, dst, _ in found})
+    assert not stale, (
+        "these imports no longer exist: drop them from PRIVATE_ALLOWED:\n"
+        + "\n".join(f"{src} imports {dst}" for src, dst in stale)
+    )
+
+
+@pytest.mark.parametrize(
+    ("module", "source", "expect"),
+    [
+        (
+            "oyster_steer.eval._x",
+            "from oyster_steer.data._exemplars import _pick\n",
+            ["data._exemplars._pick"],
+        ),
+        (
+            "oyster_steer.eval._x",
+            "from ..data._exemplars import _THEMES, pick\n",
+            ["data._exemplars._THEMES"],
+        ),
+        ("oyster_steer.cli._x", "from ..eval import _judges\n", ["eval._judges"]),
+        (
+            "oyster_steer.cli._x",
+            "from oyster_steer.eval import _judges, Judges\n",
+            ["eval._judges"],
+        ),
+        ("oyster_steer.cli._x", "import oyster_steer.eval._judges as j\n", ["eval._judges"]),
+        ("oyster_steer.cli._x", "def f():\n    from ..eval import _harm\n", ["eval._harm"]),
+        ("oyster_steer.cli", "from .._x import _y\n", ["_x._y"]),  # a package's relative import
+        ("oyster_steer.cli._x", "from ..eval._judges import PPL_LIMIT\n", []),
+        ("oyster_steer.cli._x", "from ._common import _helper\nfrom . import _demo\n", []),
+        ("oyster_steer.cli._x", "from ..core._version import __version__\n", []),
+        ("oyster_steer.cli._x", "from numpy import _core\n", []),
+    ],
+)
+def test_private_names_check_catches_each_form(module, source, expect):
+    path = PACKAGE / "cli" / "_x.py" if module.endswith("._x") else PACKAGE / "cli" / "__init__.py"
+    found = [t for t, _ in _private_crossings(module, path, ast.walk(ast.parse(source)))]
+    assert found == [f"oyster_steer.{e}" for e in expect]
+
+
 @pytest.mark.parametrize(
     ("source", "check", "expect"),
     [
@@ -180,6 +263,12 @@ def test_no_module_cycles():
         ("from .. import load_model\n", "layers", "imports the public facade"),
         ("def f():\n    from ._sites import Site\n", "deferred", "inside a function"),
         ("from ._planted_b import x\n", "cycles", "core._planted -> oyster_steer.core._planted_b"),
+        (
+            "from ..eval import _harm\n",
+            "private",
+            "core._planted:1 imports oyster_steer.eval._harm",
+        ),
+        ("", "stale", "drop them from PRIVATE_ALLOWED"),
     ],
 )
 def test_contract_catches_a_planted_violation(source, check, expect, tmp_path, monkeypatch):
@@ -191,10 +280,14 @@ def test_contract_catches_a_planted_violation(source, check, expect, tmp_path, m
     (copy / "core" / "_planted.py").write_text(source)
     (copy / "core" / "_planted_b.py").write_text("from ._planted import y\n")
     monkeypatch.setattr(__import__(__name__), "PACKAGE", copy)
+    if check == "stale":  # the allowed imports of a rewritten module no longer exist
+        (copy / "reproduce" / "_plan_training.py").write_text("")
     test = {
         "layers": test_imports_only_go_down_the_layers,
         "deferred": test_own_modules_are_imported_inside_functions_only_for_optional_dependencies,
         "cycles": test_no_module_cycles,
+        "private": test_private_names_stay_inside_their_subpackage,
+        "stale": test_private_names_stay_inside_their_subpackage,
     }[check]
     with pytest.raises(AssertionError, match=expect):
         test()

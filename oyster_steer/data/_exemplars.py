@@ -25,7 +25,15 @@ from typing import Protocol
 
 from ._records import LabelError
 
-__all__ = ["REDACTION", "Exemplar", "exemplar_for", "exemplars_for"]
+__all__ = [
+    "REDACTION",
+    "VULNERABLE_THEMES",
+    "Exemplar",
+    "exemplar_for",
+    "exemplars_for",
+    "pick_variant",
+    "vulnerable_theme",
+]
 
 REDACTION = "[details withheld]"
 
@@ -49,7 +57,8 @@ class _Labelled(Protocol):
     category: str
 
 
-def _pick(options: tuple[str, ...], text: str, salt: str) -> str:
+def pick_variant(options: tuple[str, ...], text: str, salt: str) -> str:
+    """One of ``options``, chosen by a hash of ``salt`` and ``text`` (the same on every run)."""
     # sha256, not hash(): str hashes are salted per process, and exemplars must be reproducible.
     digest = hashlib.sha256(f"{salt}\x00{text}".encode()).digest()
     return options[int.from_bytes(digest[:8], "big") % len(options)]
@@ -109,7 +118,7 @@ _BORDERLINE_DEFAULT_NOTE = (
 # --- vulnerable: validate, set a boundary if asked for harm, point to people and help ------------
 
 # Themes are matched on the text in order; the first match wins.
-_VULNERABLE_THEMES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+VULNERABLE_THEMES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (name, re.compile(pattern, re.IGNORECASE))
     for name, pattern in (
         ("grief", r"\b(died|dies|passed away|funeral|miscarriage|griev|grief)"),
@@ -408,8 +417,9 @@ _DEFAULT_REDIRECTION = (
 )
 
 
-def _vulnerable_theme(text: str, category: str) -> str:
-    for name, pattern in _VULNERABLE_THEMES:
+def vulnerable_theme(text: str, category: str) -> str:
+    """The first of ``VULNERABLE_THEMES`` matching ``text``, else the category's theme."""
+    for name, pattern in VULNERABLE_THEMES:
         if pattern.search(text):
             return name
     return _CATEGORY_THEMES.get(category, "distress")
@@ -418,32 +428,32 @@ def _vulnerable_theme(text: str, category: str) -> str:
 def _next_step(theme: str, text: str) -> str:
     if theme == "panic":
         return _PANIC_STEP
-    return _pick(_ACUTE_STEPS if theme in _ACUTE_THEMES else _GENERAL_STEPS, text, "step")
+    return pick_variant(_ACUTE_STEPS if theme in _ACUTE_THEMES else _GENERAL_STEPS, text, "step")
 
 
 def _vulnerable_reply(text: str, category: str, risk: str | None) -> str:
-    theme = _vulnerable_theme(text, category)
+    theme = vulnerable_theme(text, category)
     acks, supports = _VULNERABLE_REPLIES[theme]
-    parts = [_pick(acks, text, "ack")]
+    parts = [pick_variant(acks, text, "ack")]
     if risk == "harmful":
-        parts.append(_pick(_VULNERABLE_BOUNDARIES, text, "boundary"))
-    parts.append(_pick(supports, text, "support"))
+        parts.append(pick_variant(_VULNERABLE_BOUNDARIES, text, "boundary"))
+    parts.append(pick_variant(supports, text, "support"))
     parts.append(_next_step(theme, text))
     return " ".join(parts)
 
 
 def _malicious_reply(text: str, category: str, risk: str | None) -> str:
-    boundary = _pick(_MALICIOUS_BOUNDARIES, text, "boundary")
+    boundary = pick_variant(_MALICIOUS_BOUNDARIES, text, "boundary")
     return f"{boundary} {_REDIRECTIONS.get(category, _DEFAULT_REDIRECTION)}"
 
 
 def _borderline_reply(text: str, category: str, risk: str | None) -> str:
-    opener = _pick(_BORDERLINE_OPENERS, text, "opener")
+    opener = pick_variant(_BORDERLINE_OPENERS, text, "opener")
     return f"{opener} {_BORDERLINE_NOTES.get(category, _BORDERLINE_DEFAULT_NOTE)}"
 
 
 def _benign_reply(text: str, category: str, risk: str | None) -> str:
-    return _pick(_HELPFUL, text, "helpful")
+    return pick_variant(_HELPFUL, text, "helpful")
 
 
 _CONSTRUCTIVE = {
@@ -483,9 +493,9 @@ def exemplar_for(text: str, intent: str, category: str, risk: str | None = None)
         intent=intent,
         category=category,
         constructive=build(text, category, risk),
-        refusal=_pick(_REFUSALS, text, "refusal"),
-        compliance=_pick(_COMPLIANCES, text, "compliance"),
-        helpful=_pick(_HELPFUL, text, "helpful") if intent in _HAS_HELPFUL else None,
+        refusal=pick_variant(_REFUSALS, text, "refusal"),
+        compliance=pick_variant(_COMPLIANCES, text, "compliance"),
+        helpful=pick_variant(_HELPFUL, text, "helpful") if intent in _HAS_HELPFUL else None,
     )
 
 

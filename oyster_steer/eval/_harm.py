@@ -35,7 +35,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from ..data._exemplars import _VULNERABLE_THEMES
+from ..data._exemplars import VULNERABLE_THEMES
 from . import _rules
 
 __all__ = [
@@ -165,7 +165,7 @@ _EXTRA_DANGER: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 def danger_theme(prompt: str, risk: str | None = None) -> str | None:
     """The first danger theme the prompt matches ("harmful" for a harmful-risk prompt without one)."""
 
-    for name, pattern in (*_VULNERABLE_THEMES, *_EXTRA_DANGER):
+    for name, pattern in (*VULNERABLE_THEMES, *_EXTRA_DANGER):
         if name in DANGER_THEMES and pattern.search(prompt):
             return name
     return "harmful" if risk == "harmful" else None

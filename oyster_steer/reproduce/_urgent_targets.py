@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from ..data._exemplars import _pick, _vulnerable_theme
+from ..data._exemplars import pick_variant, vulnerable_theme
 from ..eval._harm import acute_risk
 
 __all__ = [
@@ -36,7 +36,7 @@ __all__ = [
 URGENT_THEMES = frozenset({"crisis", "self_harm"})
 
 # Suicide and self-harm phrasings the exemplar themes miss, so a post about a window ledge that
-# also says "take yourself out to eat" is matched as eating (``_vulnerable_theme`` is kept as it
+# also says "take yourself out to eat" is matched as eating (``vulnerable_theme`` is kept as it
 # is: exemplar_for and the judge's danger themes read it). Checked only after a theme that has no
 # danger of its own.
 _MISSED = (
@@ -168,7 +168,7 @@ def urgent_theme(text: str, category: str = "unknown") -> str:
         >>> urgent_theme("I sat on the ledge thinking I should jump. Mum said go out to eat.")
         'crisis'
     """
-    theme = _vulnerable_theme(text, category)
+    theme = vulnerable_theme(text, category)
     if theme in _OWN_DANGER:
         return theme
     for name, pattern in _MISSED:
@@ -228,10 +228,12 @@ def urgent_target(
     urgent = (
         _URGENT_BY_KIND.get(kind)
         or (_URGENT_ANYONE if kind == "someone" or _SOMEONE_ELSE.search(text) else None)
-        or _pick(_URGENT, text, "urgent")
+        or pick_variant(_URGENT, text, "urgent")
     )
-    people = _pick(_PEOPLE.get(kind) or _PEOPLE.get(theme) or _PEOPLE["crisis"], text, "people")
-    step = _pick(_STEPS_BY_KIND.get(kind, _STEPS), text, "step")
+    people = pick_variant(
+        _PEOPLE.get(kind) or _PEOPLE.get(theme) or _PEOPLE["crisis"], text, "people"
+    )
+    step = pick_variant(_STEPS_BY_KIND.get(kind, _STEPS), text, "step")
     return f"{opening} {urgent} {people} {step}"
 
 
@@ -254,7 +256,7 @@ def imminent_opening(text: str, openings: Sequence[str], kind: str) -> str:
         if kind != "someone" and _THIRD_PERSON.search(opening):
             continue
         return opening
-    return _pick(_OPENINGS.get(kind, _OPENINGS["self"]), text, "opening")
+    return pick_variant(_OPENINGS.get(kind, _OPENINGS["self"]), text, "opening")
 
 
 def urgent_first(

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from oyster_steer.data import exemplar_for, load_starter
-from oyster_steer.data._exemplars import _vulnerable_theme
+from oyster_steer.data._exemplars import vulnerable_theme
 from oyster_steer.eval._harm import acute_risk
 from oyster_steer.eval._rules import has_method_detail, urgent_pointer
 from oyster_steer.reproduce._plan_training import (
@@ -95,7 +95,7 @@ def test_a_ledge_post_that_mentions_eating_is_crisis_here_and_the_exemplars_stay
         "Last night I sat on the ledge of my window thinking about whether I should jump. "
         "My sister says I should go out to eat more."
     )
-    assert _vulnerable_theme(ledge, "Mental Health") == "eating"
+    assert vulnerable_theme(ledge, "Mental Health") == "eating"
     assert urgent_theme(ledge, "Mental Health") == "crisis"
     assert "food" in exemplar_for(ledge, "vulnerable", "Mental Health").constructive
     second = _sentences(urgent_target(ledge, _distilled(ledge, "Mental Health"), "Mental Health"))
