@@ -21,6 +21,7 @@ from oyster_steer.data._shift import (
     load_inthewild_templates,
     load_jbb_artifacts,
     load_phtest,
+    load_shift_sources,
 )
 from oyster_steer.probes._data import is_wrapped, probe_splits
 from oyster_steer.probes._loso import leave_one_source_out
@@ -35,6 +36,13 @@ def test_split_key_moves_a_record_into_the_split_of_its_key():
     assert {split_of(r) for r in keyed} == {split_of(goal)}
     plain = [PromptRecord(f"wrapper {i}: {goal}", "malicious", "harmful") for i in range(30)]
     assert len({split_of(r) for r in plain}) > 1  # without the key they scatter
+
+
+def test_shift_sources_refuse_an_unknown_name_and_list_the_known_ones():
+    with pytest.raises(
+        ValueError, match=r"sources has unknown 'imaginary'; use names from phtest, "
+    ):
+        load_shift_sources(sources=["phtest", "imaginary"])
 
 
 def test_phtest_and_coconot_labels(data_dir):

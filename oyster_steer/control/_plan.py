@@ -27,6 +27,7 @@ import torch
 
 from ..core._errors import ModelMismatchError, SiteError, WidthMismatchError, require_finite
 from ..core._sites import Site, parse_site, resolve_site
+from ..vectors._intervention import check_lowrank
 from ._operators import CustomFn, Operator, as_operator
 from ._plan_check import check_bindings
 from ._policy import Policy
@@ -96,12 +97,7 @@ class Binding:
             parse_site(site).name: torch.as_tensor(v).detach().float().reshape(-1)
             for site, v in self.directions.items()
         }
-        low = {
-            parse_site(site).name: tuple(torch.as_tensor(t).detach().float() for t in part)
-            for site, part in self.lowrank.items()
-        }
         object.__setattr__(self, "directions", dirs)
-        object.__setattr__(self, "lowrank", low)
         object.__setattr__(self, "strengths", {str(k): float(v) for k, v in self.strengths.items()})
         for site, v in dirs.items():
             require_finite(v, f"binding {self.name!r}'s direction at {site!r}")
@@ -109,15 +105,12 @@ class Binding:
             require_finite(g, f"binding {self.name!r}'s strength for {strategy!r} ({g})")
         object.__setattr__(self, "meta", {str(k): str(v) for k, v in self.meta.items()})
         widths = {v.numel() for v in dirs.values()} | {v.numel() for _, v in self.custom.values()}
-        for site, (R, W, b) in low.items():
-            for key, t in zip("RWb", (R, W, b), strict=True):
-                require_finite(t, f"binding {self.name!r}'s low-rank {key} at {site!r}")
-            if R.dim() != 2 or W.shape != R.shape or b.shape != (R.shape[0],):
-                raise WidthMismatchError(
-                    f"binding {self.name!r} at {site!r}: R {tuple(R.shape)}, W {tuple(W.shape)}, b {tuple(b.shape)} "
-                    "do not fit: pass R and W of shape (rank, d) and b of shape (rank,)"
-                )
-            widths.add(R.shape[1])
+        low = {}
+        for site, part in self.lowrank.items():
+            canonical = parse_site(site).name
+            low[canonical] = check_lowrank(part, f"binding {self.name!r}'s low-rank", canonical)
+            widths.add(low[canonical][0].shape[1])
+        object.__setattr__(self, "lowrank", low)
         if len(widths) != 1:
             raise WidthMismatchError(
                 f"binding {self.name!r} has directions of widths {sorted(widths)}: use one width"

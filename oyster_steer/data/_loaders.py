@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ast
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -477,6 +477,17 @@ LOADERS: dict[str, Callable[..., PromptSet]] = {
 }
 
 
+def source_names(sources: Iterable[str] | None, loaders: Mapping[str, Any]) -> list[str]:
+    """``sources`` as a list (every name of ``loaders`` when None); refuses a name not in it."""
+    names = list(loaders) if sources is None else list(sources)
+    unknown = [n for n in names if n not in loaders]
+    if unknown:
+        raise ValueError(
+            f"sources has unknown {unknown[0]!r}; use names from {', '.join(loaders)}."
+        )
+    return names
+
+
 def load_all(
     data_dir: PathLike | None = None,
     include_starter: bool = True,
@@ -495,12 +506,7 @@ def load_all(
         >>> ps.counts()["malicious"] + ps.counts()["vulnerable"] == len(ps)   # self-directed harm
         True
     """
-    names = list(LOADERS) if sources is None else list(sources)
-    unknown = [n for n in names if n not in LOADERS]
-    if unknown:
-        raise ValueError(
-            f"sources has unknown {unknown[0]!r}; use names from {', '.join(LOADERS)}."
-        )
+    names = source_names(sources, LOADERS)
     options: dict[str, dict[str, Any]] = {"alpaca": {"limit": alpaca_limit}}
     sets = [LOADERS[n](data_dir, **options.get(n, {})) for n in names]
     if include_starter and STARTER_PATH.is_file():  # optional until the starter set is written

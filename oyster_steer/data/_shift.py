@@ -32,6 +32,7 @@ from pathlib import Path
 
 from ._direction import relabel_self_directed
 from ._io import read_jsonl_rows
+from ._loaders import source_names
 from ._paths import resolve_data_dir
 from ._promptset import PromptSet, records_from_jsonl, split_of
 from ._records import EmptyDataError, PromptRecord, unit_hash
@@ -257,10 +258,5 @@ def load_shift_sources(
     data_dir: PathLike | None = None, sources: list[str] | None = None
 ) -> PromptSet:
     """Every set of :data:`SHIFT_LOADERS` (or ``sources``), concatenated (not de-duplicated)."""
-    names = list(SHIFT_LOADERS) if sources is None else list(sources)
-    unknown = [n for n in names if n not in SHIFT_LOADERS]
-    if unknown:
-        raise ValueError(
-            f"sources has unknown {unknown[0]!r}; use names from {', '.join(SHIFT_LOADERS)}"
-        )
+    names = source_names(sources, SHIFT_LOADERS)
     return PromptSet.concat(*(SHIFT_LOADERS[n](data_dir) for n in names))

@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 __all__ = [
     "InterventionConfig",
     "LowRankIntervention",
+    "check_lowrank",
     "load_intervention",
     "lowrank_delta",
     "save_intervention",
@@ -80,6 +81,27 @@ def lowrank_delta(
 ) -> torch.Tensor:
     """``R^T (W h + b - R h)`` for activations ``h`` (..., d): the edit, same shape as ``h``."""
     return (h @ (W - R).T + b) @ R
+
+
+def check_lowrank(
+    part: Sequence[torch.Tensor], owner: str, site: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``part`` (R, W, b) as float32 tensors, refused unless finite with R, W (r, d) and b (r,).
+
+    Args:
+        part: R, W and b, anything ``torch.as_tensor`` takes.
+        owner: whose they are, for error messages ("the intervention's", "binding 'x''s low-rank").
+        site: their site, for error messages.
+    """
+    R, W, b = (torch.as_tensor(t).detach().float() for t in part)
+    for key, t in zip("RWb", (R, W, b), strict=True):
+        require_finite(t, f"{owner} {key} at {site!r}")
+    if R.dim() != 2 or W.shape != R.shape or b.shape != (R.shape[0],):
+        raise WidthMismatchError(
+            f"{owner} R {tuple(R.shape)}, W {tuple(W.shape)} and b {tuple(b.shape)} at {site!r} do "
+            "not fit: pass R and W of shape (rank, d) and b of shape (rank,)"
+        )
+    return R, W, b
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,14 +126,7 @@ class LowRankIntervention:
         checked: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         widths = set()
         for site, part in sorted(self.parts.items(), key=lambda kv: parse_site(kv[0]).order):
-            R, W, b = (torch.as_tensor(t).detach().float() for t in part)
-            for key, t in zip("RWb", (R, W, b), strict=True):
-                require_finite(t, f"the intervention's {key} at {site!r}")
-            if R.dim() != 2 or W.shape != R.shape or b.shape != (R.shape[0],):
-                raise WidthMismatchError(
-                    f"site {site!r}: R {tuple(R.shape)}, W {tuple(W.shape)} and b {tuple(b.shape)} do not fit: "
-                    "pass R and W of shape (rank, d) and b of shape (rank,)"
-                )
+            R, W, b = check_lowrank(part, "the intervention's", site)
             widths.add(R.shape[1])
             checked[parse_site(site).name] = (R, W, b)
         if len(widths) != 1:

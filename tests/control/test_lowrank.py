@@ -15,6 +15,7 @@ from _planted import planted_intent_probe
 from oyster_steer import ArtifactError, testing
 from oyster_steer.backends import get_backend, position_ids
 from oyster_steer.control import ControlPlan, bind, load_plan, patch_plan, save_plan
+from oyster_steer.control._plan import Binding
 from oyster_steer.export import export_patched
 from oyster_steer.export._routes import ExportError
 from oyster_steer.models._artifacts import model_meta
@@ -183,6 +184,14 @@ def test_malformed_parts_and_packs_are_refused(model, intervention, tmp_path):
     nan = torch.full((2, model.d_model), float("nan"))
     with pytest.raises(ValueError, match=r"the intervention's R at .* holds NaN"):
         LowRankIntervention({"blocks.1.hook_resid_post": (nan, R, torch.zeros(2))})
+    site = "blocks.1.hook_resid_post"
+    with pytest.raises(
+        ValueError,
+        match=r"binding 'g''s low-rank R \(2, \d+\), W \(2, \d+\) and b \(3,\) at .* do not fit",
+    ):
+        Binding("g", {}, {"guide": 1.0}, lowrank={site: (R, R, torch.zeros(3))})
+    with pytest.raises(ValueError, match=r"binding 'g''s low-rank W at .* holds NaN"):
+        Binding("g", {}, {"guide": 1.0}, lowrank={site: (R, nan, torch.zeros(2))})
     from safetensors.torch import load_file, save_file
 
     path = save_intervention(intervention, tmp_path / "iv.safetensors")
