@@ -76,6 +76,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "gate (probe + policy) sends to the strategy being trained (its likely mis-routes)",
     )
     p.add_argument(
+        "--boundary-routed",
+        type=int,
+        default=d.boundary_routed,
+        metavar="N",
+        help="add up to N malicious training prompts that the pack's gate (probe + policy) sends "
+        "to guide to guide's training set, with boundary targets (the prompt's written redirect "
+        "exemplar), so the guide action declines what reaches it by mistake",
+    )
+    p.add_argument(
         "--n-boundary",
         type=int,
         default=d.n_boundary,
@@ -151,6 +160,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "danger, only an opening that shows concern. The imminent-danger prompts of "
         "--extra-guide-prompts keep their two distilled rounds, judged the same way (their "
         "written opening when none passes). 0: off",
+    )
+    p.add_argument(
+        "--topical-openings",
+        action="store_true",
+        help="with --opening-samples: to a prompt that describes a danger, keep only a sampled "
+        "opening that shares a content word with the prompt (not a generic one: about, going, "
+        "feeling, situation, ...) and names no person the prompt does not (son, father, friend, "
+        "... unless the prompt names them or an equivalent), else the written opening; the "
+        "imminent-danger prompts of --extra-guide-prompts are judged the same way",
     )
     p.add_argument(
         "--sample-actions",
@@ -245,6 +263,10 @@ def run(args: argparse.Namespace) -> int:
             "--targets distilled, distilled-urgent or distilled-acute, and replaces "
             "--judge-openings (use one of them)"
         )
+    if args.topical_openings and not args.opening_samples:
+        raise OysterError(
+            "--topical-openings judges the resampled guide openings: add --opening-samples K"
+        )
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.time()
@@ -260,6 +282,7 @@ def run(args: argparse.Namespace) -> int:
         n_retain=args.n_retain,
         retain_weight=args.retain_weight,
         retain_routed=args.retain_routed,
+        boundary_routed=args.boundary_routed,
         n_boundary=args.n_boundary,
         layers=tuple(args.layers),
         rank=args.rank,
@@ -277,11 +300,12 @@ def run(args: argparse.Namespace) -> int:
         extra_guide_prompts=args.extra_guide_prompts or "",
         judge_openings=args.judge_openings,
         opening_samples=args.opening_samples,
+        topical_openings=args.topical_openings,
     )
     out_path = args.out or vector_dir / "control.safetensors"
     payoff = args.payoff or probe_dir / "policy.json"
     policy = load_policy(payoff) if args.payoff is not None or payoff.is_file() else Policy()
-    gate = routing_gate(probe, policy) if cfg.retain_routed else None
+    gate = routing_gate(probe, policy) if cfg.retain_routed or cfg.boundary_routed else None
     sample_dir = args.sample_actions or vector_dir
     sample_actions = {}
     if cfg.targets == "onpolicy":

@@ -35,16 +35,22 @@ from ._urgent_targets import first_sentence
 
 __all__ = [
     "OPENING_RULES",
+    "TOPICAL_RULES",
     "describes_danger",
     "exemplar_opening",
     "judge_openings",
     "kept_openings",
+    "misnames_someone",
+    "names_the_topic",
     "opening_problems",
     "shows_concern",
 ]
 
 # in the order they are checked; an opening may break several
 OPENING_RULES = ("affirms", "normalises", "agrees", "minimises", "declines", "danger")
+# what ``kept_openings`` counts besides: no concern for a danger, and with ``topical=True`` an
+# opening that names no topic of the prompt or a person it does not (or a seen misreading)
+TOPICAL_RULES = ("unconcerned", "off topic", "misnames")
 
 # agreement with what the prompt describes, whatever the prompt
 _AGREES = re.compile(
@@ -292,13 +298,21 @@ def kept_openings(
     records: Mapping[str, Any],
     *,
     acute: bool = False,
+    topical: bool = False,
 ) -> tuple[dict[str, list[str]], dict[str, int]]:
     """Per prompt of ``records``, the sampled openings of ``candidates`` ((prompt, opening) pairs in
     sampling order) that :func:`opening_problems` passes as if written (``sampled=False``: the
     content rules, not the blanket ``"danger"`` rule) and that, where the prompt describes a
     danger (:func:`describes_danger`), show concern (:func:`shows_concern`; else counted as
-    ``"unconcerned"``), those that share a word with the prompt first, each once; a prompt none of whose samples passes gets an empty list (the caller falls
-    back to a written opening).
+    ``"unconcerned"``), those that share a word with the prompt first, each once; a prompt none of
+    whose samples passes gets an empty list (the caller falls back to a written opening).
+
+    ``topical``: where the prompt describes a danger, also pass over an opening that does not
+    name the prompt's own topic (:func:`names_the_topic`; counted as ``"off topic"``) or that
+    names a person the prompt does not (:func:`misnames_someone`; ``"misnames"``): the fourteenth
+    session's guide learned "I'm glad you reached out about your <noun>" from generic kept
+    openings and filled the noun with a misreading ("your son's situation" to a 13-year-old
+    about a stepdad).
 
     ``records``: prompt text -> its record (``risk``; a record with ``meta["imminent"]`` counts as
     acute, as ``acute=True`` makes every prompt). Returns the openings and the counts:
@@ -317,7 +331,7 @@ def kept_openings(
         (2, 1, 0)
     """
     counts = dict.fromkeys(
-        ("prompts", "openings", "passed", "none passed", *OPENING_RULES, "unconcerned"), 0
+        ("prompts", "openings", "passed", "none passed", *OPENING_RULES, *TOPICAL_RULES), 0
     )
     found: dict[str, tuple[list[str], list[str]]] = {p: ([], []) for p in records}
     for prompt, opening in candidates:
@@ -325,14 +339,200 @@ def kept_openings(
             continue
         counts["openings"] += 1
         problems = _record_problems(prompt, opening, records[prompt], acute=acute, sampled=False)
+        if topical:
+            problems += _topical_problems(prompt, opening, records[prompt], acute=acute)
         for rule in problems:
             counts[rule] += 1
-        topical, other = found[prompt]
-        if problems or opening in topical or opening in other:
+        shared, other = found[prompt]
+        if problems or opening in shared or opening in other:
             continue
         counts["passed"] += 1
-        (topical if _shares_a_word(opening, prompt) else other).append(opening)
-    kept = {p: topical + other for p, (topical, other) in found.items()}
+        (shared if _shares_a_word(opening, prompt) else other).append(opening)
+    kept = {p: shared + other for p, (shared, other) in found.items()}
     counts["prompts"] = len(kept)
     counts["none passed"] = sum(not v for v in kept.values())
     return kept, counts
+
+
+# words that name no topic: the generic frames of the sampled openings ("I'm glad you reached out
+# about this situation.", "I'm sorry to hear that you're going through this difficult time.",
+# "Thank you for sharing your feelings with me.") and function words
+_GENERIC_WORDS = """
+    about above after again against also always anymore anything anyone around because been before
+    being both came come could deal dealing does doing done down each even ever every everyone
+    everything from going gone have having help helping here into just keep know like lately make
+    many more most much must need never only other over really right same should since some
+    someone something still such than that their them then there these they thing things this
+    those through today together very want were what when where which while will with without
+    would your yours yourself you're you've sorry glad hear heard hearing reach reached reaching
+    reach out telling tell told thank thanks share sharing shared feel feels feeling feelings felt
+    sound sounds sounding hard difficult tough time times situation situations issue issues
+    struggle struggles struggling challenge challenges challenging concern concerns concerned
+    experience experiences experiencing face facing life personal safe safety important please
+    okay well good real lot understand understandable imagine overwhelming alone matter matters
+    serious worried worry support day days way ways anxious scared danger dangerous pain hurt
+    hurting
+    all and any are but can can't did don't for get got had has her him his how its let may not now
+    off one our out own she the too two was way who why yes yet you
+"""
+_GENERIC = frozenset(_GENERIC_WORDS.split())
+
+# people and relationships, each with its equivalents (a word names its group)
+_PEOPLE = {
+    "father": "father fathers dad dads daddy stepdad stepdads stepfather stepfathers papa",
+    "mother": "mother mothers mum mums mom moms mummy mommy mama stepmum stepmom stepmother",
+    "parent": "parent parents",
+    "son": "son sons",
+    "daughter": "daughter daughters",
+    "child": "child children kid kids baby babies",
+    "husband": "husband husbands",
+    "wife": "wife wives",
+    "partner": "partner partners spouse",
+    "boyfriend": "boyfriend boyfriends",
+    "girlfriend": "girlfriend girlfriends",
+    "friend": "friend friends bestie",
+    "sister": "sister sisters stepsister",
+    "brother": "brother brothers stepbrother",
+    "sibling": "sibling siblings",
+    "family": "family families relatives",
+    "grandparent": "grandma grandmother grandpa grandfather grandparent grandparents nan gran",
+    "teacher": "teacher teachers",
+    "coach": "coach",
+    "boss": "boss manager",
+    "roommate": "roommate roommates flatmate housemate",
+    "colleague": "colleague colleagues coworker coworkers",
+    "neighbour": "neighbour neighbours neighbor neighbors",
+    "uncle": "uncle uncles",
+    "aunt": "aunt aunts auntie",
+    "cousin": "cousin cousins",
+}
+_PERSON_GROUP = {w: g for g, words in _PEOPLE.items() for w in words.split()}
+# a group the prompt names also licenses these in the opening (a stepdad is a parent and family)
+_IMPLIES = {
+    "father": ("parent", "family"),
+    "mother": ("parent", "family"),
+    "parent": ("family", "father", "mother"),
+    "son": ("child", "family"),
+    "daughter": ("child", "family"),
+    "child": ("family", "son", "daughter"),
+    "husband": ("partner", "family"),
+    "wife": ("partner", "family"),
+    "partner": ("husband", "wife", "boyfriend", "girlfriend"),
+    "boyfriend": ("partner",),
+    "girlfriend": ("partner",),
+    "sister": ("sibling", "family"),
+    "brother": ("sibling", "family"),
+    "sibling": ("family", "sister", "brother"),
+    "grandparent": ("family",),
+    "uncle": ("family",),
+    "aunt": ("family",),
+    "cousin": ("family",),
+}
+_TOKEN = re.compile(r"[a-z]+(?:'[a-z]+)?")
+
+
+def _stem(word: str) -> str:
+    """A crude stem: possessive, plural and -ing/-ed endings off ("cutting" and "cut" match)."""
+    word = word.removesuffix("'s")
+    for end in ("ing", "ed", "es", "s"):
+        if word.endswith(end) and len(word) - len(end) >= 3:
+            word = word[: -len(end)]
+            break
+    if len(word) >= 4 and word[-1] == word[-2]:  # "cutt" -> "cut", "stopp" -> "stop"
+        word = word[:-1]
+    return word
+
+
+def _content_stems(text: str) -> set[str]:
+    """The stems of ``text``'s words of 3+ letters that are neither generic nor a person."""
+    out = set()
+    for word in _TOKEN.findall(text.lower()):
+        bare = word.removesuffix("'s")
+        if len(bare) < 3 or "'" in bare or bare in _GENERIC or bare in _PERSON_GROUP:
+            continue
+        out.add(_stem(bare))
+    return out
+
+
+def names_the_topic(opening: str, prompt: str) -> bool:
+    """Whether ``opening`` shares a content word with ``prompt``: not a generic one (about, going,
+    feeling, situation, something, reached, ...) nor a person (those are :func:`misnames_someone`'s),
+    compared by a crude stem ("cutting" names "cut").
+
+    Example:
+        >>> prompt = "I only eat 300 calories a day and I still feel fat."
+        >>> names_the_topic("I'm glad you reached out about your mental health.", prompt)
+        False
+        >>> names_the_topic("I'm worried about how little you are eating.", prompt)
+        True
+        >>> names_the_topic("I'm sorry to hear that you're going through this situation.",
+        ...                 "I've been cutting again and I don't know how to stop.")
+        False
+        >>> names_the_topic("I'm so sorry the cuts keep coming back.",
+        ...                 "I've been cutting again and I don't know how to stop.")
+        True
+    """
+    mine, theirs = _content_stems(opening), _content_stems(prompt)
+    return bool(mine & theirs) or any(
+        len(a) >= 6 and len(b) >= 6 and (a.startswith(b) or b.startswith(a))
+        for a in mine
+        for b in theirs
+    )  # "diagnosis" names "diagnosed"
+
+
+def _people(text: str) -> set[str]:
+    return {
+        _PERSON_GROUP[w.removesuffix("'s")]
+        for w in _TOKEN.findall(text.lower())
+        if w.removesuffix("'s") in _PERSON_GROUP
+    }
+
+
+def misnames_someone(opening: str, prompt: str) -> bool:
+    """Whether ``opening`` names a person or relationship (son, father, wife, friend, family, ...)
+    that ``prompt`` does not name, nor an equivalent (dad is a father, a stepdad a parent, a
+    mother or father makes "your family" fine).
+
+    Example:
+        >>> prompt = "My stepdad comes into my room at night and says I can't tell mum. I'm 13."
+        >>> misnames_someone("I'm glad you reached out about your son's situation.", prompt)
+        True
+        >>> misnames_someone("I'm so sorry about what your stepfather is doing.", prompt)
+        False
+        >>> misnames_someone("Your family should keep you safe.", prompt)
+        False
+        >>> misnames_someone("I'm sorry about your father's health.",
+        ...                  "I keep my dad's pills in my drawer just in case I decide I'm done.")
+        False
+        >>> misnames_someone("I'm glad you told your friend.", "I feel so alone at night.")
+        True
+    """
+    named = _people(prompt)
+    allowed = named | {g for n in named for g in _IMPLIES.get(n, ())}
+    return bool(_people(opening) - allowed)
+
+
+def _topical_problems(prompt: str, opening: str, record: Any, *, acute: bool) -> list[str]:
+    """``"off topic"`` and ``"misnames"`` for ``opening`` where the prompt describes a danger."""
+    risk = getattr(record, "risk", None)
+    acute = acute or "imminent" in (getattr(record, "meta", None) or {})
+    if not describes_danger(prompt, risk=risk, acute=acute):
+        return []
+    out = []
+    if not names_the_topic(opening, prompt):
+        out.append("off topic")
+    if misnames_someone(opening, prompt) or _MISREADS.search(opening):
+        out.append("misnames")
+    return out
+
+
+# misreadings and hedges seen among the topical cached openings of danger prompts: "... as a
+# counselor, I don't have the luxury of personal relationships being discussed." (ending a
+# relationship), "... self-harming while others were involved.", "... self-harm as it's often
+# misunderstood ...", "... losing your appetite due to
+# an undigested food." (laxatives for weight loss)
+_MISREADS = re.compile(
+    r"\bas an? (?:counsell?or|therapist|doctor)\b|\bluxury\b|\bothers were involved\b"
+    r"|\bappetite\b|\bundigested\b|\bmisunderstood\b",
+    re.IGNORECASE,
+)

@@ -53,7 +53,13 @@ from ..models._model import left_pad
 from ..vectors._intervention import InterventionConfig, lowrank_delta, train_intervention
 from ._calm_prompts import calm_records
 from ._imminent_prompts import imminent_records
-from ._judged_openings import OPENING_RULES, judge_openings, kept_openings, opening_problems
+from ._judged_openings import (
+    OPENING_RULES,
+    TOPICAL_RULES,
+    judge_openings,
+    kept_openings,
+    opening_problems,
+)
 from ._supporter_prompts import supporter_records
 from ._urgent_targets import first_sentence, imminent_opening, urgent_first, urgent_target
 
@@ -466,6 +472,10 @@ class PlanTrainingConfig:
     retain_routed: int = 0
     routing_pool: int = 256
     n_boundary: int = 16  # malicious prompts with boundary targets in "guide"'s training set
+    # with a gate: up to this many malicious training prompts that the gate sends to "guide" (drawn
+    # from ``routing_pool`` such prompts) join guide's training set with boundary targets (the
+    # prompt's written redirect exemplar), so the guide action declines what reaches it by mistake
+    boundary_routed: int = 0
     held_out: float = 0.2  # share of training prompts held out for early stopping
     gains: tuple[float, ...] = (1.0, 1.5, 2.0)
     n_validation: int = 12
@@ -505,6 +515,11 @@ class PlanTrainingConfig:
     # their two distilled rounds the same way. Replaces ``judge_openings``'s blanket written
     # openings for danger prompts by the model's own good ones
     opening_samples: int = 0
+    # with ``opening_samples``: to a prompt that describes a danger, keep only a sampled opening
+    # that names the prompt's own topic and no person the prompt does not name
+    # (``_judged_openings.names_the_topic``, ``misnames_someone``), else the written opening; the
+    # imminent prompts of ``extra_guide_prompts`` are judged the same way
+    topical_openings: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -1096,13 +1111,12 @@ def resampled_targets(
     ``cfg.opening_samples`` rounds that :func:`~oyster_steer.reproduce._judged_openings.kept_openings`
     keeps (else the exemplar's written first sentence), then the exemplar's continuation."""
     drawn = _cached_openings(model, records, digest, cfg, targets_cache, log)
-    kept, counts = kept_openings(drawn, {r.text: r for r in records})
+    kept, counts = kept_openings(drawn, {r.text: r for r in records}, topical=cfg.topical_openings)
+    rules = (*OPENING_RULES, *(TOPICAL_RULES if cfg.topical_openings else ("unconcerned",)))
     log(
         f"guide: resampled openings: {counts['openings']} sampled openings of {counts['prompts']} "
         f"prompts judged, {counts['passed']} passed ("
-        + ", ".join(
-            f"{rule} {counts[rule]}" for rule in (*OPENING_RULES, "unconcerned") if rule != "danger"
-        )
+        + ", ".join(f"{rule} {counts[rule]}" for rule in rules if rule != "danger")
         + f"); {counts['none passed']} prompts get the exemplar's written opening"
     )
     pairs = []
@@ -1165,11 +1179,18 @@ def extra_guide_targets(
             )
             if (o := first_sentence(t)) is not None
         ]
-        kept, counts = kept_openings(drawn, {r.text: r for r in urgent}, acute=True)
+        kept, counts = kept_openings(
+            drawn, {r.text: r for r in urgent}, acute=True, topical=cfg.topical_openings
+        )
+        topical = (
+            f", {counts['off topic']} off topic, {counts['misnames']} misnaming or misreading"
+            if cfg.topical_openings
+            else ""
+        )
         log(
             f"guide: resampled openings: {counts['passed']} of {counts['openings']} sampled "
             f"openings of {len(urgent)} imminent-danger prompts passed ({counts['unconcerned']} "
-            f"unconcerned); {counts['none passed']} "
+            f"unconcerned{topical}); {counts['none passed']} "
             "prompts get a written opening"
         )
         return _extra_targets(records, kept)
@@ -1243,6 +1264,11 @@ def train_plan_actions(
             "opening_samples resamples the openings of distilled guide targets: it needs a "
             "distilled recipe (CLI: --targets distilled-acute) and replaces judge_openings "
             f"(targets={cfg.targets!r}, judge_openings={cfg.judge_openings})"
+        )
+    if cfg.topical_openings and not cfg.opening_samples:
+        raise ValueError(
+            "topical_openings judges the resampled guide openings: it needs opening_samples "
+            "(CLI: --opening-samples K)"
         )
     if cfg.judge_openings and cfg.targets == "sampled":
         raise ValueError(
@@ -1438,6 +1464,24 @@ def train_plan_actions(
         )
         return _cached_pairs(targets_cache, key, partial(retain_replies, model, chosen))
 
+    def boundary_routed(strategy: str) -> list[tuple[str, str]]:
+        """Malicious training prompts the gate sends to ``strategy``, with boundary targets."""
+        if not (strategy == "guide" and gate is not None and cfg.boundary_routed):
+            return []
+        pool = _sample(
+            model, train, "malicious", cfg.routing_pool, cfg.seed + 4, cfg.max_prompt_tokens
+        )
+        if not pool:
+            return []
+        sent = routed(model, gate, [r.text for r in pool])
+        found = [r for r, s in zip(pool, sent, strict=True) if s == strategy]
+        chosen = found[: cfg.boundary_routed]
+        log(
+            f"{strategy}: the gate sends {len(found)} of {len(pool)} malicious training prompts "
+            f"to it; {len(chosen)} join its training set with boundary targets"
+        )
+        return [(r.text, exemplar_for(r.text, r.intent, r.category).constructive) for r in chosen]
+
     for strategy in cfg.strategies:
         intent = INTENT_OF[strategy]
         started = time.monotonic()
@@ -1452,6 +1496,10 @@ def train_plan_actions(
             boundary = targets("redirect")[1]
             chosen = sorted({p for p, _ in boundary})[: cfg.n_boundary]
             pairs = pairs + [(p, t) for p, t in boundary if p in chosen]
+        routed_boundary = boundary_routed(strategy)
+        if routed_boundary:
+            taken = {p for p, _ in pairs}
+            pairs = pairs + [(p, t) for p, t in routed_boundary if p not in taken]
         prompts = sorted({p for p, _ in pairs}, key=lambda p: hashlib.sha256(p.encode()).digest())
         held = set(prompts[: int(len(prompts) * cfg.held_out)])
         fit = [pt for pt in pairs if pt[0] not in held]
@@ -1495,6 +1543,12 @@ def train_plan_actions(
                     if strategy == "guide" and cfg.opening_samples
                     else {}
                 ),
+                **(
+                    {"topical_openings": "true"}
+                    if strategy == "guide" and cfg.topical_openings
+                    else {}
+                ),
+                **({"boundary_routed": str(len(routed_boundary))} if routed_boundary else {}),
             },
             retain=([p for p, _ in kept], [r for _, r in kept]) if kept else None,
             held_out=([p for p, _ in held_pairs], [t for _, t in held_pairs])
@@ -1518,6 +1572,8 @@ def train_plan_actions(
         }
         if trace.get(strategy):
             report[strategy]["onpolicy_samples"] = trace[strategy]
+        if routed_boundary:
+            report[strategy]["boundary_routed"] = [p for p, _ in routed_boundary]
         if strategy in judged:
             report[strategy]["judged_openings"] = judged[strategy]
         if cfg.n_misroute:
