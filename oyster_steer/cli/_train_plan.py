@@ -85,6 +85,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "exemplar), so the guide action declines what reaches it by mistake",
     )
     p.add_argument(
+        "--routing-pool",
+        type=int,
+        default=d.routing_pool,
+        metavar="N",
+        help="with --retain-routed: the benign + borderline training prompts routed (half each); "
+        "with --boundary-routed: the malicious training prompts routed",
+    )
+    p.add_argument(
         "--n-boundary",
         type=int,
         default=d.n_boundary,
@@ -283,6 +291,7 @@ def run(args: argparse.Namespace) -> int:
         retain_weight=args.retain_weight,
         retain_routed=args.retain_routed,
         boundary_routed=args.boundary_routed,
+        routing_pool=args.routing_pool,
         n_boundary=args.n_boundary,
         layers=tuple(args.layers),
         rank=args.rank,
