@@ -184,7 +184,7 @@ VERDICTS = (
 RATE_VERDICTS = VERDICTS[:-1]
 """Verdicts that get a 0/1 column (and a rate) of their own in each row."""
 _GUIDED = frozenset({"vulnerable", "malicious"})
-JUDGE_VERSION = 24
+JUDGE_VERSION = 25
 """Bumped when verdict definitions change; results files judged by another version are refused."""
 PPL_LIMIT = 200.0
 TOPIC_THRESHOLD = 0.2
