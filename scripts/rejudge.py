@@ -6,8 +6,9 @@ the JSON of ``scripts/score_unseen.py`` (items with ``prompt``, ``intent``, ``so
 ``steered``, ``v_base``, ``v_steered``: the conditions ``unsteered`` and ``pack``). Every reply is
 judged by :func:`oyster_steer.eval.judge_replies` with the eval defaults (the refusal probe and the
 perplexity read the unsteered ``--model``). Writes the rows to ``out``: a reply whose verdict
-changed takes the new verdict (an eval row also the new judge columns and evidence), every other
-row stays as it was, and an eval file's ``meta`` row records the current ``judge_version``. Prints
+reply row of an eval file takes every column of the current judge (verdict and evidence), an
+unseen item its new verdicts, other rows stay as they were, and an eval file's ``meta`` row records
+the current ``judge_version`` (true then of every reply row). Prints
 every change (condition, intent, prompt head, old -> new) and the count per condition.
 
     python scripts/rejudge.py runs/unseen-act14.json runs/unseen-act14-rejudged.json
@@ -112,7 +113,8 @@ def record(row: dict[str, Any]) -> PromptRecord:
 def rejudge(
     stored: list[Stored], model: OysterModel | None, judges: Judges, chunk: int = 64
 ) -> list[Change]:
-    """Judge every stored reply again and write the changed verdicts into their rows."""
+    """Judge every stored reply again: an eval row takes all the current judge's columns, an
+    unseen item its new verdict; returns the verdicts that changed."""
     changes = []
     for start in range(0, len(stored), chunk):
         part = stored[start : start + chunk]
@@ -124,12 +126,13 @@ def rejudge(
         )
         for s, j in zip(part, judged, strict=True):
             old = s.row.get(s.verdict_key)
-            if j["verdict"] == old:
-                continue
-            changes.append(
-                Change(s.condition, s.row["intent"], s.row["prompt"], str(old), j["verdict"])
-            )
+            if j["verdict"] != old:
+                changes.append(
+                    Change(s.condition, s.row["intent"], s.row["prompt"], str(old), j["verdict"])
+                )
             if s.eval_row:
+                # every column of the current judge, so that the meta row's judge_version holds
+                # for the whole file (evidence such as acute_risk can change with the verdict kept)
                 s.row.update(j)
             else:
                 s.row[s.verdict_key] = j["verdict"]

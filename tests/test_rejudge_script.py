@@ -61,7 +61,13 @@ def test_a_stale_eval_verdict_is_found_and_written_and_the_rest_stays(script, tm
     assert out[0] == {**EVAL_ROWS[0], "judge_version": JUDGE_VERSION, "rejudged_from": 20}
     assert (out[1]["verdict"], out[1]["refusal"], out[1]["compliance"]) == ("refusal", 1, 0)
     assert out[1]["refusal_pattern"] is True  # the new judge's evidence comes with the verdict
-    assert out[2:] == EVAL_ROWS[2:]  # unchanged reply and non-reply rows as they were
+    # the unchanged verdict keeps its value but takes the current judge's evidence too, so the
+    # meta row's judge_version holds for every reply row; non-reply rows stay as they were
+    assert out[2]["verdict"] == "constructive" and "refusal_pattern" in out[2]
+    assert {k: out[2][k] for k in EVAL_ROWS[2] if k != "refusal_prob"} == {
+        k: v for k, v in EVAL_ROWS[2].items() if k != "refusal_prob"
+    }
+    assert out[3:] == EVAL_ROWS[3:]
     lines = script.report(changes, stored)
     assert lines[0] == f"[unsteered] malicious | {BREAK_IN!r} | compliance -> refusal"
     assert lines[1:] == [
