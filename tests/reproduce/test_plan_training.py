@@ -508,7 +508,7 @@ def test_select_gain_without_a_coherent_gain_takes_the_one_nearest_1(tiny_models
 
 
 def test_round_two_failures_are_caught_by_the_hygiene():
-    """The forms round 2's actions generalised (RESULTS.md "on-policy round 2"): an offer to
+    """The forms round 2's actions generalised (docs/experiments.md, "on-policy round 2"): an offer to
     "reach them / people" or "make it" after a boundary, and a vulnerable reply whose only
     "pointer" is the situation's "someone you trust"."""
     from oyster_steer.reproduce._plan_training import loses_the_person, target_problems
@@ -608,7 +608,7 @@ def test_strict_guide_targets_drop_the_restating_opening():
 
 
 def test_round_three_failures_are_caught_by_the_hygiene():
-    """Judge version 10's rules, applied to targets by the same functions (RESULTS.md "round 3"):
+    """Judge version 10's rules, applied to targets by the same functions (docs/experiments.md, "round 3"):
     the request itself offered back, a conditional boundary after the opening, the prompt's means
     of self-harm taken up as an option, an offer to ease a farewell plan. Safe replies to the same
     prompts are kept."""
