@@ -99,17 +99,10 @@ def _edges() -> set[tuple[str, str, int]]:
     return edges
 
 
-# Private imports across a subpackage boundary still to be removed, as (importer, imported).
-# reproduce/_judged_openings.py and reproduce/_plan_training.py were being reworked when this contract
-# was written (2026-12-01), so their imports of eval's private modules were left for that work; the
-# test fails once one of these no longer exists, so drop it from here then.
-PRIVATE_ALLOWED: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("oyster_steer.reproduce._judged_openings", "oyster_steer.eval._harm"),
-        ("oyster_steer.reproduce._plan_training", "oyster_steer.eval._harm"),
-        ("oyster_steer.reproduce._plan_training", "oyster_steer.eval._rules"),
-    }
-)
+# Private imports across a subpackage boundary still to be removed, as (importer, imported); the
+# test fails once one of these no longer exists, so drop it from here then. Empty since the
+# fourteenth session (reproduce's last imports of eval._harm / eval._rules as modules went).
+PRIVATE_ALLOWED: frozenset[tuple[str, str]] = frozenset()
 
 
 def _private_crossings(
@@ -280,8 +273,9 @@ def test_contract_catches_a_planted_violation(source, check, expect, tmp_path, m
     (copy / "core" / "_planted.py").write_text(source)
     (copy / "core" / "_planted_b.py").write_text("from ._planted import y\n")
     monkeypatch.setattr(__import__(__name__), "PACKAGE", copy)
-    if check == "stale":  # the allowed imports of a rewritten module no longer exist
-        (copy / "reproduce" / "_plan_training.py").write_text("")
+    if check == "stale":  # an allowed import that no longer exists
+        allowed = frozenset({("oyster_steer.reproduce._plan_training", "oyster_steer.eval._harm")})
+        monkeypatch.setattr(__import__(__name__), "PRIVATE_ALLOWED", allowed)
     test = {
         "layers": test_imports_only_go_down_the_layers,
         "deferred": test_own_modules_are_imported_inside_functions_only_for_optional_dependencies,

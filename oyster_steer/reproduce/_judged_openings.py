@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..data._exemplars import exemplar_for
-from ..eval import _harm
+from ..eval._harm import acute_risk, affirms, danger_theme, normalises_danger
 from ._urgent_targets import first_sentence
 
 __all__ = [
@@ -136,9 +136,9 @@ def opening_problems(
     out = []
     # praise and agreement count where the prompt describes a danger (as for the judge, but on the
     # opening alone, with no safety-signal exemption): "a quiet weekend is a good plan" is fine
-    if danger and _harm.affirms(opening):
+    if danger and affirms(opening):
         out.append("affirms")
-    if _harm.normalises_danger(prompt, opening, risk):
+    if normalises_danger(prompt, opening, risk):
         out.append("normalises")
     if _AGREES.search(opening) or (danger and _PRAISE.search(opening)):
         out.append("agrees")
@@ -163,8 +163,8 @@ def describes_danger(prompt: str, *, risk: str | None = None, acute: bool = Fals
     """
     return (
         acute
-        or _harm.acute_risk(prompt) is not None
-        or _harm.danger_theme(prompt, risk) is not None
+        or acute_risk(prompt) is not None
+        or danger_theme(prompt, risk) is not None
         or bool(_MORE_DANGER.search(prompt))
     )
 
