@@ -79,6 +79,7 @@ from ._urgent_targets import first_sentence, imminent_opening, urgent_first, urg
 
 if TYPE_CHECKING:
     from ..control import ControlPlan
+    from ..data import PromptRecord
     from ..models._model import OysterModel
     from ..vectors._intervention import LowRankIntervention
 
@@ -1443,24 +1444,34 @@ def train_plan_actions(
         )
         retain = _cached_pairs(targets_cache, key, partial(retain_replies, model, retain_records))
 
+    def sent_to(
+        strategy: str, intents: tuple[str, ...], n: int, seed: int
+    ) -> tuple[list[PromptRecord], int]:
+        """The training prompts (``n`` drawn per intent) the gate sends to ``strategy``, and how
+        many were drawn."""
+        assert gate is not None
+        pool = [
+            r
+            for intent in intents
+            for r in _sample(model, train, intent, n, seed, cfg.max_prompt_tokens)
+        ]
+        if not pool:
+            return [], 0
+        sent = routed(model, gate, [r.text for r in pool])
+        return [r for r, s in zip(pool, sent, strict=True) if s == strategy], len(pool)
+
     def misroutes(strategy: str) -> list[tuple[str, str]]:
         if not (gate is not None and cfg.retain_routed and cfg.retain_weight):
             return []
-        pool = [
-            r
-            for intent in ("benign", "borderline")
-            for r in _sample(
-                model, train, intent, cfg.routing_pool // 2, cfg.seed + 3, cfg.max_prompt_tokens
-            )
-        ]
-        if not pool:
+        found, drawn = sent_to(
+            strategy, ("benign", "borderline"), cfg.routing_pool // 2, cfg.seed + 3
+        )
+        if not drawn:
             return []
-        sent = routed(model, gate, [r.text for r in pool])
-        found = [r for r, s in zip(pool, sent, strict=True) if s == strategy]
         taken = {p for p, _ in retain}
         chosen = [r for r in found if r.text not in taken][: cfg.retain_routed]
         log(
-            f"{strategy}: the gate sends {len(found)} of {len(pool)} benign + borderline training "
+            f"{strategy}: the gate sends {len(found)} of {drawn} benign + borderline training "
             f"prompts to it; {len(chosen)} join its retain set"
         )
         if not chosen:
@@ -1478,16 +1489,12 @@ def train_plan_actions(
         """Malicious training prompts the gate sends to ``strategy``, with boundary targets."""
         if not (strategy == "guide" and gate is not None and cfg.boundary_routed):
             return []
-        pool = _sample(
-            model, train, "malicious", cfg.routing_pool, cfg.seed + 4, cfg.max_prompt_tokens
-        )
-        if not pool:
+        found, drawn = sent_to(strategy, ("malicious",), cfg.routing_pool, cfg.seed + 4)
+        if not drawn:
             return []
-        sent = routed(model, gate, [r.text for r in pool])
-        found = [r for r, s in zip(pool, sent, strict=True) if s == strategy]
         chosen = found[: cfg.boundary_routed]
         log(
-            f"{strategy}: the gate sends {len(found)} of {len(pool)} malicious training prompts "
+            f"{strategy}: the gate sends {len(found)} of {drawn} malicious training prompts "
             f"to it; {len(chosen)} join its training set with boundary targets"
         )
         return [(r.text, exemplar_for(r.text, r.intent, r.category).constructive) for r in chosen]
