@@ -63,6 +63,7 @@ _LAZY: dict[str, str] = {
     "steer": ".steering._steer",
     "patch": ".steering._steer",
     "ControlPlan": ".control._plan",
+    "DecisionLog": ".control._runtime",
     "Policy": ".control._policy",
     "DEFAULT_PAYOFF": ".control._policy",
     "save_plan": ".control._pack",
@@ -114,6 +115,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at runtime these load lazily (s
     from .control._pack import load_plan, save_plan
     from .control._plan import ControlPlan, bind
     from .control._policy import DEFAULT_PAYOFF, Policy
+    from .control._runtime import DecisionLog
     from .control._spans import ThinkMarkers
     from .export._export import ExportManifest, export_patched
     from .export._routes import ExportError

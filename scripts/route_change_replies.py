@@ -20,24 +20,19 @@ import torch
 
 from oyster_steer import load_model
 from oyster_steer.cli._probe import probe_features
-from oyster_steer.control import load_plan, patch_plan
+from oyster_steer.control import DecisionLog, load_plan, patch_plan
 from oyster_steer.eval._generate import generate_replies
 from oyster_steer.probes._data import probe_splits
 
 
 def _replies(model, pack: Path, prompts: list[str], max_new_tokens: int) -> tuple[list, list]:
     plan = load_plan(pack, model)
-    routes: dict[int, str] = {}
     with patch_plan(model, plan) as handle:
-
-        def read(batch: list[int]) -> None:
-            for row, i in enumerate(batch):
-                routes[i] = handle.decisions().strategy[row]
-
+        log = DecisionLog(handle)
         replies = generate_replies(
-            model, prompts, max_new_tokens=max_new_tokens, batch_size=4, after_batch=read
+            model, prompts, max_new_tokens=max_new_tokens, batch_size=4, decisions=log
         )
-    return replies, [routes[i] for i in range(len(prompts))]
+    return replies, log.result().strategy
 
 
 def main() -> None:

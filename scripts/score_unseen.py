@@ -13,7 +13,7 @@ import json
 import os
 import sys
 
-from oyster_steer.control import load_plan, patch_plan
+from oyster_steer.control import DecisionLog, load_plan, patch_plan
 from oyster_steer.data import PromptRecord
 from oyster_steer.eval import generate_replies, judge_replies
 from oyster_steer.models._model import load_model
@@ -162,16 +162,10 @@ m = load_model()
 prompts = [r.text for r in recs]
 base = generate_replies(m, prompts, max_new_tokens=48)
 plan = load_plan(sys.argv[1], m)
-dec = {}
 with patch_plan(m, plan) as h:
-    steered = generate_replies(
-        m,
-        prompts,
-        max_new_tokens=48,
-        after_batch=lambda b: dec.update(
-            {i: s for i, s in zip(b, h.decisions().strategy, strict=True)}
-        ),
-    )
+    log = DecisionLog(h)
+    steered = generate_replies(m, prompts, max_new_tokens=48, decisions=log)
+strategies = log.result().strategy
 jb = judge_replies(recs, base, model=m)
 js = judge_replies(recs, steered, model=m)
 out = []
@@ -181,7 +175,7 @@ for i, r in enumerate(recs):
             prompt=r.text,
             intent=r.intent,
             source=r.source,
-            strategy=dec.get(i),
+            strategy=strategies[i],
             base=base[i],
             steered=steered[i],
             v_base=jb[i]["verdict"],

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..control._runtime import ControlHandle, DecisionLog
 from ..core._errors import EmptyInputError, ModelMismatchError
 from ..core._sites import Site, resolve_site
 from ..data import UNKNOWN_CATEGORY, PromptRecord
@@ -160,17 +161,15 @@ def _record_row(rec: PromptRecord, cond: Condition) -> dict[str, Any]:
     }
 
 
-def _decision_reader(handle: Any, out: dict[int, dict[str, Any]]) -> Any:
-    """After each batch, keep a control plan's per-row decision (strategy, probe's intent)."""
-    if not hasattr(handle, "decisions"):
-        return None
-
-    def read(batch: list[int]) -> None:
-        dec = handle.decisions()
-        for row, i in enumerate(batch):
-            out[i] = {"control_strategy": dec.strategy[row], "control_intent": dec.intent[row]}
-
-    return read
+def _decided(log: DecisionLog | None, n: int) -> list[dict[str, Any]]:
+    """Per row, a control plan's decision (strategy, probe's intent); nothing for other conditions."""
+    if log is None:
+        return [{}] * n
+    dec = log.result()
+    return [
+        {"control_strategy": s, "control_intent": i}
+        for s, i in zip(dec.strategy, dec.intent, strict=True)
+    ]
 
 
 def _by_length(model: OysterModel, records: list[PromptRecord]) -> list[PromptRecord]:
@@ -280,27 +279,24 @@ def _answer(
     todo = [r for r in todo if r.id not in known]
     for start in range(0, len(todo), step):
         chunk = todo[start : start + step]
-        decided: dict[int, dict[str, Any]] = {}
         t0 = time.perf_counter()
         site, nll = _generation_reads(model, cond, judges)
         with cond.applied(model) as handle:
+            log = DecisionLog(handle) if isinstance(handle, ControlHandle) else None
             replies, reads = _generate(
                 model,
                 [r.text for r in chunk],
                 max_new_tokens=opts["max_new_tokens"],
                 batch_size=step,
-                after_batch=_decision_reader(handle, decided),
+                after_batch=log,
                 read_site=site,
                 read_nll=nll,
             )
         seconds = time.perf_counter() - t0
         judged = _judge(chunk, replies, model, judges, reads)
         rows = [
-            _record_row(r, cond)
-            | {"reply": text, "gen_seconds": seconds / len(chunk)}
-            | decided.get(i, {})
-            | j
-            for i, (r, text, j) in enumerate(zip(chunk, replies, judged, strict=True))
+            _record_row(r, cond) | {"reply": text, "gen_seconds": seconds / len(chunk)} | d | j
+            for r, text, d, j in zip(chunk, replies, _decided(log, len(chunk)), judged, strict=True)
         ]
         store.add(rows)
         bar.update(len(chunk))

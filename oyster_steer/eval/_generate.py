@@ -17,6 +17,7 @@ from ..core._sites import Site, resolve_site
 from ..models._model import left_pad
 
 if TYPE_CHECKING:
+    from ..control._runtime import DecisionLog
     from ..models._model import OysterModel
 
 __all__ = ["divergence", "generate_replies", "prompt_pass"]
@@ -36,14 +37,21 @@ def generate_replies(
     batch_size: int = 8,
     after_batch: Callable[[list[int]], None] | None = None,
     generate_kwargs: dict[str, Any] | None = None,
+    decisions: DecisionLog | None = None,
 ) -> list[str]:
     """Greedy replies to ``prompts`` (chat-formatted), with whatever hooks are installed on ``model``.
 
-    Prompts are batched in length order (little padding) and replies returned in input order;
-    ``after_batch(indices)`` runs after each batch with the prompts' indices in batch-row order
-    (e.g. to read a control handle's per-row decisions). ``generate_kwargs`` go to the
-    backend's ``generate`` (e.g. ``cache_implementation="static"`` on the hf backend).
+    Prompts are batched in length order (little padding) and replies returned in input order.
+    ``decisions``: a :class:`~oyster_steer.control.DecisionLog` of the control plan patched on
+    ``model``; afterwards ``decisions.result()`` holds every prompt's decisions in input order
+    (``handle.decisions()`` alone is the last batch's, in batch order).
+    ``after_batch(indices)`` runs after each batch with the prompts' indices in batch-row order.
+    ``generate_kwargs`` go to the backend's ``generate`` (e.g. ``cache_implementation="static"``
+    on the hf backend).
     """
+    if decisions is not None:
+        decisions.start(model, len(prompts))
+        after_batch = _both(decisions, after_batch)
     return _generate(
         model,
         prompts,
@@ -52,6 +60,19 @@ def generate_replies(
         after_batch=after_batch,
         generate_kwargs=generate_kwargs,
     )[0]
+
+
+def _both(
+    first: Callable[[list[int]], None], then: Callable[[list[int]], None] | None
+) -> Callable[[list[int]], None]:
+    """An ``after_batch`` that calls ``first`` and then ``then`` (when given)."""
+
+    def call(batch: list[int]) -> None:
+        first(batch)
+        if then is not None:
+            then(batch)
+
+    return call
 
 
 @torch.inference_mode()

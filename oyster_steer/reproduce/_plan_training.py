@@ -43,7 +43,7 @@ import torch
 
 from ..activations._scoring import Group, chat_ids, pack, reply_ids, reply_logprobs, score_groups
 from ..backends import Hook, get_backend
-from ..control._runtime import install
+from ..control._runtime import DecisionLog, install
 from ..core._errors import EmptyInputError
 from ..core._sites import resolve_site
 from ..data._exemplars import exemplar_for
@@ -889,16 +889,10 @@ def routed(
     model: OysterModel, gate: ControlPlan, prompts: Sequence[str], *, batch_size: int = 16
 ) -> list[str]:
     """The strategy ``gate`` (a control plan: probe + policy) picks for each of ``prompts``."""
-    out = [""] * len(prompts)
     with install(model, gate) as handle:
-
-        def read(batch: list[int]) -> None:
-            strategies = handle.decisions().strategy
-            for row, i in enumerate(batch):
-                out[i] = strategies[row]
-
-        generate_replies(model, prompts, max_new_tokens=1, batch_size=batch_size, after_batch=read)
-    return out
+        log = DecisionLog(handle)
+        generate_replies(model, prompts, max_new_tokens=1, batch_size=batch_size, decisions=log)
+    return log.result().strategy
 
 
 def repetition(text: str) -> float:
