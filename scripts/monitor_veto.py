@@ -18,8 +18,7 @@ from typing import Any
 
 import torch
 
-from oyster_steer.control import load_plan, patch_plan
-from oyster_steer.control._runtime import Decisions
+from oyster_steer.control import DecisionLog, Decisions, load_plan, patch_plan
 from oyster_steer.eval import generate_replies
 from oyster_steer.models._model import load_model
 from oyster_steer.probes._data import probe_splits
@@ -96,16 +95,10 @@ def main() -> None:
     strategies = tuple(plan.policy.strategies)
     if strategies[-1] != "redirect":
         raise SystemExit(f"expected redirect as the last strategy, got {strategies}")
-    found: dict[int, dict[str, Any]] = {}
     with patch_plan(model, plan) as handle:
-        generate_replies(
-            model,
-            [r.text for r in rows],
-            max_new_tokens=1,
-            after_batch=lambda batch: found.update(
-                readings(handle.decisions(), batch, args.monitor)
-            ),
-        )
+        log = DecisionLog(handle)
+        generate_replies(model, [r.text for r in rows], max_new_tokens=1, decisions=log)
+    found = readings(log.result(), list(range(len(rows))), args.monitor)
     out = [
         {"text": r.text, "intent": r.intent, "source": r.source, **found[i]}
         for i, r in enumerate(rows)
