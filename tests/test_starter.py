@@ -9,47 +9,15 @@ from pathlib import Path
 
 import pytest
 
+# The 32 names in risk_rules_released_32.derived.csv, column 风险类别en, in file order.
+from oyster_steer.data import RISK_CATEGORIES as CATEGORIES
+
 STARTER = (
     Path(__file__).resolve().parents[1] / "oyster_steer" / "data" / "starter" / "prompts.jsonl"
 )
 
 INTENTS = ("benign", "borderline", "vulnerable", "malicious")
 RISKS = ("safe", "sensitive", "harmful")
-# The 32 names in risk_rules_released_32.derived.csv, column 风险类别en, in file order.
-CATEGORIES = (
-    "Cult",
-    "Illicit Uses",
-    "Biodiversity Protection",
-    "Religious Superstition",
-    "Cybersecurity",
-    "Commercial Law Violations",
-    "Intellectual Property",
-    "Violation of Personal Rights",
-    "Harmful Scenes",
-    "Promotion of Negative Values",
-    "Subjective Evaluation/Comparison",
-    "Business Ethics Violations",
-    "Race/Ethnicity/Religion/Regional Discrimination",
-    "Gender/Occupational/Age/Other Demographic Discrimination",
-    "Vulnerable Groups",
-    "Special Groups",
-    "Bodily Harm",
-    "Mental Health",
-    "Hate and Abuse",
-    "Personal Data",
-    "Business Data",
-    "Sensitive Data",
-    "Common Sense Factual Errors",
-    "Non-political False Rumors",
-    "Illegal Drugs",
-    "Gambling",
-    "Hazardous Materials",
-    "Illegal Acts",
-    "Violent Terror",
-    "Healthcare",
-    "Investment and Finance",
-    "Legal Consultation",
-)
 # Risk levels each intent may take: vulnerable prompts asking for a method are harmful.
 ALLOWED_RISKS = {
     "benign": {"safe"},
