@@ -28,7 +28,7 @@ import torch
 
 from oyster_steer.data import PromptRecord
 from oyster_steer.eval import Judges, judge_replies
-from oyster_steer.eval._judges import JUDGE_VERSION
+from oyster_steer.eval._judges import JUDGE_VERSION, stored_record
 from oyster_steer.models._model import DEFAULT_MODEL, OysterModel, load_model
 
 # score_unseen.py's labels: its JSON keeps no risk.
@@ -99,15 +99,9 @@ def stored_replies(rows: list[dict[str, Any]]) -> Iterator[Stored]:
 
 
 def record(row: dict[str, Any]) -> PromptRecord:
-    """The prompt of a stored row, with the labels the judge reads."""
-    return PromptRecord(
-        row["prompt"],
-        row["intent"],
-        row.get("risk") or RISK_OF_INTENT[row["intent"]],
-        row.get("category") or "unknown",
-        row.get("source") or "custom",
-        id=row.get("id") or "",
-    )
+    """The prompt of a stored row, with the labels the judge reads (as the eval's own rejudge
+    reads them; an unseen item, which keeps no risk, takes its intent's)."""
+    return stored_record(row, RISK_OF_INTENT)
 
 
 def rejudge(

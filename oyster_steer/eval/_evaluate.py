@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 from ..control._runtime import ControlHandle, DecisionLog
 from ..core._errors import EmptyInputError, ModelMismatchError
 from ..core._sites import Site, resolve_site
-from ..data import UNKNOWN_CATEGORY, PromptRecord
+from ..data import PromptRecord
 from ..models._model import carries_hooks
 from ._conditions import Condition
 from ._generate import _generate, divergence, generate_replies, prompt_pass
-from ._judges import JUDGE_VERSION, Judges, _judge, judge_replies
+from ._judges import JUDGE_VERSION, Judges, _judge, judge_replies, stored_record
 from ._result import EvalResult
 
 if TYPE_CHECKING:
@@ -93,17 +93,7 @@ class _Results:
         replies = [r for r in self.rows if r.get("kind") == "reply"]
         for start in range(0, len(replies), chunk):
             rows = replies[start : start + chunk]
-            records = [
-                PromptRecord(
-                    r["prompt"],
-                    r["intent"],
-                    r["risk"],
-                    r.get("category") or UNKNOWN_CATEGORY,
-                    r.get("source") or "custom",
-                    id=r["id"],
-                )
-                for r in rows
-            ]
+            records = [stored_record(r) for r in rows]
             judged = judge_replies(records, [r["reply"] for r in rows], model=model, judges=judges)
             for row, j in zip(rows, judged, strict=True):
                 row.update(j)

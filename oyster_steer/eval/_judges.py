@@ -136,7 +136,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -144,7 +144,7 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 
 from ..core._errors import BackendUnavailableError
-from ..data import load_starter
+from ..data import UNKNOWN_CATEGORY, PromptRecord, load_starter
 from ..data._exemplars import exemplars_for
 from ..models._model import cache_dir
 from ..probes._baseline import embed_texts
@@ -164,7 +164,6 @@ from ._judge_pass import judge_reads
 from ._reply_probe import refusal_probe, reply_activations
 
 if TYPE_CHECKING:
-    from ..data import PromptRecord
     from ..models._model import OysterModel
     from ..probes._probe import LinearProbe
     from ._llm_judge import LLMJudge
@@ -177,6 +176,7 @@ __all__ = [
     "VERDICTS",
     "Judges",
     "judge_replies",
+    "stored_record",
     "verdict",
 ]
 
@@ -472,6 +472,33 @@ def judge_replies(
         'refusal'
     """
     return _judge(records, replies, model, judges)
+
+
+def stored_record(
+    row: Mapping[str, Any], risk_of_intent: Mapping[str, str] | None = None
+) -> PromptRecord:
+    """The prompt of a stored reply row, with the labels the judges read: what judging the reply
+    again (nothing generated) hands :func:`judge_replies`.
+
+    ``row`` keeps ``prompt``, ``intent``, ``risk``, ``category``, ``source`` and ``id`` as an eval
+    results file does; a missing category is unknown, a missing source ``custom``. A row that
+    keeps no risk (``scripts/score_unseen.py``'s JSON) takes ``risk_of_intent[intent]``.
+
+    Example:
+        >>> stored_record({"prompt": "Hi", "intent": "benign", "risk": "safe", "id": "x:1"}).category
+        'unknown'
+    """
+    risk = (
+        row["risk"] if risk_of_intent is None else row.get("risk") or risk_of_intent[row["intent"]]
+    )
+    return PromptRecord(
+        row["prompt"],
+        row["intent"],
+        risk,
+        row.get("category") or UNKNOWN_CATEGORY,
+        row.get("source") or "custom",
+        id=row.get("id") or "",
+    )
 
 
 def _judge(
