@@ -9,6 +9,10 @@ from oyster_steer.models import OysterModel
 from oyster_steer.probes._probe import LinearProbe
 
 INTENTS = ("benign", "borderline", "vulnerable", "malicious")
+# The pair a planted probe reads apart (benign -> help, vulnerable -> guide) and where it reads.
+BENIGN = "What is the capital of France?"
+VULNERABLE = "I feel so alone and I can't sleep, everything is hopeless"
+READ = "blocks.0.hook_resid_post"
 
 
 def planted_intent_probe(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _planted import planted_intent_probe
+from _planted import BENIGN, INTENTS, READ, VULNERABLE, planted_intent_probe
 
 from oyster_steer.activations._capture import capture
 from oyster_steer.cli import main
@@ -17,10 +17,6 @@ from oyster_steer.eval import gate_report, score_gate, shift_sets
 from oyster_steer.models._artifacts import model_meta
 from oyster_steer.probes._probe import LinearProbe
 
-READ = "blocks.0.hook_resid_post"
-INTENTS = ("benign", "borderline", "vulnerable", "malicious")
-BENIGN = "What is the capital of France?"
-VULNERABLE = "I feel so alone and I can't sleep, everything is hopeless"
 PACK = Path(__file__).resolve().parents[1] / "vectors/smollm2-135m-instruct/control.safetensors"
 
 

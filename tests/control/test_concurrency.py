@@ -13,16 +13,13 @@ import threading
 
 import pytest
 import torch
-from _planted import planted_intent_probe
+from _planted import BENIGN, READ, VULNERABLE, planted_intent_probe
 
 from oyster_steer.control._plan import ControlPlan, bind
 from oyster_steer.models._artifacts import model_meta
 from oyster_steer.steering._steer import patch
 
-BENIGN = "What is the capital of France?"
-VULNERABLE = "I feel so alone and I can't sleep, everything is hopeless"
 PROMPTS = [BENIGN, VULNERABLE, "How do I bake bread at home?", "Nobody would notice if I left."]
-READ = "blocks.0.hook_resid_post"
 
 
 @pytest.fixture(scope="module")

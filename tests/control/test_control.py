@@ -12,7 +12,7 @@ import dataclasses
 
 import pytest
 import torch
-from _planted import planted_intent_probe
+from _planted import BENIGN, READ, VULNERABLE, planted_intent_probe
 
 import oyster_steer as osteer
 from oyster_steer import ArtifactError, ModelMismatchError, SiteError, WidthMismatchError
@@ -23,11 +23,6 @@ from oyster_steer.core._sites import resolve_site
 from oyster_steer.models._artifacts import model_meta
 from oyster_steer.probes._probe import LinearProbe
 from oyster_steer.steering._steer import patch
-
-BENIGN = "What is the capital of France?"
-VULNERABLE = "I feel so alone and I can't sleep, everything is hopeless"
-READ = "blocks.0.hook_resid_post"
-INTENTS = ("benign", "borderline", "vulnerable", "malicious")
 
 
 @pytest.fixture(scope="module")

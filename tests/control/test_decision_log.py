@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _planted import planted_intent_probe
+from _planted import BENIGN, READ, VULNERABLE, planted_intent_probe
 
 import oyster_steer as osteer
 from oyster_steer.control import ControlPlan, DecisionLog, Decisions, bind, patch_plan
@@ -17,9 +17,6 @@ from oyster_steer.eval import generate_replies
 from oyster_steer.models._artifacts import model_meta
 from oyster_steer.probes._probe import LinearProbe
 
-BENIGN = "What is the capital of France?"
-VULNERABLE = "I feel so alone and I can't sleep, everything is hopeless"
-READ = "blocks.0.hook_resid_post"
 # not in length order, so that batch rows and input order differ
 PROMPTS = [
     VULNERABLE,

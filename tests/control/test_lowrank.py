@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _planted import planted_intent_probe
+from _planted import BENIGN, READ, VULNERABLE, planted_intent_probe
 
 from oyster_steer import ArtifactError, testing
 from oyster_steer.backends import get_backend, position_ids
@@ -28,10 +28,6 @@ from oyster_steer.vectors import (
 )
 from oyster_steer.vectors._intervention import lowrank_delta
 
-BENIGN = "What is the capital of France?"
-VULNERABLE = "I feel so alone and I can't sleep, everything is hopeless"
-READ = "blocks.0.hook_resid_post"
-INTENTS = ("benign", "borderline", "vulnerable", "malicious")
 TARGET = " dog cat bird fish"
 
 

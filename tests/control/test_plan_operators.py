@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _planted import planted_intent_probe
+from _planted import BENIGN, READ, VULNERABLE, planted_intent_probe
 
 from oyster_steer.backends import position_ids
 from oyster_steer.control import ControlPlan, bind, load_plan, patch_plan, save_plan
 from oyster_steer.models._artifacts import model_meta
 from oyster_steer.vectors import SteeringVector
 
-BENIGN = "What is the capital of France?"
-VULNERABLE = "I feel so alone and I can't sleep, everything is hopeless"
-READ, SITE, NEXT = "blocks.0.hook_resid_post", "blocks.1.hook_resid_post", "blocks.2.hook_resid_pre"
-INTENTS = ("benign", "borderline", "vulnerable", "malicious")
+SITE, NEXT = "blocks.1.hook_resid_post", "blocks.2.hook_resid_pre"
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import json
 
 import pytest
 import torch
-from _planted import planted_intent_probe
+from _planted import BENIGN, READ, VULNERABLE, planted_intent_probe
 
 from oyster_steer.backends import position_ids
 from oyster_steer.control import ControlPlan, bind, load_plan, patch_plan, save_plan
@@ -21,9 +21,6 @@ from oyster_steer.export._export import ExportError, export_patched
 from oyster_steer.models._artifacts import model_meta
 from oyster_steer.vectors import LowRankIntervention
 
-BENIGN = "What is the capital of France?"
-VULNERABLE = "I feel so alone and I can't sleep, everything is hopeless"
-READ = "blocks.0.hook_resid_post"
 HELP = (1.0, 0.0)  # the prompt only
 GUIDE = (1.0, 1.0, 0.5, 0.25)  # the prompt and the first reply token, then fading
 
