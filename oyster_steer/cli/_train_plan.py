@@ -179,6 +179,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "imminent-danger prompts of --extra-guide-prompts are judged the same way",
     )
     p.add_argument(
+        "--urgent-only-acute",
+        action="store_true",
+        help="with a distilled recipe: only the guide targets of acute prompts (the judge's "
+        "acute risk, and the imminent prompts of --extra-guide-prompts) carry an urgent pointer "
+        "(a crisis line, the emergency number); the others' distilled targets lose theirs and "
+        "keep their pointer to people (someone you trust, a doctor or counsellor)",
+    )
+    p.add_argument(
+        "--varied-openings",
+        action="store_true",
+        help="a guide target's written opening (the fallback of --opening-samples, and the "
+        "imminent prompts' of --extra-guide-prompts) is picked per prompt from 8-12 written "
+        "openings per theme instead of 2-3, so no one sentence opens many targets",
+    )
+    p.add_argument(
         "--sample-actions",
         type=Path,
         default=None,
@@ -275,6 +290,11 @@ def run(args: argparse.Namespace) -> int:
         raise OysterError(
             "--topical-openings judges the resampled guide openings: add --opening-samples K"
         )
+    if (args.urgent_only_acute or args.varied_openings) and args.targets in ("sampled", "onpolicy"):
+        raise OysterError(
+            "--urgent-only-acute and --varied-openings rewrite distilled guide targets: use "
+            "--targets distilled, distilled-urgent or distilled-acute"
+        )
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.time()
@@ -310,6 +330,8 @@ def run(args: argparse.Namespace) -> int:
         judge_openings=args.judge_openings,
         opening_samples=args.opening_samples,
         topical_openings=args.topical_openings,
+        urgent_only_acute=args.urgent_only_acute,
+        varied_openings=args.varied_openings,
     )
     out_path = args.out or vector_dir / "control.safetensors"
     payoff = args.payoff or probe_dir / "policy.json"

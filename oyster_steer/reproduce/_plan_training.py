@@ -33,6 +33,7 @@ import json
 import math
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -75,7 +76,14 @@ from ._judged_openings import (
     opening_problems,
 )
 from ._supporter_prompts import supporter_records
-from ._urgent_targets import first_sentence, imminent_opening, urgent_first, urgent_target
+from ._urgent_targets import (
+    first_sentence,
+    imminent_opening,
+    urgent_first,
+    urgent_target,
+    varied_opening,
+    without_urgent,
+)
 
 if TYPE_CHECKING:
     from ..control import ControlPlan
@@ -531,6 +539,16 @@ class PlanTrainingConfig:
     # (``_judged_openings.names_the_topic``, ``misnames_someone``), else the written opening; the
     # imminent prompts of ``extra_guide_prompts`` are judged the same way
     topical_openings: bool = False
+    # with a distilled recipe (fifteenth session, act16): the urgent pointer only in the guide
+    # targets of acute prompts (the judge's ``acute_risk``, and the imminent prompts of
+    # ``extra_guide_prompts``); the others' distilled targets lose theirs and keep their pointer
+    # to people (``_urgent_targets.without_urgent``): act15's guide put "contact a local crisis
+    # line ... right now" on peer-support comments, a poem and a breakup
+    urgent_only_acute: bool = False
+    # a written opening (a guide target's fallback when no sampled one passes, and the imminent
+    # prompts') picked per prompt from many per theme (``_urgent_targets.VARIED_OPENINGS``)
+    # instead of the exemplar's 2 or the imminent kind's 2-3
+    varied_openings: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -1124,15 +1142,58 @@ def resampled_targets(
         + ", ".join(f"{rule} {counts[rule]}" for rule in rules if rule != "danger")
         + f"); {counts['none passed']} prompts get the exemplar's written opening"
     )
+    return _resampled_pairs(records, kept, varied=cfg.varied_openings)
+
+
+def _resampled_pairs(
+    records: Sequence[Any], kept: Mapping[str, list[str]], *, varied: bool = False
+) -> list[tuple[str, str]]:
+    """The targets of :func:`resampled_targets` from the kept openings of its prompts: the first
+    kept opening and the exemplar's continuation, else the written exemplar; with ``varied``, a
+    prompt with no kept opening gets a written opening of
+    :data:`~oyster_steer.reproduce._urgent_targets.VARIED_OPENINGS` and the exemplar after its
+    first whole sentence."""
     pairs = []
     for r in records:
         exemplar = exemplar_for(r.text, r.intent, r.category).constructive
         parts = re.split(r"(?<=[.!?;])\s", exemplar, maxsplit=1)
         if kept[r.text] and len(parts) > 1:
             pairs.append((r.text, f"{kept[r.text][0]} {parts[1]}"))
+        elif varied and len(whole := re.split(r"(?<=[.!?])\s", exemplar, maxsplit=1)) > 1:
+            pairs.append((r.text, f"{varied_opening(r.text, r.category)} {whole[1]}"))
         else:
             pairs.append((r.text, exemplar))
     return pairs
+
+
+def only_acute_urgent(
+    pairs: Sequence[tuple[str, str]], records: Mapping[str, Any]
+) -> tuple[list[tuple[str, str]], int]:
+    """``pairs`` (distilled guide targets of the data's prompts) with the urgent pointer kept only
+    for the prompts the judge's :func:`~oyster_steer.eval._harm.acute_risk` flags (or whose record
+    carries ``meta["imminent"]``); the others'
+    :func:`~oyster_steer.reproduce._urgent_targets.without_urgent`. Returns the pairs and how many
+    targets carried an urgent pointer before."""
+    out, carried = [], 0
+    for p, t in pairs:
+        carried += urgent_pointer(t)
+        r = records.get(p)
+        acute = acute_risk(p) is not None or (r is not None and "imminent" in r.meta)
+        out.append((p, t if acute else without_urgent(p, t, getattr(r, "category", "unknown"))))
+    return out, carried
+
+
+def target_summary(pairs: Sequence[tuple[str, str]]) -> str:
+    """A log line: how many guide targets carry an urgent pointer, and the most common first
+    sentences (their share of the targets)."""
+    firsts = Counter(first_sentence(t) or t for _, t in pairs)
+    top = ", ".join(f"{n} {o!r}" for o, n in firsts.most_common(3))
+    share = firsts.most_common(1)[0][1] / len(pairs) if pairs else 0.0
+    return (
+        f"guide: {sum(urgent_pointer(t) for _, t in pairs)} of {len(pairs)} targets carry an "
+        f"urgent pointer; {len(firsts)} distinct first sentences, the most common opens "
+        f"{share:.1%} ({top})"
+    )
 
 
 def check_extra_guide_prompts(cfg: PlanTrainingConfig) -> None:
@@ -1198,7 +1259,7 @@ def extra_guide_targets(
             f"unconcerned{topical}); {counts['none passed']} "
             "prompts get a written opening"
         )
-        return _extra_targets(records, kept)
+        return _extra_targets(records, kept, varied=cfg.varied_openings)
     drawn = (
         _cached_distilled(model, urgent, "guide", digest, len(urgent), cfg, targets_cache, log)
         if urgent
@@ -1221,11 +1282,11 @@ def extra_guide_targets(
             f"{len(urgent)} imminent-danger prompts passed over (every one: a prompt of imminent "
             "danger gets a written opening)"
         )
-    return _extra_targets(records, openings)
+    return _extra_targets(records, openings, varied=cfg.varied_openings)
 
 
 def _extra_targets(
-    records: Sequence[Any], openings: Mapping[str, list[str]]
+    records: Sequence[Any], openings: Mapping[str, list[str]], *, varied: bool = False
 ) -> list[tuple[str, str]]:
     """The targets of :func:`extra_guide_targets` from the sampled ``openings`` of its prompts."""
     out = []
@@ -1234,7 +1295,7 @@ def _extra_targets(
             out.append((r.text, r.meta["target"]))
             continue
         kind = r.meta.get("imminent", "self")
-        opening = imminent_opening(r.text, openings[r.text], kind)
+        opening = imminent_opening(r.text, openings[r.text], kind, varied=varied)
         out.append((r.text, urgent_target(r.text, opening, r.category, kind=kind)))
     return out
 
@@ -1401,6 +1462,13 @@ def train_plan_actions(
                 )
                 changed = sum(a != b for a, b in zip(before, distilled, strict=True))
                 log(f"{strategy}: {changed} of {len(distilled)} targets point to urgent help first")
+            if cfg.urgent_only_acute and strategy == "guide":
+                distilled, carried = only_acute_urgent(distilled, {r.text: r for r in records})
+                log(
+                    f"{strategy}: --urgent-only-acute: {carried} of {len(distilled)} population "
+                    f"targets carried an urgent pointer, "
+                    f"{sum(urgent_pointer(t) for _, t in distilled)} after (acute prompts only)"
+                )
             extra = [(p, t) for p, t in distilled if p not in covered]
             log(
                 f"{strategy}: {len(extra)} distilled targets for "
@@ -1511,6 +1579,8 @@ def train_plan_actions(
         if routed_boundary:
             taken = {p for p, _ in pairs}
             pairs = pairs + [(p, t) for p, t in routed_boundary if p not in taken]
+        if strategy == "guide" and (cfg.urgent_only_acute or cfg.varied_openings):
+            log(target_summary(pairs))
         prompts = sorted({p for p, _ in pairs}, key=lambda p: hashlib.sha256(p.encode()).digest())
         held = set(prompts[: int(len(prompts) * cfg.held_out)])
         fit = [pt for pt in pairs if pt[0] not in held]
@@ -1560,6 +1630,16 @@ def train_plan_actions(
                     else {}
                 ),
                 **({"boundary_routed": str(len(routed_boundary))} if routed_boundary else {}),
+                **(
+                    {"urgent_only_acute": "true"}
+                    if strategy == "guide" and cfg.urgent_only_acute
+                    else {}
+                ),
+                **(
+                    {"varied_openings": "true"}
+                    if strategy == "guide" and cfg.varied_openings
+                    else {}
+                ),
             },
             retain=([p for p, _ in kept], [r for _, r in kept]) if kept else None,
             held_out=([p for p, _ in held_pairs], [t for _, t in held_pairs])

@@ -20,11 +20,16 @@ from collections.abc import Sequence
 
 from ..data._exemplars import pick_variant, vulnerable_theme
 from ..eval._harm import acute_risk
+from ..eval._rules import urgent_pointer
 
 __all__ = [
     "URGENT_THEMES",
+    "VARIED_OPENINGS",
     "first_sentence",
     "imminent_opening",
+    "opening_theme",
+    "varied_opening",
+    "without_urgent",
     "urgent_first",
     "urgent_kind",
     "urgent_target",
@@ -237,7 +242,144 @@ def urgent_target(
     return f"{opening} {urgent} {people} {step}"
 
 
-def imminent_opening(text: str, openings: Sequence[str], kind: str) -> str:
+# ``train-plan --varied-openings`` (fifteenth session, act16): the written openings the guide's
+# targets fall back to, many per theme, picked by a hash of the prompt, so no one written sentence
+# opens more than a few targets (act15's guide said "Thank you for telling me; what you're
+# describing sounds serious, and you matter." to a poem and a wifi request: 2-3 sentences per
+# kind opened 65 danger targets). None names a method, judges, or calls anything normal; "self",
+# "someone" and "abuse" are the imminent kinds' (taken and injury read "self"), "low" is for a
+# vulnerable prompt without imminent danger (concern without an emergency).
+VARIED_OPENINGS: dict[str, tuple[str, ...]] = {
+    "self": (
+        "I'm really glad you wrote to me, and I'm worried about you.",
+        "What you've written worries me, and I'm glad you said it out loud.",
+        "Your life matters, and I'm taking what you've told me seriously.",
+        "It sounds like you're in a very dark place, and I'm concerned for your safety.",
+        "I hear how much pain you're in, and I don't want you to be alone with it.",
+        "Thank you for trusting me with something this heavy; I'm concerned about you.",
+        "I'm so sorry things have got this bad, and I'm glad you're still talking to me.",
+        "You reached out, and that matters; your safety is what I care about most.",
+        "Before anything else: I'm glad you're here, and I'm worried about you.",
+        "I can hear how exhausted and hopeless you feel, and I'm concerned for you.",
+        "Please stay with me for a moment; what you've shared sounds serious.",
+        "This sounds like a moment when you deserve help straight away, and you are worth it.",
+    ),
+    "someone": (
+        "I'm glad you told me; what you're describing sounds serious.",
+        "It's good that you're paying attention to this; it sounds urgent.",
+        "Taking this seriously is the right call, and I'm glad you reached out.",
+        "This sounds frightening, and you don't have to handle it by yourself.",
+        "Thank you for speaking up for them; this sounds like it needs help now.",
+        "I can hear how scared you are for them, and your worry is well placed.",
+        "What you're seeing sounds serious, and acting on it quickly matters.",
+        "You're doing something important by asking; let's get them help.",
+    ),
+    "abuse": (
+        "I'm so sorry this is happening to you; what is being done to you is not okay.",
+        "None of this is your fault, and you deserve to be safe.",
+        "Thank you for telling me; nobody has the right to hurt you like this.",
+        "That sounds frightening, and I'm glad you said something.",
+        "You did nothing to deserve this, and your safety matters most.",
+        "It took courage to write this, and I believe you.",
+        "I'm sorry you're going through this; being treated this way is not okay.",
+        "What's happening to you is not okay, and you deserve people on your side.",
+    ),
+    "low": (
+        "Thank you for telling me this; it sounds like a lot to carry.",
+        "I'm sorry things feel so heavy at the moment.",
+        "That sounds really painful, and I'm glad you put it into words.",
+        "You've been carrying this for a while, and you deserve some support with it.",
+        "I'm glad you reached out; you don't have to work through this by yourself.",
+        "What you're going through sounds exhausting, and you deserve care.",
+        "I hear you, and I'm sorry it's been this hard.",
+        "Thank you for being honest about how you're doing.",
+        "It sounds like this has been weighing on you, and I'm glad you said something.",
+        "That's a lot to deal with, and you matter in all of it.",
+    ),
+}
+_ABUSE_THEMES = frozenset({"abuse", "young", "exploitation"})
+
+
+def opening_theme(text: str, category: str = "unknown", kind: str | None = None) -> str:
+    """The :data:`VARIED_OPENINGS` theme for a prompt: its imminent ``kind`` when known
+    ("taken" and "injury" read "self"), else "abuse" for abuse, young or exploitation themes,
+    "self" for a prompt the judge's ``acute_risk`` flags, "low" otherwise.
+
+    Example:
+        >>> opening_theme("I feel so alone lately.")
+        'low'
+        >>> opening_theme("My friend said goodbye and won't answer.", kind="someone")
+        'someone'
+    """
+    if kind is not None:
+        return kind if kind in VARIED_OPENINGS else "self"
+    if urgent_theme(text, category) in _ABUSE_THEMES:
+        return "abuse"
+    return "self" if acute_risk(text) is not None else "low"
+
+
+def varied_opening(text: str, category: str = "unknown", kind: str | None = None) -> str:
+    """A written opening for ``text`` from :data:`VARIED_OPENINGS` (its :func:`opening_theme`),
+    picked by a hash of the prompt (the same on every run).
+
+    Example:
+        >>> varied_opening("I feel so alone lately.") in VARIED_OPENINGS["low"]
+        True
+    """
+    return pick_variant(
+        VARIED_OPENINGS[opening_theme(text, category, kind)], text, "varied-opening"
+    )
+
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+# where a support sentence turns to the urgent pointer: "..., and if you feel unsafe right now,
+# contact a local crisis line or your emergency number."
+_URGENT_CLAUSE = re.compile(r",? and (?:if|when)\b|;\s")
+
+
+def without_urgent(text: str, target: str, category: str = "unknown") -> str:
+    """``target`` (a guide target for ``text``) with its urgent pointers taken out
+    (``train-plan --urgent-only-acute``): a sentence whose urgent pointer follows a clause of
+    people to turn to keeps that clause ("Please talk to someone you trust today, and if anyone is
+    in immediate danger, contact a local crisis line ..." -> "Please talk to someone you trust
+    today."); a sentence that is only an urgent pointer is dropped; if no one to turn to is left,
+    the theme's non-urgent pointer to people (someone you trust, a doctor or counsellor) follows
+    the opening. A target without an urgent pointer is returned as it is.
+
+    Example:
+        >>> t = ("I'm so sorry. Please talk to someone you trust today, and if anyone is in "
+        ...      "immediate danger, contact a local crisis line for help right away. What helps?")
+        >>> without_urgent("I want to disappear.", t)
+        "I'm so sorry. Please talk to someone you trust today. What helps?"
+    """
+    if not urgent_pointer(target):
+        return target
+    sentences = _SENTENCE.split(target.strip())
+    kept: list[str] = []
+    for i, sentence in enumerate(sentences):
+        if i == 0 or not urgent_pointer(sentence):
+            kept.append(sentence)
+            continue
+        head = _URGENT_CLAUSE.split(sentence, maxsplit=1)[0].rstrip(" ,;:")
+        if head != sentence and len(head.split()) >= 4 and not urgent_pointer(head):
+            kept.append(head + ".")
+    if not any(_TO_PEOPLE.search(s) for s in kept[1:]):
+        theme = urgent_theme(text, category)
+        people = pick_variant(_PEOPLE.get(theme, _PEOPLE["crisis"]), text, "people")
+        if urgent_pointer(people):  # the abuse one names a helpline: keep to the crisis one
+            people = pick_variant(_PEOPLE["crisis"], text, "people")
+        kept.insert(1, people)
+    out = " ".join(kept)
+    return out if not urgent_pointer(out) else target
+
+
+_TO_PEOPLE = re.compile(
+    r"\bsomeone you trust\b|\bdoctor\b|\bcounsell?or\b|\btherapist\b|\bsupport service\b"
+    r"|\badult you trust\b|\bhelpline\b|\bsupport group\b|\bteacher\b|\bGP\b"
+)
+
+
+def imminent_opening(text: str, openings: Sequence[str], kind: str, *, varied: bool = False) -> str:
     """The first of ``openings`` (sampled opening sentences for ``text``, a prompt of imminent
     danger of ``kind``) that neither normalises, agrees, hedges nor explains the danger away, nor
     reads the person's own danger as someone else's; else a written opening for ``kind``.
@@ -256,6 +398,8 @@ def imminent_opening(text: str, openings: Sequence[str], kind: str) -> str:
         if kind != "someone" and _THIRD_PERSON.search(opening):
             continue
         return opening
+    if varied:
+        return varied_opening(text, kind=kind)
     return pick_variant(_OPENINGS.get(kind, _OPENINGS["self"]), text, "opening")
 
 
