@@ -1140,7 +1140,8 @@ def resampled_targets(
         f"guide: resampled openings: {counts['openings']} sampled openings of {counts['prompts']} "
         f"prompts judged, {counts['passed']} passed ("
         + ", ".join(f"{rule} {counts[rule]}" for rule in rules if rule != "danger")
-        + f"); {counts['none passed']} prompts get the exemplar's written opening"
+        + f"); {counts['none passed']} prompts get "
+        + ("a varied written opening" if cfg.varied_openings else "the exemplar's written opening")
     )
     return _resampled_pairs(records, kept, varied=cfg.varied_openings)
 
