@@ -337,6 +337,13 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _URGENT_CLAUSE = re.compile(r",? and (?:if|when)\b|;\s")
 
 
+# a pointer to people to turn to (not urgent)
+_TO_PEOPLE = re.compile(
+    r"\bsomeone you trust\b|\bdoctor\b|\bcounsell?or\b|\btherapist\b|\bsupport service\b"
+    r"|\badult you trust\b|\bhelpline\b|\bsupport group\b|\bteacher\b|\bGP\b"
+)
+
+
 def without_urgent(text: str, target: str, category: str = "unknown") -> str:
     """``target`` (a guide target for ``text``) with its urgent pointers taken out
     (``train-plan --urgent-only-acute``): a sentence whose urgent pointer follows a clause of
@@ -371,12 +378,6 @@ def without_urgent(text: str, target: str, category: str = "unknown") -> str:
         kept.insert(1, people)
     out = " ".join(kept)
     return out if not urgent_pointer(out) else target
-
-
-_TO_PEOPLE = re.compile(
-    r"\bsomeone you trust\b|\bdoctor\b|\bcounsell?or\b|\btherapist\b|\bsupport service\b"
-    r"|\badult you trust\b|\bhelpline\b|\bsupport group\b|\bteacher\b|\bGP\b"
-)
 
 
 def imminent_opening(text: str, openings: Sequence[str], kind: str, *, varied: bool = False) -> str:
