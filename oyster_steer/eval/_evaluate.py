@@ -273,6 +273,8 @@ def _answer(
         site, nll = _generation_reads(model, cond, judges)
         with cond.applied(model) as handle:
             log = DecisionLog(handle) if isinstance(handle, ControlHandle) else None
+            if log is not None:
+                log.start(model, len(chunk))  # checks the plan is patched on this model
             replies, reads = _generate(
                 model,
                 [r.text for r in chunk],
