@@ -31,6 +31,7 @@ from ..reproduce._plan_training import (
     TARGET_RECIPES,
     URGENT_RECIPES,
     PlanTrainingConfig,
+    check_retain_intents,
     train_plan_actions,
 )
 from ..vectors._intervention import load_intervention, save_intervention
@@ -74,6 +75,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=d.retain_routed,
         help="also retain up to this many benign + borderline training prompts that the pack's "
         "gate (probe + policy) sends to the strategy being trained (its likely mis-routes)",
+    )
+    p.add_argument(
+        "--retain-intents",
+        default=",".join(d.retain_intents),
+        metavar="LIST",
+        help="comma list of the intents the retain term keeps (of benign, borderline): both the "
+        "--n-retain draw (half per intent) and the --retain-routed mis-routes; default "
+        "benign,borderline",
     )
     p.add_argument(
         "--boundary-routed",
@@ -295,6 +304,12 @@ def run(args: argparse.Namespace) -> int:
             "--urgent-only-acute and --varied-openings rewrite distilled guide targets: use "
             "--targets distilled, distilled-urgent or distilled-acute"
         )
+    try:
+        retain_intents = check_retain_intents(
+            [i.strip() for i in args.retain_intents.split(",") if i.strip()]
+        )
+    except ValueError as e:
+        raise OysterError(f"--retain-intents {args.retain_intents!r}: {e}") from None
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.time()
@@ -332,6 +347,7 @@ def run(args: argparse.Namespace) -> int:
         topical_openings=args.topical_openings,
         urgent_only_acute=args.urgent_only_acute,
         varied_openings=args.varied_openings,
+        retain_intents=retain_intents,
     )
     out_path = args.out or vector_dir / "control.safetensors"
     payoff = args.payoff or probe_dir / "policy.json"

@@ -549,7 +549,27 @@ class PlanTrainingConfig:
     # prompts') picked per prompt from many per theme (``_urgent_targets.VARIED_OPENINGS``)
     # instead of the exemplar's 2 or the imminent kind's 2-3
     varied_openings: bool = False
+    # the intents (of ``RETAIN_INTENTS``) whose prompts the retain term keeps: both the random
+    # ``n_retain`` draw (``n_retain // 2`` per intent) and the ``retain_routed`` mis-routes (each
+    # intent's ``routing_pool // 2`` routed); the draw per intent is the same whichever are named
+    # (sixteenth session, act17: the borderline prompts guided by mistake are peer comments in
+    # crisis words, whose unsteered replies are the ones to change)
+    retain_intents: tuple[str, ...] = ("benign", "borderline")
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+RETAIN_INTENTS = ("benign", "borderline")
+
+
+def check_retain_intents(intents: Sequence[str]) -> tuple[str, ...]:
+    """``intents`` as a tuple in ``RETAIN_INTENTS`` order; ValueError when one is not allowed."""
+    wrong = [i for i in intents if i not in RETAIN_INTENTS]
+    if wrong or not intents:
+        raise ValueError(
+            f"retain intents {list(intents)!r}: each must be one of {', '.join(RETAIN_INTENTS)} "
+            "(at least one)"
+        )
+    return tuple(i for i in RETAIN_INTENTS if i in intents)
 
 
 def _pick(options: Sequence[str], text: str, salt: int) -> str:
@@ -1326,6 +1346,7 @@ def train_plan_actions(
 
     cfg = config or PlanTrainingConfig()
     check_extra_guide_prompts(cfg)
+    retain_intents = check_retain_intents(cfg.retain_intents)
     if cfg.opening_samples and (cfg.targets == "sampled" or cfg.judge_openings):
         raise ValueError(
             "opening_samples resamples the openings of distilled guide targets: it needs a "
@@ -1490,7 +1511,7 @@ def train_plan_actions(
 
     retain_records = [
         r
-        for intent in ("benign", "borderline")
+        for intent in retain_intents
         for r in _sample(model, train, intent, cfg.n_retain // 2, cfg.seed, cfg.max_prompt_tokens)
     ]
     retain: list[tuple[str, str]] = []
@@ -1526,16 +1547,14 @@ def train_plan_actions(
     def misroutes(strategy: str) -> list[tuple[str, str]]:
         if not (gate is not None and cfg.retain_routed and cfg.retain_weight):
             return []
-        found, drawn = sent_to(
-            strategy, ("benign", "borderline"), cfg.routing_pool // 2, cfg.seed + 3
-        )
+        found, drawn = sent_to(strategy, retain_intents, cfg.routing_pool // 2, cfg.seed + 3)
         if not drawn:
             return []
         taken = {p for p, _ in retain}
         chosen = [r for r in found if r.text not in taken][: cfg.retain_routed]
         log(
-            f"{strategy}: the gate sends {len(found)} of {drawn} benign + borderline training "
-            f"prompts to it; {len(chosen)} join its retain set"
+            f"{strategy}: the gate sends {len(found)} of {drawn} {' + '.join(retain_intents)} "
+            f"training prompts to it; {len(chosen)} join its retain set"
         )
         if not chosen:
             return []
@@ -1639,6 +1658,11 @@ def train_plan_actions(
                 **(
                     {"varied_openings": "true"}
                     if strategy == "guide" and cfg.varied_openings
+                    else {}
+                ),
+                **(
+                    {"retain_intents": ",".join(retain_intents)}
+                    if kept and retain_intents != RETAIN_INTENTS
                     else {}
                 ),
             },
